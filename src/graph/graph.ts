@@ -1,0 +1,121 @@
+import type { AttributeValue, Graph, Node, TensorData } from './types.js';
+import { QuantflowError } from '../util/errors.js';
+
+/** An empty graph. */
+export function createGraph(name: string): Graph {
+  return { name, nodes: [], initializers: new Map(), inputs: [], outputs: [], valueInfo: new Map() };
+}
+
+/** Every value name the graph defines or refers to, and every node name. */
+function usedNames(graph: Graph): Set<string> {
+  const used = new Set<string>(graph.initializers.keys());
+  for (const v of graph.inputs) used.add(v.name);
+  for (const n of graph.nodes) {
+    used.add(n.name);
+    for (const o of n.outputs) used.add(o);
+    for (const i of n.inputs) used.add(i);
+  }
+  return used;
+}
+
+/**
+ * Returns a function that hands out names not yet used in `graph` (nor by earlier calls),
+ * `base`, then `base_1`, `base_2`, ...
+ */
+export function nameAllocator(graph: Graph): (base: string) => string {
+  const used = usedNames(graph);
+  return (base: string) => {
+    let name = base;
+    for (let i = 1; used.has(name); i++) name = `${base}_${i}`;
+    used.add(name);
+    return name;
+  };
+}
+
+/** Builds a node in the default domain. */
+export function makeNode(
+  opType: string,
+  inputs: string[],
+  outputs: string[],
+  attributes: Record<string, AttributeValue> = {},
+  name = outputs[0] ?? opType,
+): Node {
+  return { name, opType, domain: '', inputs, outputs, attributes };
+}
+
+/** Map from each value name to the node that produces it. */
+export function producerMap(graph: Graph): Map<string, Node> {
+  const m = new Map<string, Node>();
+  for (const n of graph.nodes) for (const o of n.outputs) if (o) m.set(o, n);
+  return m;
+}
+
+/** Map from each value name to the nodes that read it. */
+export function consumerMap(graph: Graph): Map<string, Node[]> {
+  const m = new Map<string, Node[]>();
+  for (const n of graph.nodes)
+    for (const i of n.inputs) {
+      if (!i) continue;
+      const list = m.get(i);
+      if (list) list.push(n);
+      else m.set(i, [n]);
+    }
+  return m;
+}
+
+function attribute(node: Node, name: string): AttributeValue | undefined {
+  return node.attributes[name];
+}
+
+function wrongType(node: Node, name: string, want: string): QuantflowError {
+  return new QuantflowError(
+    `node '${node.name}' (${node.opType}): attribute '${name}' should be ${want}, found ${attribute(node, name)?.type}`,
+  );
+}
+
+export function attrInt(node: Node, name: string, fallback: number): number {
+  const a = attribute(node, name);
+  if (!a) return fallback;
+  if (a.type !== 'int') throw wrongType(node, name, 'an int');
+  return a.value;
+}
+
+export function attrFloat(node: Node, name: string, fallback: number): number {
+  const a = attribute(node, name);
+  if (!a) return fallback;
+  if (a.type !== 'float') throw wrongType(node, name, 'a float');
+  return a.value;
+}
+
+export function attrInts(node: Node, name: string): number[] | undefined;
+export function attrInts(node: Node, name: string, fallback: number[]): number[];
+export function attrInts(node: Node, name: string, fallback?: number[]): number[] | undefined {
+  const a = attribute(node, name);
+  if (!a) return fallback;
+  if (a.type !== 'ints') throw wrongType(node, name, 'a list of ints');
+  return a.value;
+}
+
+export function attrString(node: Node, name: string, fallback: string): string {
+  const a = attribute(node, name);
+  if (!a) return fallback;
+  if (a.type !== 'string') throw wrongType(node, name, 'a string');
+  return a.value;
+}
+
+export function attrTensor(node: Node, name: string): TensorData | undefined {
+  const a = attribute(node, name);
+  if (!a) return undefined;
+  if (a.type !== 'tensor') throw wrongType(node, name, 'a tensor');
+  return a.value;
+}
+
+/** Attribute constructors, so that building nodes reads like the ONNX spec. */
+export const attr = {
+  int: (value: number): AttributeValue => ({ type: 'int', value }),
+  ints: (value: number[]): AttributeValue => ({ type: 'ints', value }),
+  float: (value: number): AttributeValue => ({ type: 'float', value }),
+  floats: (value: number[]): AttributeValue => ({ type: 'floats', value }),
+  string: (value: string): AttributeValue => ({ type: 'string', value }),
+  tensor: (value: TensorData): AttributeValue => ({ type: 'tensor', value }),
+};
