@@ -50,6 +50,13 @@ export function producerMap(graph: Graph): Map<string, Node> {
   return m;
 }
 
+/** Drops initializers that no node reads any more. */
+export function pruneUnusedInitializers(graph: Graph): void {
+  const used = new Set(graph.nodes.flatMap((n) => n.inputs));
+  for (const o of graph.outputs) used.add(o.name);
+  for (const name of graph.initializers.keys()) if (!used.has(name)) graph.initializers.delete(name);
+}
+
 /** Map from each value name to the nodes that read it. */
 export function consumerMap(graph: Graph): Map<string, Node[]> {
   const m = new Map<string, Node[]>();

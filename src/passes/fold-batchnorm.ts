@@ -1,4 +1,4 @@
-import { attrFloat, attrInt, consumerMap, producerMap } from '../graph/graph.js';
+import { attrFloat, attrInt, consumerMap, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { Graph, Node, TensorData } from '../graph/types.js';
 
@@ -57,11 +57,4 @@ export function foldBatchNorm(graph: Graph): number {
   graph.nodes = graph.nodes.filter((n) => !removed.has(n));
   pruneUnusedInitializers(graph);
   return removed.size;
-}
-
-/** Drops initializers that no node reads any more. */
-export function pruneUnusedInitializers(graph: Graph): void {
-  const used = new Set(graph.nodes.flatMap((n) => n.inputs));
-  for (const o of graph.outputs) used.add(o.name);
-  for (const name of graph.initializers.keys()) if (!used.has(name)) graph.initializers.delete(name);
 }

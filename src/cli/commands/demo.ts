@@ -1,0 +1,61 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { loadModel } from '../../import/load.js';
+import { prepareModel } from '../../import/prepare.js';
+import { loadDataset } from '../../data/dataset.js';
+import { evaluate } from '../../eval/evaluate.js';
+import { compareWithReference } from '../../eval/reference.js';
+import { QuantflowError } from '../../util/errors.js';
+import { progressBar } from '../progress.js';
+import { formatTable, percent } from '../table.js';
+import { writeJsonResult } from '../output.js';
+import { positiveInt } from './eval.js';
+
+/** The models the demo runs, with the data they are evaluated on. */
+const DEMO_RUNS = [
+  { model: 'mobilenet_v1_0.25_224_float.tflite', data: 'imagenet-val-650' },
+  { model: 'mobilenet_v2_1.0_224_int8.tflite', data: 'imagenet-val-650' },
+  { model: 'mobilenet_v2_1.0_224_uint8.tflite', data: 'imagenet-val-650' },
+  { model: 'mobilenet_v3_small_1.0_224_uint8.tflite', data: 'imagenet-val-650' },
+  { model: 'resnet8_cifar10_float.tflite', data: 'cifar10-test' },
+];
+
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('Import every model in ../shared/models, evaluate it and print the accuracy table.')
+    .option('--shared <dir>', 'folder holding models/, data/ and reference/', '../shared')
+    .option('--limit <n>', 'images per dataset (default: all)', positiveInt('--limit'))
+    .option('--json <file>', 'write the table as JSON')
+    .action(async (opts: { shared: string; limit?: number; json?: string }) => {
+      const shared = resolve(opts.shared);
+      if (!existsSync(join(shared, 'models')))
+        throw new QuantflowError(`${shared}: no models/ folder; pass --shared <dir> pointing at the shared models and data`);
+      const rows: (string | number)[][] = [['model', 'data', 'n', 'top-1', 'top-5', 'images/s', 'agrees with reference']];
+      const results = [];
+      for (const run of DEMO_RUNS) {
+        const modelPath = join(shared, 'models', run.model);
+        const model = await prepareModel(loadModel(modelPath));
+        const dataset = await loadDataset(join(shared, 'data', run.data));
+        const total = Math.min(opts.limit ?? Infinity, dataset.items.length);
+        const bar = progressBar(run.model, total);
+        const result = await evaluate(model, dataset, { limit: opts.limit, onProgress: (d) => bar.update(d) });
+        bar.stop();
+        const refPath = join(shared, 'reference', `${run.model.replace(/\.tflite$/, '')}__${run.data}.csv`);
+        const agreement = existsSync(refPath) ? compareWithReference(result.predictions, refPath) : undefined;
+        rows.push([
+          run.model,
+          run.data,
+          result.n,
+          percent(result.top1),
+          percent(result.top5),
+          result.imagesPerSecond.toFixed(1),
+          agreement ? `${percent(agreement.top1Agreement)} of ${agreement.n}` : '-',
+        ]);
+        results.push({ ...run, n: result.n, top1: result.top1, top5: result.top5, imagesPerSecond: result.imagesPerSecond, preset: result.preset, referenceAgreement: agreement?.top1Agreement });
+      }
+      console.log(formatTable(rows));
+      if (opts.json) writeJsonResult(opts.json, results);
+    });
+}

@@ -1,0 +1,35 @@
+import { readFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { Model } from '../graph/types.js';
+import { parseOnnx } from '../onnx/read.js';
+import { QuantflowError } from '../util/errors.js';
+import { importTflite } from './tflite/import.js';
+
+/** The formats quantflow reads. */
+export type ModelFormat = 'onnx' | 'tflite';
+
+/** TFLite flatbuffers carry the file identifier "TFL3" at byte 4; anything else is tried as ONNX. */
+export function detectFormat(bytes: Uint8Array): ModelFormat {
+  const id = String.fromCharCode(...bytes.subarray(4, 8));
+  return id === 'TFL3' ? 'tflite' : 'onnx';
+}
+
+/**
+ * Reads a model file of either format into the ONNX-semantics graph. The format comes from
+ * the file's content, not its extension, so a misnamed file still loads.
+ */
+export function loadModel(path: string): Model {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const hint = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : String(code ?? e);
+    throw new QuantflowError(`${path}: cannot read model file (${hint})`);
+  }
+  if (bytes.length === 0) throw new QuantflowError(`${path}: the model file is empty`);
+  if (detectFormat(bytes) === 'tflite') return importTflite(bytes, basename(path));
+  if (path.toLowerCase().endsWith('.tflite'))
+    throw new QuantflowError(`${path}: not a TFLite flatbuffer (no TFL3 identifier); the file may be truncated or corrupt`);
+  return parseOnnx(bytes, { source: path, baseDir: dirname(path) });
+}
