@@ -103,6 +103,13 @@ export function attrInts(node: Node, name: string, fallback?: number[]): number[
   return a.value;
 }
 
+export function attrFloats(node: Node, name: string): number[] | undefined {
+  const a = attribute(node, name);
+  if (!a) return undefined;
+  if (a.type !== 'floats') throw wrongType(node, name, 'a list of floats');
+  return a.value;
+}
+
 export function attrString(node: Node, name: string, fallback: string): string {
   const a = attribute(node, name);
   if (!a) return fallback;

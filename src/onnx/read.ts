@@ -14,10 +14,8 @@ import { allocStorage, sizeOf } from '../graph/tensor.js';
 import { topologicalSort } from '../graph/toposort.js';
 import { QuantflowError } from '../util/errors.js';
 import { dataTypeFromCode } from './datatype.js';
+import { MAX_OPSET, MIN_OPSET } from '../graph/ops.js';
 
-/** Oldest and newest default-domain opsets we read. */
-export const MIN_OPSET = 9;
-export const MAX_OPSET = 23;
 
 interface ReadContext {
   /** File name for messages. */
