@@ -1,0 +1,78 @@
+import { attrInt, consumerMap } from '../graph/graph.js';
+import type { Graph, Node } from '../graph/types.js';
+
+/** A layer whose constant weights get quantized. */
+export interface WeightedLayer {
+  node: Node;
+  /** Initializer name of the weights. */
+  weight: string;
+  /** Initializer name of the bias, if any (quantized to int32 at scale s_x·s_w). */
+  bias?: string;
+  /** Weight axis that indexes output channels (per-channel scales and WESS shifts run along it). */
+  channelAxis: number;
+}
+
+/** Which tensors of a float graph a quantized target represents in integers. */
+export interface QuantizationPlan {
+  layers: WeightedLayer[];
+  /** Activation tensors that get their own scale, in graph order. */
+  activations: string[];
+}
+
+/** Activations the NPU applies inside the producing layer's requantization (a clamp). */
+const FUSIBLE_ACTIVATIONS = new Set(['Relu', 'Clip']);
+/** Layers whose output requantization can absorb a following clamp. */
+const FUSING_LAYERS = new Set(['Conv', 'Gemm', 'MatMul', 'Add']);
+/**
+ * Ops whose output lies on the same integer grid as their input, so the target needs no new
+ * scale: they move or select values without arithmetic.
+ */
+const SAME_GRID = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Transpose', 'MaxPool', 'Identity', 'Dropout']);
+
+function weightedLayer(node: Node, graph: Graph): WeightedLayer | undefined {
+  const weight = node.inputs[1];
+  if (!weight || !graph.initializers.has(weight)) return undefined;
+  const bias = node.inputs[2] && graph.initializers.has(node.inputs[2]) ? node.inputs[2] : undefined;
+  switch (node.opType) {
+    case 'Conv':
+      return { node, weight, bias, channelAxis: 0 };
+    case 'Gemm':
+      return { node, weight, bias, channelAxis: attrInt(node, 'transB', 0) ? 0 : 1 };
+    case 'MatMul':
+      return graph.initializers.get(weight)!.dims.length === 2 ? { node, weight, channelAxis: 1 } : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Decides what gets quantized: the weights of Conv/Gemm/MatMul layers, and every float
+ * activation at a layer boundary — model inputs and node outputs, except (a) a layer output
+ * read only by a ReLU/Clip, whose clamp the target fuses into the layer (the clamp's output
+ * is quantized instead), (b) outputs of ops that keep their input's grid, and (c) a final
+ * Softmax, which stays float as the model's probability output.
+ */
+export function planQuantization(graph: Graph): QuantizationPlan {
+  const consumers = consumerMap(graph);
+  const graphOutputs = new Set(graph.outputs.map((o) => o.name));
+  const isFloat = (name: string) => (graph.valueInfo.get(name)?.dataType ?? 'float32') === 'float32';
+  const layers: WeightedLayer[] = [];
+  const activations: string[] = graph.inputs.filter((v) => v.dataType === 'float32').map((v) => v.name);
+  for (const node of graph.nodes) {
+    const layer = weightedLayer(node, graph);
+    if (layer) layers.push(layer);
+    if (SAME_GRID.has(node.opType)) continue;
+    if (node.opType === 'Softmax' && graphOutputs.has(node.outputs[0]!)) continue;
+    for (const out of node.outputs) {
+      if (!out || !isFloat(out) || graph.initializers.has(out)) continue;
+      const readers = consumers.get(out) ?? [];
+      const fused =
+        FUSING_LAYERS.has(node.opType) &&
+        !graphOutputs.has(out) &&
+        readers.length === 1 &&
+        FUSIBLE_ACTIVATIONS.has(readers[0]!.opType);
+      if (!fused) activations.push(out);
+    }
+  }
+  return { layers, activations };
+}

@@ -1,0 +1,382 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { QuantflowError } from '../util/errors.js';
+
+/**
+ * Target profiles: what an integer NPU can execute, as data. Passes read the profile instead
+ * of hard-coding a target, so a new NPU is a new JSON file. Built-ins live in `profiles/`
+ * at the repository root; a user profile is any `.json` file with the same schema.
+ *
+ * Example (`profiles/w4a8-shift.json`):
+ *
+ * ```json
+ * {
+ *   "name": "w4a8-shift",
+ *   "description": "4-bit weights, one scale per layer with per-channel WESS shifts",
+ *   "weights": { "bits": 4, "granularity": "shift", "shiftBits": 4, "symmetric": true },
+ *   "activations": { "bits": 8, "symmetric": false },
+ *   "requantization": { "multiplierBits": 16, "shiftRange": [0, 47] },
+ *   "accumulatorBits": 32,
+ *   "biasBits": 32,
+ *   "nonlinearities": { "relu": "fused-clamp", "relu6": "fused-clamp", "hardSwish": "lut" },
+ *   "powerOfTwoScales": false,
+ *   "overrides": [
+ *     { "match": "@first", "weights": { "bits": 8 } },
+ *     { "match": "@last", "weights": { "bits": 8 } }
+ *   ]
+ * }
+ * ```
+ *
+ * `name`, `weights`, `activations` and `requantization` are required; every other field has
+ * the default documented on it. Unknown keys are errors, so a typo cannot silently fall back
+ * to a default.
+ */
+
+/** How weight scales are shared. */
+export type WeightGranularity =
+  /** One scale for the whole tensor. */
+  | 'tensor'
+  /** One scale per output channel. */
+  | 'channel'
+  /** WESS: one scale per layer, each output channel pre-multiplied by 2^k[c]. */
+  | 'shift';
+
+export interface WeightSpec {
+  bits: 4 | 8;
+  granularity: WeightGranularity;
+  /**
+   * Width of the per-channel WESS shift: k[c] ∈ [0, 2^shiftBits − 1]; 1..5. Only used by
+   * layers whose granularity is 'shift'. Default 4, the paper's choice (shifts 0..15).
+   */
+  shiftBits: number;
+  /** Weights are always symmetric (zero point 0); the field lets a profile say so. Default true. */
+  symmetric: true;
+}
+
+export interface ActivationSpec {
+  /** One scale per tensor at this width. */
+  bits: 8 | 16;
+  /** true: signed grid, zero point 0; false: unsigned grid with a zero point. */
+  symmetric: boolean;
+}
+
+export interface RequantizationSpec {
+  /** Width B of the signed fixed-point multiplier M (2..32). */
+  multiplierBits: number;
+  /**
+   * [min, max] of the total right shift applied to acc·M, i.e. n + k[c] with WESS. A negative
+   * min allows left shifts (real multipliers ≥ 2^(B−1)).
+   */
+  shiftRange: [number, number];
+}
+
+/** Non-linearities a target may run, named as in the model zoo rather than by ONNX op. */
+export const NONLINEARITIES = [
+  'relu',
+  'relu6',
+  'leakyRelu',
+  'sigmoid',
+  'hardSigmoid',
+  'hardSwish',
+  'swish',
+  'tanh',
+] as const;
+export type Nonlinearity = (typeof NONLINEARITIES)[number];
+
+/**
+ * How the target runs a non-linearity: 'fused-clamp' folds it into the output clamp of the
+ * preceding layer (relu and relu6 only), 'lut' uses an integer lookup table on the quantized
+ * input, 'float' falls back to the host.
+ */
+export type NonlinearityMode = 'fused-clamp' | 'lut' | 'float';
+
+/** Weight settings an override may change; absent fields keep the earlier value. */
+export interface WeightOverride {
+  bits?: 4 | 8;
+  granularity?: WeightGranularity;
+  shiftBits?: number;
+}
+
+/**
+ * Mixed precision. `match` selects layers by name:
+ * - `@first` / `@last`: the first and the last layer with weights (the stem convolution and
+ *   the classifier), whatever their names;
+ * - `/regex/flags`: a JavaScript regular expression, searched in the name (anchor it yourself);
+ * - anything else: a glob over the whole name, `*` any run of characters, `?` one character.
+ * Overrides apply in order and later ones win, field by field.
+ */
+export interface LayerOverride {
+  match: string;
+  weights: WeightOverride;
+}
+
+export interface TargetProfile {
+  name: string;
+  /** Default ''. */
+  description: string;
+  /** Where the profile came from (file path or built-in name), for messages and reports. */
+  source: string;
+  weights: WeightSpec;
+  activations: ActivationSpec;
+  requantization: RequantizationSpec;
+  /** Accumulator width, 16..32. Default 32. */
+  accumulatorBits: number;
+  /** Bias width (bias at scale s_x·s_w[c]), 8..accumulatorBits. Default 32. */
+  biasBits: number;
+  /**
+   * Every entry of NONLINEARITIES is present after parsing. Defaults: relu and relu6
+   * 'fused-clamp', the others 'lut'.
+   */
+  nonlinearities: Record<Nonlinearity, NonlinearityMode>;
+  /** Restrict weight and activation scales to powers of two. Default false. */
+  powerOfTwoScales: boolean;
+  /** Default []. */
+  overrides: LayerOverride[];
+}
+
+/** The weight quantization one layer gets after overrides. */
+export interface LayerWeights {
+  bits: 4 | 8;
+  granularity: WeightGranularity;
+  /** 0 unless granularity is 'shift'. */
+  shiftBits: number;
+}
+
+const profilesDir = fileURLToPath(new URL('../../../profiles/', import.meta.url));
+
+/** Names of the profiles shipped in `profiles/`. */
+export function builtinProfiles(): string[] {
+  return readdirSync(profilesDir)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => f.slice(0, -'.json'.length))
+    .sort();
+}
+
+/**
+ * Loads a built-in profile by name (`w8a8-shift`) or a profile file by path (anything ending
+ * in `.json` or containing a path separator). Throws a QuantflowError naming the file for
+ * unreadable, malformed or invalid profiles, and listing the built-ins for an unknown name.
+ */
+export function loadProfile(nameOrPath: string): TargetProfile {
+  const isPath = nameOrPath.endsWith('.json') || /[/\\]/.test(nameOrPath);
+  const path = isPath ? nameOrPath : `${profilesDir}${nameOrPath}.json`;
+  const source = isPath ? nameOrPath : `${nameOrPath}.json`;
+  if (!isPath && !existsSync(path)) {
+    throw new QuantflowError(
+      `unknown target profile "${nameOrPath}" (built-in: ${builtinProfiles().join(', ')}; or give a path to a .json file)`,
+    );
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new QuantflowError(`${source}: cannot read target profile (${(e as NodeJS.ErrnoException).code ?? e})`, {
+      cause: e,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new QuantflowError(`${source}: invalid JSON (${(e as Error).message})`, { cause: e });
+  }
+  return parseProfile(json, source);
+}
+
+/**
+ * Validates a parsed JSON profile and fills in defaults. `source` prefixes every error, which
+ * also names the JSON path: `w4.json: weights.bits must be 4 or 8, got 5`.
+ */
+export function parseProfile(json: unknown, source: string): TargetProfile {
+  const r = new JsonReader(source);
+  const root = r.object('', json, [
+    'name',
+    'description',
+    'weights',
+    'activations',
+    'requantization',
+    'accumulatorBits',
+    'biasBits',
+    'nonlinearities',
+    'powerOfTwoScales',
+    'overrides',
+  ]);
+  const name = r.string('name', root.name);
+  const description = root.description === undefined ? '' : r.string('description', root.description, true);
+
+  const w = r.object('weights', root.weights, ['bits', 'granularity', 'shiftBits', 'symmetric']);
+  const weights: WeightSpec = {
+    bits: r.oneOf('weights.bits', w.bits, [4, 8] as const),
+    granularity: r.oneOf('weights.granularity', w.granularity, GRANULARITIES),
+    shiftBits: w.shiftBits === undefined ? 4 : r.int('weights.shiftBits', w.shiftBits, 1, 5),
+    symmetric: w.symmetric === undefined ? true : r.oneOf('weights.symmetric', w.symmetric, [true] as const),
+  };
+
+  const a = r.object('activations', root.activations, ['bits', 'symmetric']);
+  const activations: ActivationSpec = {
+    bits: r.oneOf('activations.bits', a.bits, [8, 16] as const),
+    symmetric: r.boolean('activations.symmetric', a.symmetric),
+  };
+
+  const q = r.object('requantization', root.requantization, ['multiplierBits', 'shiftRange']);
+  const multiplierBits = r.int('requantization.multiplierBits', q.multiplierBits, 2, 32);
+  const shiftRange = r.array('requantization.shiftRange', q.shiftRange, 2, 'a [min, max] pair of integers');
+  const minShift = r.int('requantization.shiftRange[0]', shiftRange[0], -63, 63);
+  const maxShift = r.int('requantization.shiftRange[1]', shiftRange[1], minShift, 63);
+  const requantization: RequantizationSpec = { multiplierBits, shiftRange: [minShift, maxShift] };
+
+  const accumulatorBits = root.accumulatorBits === undefined ? 32 : r.int('accumulatorBits', root.accumulatorBits, 16, 32);
+  const biasBits = root.biasBits === undefined ? 32 : r.int('biasBits', root.biasBits, 8, accumulatorBits);
+
+  const nl = root.nonlinearities === undefined ? {} : r.object('nonlinearities', root.nonlinearities, NONLINEARITIES);
+  const nonlinearities = {} as Record<Nonlinearity, NonlinearityMode>;
+  for (const f of NONLINEARITIES) {
+    const clampable = f === 'relu' || f === 'relu6';
+    nonlinearities[f] =
+      nl[f] === undefined
+        ? clampable
+          ? 'fused-clamp'
+          : 'lut'
+        : r.oneOf(`nonlinearities.${f}`, nl[f], clampable ? (['fused-clamp', 'lut', 'float'] as const) : (['lut', 'float'] as const));
+  }
+
+  const powerOfTwoScales = root.powerOfTwoScales === undefined ? false : r.boolean('powerOfTwoScales', root.powerOfTwoScales);
+
+  const list = root.overrides === undefined ? [] : r.array('overrides', root.overrides, undefined, 'an array');
+  const overrides = list.map((item, i): LayerOverride => {
+    const path = `overrides[${i}]`;
+    const o = r.object(path, item, ['match', 'weights']);
+    const match = r.string(`${path}.match`, o.match);
+    const matcherError = checkMatcher(match);
+    if (matcherError) throw new QuantflowError(`${source}: ${path}.match ${matcherError}`);
+    const ow = r.object(`${path}.weights`, o.weights, ['bits', 'granularity', 'shiftBits']);
+    if (Object.keys(ow).length === 0) {
+      throw new QuantflowError(`${source}: ${path}.weights must set at least one of bits, granularity, shiftBits`);
+    }
+    const weightOverride: WeightOverride = {};
+    if (ow.bits !== undefined) weightOverride.bits = r.oneOf(`${path}.weights.bits`, ow.bits, [4, 8] as const);
+    if (ow.granularity !== undefined) {
+      weightOverride.granularity = r.oneOf(`${path}.weights.granularity`, ow.granularity, GRANULARITIES);
+    }
+    if (ow.shiftBits !== undefined) weightOverride.shiftBits = r.int(`${path}.weights.shiftBits`, ow.shiftBits, 1, 5);
+    return { match, weights: weightOverride };
+  });
+
+  return {
+    name,
+    description,
+    source,
+    weights,
+    activations,
+    requantization,
+    accumulatorBits,
+    biasBits,
+    nonlinearities,
+    powerOfTwoScales,
+    overrides,
+  };
+}
+
+/**
+ * The weight quantization of one layer: the profile's defaults with every matching override
+ * applied in order. `isFirst`/`isLast` tell whether the layer is the first or the last layer
+ * with weights, which the `@first`/`@last` matchers select.
+ */
+export function resolveLayer(
+  profile: TargetProfile,
+  layerName: string,
+  position: { isFirst: boolean; isLast: boolean },
+): LayerWeights {
+  let { bits, granularity, shiftBits } = profile.weights;
+  for (const o of profile.overrides) {
+    if (!matches(o.match, layerName, position)) continue;
+    bits = o.weights.bits ?? bits;
+    granularity = o.weights.granularity ?? granularity;
+    shiftBits = o.weights.shiftBits ?? shiftBits;
+  }
+  return { bits, granularity, shiftBits: granularity === 'shift' ? shiftBits : 0 };
+}
+
+const GRANULARITIES = ['tensor', 'channel', 'shift'] as const;
+
+function matches(match: string, name: string, position: { isFirst: boolean; isLast: boolean }): boolean {
+  if (match === '@first') return position.isFirst;
+  if (match === '@last') return position.isLast;
+  return matcherRegExp(match).test(name);
+}
+
+function matcherRegExp(match: string): RegExp {
+  const slash = match.lastIndexOf('/');
+  if (match.startsWith('/') && slash > 0) return new RegExp(match.slice(1, slash), match.slice(slash + 1));
+  const body = match.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}$`);
+}
+
+/** Why a matcher is unusable, or undefined when it is fine. */
+function checkMatcher(match: string): string | undefined {
+  if (match === '') return 'must not be empty';
+  if (match.startsWith('@') && match !== '@first' && match !== '@last') {
+    return `must be @first, @last, a glob or a /regex/, got "${match}"`;
+  }
+  try {
+    matcherRegExp(match);
+  } catch (e) {
+    return `is not a valid regular expression: ${(e as Error).message}`;
+  }
+  return undefined;
+}
+
+/** Typed reads of untrusted JSON; every failure is one line naming the source and JSON path. */
+class JsonReader {
+  constructor(private readonly source: string) {}
+
+  object(path: string, value: unknown, keys: readonly string[]): Record<string, unknown> {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(path, 'an object', value);
+    for (const key of Object.keys(value)) {
+      if (!keys.includes(key)) {
+        const where = path ? `${path}.${key}` : key;
+        throw new QuantflowError(`${this.source}: unknown key ${where} (known: ${keys.join(', ')})`);
+      }
+    }
+    return value as Record<string, unknown>;
+  }
+
+  array(path: string, value: unknown, length: number | undefined, expected: string): unknown[] {
+    if (!Array.isArray(value) || (length !== undefined && value.length !== length)) this.fail(path, expected, value);
+    return value;
+  }
+
+  string(path: string, value: unknown, allowEmpty = false): string {
+    if (typeof value !== 'string' || (!allowEmpty && value === '')) {
+      this.fail(path, allowEmpty ? 'a string' : 'a non-empty string', value);
+    }
+    return value;
+  }
+
+  boolean(path: string, value: unknown): boolean {
+    if (typeof value !== 'boolean') this.fail(path, 'true or false', value);
+    return value;
+  }
+
+  int(path: string, value: unknown, min: number, max: number): number {
+    if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
+      this.fail(path, `an integer in ${min}..${max}`, value);
+    }
+    return value as number;
+  }
+
+  oneOf<T extends string | number | boolean>(path: string, value: unknown, options: readonly T[]): T {
+    if (!options.includes(value as T)) {
+      const list = options.map((o) => JSON.stringify(o));
+      this.fail(path, list.length === 1 ? list[0]! : `${list.slice(0, -1).join(', ')} or ${list.at(-1)}`, value);
+    }
+    return value as T;
+  }
+
+  private fail(path: string, expected: string, value: unknown): never {
+    if (value === undefined) throw new QuantflowError(`${this.source}: ${path} is required (${expected})`);
+    const got = JSON.stringify(value);
+    const shown = got.length > 40 ? `${got.slice(0, 37)}...` : got;
+    throw new QuantflowError(`${this.source}: ${path || 'the profile'} must be ${expected}, got ${shown}`);
+  }
+}

@@ -1,0 +1,233 @@
+import { powerOfTwoCeil, roundHalfToEven } from './fixedpoint.js';
+import type { LayerWeights, WeightGranularity } from './profile.js';
+
+/**
+ * Symmetric weight quantization: per tensor, per output channel, and WESS (one layer scale
+ * plus a power-of-two shift per output channel).
+ *
+ * Conventions:
+ * - Weights are laid out [C_out, ...]: output channel c owns the contiguous slice
+ *   [c·n, (c+1)·n) with n = length / C_out (Conv OIHW, Gemm with transB).
+ * - The integer grid is narrow-range, [−(2^(b−1)−1), 2^(b−1)−1] ([−127, 127], [−7, 7]): it is
+ *   symmetric, so negating a channel negates its integers exactly, and excluding −2^(b−1)
+ *   keeps |q_w · q_x| ≤ (2^(b−1)−1)·2^(b−1) as integer kernels and ONNX/TFLite symmetric
+ *   weights assume. It costs half a level of resolution.
+ * - w ≈ q · scale[c]. Scales are float32 (what an ONNX file stores) and q is computed from
+ *   the float32 scale, so the stored integers and a dequantize in onnxruntime agree.
+ * - Rounding is half to even (ONNX QuantizeLinear).
+ * - An all-zero tensor or channel gets scale 1: any positive scale represents it exactly,
+ *   and 1 keeps its requantization multiplier ordinary.
+ *
+ * WESS (arXiv 2008.05767): channel c is scaled by 2^k[c], k[c] ∈ [0, 2^shiftBits − 1] the
+ * largest shift with max|w_c|·2^k[c] ≤ max|w| (all-zero channels get k = 0), and the shifted
+ * weights share one layer scale s: q = round(w·2^k[c] / s). The effective scale of channel c
+ * is s·2^−k[c]; the NPU applies the extra right shift k[c] in requantization, on top of the
+ * layer's shift n.
+ */
+
+/** How a scale is chosen: the full range, or the clipping that minimizes squared error. */
+export type ScaleMethod = 'minmax' | 'mse';
+
+export interface WeightQuantOptions {
+  /** Weight width, 2..8. */
+  bits: number;
+  /** Default 'mse'. */
+  method?: ScaleMethod;
+  /** Round the (layer) scale up to a power of two (a profile's `powerOfTwoScales`). */
+  powerOfTwo?: boolean;
+}
+
+export interface QuantizedWeights {
+  bits: number;
+  granularity: WeightGranularity;
+  /** Effective scale: 1 entry for 'tensor', one per output channel otherwise (s·2^−k[c] for 'shift'). */
+  scale: Float32Array;
+  /** The one per-layer scale s of 'tensor' and 'shift'; absent for 'channel'. */
+  layerScale?: number;
+  /** WESS shifts k[c] ('shift' only). */
+  shifts?: Int32Array;
+  /** Integer weights in the narrow symmetric grid, same layout as the input (int4 unpacked). */
+  q: Int8Array;
+  /** Signal-to-quantization-noise ratio of this quantization, in dB. */
+  sqnrDb: number;
+}
+
+/** One scale for the whole tensor. */
+export function quantizePerTensor(w: Float32Array, options: WeightQuantOptions): QuantizedWeights {
+  const g = new ChannelGroups(w, 1);
+  const scale = chooseScale(g, [0], new Float64Array([1]), options);
+  return finish(g, options.bits, 'tensor', Float32Array.of(scale), { layerScale: scale });
+}
+
+/** One scale per output channel, each chosen on its own. */
+export function quantizePerChannel(w: Float32Array, channels: number, options: WeightQuantOptions): QuantizedWeights {
+  const g = new ChannelGroups(w, channels);
+  const scale = new Float32Array(channels);
+  const one = new Float64Array([1]);
+  for (let c = 0; c < channels; c++) scale[c] = chooseScale(g, [c], one, options);
+  return finish(g, options.bits, 'channel', scale, {});
+}
+
+/** WESS: per-channel power-of-two shifts, then one layer scale (see the module comment). */
+export function quantizeWithShifts(
+  w: Float32Array,
+  channels: number,
+  options: WeightQuantOptions & { shiftBits: number },
+): QuantizedWeights {
+  const g = new ChannelGroups(w, channels);
+  const layerMax = g.absMax.reduce((m, x) => Math.max(m, x), 0);
+  const maxShift = 2 ** options.shiftBits - 1;
+  const shifts = new Int32Array(channels);
+  const factors = new Float64Array(channels);
+  for (let c = 0; c < channels; c++) {
+    let k = 0;
+    if (g.absMax[c]! > 0) while (k < maxShift && g.absMax[c]! * 2 ** (k + 1) <= layerMax) k++;
+    shifts[c] = k;
+    factors[c] = 2 ** -k;
+  }
+  const all = Array.from({ length: channels }, (_, c) => c);
+  const s = chooseScale(g, all, factors, options);
+  const scale = Float32Array.from(factors, (f) => s * f);
+  return finish(g, options.bits, 'shift', scale, { layerScale: s, shifts });
+}
+
+/** Quantizes a layer's weights the way `resolveLayer` says. */
+export function quantizeWeights(
+  w: Float32Array,
+  channels: number,
+  layer: LayerWeights,
+  options: { method?: ScaleMethod; powerOfTwo?: boolean } = {},
+): QuantizedWeights {
+  const opts = { ...options, bits: layer.bits };
+  switch (layer.granularity) {
+    case 'tensor':
+      return quantizePerTensor(w, opts);
+    case 'channel':
+      return quantizePerChannel(w, channels, opts);
+    case 'shift':
+      return quantizeWithShifts(w, channels, { ...opts, shiftBits: layer.shiftBits });
+  }
+}
+
+/** q · scale[c] as float32, in the input layout. */
+export function dequantize(qw: QuantizedWeights): Float32Array {
+  const out = new Float32Array(qw.q.length);
+  const n = qw.q.length / qw.scale.length;
+  for (let i = 0; i < out.length; i++) out[i] = qw.q[i]! * qw.scale[Math.floor(i / n)]!;
+  return out;
+}
+
+/** 10·log10(Σx² / Σ(x − x̂)²); Infinity when the reconstruction is exact. */
+export function sqnrDb(original: Float32Array, reconstructed: Float32Array): number {
+  if (original.length !== reconstructed.length) {
+    throw new RangeError(`sqnrDb: lengths differ (${original.length} vs ${reconstructed.length})`);
+  }
+  let signal = 0;
+  let noise = 0;
+  for (let i = 0; i < original.length; i++) {
+    const x = original[i]!;
+    const e = x - reconstructed[i]!;
+    signal += x * x;
+    noise += e * e;
+  }
+  return noise === 0 ? Infinity : 10 * Math.log10(signal / noise);
+}
+
+/** Clipping ratios tried by the MSE search: 100 steps of max|w|·α, α from 1 down to 0.2. */
+const MSE_RATIOS = Array.from({ length: 100 }, (_, i) => 1 - (0.8 * i) / 99);
+
+/** The weights viewed as C_out contiguous channels, with each channel's max |w|. */
+class ChannelGroups {
+  readonly size: number;
+  readonly absMax: Float64Array;
+
+  constructor(
+    readonly w: Float32Array,
+    readonly channels: number,
+  ) {
+    if (!Number.isInteger(channels) || channels < 1 || w.length % channels !== 0) {
+      throw new RangeError(`${w.length} weights do not split into ${channels} output channels`);
+    }
+    this.size = w.length / channels;
+    this.absMax = new Float64Array(channels);
+    for (let c = 0; c < channels; c++) {
+      let m = 0;
+      for (let i = c * this.size; i < (c + 1) * this.size; i++) m = Math.max(m, Math.abs(w[i]!));
+      this.absMax[c] = m;
+    }
+  }
+}
+
+function qmaxOf(bits: number): number {
+  if (!Number.isInteger(bits) || bits < 2 || bits > 8) throw new RangeError(`weight bits must be in 2..8, got ${bits}`);
+  return 2 ** (bits - 1) - 1;
+}
+
+/**
+ * The float32 scale s shared by the listed channels, channels[i] quantized with
+ * s·factors[i]: the one minimizing Σ (w − q·s·f)² in the original domain ('mse'), or the
+ * one covering the largest |w|/f exactly ('minmax'). Candidates are fractions of the latter.
+ */
+function chooseScale(g: ChannelGroups, channels: number[], factors: Float64Array, options: WeightQuantOptions): number {
+  const qmax = qmaxOf(options.bits);
+  let range = 0;
+  for (let i = 0; i < channels.length; i++) range = Math.max(range, g.absMax[channels[i]!]! / factors[i]!);
+  if (range === 0) return 1;
+  const ratios = (options.method ?? 'mse') === 'mse' ? MSE_RATIOS : [1];
+  const candidates = new Set(ratios.map((a) => toScale((a * range) / qmax, options.powerOfTwo ?? false)));
+  if (candidates.size === 1) return [...candidates][0]!;
+  let best = 0;
+  let bestError = Infinity;
+  for (const s of candidates) {
+    let error = 0;
+    for (let i = 0; i < channels.length; i++) error += channelError(g, channels[i]!, Math.fround(s * factors[i]!), qmax);
+    if (error < bestError) {
+      bestError = error;
+      best = s;
+    }
+  }
+  return best;
+}
+
+/**
+ * Σ (w − q·scale)² over one channel: the search's hot loop. floor(x·(1/scale) + 0.5) is
+ * several times faster than Math.round in V8 and differs from the final half-to-even rounding
+ * only at exact ties, which never decide which scale wins.
+ */
+function channelError(g: ChannelGroups, c: number, scale: number, qmax: number): number {
+  const w = g.w;
+  const inv = 1 / scale;
+  let error = 0;
+  for (let j = c * g.size, end = (c + 1) * g.size; j < end; j++) {
+    const x = w[j]!;
+    let q = Math.floor(x * inv + 0.5);
+    q = q > qmax ? qmax : q < -qmax ? -qmax : q;
+    const e = x - q * scale;
+    error += e * e;
+  }
+  return error;
+}
+
+function toScale(s: number, powerOfTwo: boolean): number {
+  return powerOfTwo ? powerOfTwoCeil(s) : Math.fround(s);
+}
+
+function quantize(x: number, scale: number, qmax: number): number {
+  return Math.max(-qmax, Math.min(qmax, roundHalfToEven(x / scale)));
+}
+
+function finish(
+  g: ChannelGroups,
+  bits: number,
+  granularity: WeightGranularity,
+  scale: Float32Array,
+  extra: { layerScale?: number; shifts?: Int32Array },
+): QuantizedWeights {
+  const qmax = qmaxOf(bits);
+  const q = new Int8Array(g.w.length);
+  const n = g.w.length / scale.length;
+  for (let i = 0; i < q.length; i++) q[i] = quantize(g.w[i]!, scale[Math.floor(i / n)]!, qmax);
+  const qw: QuantizedWeights = { bits, granularity, scale, ...extra, q, sqnrDb: 0 };
+  qw.sqnrDb = sqnrDb(g.w, dequantize(qw));
+  return qw;
+}

@@ -1,0 +1,116 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  dequantize,
+  quantizePerChannel,
+  quantizePerTensor,
+  quantizeWeights,
+  quantizeWithShifts,
+  sqnrDb,
+  type QuantizedWeights,
+} from '../src/quantization/weights.js';
+import { randomFloats } from './fixtures.js';
+
+/** Laplace(0, 1) samples: heavy tails, like trained weights. */
+function laplace(n: number, seed: number): Float32Array {
+  return randomFloats(n, seed).map((u) => -Math.sign(u) * Math.log(1 - Math.min(Math.abs(u), 1 - 1e-9)));
+}
+
+/** Mean over output channels of each channel's SQNR: a channel flushed to zero counts, however small. */
+function meanChannelSqnr(w: Float32Array, channels: number, qw: QuantizedWeights): number {
+  const n = w.length / channels;
+  const r = dequantize(qw);
+  let sum = 0;
+  for (let c = 0; c < channels; c++) sum += sqnrDb(w.subarray(c * n, (c + 1) * n), r.subarray(c * n, (c + 1) * n));
+  return sum / channels;
+}
+
+test('per-tensor minmax: hand-computed 4-bit case with ties to even', () => {
+  const w = Float32Array.of(3.5, -1.2, 0.3, -3.5, 0.76, 0.25, 0.75);
+  const qw = quantizePerTensor(w, { bits: 4, method: 'minmax' });
+  // scale 3.5 / 7 = 0.5; 0.25/0.5 = 0.5 → 0 and 0.75/0.5 = 1.5 → 2 (ties to even)
+  assert.deepEqual([...qw.scale], [0.5]);
+  assert.equal(qw.layerScale, 0.5);
+  assert.equal(qw.granularity, 'tensor');
+  assert.deepEqual([...qw.q], [7, -2, 1, -7, 2, 0, 2]);
+  assert.deepEqual([...dequantize(qw)], [3.5, -1, 0.5, -3.5, 1, 0, 1]);
+  assert.equal(qw.shifts, undefined);
+});
+
+test('per-channel minmax: one scale per output channel', () => {
+  const w = Float32Array.of(3.5, -1, 0.5, 0.4375, -0.21875, 0.0625);
+  const qw = quantizePerChannel(w, 2, { bits: 4, method: 'minmax' });
+  assert.deepEqual([...qw.scale], [0.5, 0.0625]);
+  assert.equal(qw.layerScale, undefined);
+  assert.deepEqual([...qw.q], [7, -2, 1, 7, -4, 1]); // -3.5 → -4
+});
+
+test('WESS: channel ranges 1.0 and 0.1 get shifts [0, 3] and one layer scale', () => {
+  const w = Float32Array.of(1, -0.25, 0.1, -0.03);
+  const qw = quantizeWithShifts(w, 2, { bits: 8, shiftBits: 4, method: 'minmax' });
+  const s = Math.fround(1 / 127);
+  assert.deepEqual([...qw.shifts!], [0, 3]); // 0.1·8 ≤ 1 < 0.1·16
+  assert.equal(qw.layerScale, s);
+  assert.deepEqual([...qw.scale], [s, s / 8]);
+  // 0.1·8·127 = 101.6 → 102; -0.03·8·127 = -30.48 → -30; -0.25·127 = -31.75 → -32
+  assert.deepEqual([...qw.q], [127, -32, 102, -30]);
+  const perTensor = quantizePerTensor(w, { bits: 8, method: 'minmax' });
+  assert.deepEqual([...perTensor.q], [127, -32, 13, -4]);
+});
+
+test('WESS: shifts stop at 2^shiftBits − 1; all-zero channels get shift 0 and scale 1 per channel', () => {
+  const w = Float32Array.of(1, -1, 1e-9, 0, 0, 0);
+  assert.deepEqual([...quantizeWithShifts(w, 3, { bits: 8, shiftBits: 4 }).shifts!], [0, 15, 0]);
+  assert.deepEqual([...quantizeWithShifts(w, 3, { bits: 8, shiftBits: 2 }).shifts!], [0, 3, 0]);
+  const perChannel = quantizePerChannel(w, 3, { bits: 8 });
+  assert.equal(perChannel.scale[2], 1);
+  assert.deepEqual([...perChannel.q.subarray(4)], [0, 0]);
+  assert.deepEqual([...quantizePerTensor(new Float32Array(4), { bits: 8 }).scale], [1]);
+});
+
+test('MSE clipping beats minmax on heavy-tailed weights, and is never worse', () => {
+  const w = laplace(4096, 3);
+  const heavier = w.map((x) => x * Math.abs(x));
+  for (const weights of [w, heavier]) {
+    const minmax = quantizePerTensor(weights, { bits: 4, method: 'minmax' });
+    const mse = quantizePerTensor(weights, { bits: 4 });
+    assert.ok(mse.scale[0]! < 0.7 * minmax.scale[0]!, 'MSE clips the tails');
+    assert.ok(mse.sqnrDb > minmax.sqnrDb + 1.5, `mse ${mse.sqnrDb} dB vs minmax ${minmax.sqnrDb} dB`);
+    assert.equal(mse.sqnrDb, sqnrDb(weights, dequantize(mse)));
+    // at 8 bits the tails carry most of the error budget: the optimum is near the max, never worse
+    assert.ok(quantizePerTensor(weights, { bits: 8 }).sqnrDb >= quantizePerTensor(weights, { bits: 8, method: 'minmax' }).sqnrDb);
+  }
+});
+
+test('WESS is close to per-channel and far above per-tensor when channel ranges span 1000x', () => {
+  const channels = 16;
+  const n = 72;
+  const w = randomFloats(channels * n, 5);
+  for (let c = 0; c < channels; c++) {
+    const range = 10 ** (-3 * (c / (channels - 1))); // 1 … 0.001
+    for (let i = c * n; i < (c + 1) * n; i++) w[i] = w[i]! * range;
+  }
+  const perTensor = meanChannelSqnr(w, channels, quantizePerTensor(w, { bits: 8 }));
+  const perChannel = meanChannelSqnr(w, channels, quantizePerChannel(w, channels, { bits: 8 }));
+  const wess = meanChannelSqnr(w, channels, quantizeWithShifts(w, channels, { bits: 8, shiftBits: 4 }));
+  assert.ok(perChannel - perTensor > 25, `per-channel ${perChannel} dB vs per-tensor ${perTensor} dB`);
+  // each shifted channel spans more than half the layer range: at most ~6 dB below per-channel
+  assert.ok(perChannel - wess < 6.1, `WESS ${wess} dB vs per-channel ${perChannel} dB`);
+  assert.ok(wess - perTensor > 20, `WESS ${wess} dB vs per-tensor ${perTensor} dB`);
+});
+
+test('quantizeWeights follows the resolved layer; power-of-two scales', () => {
+  const w = laplace(8 * 9, 7);
+  const shift = quantizeWeights(w, 8, { bits: 4, granularity: 'shift', shiftBits: 4 });
+  assert.equal(shift.granularity, 'shift');
+  assert.equal(shift.bits, 4);
+  assert.ok(shift.q.every((q) => q >= -7 && q <= 7));
+  assert.equal(quantizeWeights(w, 8, { bits: 8, granularity: 'channel', shiftBits: 0 }).scale.length, 8);
+  const p2 = quantizeWeights(w, 8, { bits: 8, granularity: 'tensor', shiftBits: 0 }, { powerOfTwo: true });
+  assert.ok(Number.isInteger(Math.log2(p2.scale[0]!)));
+  const p2minmax = quantizePerTensor(w, { bits: 8, method: 'minmax', powerOfTwo: true });
+  const maxAbs = w.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+  assert.ok(p2minmax.scale[0]! * 127 >= maxAbs && p2minmax.scale[0]! * 63.5 < maxAbs, 'smallest power of two covering the range');
+  assert.throws(() => quantizePerChannel(w, 5, { bits: 8 }), RangeError);
+  assert.equal(sqnrDb(w, w), Infinity);
+});
