@@ -5,6 +5,7 @@ import { QuantflowError } from '../util/errors.js';
 import { registerImport } from './commands/import.js';
 import { registerEval } from './commands/eval.js';
 import { registerDemo } from './commands/demo.js';
+import { registerQuantize } from './commands/quantize.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -20,6 +21,7 @@ function buildProgram(): Command {
     .exitOverride();
   registerImport(program);
   registerEval(program);
+  registerQuantize(program);
   registerDemo(program);
   return program;
 }

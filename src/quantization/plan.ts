@@ -27,7 +27,7 @@ const FUSING_LAYERS = new Set(['Conv', 'Gemm', 'MatMul', 'Add']);
  * Ops whose output lies on the same integer grid as their input, so the target needs no new
  * scale: they move or select values without arithmetic.
  */
-const SAME_GRID = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Transpose', 'MaxPool', 'Identity', 'Dropout']);
+export const SAME_GRID_OPS: ReadonlySet<string> = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Transpose', 'MaxPool', 'Identity', 'Dropout']);
 
 function weightedLayer(node: Node, graph: Graph): WeightedLayer | undefined {
   const weight = node.inputs[1];
@@ -61,7 +61,7 @@ export function planQuantization(graph: Graph): QuantizationPlan {
   for (const node of graph.nodes) {
     const layer = weightedLayer(node, graph);
     if (layer) layers.push(layer);
-    if (SAME_GRID.has(node.opType)) continue;
+    if (SAME_GRID_OPS.has(node.opType)) continue;
     if (node.opType === 'Softmax' && graphOutputs.has(node.outputs[0]!)) continue;
     for (const out of node.outputs) {
       if (!out || !isFloat(out) || graph.initializers.has(out)) continue;

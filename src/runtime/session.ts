@@ -7,6 +7,11 @@ import { QuantflowError } from '../util/errors.js';
 export interface SessionOptions {
   /** Intra-op threads; defaults to every core. */
   threads?: number;
+  /**
+   * Run QuantizeLinear/DequantizeLinear as float ops instead of fusing them into integer
+   * kernels: the fake-quant simulation of a QDQ model.
+   */
+  simulate?: boolean;
 }
 
 /** The first line of an onnxruntime error, which is the part a user can act on. */
@@ -22,6 +27,7 @@ export async function openSession(model: Model, options: SessionOptions = {}): P
       intraOpNumThreads: options.threads ?? availableParallelism(),
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
+      extra: options.simulate ? { session: { disable_quant_qdq: '1' } } : {},
     });
   } catch (e) {
     throw new QuantflowError(`onnxruntime cannot load model '${model.graph.name}': ${firstLine(e)}`);

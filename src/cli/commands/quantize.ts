@@ -1,0 +1,96 @@
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import { loadModel } from '../../import/load.js';
+import { prepareModel } from '../../import/prepare.js';
+import { loadDataset } from '../../data/dataset.js';
+import { writeOnnxFile } from '../../onnx/write.js';
+import { builtinProfiles, loadProfile } from '../../quantization/profile.js';
+import { quantizeModel } from '../../quantization/quantize.js';
+import type { RangeMethod } from '../../quantization/calibration.js';
+import { progressBar } from '../progress.js';
+import { formatTable } from '../table.js';
+import { writeJsonResult } from '../output.js';
+import { positiveInt, presetOption } from './eval.js';
+import type { PresetName } from '../../data/preprocess.js';
+
+const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
+
+interface QuantizeCliOptions {
+  calib: string;
+  profile: string;
+  calibration: RangeMethod;
+  calibLimit: number;
+  batch: number;
+  preset?: PresetName;
+  output: string;
+}
+
+export function registerQuantize(program: Command): void {
+  program
+    .command('quantize')
+    .description('Post-training quantization for an integer target profile; writes a QDQ ONNX model and a report.')
+    .argument('<model>', 'float model (.tflite or .onnx)')
+    .requiredOption('--calib <dir>', 'calibration images (unlabeled use; labels.csv or class folders)')
+    .option('--profile <name|file.json>', `target profile: ${builtinProfiles().join(', ')}, or a JSON file`, 'w8a8-shift')
+    .option('--calibration <method>', `activation ranges: ${METHODS.join(', ')}`, (v: string) => {
+      if (!(METHODS as string[]).includes(v)) throw new InvalidArgumentError(`choose one of ${METHODS.join(', ')}`);
+      return v as RangeMethod;
+    }, 'mse')
+    .option('--calib-limit <n>', 'calibration images used', positiveInt('--calib-limit'), 1000)
+    .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), 16)
+    .option('--preset <name>', 'preprocessing; default chosen from the model', presetOption)
+    .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, report.json)')
+    .addHelpText(
+      'after',
+      '\nBuilt-in profiles: w8a8-* and w4a8-* with weight granularity tensor (one scale per layer),\n' +
+        'channel (one per output channel) or shift (WESS: one scale per layer and a 4-bit power-of-two\n' +
+        'shift per output channel). The 4-bit profiles keep the first convolution and the final\n' +
+        'classifier at 8-bit weights, the usual convention. Activations are per-tensor uint8.\n\n' +
+        'Example:\n  quantflow quantize mobilenet_v2.tflite --calib ../shared/data/imagenet-sample-1k --profile w8a8-shift -o out/',
+    )
+    .action(async (modelPath: string, opts: QuantizeCliOptions) => {
+      const profile = loadProfile(opts.profile);
+      const model = await prepareModel(loadModel(modelPath));
+      const calib = await loadDataset(opts.calib);
+      const bar = progressBar('calibrate', Math.min(opts.calibLimit, calib.items.length));
+      const result = await quantizeModel(model, calib, {
+        profile,
+        calibration: opts.calibration,
+        calibLimit: opts.calibLimit,
+        batch: opts.batch,
+        preset: opts.preset,
+        onProgress: (done) => bar.update(done),
+      });
+      bar.stop();
+      const modelOut = join(opts.output, 'model.qdq.onnx');
+      const reportOut = join(opts.output, 'report.json');
+      try {
+        writeOnnxFile(result.model, modelOut);
+        writeJsonResult(reportOut, {
+          model: modelPath,
+          profile,
+          calibration: { method: opts.calibration, images: result.calibrationImages, preset: result.preset, folder: opts.calib },
+          seconds: result.seconds,
+          layers: result.layers,
+          activations: Object.fromEntries(result.params.activations),
+        });
+      } catch (e) {
+        rmSync(modelOut, { force: true });
+        throw e;
+      }
+      const worst = [...result.layers].sort((a, b) => (a.outputSqnrDb ?? Infinity) - (b.outputSqnrDb ?? Infinity)).slice(0, 8);
+      console.log(
+        formatTable([
+          ['layer (worst output SQNR first)', 'op', 'bits', 'weights', 'weight SQNR dB', 'output SQNR dB'],
+          ...worst.map((l) => [l.name, l.opType, l.weightBits, l.granularity, l.weightSqnrDb.toFixed(1), l.outputSqnrDb?.toFixed(1) ?? '-']),
+        ]),
+      );
+      console.log(
+        `${result.layers.length} layers, ${result.params.activations.size} activations quantized for profile ${profile.name}; ` +
+          `calibrated on ${result.calibrationImages} images (${opts.calibration}, preset ${result.preset}) in ${result.seconds.calibration.toFixed(1)} s`,
+      );
+      console.log(`wrote ${modelOut} and ${reportOut}`);
+    });
+}

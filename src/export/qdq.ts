@@ -1,0 +1,173 @@
+import { attr, makeNode, nameAllocator, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
+import { toFloat32 } from '../graph/tensor.js';
+import type { AttributeValue, Graph, Model, Node, TensorData } from '../graph/types.js';
+import type { ActivationQuantParams } from '../quantization/calibration.js';
+import { SAME_GRID_OPS, type WeightedLayer } from '../quantization/plan.js';
+import type { QuantizedWeights } from '../quantization/weights.js';
+import { upgradeOpset } from '../passes/upgrade-opset.js';
+
+/** What the quantizer decided, ready to be written into a graph. */
+export interface QuantizationParams {
+  /** Activation tensor name → its per-tensor grid. */
+  activations: Map<string, ActivationQuantParams>;
+  /** Weighted layers with their integer weights (layout [C_out, ...], see weights.ts). */
+  weights: { layer: WeightedLayer; quantized: QuantizedWeights }[];
+}
+
+/** int4 DequantizeLinear exists from opset 21 on. */
+const INT4_OPSET = 21;
+
+/**
+ * Builds the QDQ model: every quantized activation becomes QuantizeLinear → DequantizeLinear
+ * at its producer; every quantized weight is stored as int8/int4 with a (per-axis)
+ * DequantizeLinear in front of its layer, and each bias as int32 at scale s_x·s_w[c]. This
+ * is the standard form that onnxruntime fuses into integer kernels, and, run without those
+ * fusions, the float simulation of the integer target. WESS weights are per-channel scales
+ * s·2^−k[c]. The input model is not modified. `floatNames` maps each quantized activation
+ * to the name its unquantized value has in the new graph.
+ */
+export function buildQdqModel(model: Model, params: QuantizationParams): { model: Model; floatNames: Map<string, string> } {
+  const graph = cloneGraph(model.graph);
+  const out: Model = { ...model, graph, metadata: { ...model.metadata } };
+  if (params.weights.some((w) => w.quantized.bits === 4)) upgradeOpset(out, INT4_OPSET);
+  const fresh = nameAllocator(graph);
+  const newNodes = new Map<Node | 'inputs', Node[]>();
+  const after = (anchor: Node | 'inputs', nodes: Node[]) => newNodes.set(anchor, [...(newNodes.get(anchor) ?? []), ...nodes]);
+  const producers = producerMap(graph);
+  const nodeByName = new Map(graph.nodes.map((n) => [n.name, n]));
+  const floatNames = new Map<string, string>();
+
+  for (const [name, p] of params.activations) {
+    const signed = p.qmin < 0;
+    const zpType = p.qmax > 255 || p.qmin < -128 ? (signed ? 'int16' : 'uint16') : signed ? 'int8' : 'uint8';
+    const scale = fresh(`${name}_scale`);
+    const zp = fresh(`${name}_zero_point`);
+    graph.initializers.set(scale, { dataType: 'float32', dims: [], data: Float32Array.of(p.scale) });
+    graph.initializers.set(zp, scalarOfType(zpType, p.zeroPoint));
+    const quantized = fresh(`${name}_quantized`);
+    const producer = producers.get(name);
+    if (producer) {
+      // Renaming the float value keeps every reader and graph output pointing at `name`.
+      const raw = fresh(`${name}_float`);
+      floatNames.set(name, raw);
+      producer.outputs = producer.outputs.map((o) => (o === name ? raw : o));
+      after(producer, [
+        makeNode('QuantizeLinear', [raw, scale, zp], [quantized], {}, fresh(`${name}_QuantizeLinear`)),
+        makeNode('DequantizeLinear', [quantized, scale, zp], [name], {}, fresh(`${name}_DequantizeLinear`)),
+      ]);
+    } else {
+      const dq = fresh(`${name}_dequantized`);
+      for (const n of graph.nodes) n.inputs = n.inputs.map((i) => (i === name ? dq : i));
+      after('inputs', [
+        makeNode('QuantizeLinear', [name, scale, zp], [quantized], {}, fresh(`${name}_QuantizeLinear`)),
+        makeNode('DequantizeLinear', [quantized, scale, zp], [dq], {}, fresh(`${name}_DequantizeLinear`)),
+      ]);
+    }
+  }
+
+  for (const { layer, quantized } of params.weights) {
+    const node = nodeByName.get(layer.node.name)!;
+    const weight = graph.initializers.get(layer.weight)!;
+    const prefix = layer.weight;
+    const qName = fresh(`${prefix}_quantized`);
+    const sName = fresh(`${prefix}_scale`);
+    const zName = fresh(`${prefix}_zero_point`);
+    const wName = fresh(`${prefix}_dequantized`);
+    const perChannel = quantized.scale.length > 1;
+    const qType = quantized.bits === 4 ? 'int4' : 'int8';
+    const channels = quantized.scale.length;
+    graph.initializers.set(qName, {
+      dataType: qType,
+      dims: [...weight.dims],
+      data: layer.channelAxis === 0 ? quantized.q : transposeLeading(quantized.q, weight.dims) as Int8Array,
+    });
+    graph.initializers.set(sName, { dataType: 'float32', dims: perChannel ? [channels] : [], data: Float32Array.from(quantized.scale) });
+    graph.initializers.set(zName, { dataType: qType, dims: perChannel ? [channels] : [], data: new Int8Array(channels) });
+    const dqAttrs: Record<string, AttributeValue> = perChannel ? { axis: attr.int(layer.channelAxis) } : {};
+    const dqNodes = [makeNode('DequantizeLinear', [qName, sName, zName], [wName], dqAttrs, fresh(`${prefix}_DequantizeLinear`))];
+    node.inputs[1] = wName;
+
+    const inputScale = gridScale(node.inputs[0]!, params.activations, producers);
+    if (layer.bias && inputScale !== undefined) {
+      const bias = toFloat32(graph.initializers.get(layer.bias)!);
+      const sBias = new Float32Array(bias.length);
+      const qBias = new Int32Array(bias.length);
+      for (let c = 0; c < bias.length; c++) {
+        sBias[c] = inputScale * quantized.scale[perChannel ? c : 0]!;
+        qBias[c] = Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, Math.round(bias[c]! / sBias[c]!)));
+      }
+      const bq = fresh(`${layer.bias}_quantized`);
+      const bs = fresh(`${layer.bias}_scale`);
+      const bz = fresh(`${layer.bias}_zero_point`);
+      const bOut = fresh(`${layer.bias}_dequantized`);
+      graph.initializers.set(bq, { dataType: 'int32', dims: [bias.length], data: qBias });
+      graph.initializers.set(bs, { dataType: 'float32', dims: [bias.length], data: sBias });
+      graph.initializers.set(bz, { dataType: 'int32', dims: [bias.length], data: new Int32Array(bias.length) });
+      dqNodes.push(makeNode('DequantizeLinear', [bq, bs, bz], [bOut], { axis: attr.int(0) }, fresh(`${layer.bias}_DequantizeLinear`)));
+      node.inputs[2] = bOut;
+    }
+    newNodes.set(node, [...dqNodes, ...(newNodes.get(node) ?? [])]);
+  }
+
+  const nodes: Node[] = [...(newNodes.get('inputs') ?? [])];
+  for (const n of graph.nodes) {
+    const extra = newNodes.get(n) ?? [];
+    const before = extra.filter((e) => e.outputs.some((o) => n.inputs.includes(o)));
+    nodes.push(...before, n, ...extra.filter((e) => !before.includes(e)));
+  }
+  graph.nodes = nodes;
+  graph.valueInfo.clear();
+  pruneUnusedInitializers(graph);
+  out.producerName = 'quantflow';
+  return { model: out, floatNames };
+}
+
+/**
+ * The scale of the integer grid a layer input lies on: its own activation scale, or that of
+ * the nearest quantized tensor upstream through grid-preserving ops.
+ */
+function gridScale(
+  name: string,
+  activations: Map<string, ActivationQuantParams>,
+  producers: Map<string, Node>,
+): number | undefined {
+  for (let current: string | undefined = name; current; ) {
+    const p = activations.get(current);
+    if (p) return p.scale;
+    const producer = producers.get(current);
+    current = producer && SAME_GRID_OPS.has(producer.opType) ? producer.inputs[0] : undefined;
+  }
+  return undefined;
+}
+
+/** [C_out, rest] layout back to a [rest, C_out] weight (Gemm without transB, MatMul). */
+function transposeLeading(q: Int8Array, dims: number[]): Int8Array {
+  const cols = dims[1]!;
+  const rows = dims[0]!;
+  const out = new Int8Array(q.length);
+  for (let c = 0; c < cols; c++) for (let r = 0; r < rows; r++) out[r * cols + c] = q[c * rows + r]!;
+  return out;
+}
+
+function scalarOfType(dataType: 'int8' | 'uint8' | 'int16' | 'uint16', value: number): TensorData {
+  const data =
+    dataType === 'int8'
+      ? Int8Array.of(value)
+      : dataType === 'uint8'
+        ? Uint8Array.of(value)
+        : dataType === 'int16'
+          ? Int16Array.of(value)
+          : Uint16Array.of(value);
+  return { dataType, dims: [], data };
+}
+
+function cloneGraph(g: Graph): Graph {
+  return {
+    ...g,
+    nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attributes: { ...n.attributes } })),
+    initializers: new Map(g.initializers),
+    inputs: [...g.inputs],
+    outputs: [...g.outputs],
+    valueInfo: new Map(g.valueInfo),
+  };
+}

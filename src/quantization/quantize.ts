@@ -1,0 +1,215 @@
+import * as ort from 'onnxruntime-node';
+import type { Dataset } from '../data/dataset.js';
+import { imageBatches, imageInputGeometry } from '../data/batches.js';
+import { choosePreset, type PresetName } from '../data/preprocess.js';
+import type { Model } from '../graph/types.js';
+import { toFloat32 } from '../graph/tensor.js';
+import { buildQdqModel, type QuantizationParams } from '../export/qdq.js';
+import { openSession } from '../runtime/session.js';
+import { QuantflowError } from '../util/errors.js';
+import { activationQuantParams, HistogramObserver, MinMaxObserver, type Observer, type RangeMethod } from './calibration.js';
+import { planQuantization, type QuantizationPlan, type WeightedLayer } from './plan.js';
+import { resolveLayer, type TargetProfile } from './profile.js';
+import { quantizeWeights, sqnrDb } from './weights.js';
+
+export interface QuantizeOptions {
+  profile: TargetProfile;
+  /** How activation ranges are chosen (default 'mse'); weights use min-max for 'minmax', MSE otherwise. */
+  calibration?: RangeMethod;
+  /** Calibration images used (default 1000). */
+  calibLimit?: number;
+  /** Images per calibration batch (default 16). */
+  batch?: number;
+  /** Preprocessing; chosen from the model when absent. */
+  preset?: PresetName;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Per-layer facts for the report. */
+export interface LayerReport {
+  name: string;
+  opType: string;
+  weightBits: number;
+  granularity: string;
+  /** Effective weight scales (one, or one per output channel). */
+  weightScales: number[];
+  /** WESS shifts k[c] ('shift' only). */
+  shifts?: number[];
+  weightSqnrDb: number;
+  /** Scale and zero point of the layer's quantized output activation, if it has one. */
+  outputActivation?: { tensor: string; scale: number; zeroPoint: number };
+  /** SQNR of the layer output in the quantized simulation vs float, on one calibration batch. */
+  outputSqnrDb?: number;
+}
+
+export interface QuantizeResult {
+  model: Model;
+  params: QuantizationParams;
+  plan: QuantizationPlan;
+  layers: LayerReport[];
+  preset: PresetName;
+  calibrationImages: number;
+  seconds: { calibration: number; weights: number; export: number; evaluation: number };
+}
+
+/** Elements fed to a histogram per tensor and batch: a strided sample bounds JS work per batch. */
+const HISTOGRAM_SAMPLE = 1 << 16;
+
+/**
+ * Post-training quantization of a prepared float model for a target profile: plans what gets
+ * quantized, calibrates activation ranges on `calib` images (streaming: observers keep
+ * bounded state), quantizes weights (per-tensor, per-channel or WESS, as the profile says per
+ * layer), and builds the QDQ model.
+ */
+export async function quantizeModel(model: Model, calib: Dataset, options: QuantizeOptions): Promise<QuantizeResult> {
+  const method = options.calibration ?? 'mse';
+  const profile = options.profile;
+  const plan = planQuantization(model.graph);
+  if (!plan.layers.length) throw new QuantflowError(`model '${model.graph.name}' has no Conv/Gemm/MatMul layer with constant weights to quantize`);
+  const geometry = imageInputGeometry(model);
+  const preset = options.preset ?? choosePreset(model).preset;
+  const items = calib.items.slice(0, options.calibLimit ?? 1000);
+
+  let t0 = performance.now();
+  const observers = new Map<string, Observer>(
+    plan.activations.map((a) => [a, method === 'minmax' ? new MinMaxObserver() : new HistogramObserver()]),
+  );
+  const session = await openSession(withOutputs(model, plan.activations));
+  let done = 0;
+  let firstBatch: Float32Array | undefined;
+  try {
+    for await (const b of imageBatches(items, { ...geometry, preset, batch: options.batch ?? 16 })) {
+      const n = b.items.length;
+      const input = new ort.Tensor('float32', b.data.subarray(0, n * geometry.size), [n, 3, geometry.height, geometry.width]);
+      firstBatch ??= b.data.slice(0, n * geometry.size);
+      const out = await session.run({ [geometry.name]: input }, plan.activations);
+      for (const a of plan.activations) {
+        const values = (out[a] as ort.Tensor).data as Float32Array;
+        observers.get(a)!.observe(method === 'minmax' ? values : strided(values, HISTOGRAM_SAMPLE));
+      }
+      done += n;
+      options.onProgress?.(done, items.length);
+    }
+  } finally {
+    await session.release();
+  }
+  if (!done) throw new QuantflowError(`calibration folder '${calib.dir}' gave no images`);
+  const activations = new Map(
+    plan.activations.map((a) => {
+      const range = observers.get(a)!.range(method, profile.activations.bits, profile.activations.symmetric);
+      return [a, activationQuantParams(range, profile.activations.bits, profile.activations.symmetric, { powerOfTwo: profile.powerOfTwoScales })];
+    }),
+  );
+  const calibration = (performance.now() - t0) / 1000;
+
+  t0 = performance.now();
+  const weights = plan.layers.map((layer, i) => {
+    const spec = resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 });
+    const tensor = model.graph.initializers.get(layer.weight)!;
+    const quantized = quantizeWeights(outputChannelsFirst(toFloat32(tensor), tensor.dims, layer), tensor.dims[layer.channelAxis]!, spec, {
+      method: method === 'minmax' ? 'minmax' : 'mse',
+      powerOfTwo: profile.powerOfTwoScales,
+    });
+    return { layer, quantized };
+  });
+  const weightSeconds = (performance.now() - t0) / 1000;
+
+  t0 = performance.now();
+  const params: QuantizationParams = { activations, weights };
+  const { model: qdq, floatNames } = buildQdqModel(model, params);
+  qdq.metadata['quantflow.profile'] = profile.name;
+  const exportSeconds = (performance.now() - t0) / 1000;
+
+  t0 = performance.now();
+  const outputSqnr = await layerOutputSqnr(model, qdq, floatNames, plan.layers, geometry, firstBatch!);
+  const layers: LayerReport[] = weights.map(({ layer, quantized }) => {
+    const out = layer.node.outputs[0]!;
+    const act = activations.get(out) ?? activations.get(followingClamp(model, out) ?? '');
+    const actTensor = activations.has(out) ? out : followingClamp(model, out);
+    return {
+      name: layer.node.name,
+      opType: layer.node.opType,
+      weightBits: quantized.bits,
+      granularity: quantized.granularity,
+      weightScales: Array.from(quantized.scale),
+      shifts: quantized.shifts && Array.from(quantized.shifts),
+      weightSqnrDb: quantized.sqnrDb,
+      outputActivation: act && actTensor ? { tensor: actTensor, scale: act.scale, zeroPoint: act.zeroPoint } : undefined,
+      outputSqnrDb: outputSqnr.get(layer.node.outputs[0]!),
+    };
+  });
+  return {
+    model: qdq,
+    params,
+    plan,
+    layers,
+    preset,
+    calibrationImages: done,
+    seconds: { calibration, weights: weightSeconds, export: exportSeconds, evaluation: (performance.now() - t0) / 1000 },
+  };
+}
+
+/** A copy of `model` whose outputs are `names` (intermediate values made observable). */
+function withOutputs(model: Model, names: string[]): Model {
+  const outputs = names.map((name) => ({ name, dataType: 'float32' as const }));
+  return { ...model, graph: { ...model.graph, outputs } };
+}
+
+function strided(values: Float32Array, target: number): Float32Array {
+  if (values.length <= target) return values;
+  const step = Math.ceil(values.length / target);
+  const out = new Float32Array(Math.ceil(values.length / step));
+  for (let i = 0, j = 0; i < values.length; i += step, j++) out[j] = values[i]!;
+  return out;
+}
+
+/** Weights reordered so output channels come first, as the quantizers expect. */
+function outputChannelsFirst(w: Float32Array, dims: number[], layer: WeightedLayer): Float32Array {
+  if (layer.channelAxis === 0) return w;
+  const [rows, cols] = dims as [number, number];
+  const out = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c]!;
+  return out;
+}
+
+/** The output of the ReLU/Clip that reads `value`, if that is its only reader. */
+function followingClamp(model: Model, value: string): string | undefined {
+  const readers = model.graph.nodes.filter((n) => n.inputs.includes(value));
+  return readers.length === 1 && (readers[0]!.opType === 'Relu' || readers[0]!.opType === 'Clip') ? readers[0]!.outputs[0] : undefined;
+}
+
+/**
+ * SQNR (dB) of each layer's output in the quantized model against the float model, on one
+ * calibration batch. The QDQ model runs as a float simulation, so this is the error the
+ * target's integer arithmetic introduces up to that layer.
+ */
+async function layerOutputSqnr(
+  float: Model,
+  quantized: Model,
+  floatNames: Map<string, string>,
+  layers: WeightedLayer[],
+  geometry: ReturnType<typeof imageInputGeometry>,
+  batch: Float32Array,
+): Promise<Map<string, number>> {
+  const names = layers.map((l) => l.node.outputs[0]!);
+  // A quantized layer output keeps its name after Q/DQ; compare the value before rounding.
+  const qNames = names.map((n) => floatNames.get(n) ?? n);
+  const n = batch.length / geometry.size;
+  const feed = { [geometry.name]: new ort.Tensor('float32', batch, [n, 3, geometry.height, geometry.width]) };
+  const run = async (m: Model, outs: string[], simulate: boolean) => {
+    const s = await openSession(withOutputs(m, outs), { simulate });
+    try {
+      return await s.run(feed, outs);
+    } finally {
+      await s.release();
+    }
+  };
+  const ref = await run(float, names, false);
+  const sim = await run(quantized, qNames, true);
+  return new Map(
+    names.map((name, i) => [
+      name,
+      sqnrDb((ref[name] as ort.Tensor).data as Float32Array, (sim[qNames[i]!] as ort.Tensor).data as Float32Array),
+    ]),
+  );
+}
