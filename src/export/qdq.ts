@@ -34,6 +34,8 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
   const newNodes = new Map<Node | 'inputs', Node[]>();
   const after = (anchor: Node | 'inputs', nodes: Node[]) => newNodes.set(anchor, [...(newNodes.get(anchor) ?? []), ...nodes]);
   const producers = producerMap(graph);
+  // Layer inputs are looked up by their names before any rewiring below.
+  const originalProducers = producerMap(model.graph);
   const nodeByName = new Map(graph.nodes.map((n) => [n.name, n]));
   const floatNames = new Map<string, string>();
 
@@ -87,7 +89,7 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
     const dqNodes = [makeNode('DequantizeLinear', [qName, sName, zName], [wName], dqAttrs, fresh(`${prefix}_DequantizeLinear`))];
     node.inputs[1] = wName;
 
-    const inputScale = gridScale(node.inputs[0]!, params.activations, producers);
+    const inputScale = gridScale(layer.node.inputs[0]!, params.activations, originalProducers);
     if (layer.bias && inputScale !== undefined) {
       const bias = toFloat32(graph.initializers.get(layer.bias)!);
       const sBias = new Float32Array(bias.length);
