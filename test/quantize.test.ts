@@ -11,6 +11,13 @@ import { parseOnnx } from '../src/onnx/read.js';
 import { serializeModel } from '../src/onnx/write.js';
 import { tinyCnn } from './fixtures.js';
 import { foldBatchNorm } from '../src/passes/fold-batchnorm.js';
+import { sharedPath } from './shared.js';
+import { loadModel } from '../src/import/load.js';
+import { prepareModel } from '../src/import/prepare.js';
+import { loadDataset } from '../src/data/dataset.js';
+import { evaluate } from '../src/eval/evaluate.js';
+import { quantizeModel } from '../src/quantization/quantize.js';
+import { loadProfile } from '../src/quantization/profile.js';
 
 test('the plan quantizes weights of Conv/Gemm and activations after fused clamps', () => {
   const model = tinyCnn();
@@ -82,4 +89,24 @@ test('4-bit weights are exported as int4 at opset 21', async () => {
   assert.deepEqual([...qdq.graph.initializers.get('w_quantized')!.data], [7, 7]);
   const out = await runModel(parseOnnx(serializeModel(qdq)), { x: floatTensor([1, 1, 1, 2], [0.5, -0.5]) });
   assert.equal(out.y!.dims.join(','), '1,2,1,2');
+});
+
+test('end to end on MobileNetV2: per-tensor W8A8 collapses, WESS shift scalers recover', async (t) => {
+  const modelFile = sharedPath('models', 'mobilenet_v2_1.0_224_int8.tflite');
+  const calibDir = sharedPath('data', 'imagenet-sample-1k');
+  const valDir = sharedPath('data', 'imagenet-val-650');
+  const skip = modelFile.skip || calibDir.skip || valDir.skip;
+  if (skip) return t.skip(skip);
+  const model = await prepareModel(loadModel(modelFile.path));
+  const calib = await loadDataset(calibDir.path);
+  const val = await loadDataset(valDir.path);
+  const top1 = async (m: Model) => (await evaluate(m, val, { limit: 100 })).top1;
+  const float = await top1(model);
+  const quantized = async (profile: string) =>
+    top1((await quantizeModel(model, calib, { profile: loadProfile(profile), calibLimit: 48 })).model);
+  const tensor = await quantized('w8a8-tensor');
+  const shift = await quantized('w8a8-shift');
+  assert.ok(float > 0.65, `float top-1 ${float}`);
+  assert.ok(tensor < 0.3, `per-tensor top-1 ${tensor} should collapse`);
+  assert.ok(shift > float - 0.1, `WESS top-1 ${shift} vs float ${float}`);
 });
