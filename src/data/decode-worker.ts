@@ -1,0 +1,32 @@
+/** Worker side of DecodePool: decodes the images of each request into shared memory. */
+import { parentPort } from 'node:worker_threads';
+import { QuantflowError } from '../util/errors.js';
+import type { DecodeReply, DecodeRequest } from './decode-pool.js';
+import { decodeImage } from './preprocess.js';
+
+/**
+ * Images in flight per worker: enough that sharp decodes the next images on libuv's pool
+ * while this thread resizes the current one.
+ */
+const IN_FLIGHT = 4;
+
+async function handle(request: DecodeRequest): Promise<DecodeReply> {
+  const out = new Float32Array(request.buffer);
+  const failures: DecodeReply['failures'] = [];
+  let next = 0;
+  const run = async () => {
+    for (let i = next++; i < request.paths.length; i = next++) {
+      try {
+        await decodeImage(request.paths[i]!, request.preset, request.height, request.width, out, request.offsets[i]!);
+      } catch (e) {
+        failures.push({ index: i, message: (e as Error).message ?? String(e), user: e instanceof QuantflowError });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: IN_FLIGHT }, run));
+  return { id: request.id, failures };
+}
+
+parentPort!.on('message', (request: DecodeRequest) => {
+  void handle(request).then((reply) => parentPort!.postMessage(reply));
+});

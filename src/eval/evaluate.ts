@@ -1,0 +1,212 @@
+import * as ort from 'onnxruntime-node';
+import type { Dataset, DatasetItem } from '../data/dataset.js';
+import { DecodePool, sharedFloat32 } from '../data/decode-pool.js';
+import { choosePreset, type PresetName } from '../data/preprocess.js';
+import type { Model } from '../graph/types.js';
+import { openSession } from '../runtime/session.js';
+import { QuantflowError } from '../util/errors.js';
+
+export interface EvalOptions {
+  /** Preprocessing; chosen from the model (`choosePreset`) when absent. */
+  preset?: PresetName;
+  /** Images per inference (default 32). Ignored when the model fixes its batch size. */
+  batch?: number;
+  /** Evaluate only the first `limit` images. */
+  limit?: number;
+  /** Record unreadable images in `skipped` instead of failing. */
+  skipBadImages?: boolean;
+  /** Called after each batch with images processed (skipped ones included) and the total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface EvalResult {
+  /** Images scored (skipped ones excluded). */
+  n: number;
+  /** Fractions in 0..1. */
+  top1: number;
+  top5: number;
+  /** End to end: decoding, preprocessing and inference. */
+  imagesPerSecond: number;
+  preset: PresetName;
+  presetReason: string;
+  /** 1 when the model's first output column is a background class, which is dropped. */
+  labelOffset: number;
+  /** Files that could not be decoded (only with `skipBadImages`). */
+  skipped: string[];
+  /** Top-5 class indices (label space, background removed), per scored image. */
+  predictions: { file: string; label: number; top5: number[] }[];
+}
+
+/** Input geometry, from the graph's single NCHW RGB input. */
+function inputGeometry(model: Model): { name: string; fixedBatch: number | null; height: number; width: number } {
+  const inputs = model.graph.inputs;
+  if (inputs.length !== 1)
+    throw new QuantflowError(`evaluation needs a model with one input (an image batch), this one has ${inputs.length}`);
+  const input = inputs[0]!;
+  const shape = input.shape;
+  const fixed = (d: unknown): d is number => typeof d === 'number' && d > 0;
+  if (!shape || shape.length !== 4 || shape[1] !== 3 || !fixed(shape[2]) || !fixed(shape[3])) {
+    const shown = shape ? `[${shape.map((d) => d ?? '?').join(', ')}]` : 'unknown';
+    throw new QuantflowError(
+      `wrong input shape for evaluation: input '${input.name}' has shape ${shown}, expected [N, 3, H, W] with fixed H and W`,
+    );
+  }
+  if (input.dataType !== 'float32')
+    throw new QuantflowError(`input '${input.name}' is ${input.dataType}; evaluation feeds float32 images`);
+  return { name: input.name, fixedBatch: fixed(shape[0]) ? shape[0] : null, height: shape[2], width: shape[3] };
+}
+
+/** A decoded batch: the images that decoded, and the files that did not. */
+interface Batch {
+  items: DatasetItem[];
+  /** Where image i of `items` lies in the shared buffer. */
+  slots: number[];
+  skipped: string[];
+}
+
+/**
+ * Decodes `items` into `shared` on the pool's workers. A failed image fails the batch,
+ * or with `skip` is left out.
+ */
+async function decodeBatch(
+  pool: DecodePool,
+  items: DatasetItem[],
+  shared: Float32Array,
+  preset: PresetName,
+  height: number,
+  width: number,
+  skip: boolean,
+): Promise<Batch> {
+  const errors = await pool.decode(items.map((it) => it.path), preset, height, width, shared);
+  const batch: Batch = { items: [], slots: [], skipped: [] };
+  items.forEach((item, i) => {
+    const error = errors[i];
+    if (error && !skip) throw error;
+    if (error) return void batch.skipped.push(item.file);
+    batch.items.push(item);
+    batch.slots.push(i);
+  });
+  return batch;
+}
+
+/**
+ * Top-1/top-5 accuracy of `model` on `dataset`, run by onnxruntime. Decoding of the next
+ * batch overlaps inference of the current one (double-buffered). A model with 1001 outputs
+ * on labels below 1000 is taken to have a background class at index 0.
+ */
+export async function evaluate(model: Model, dataset: Dataset, options: EvalOptions = {}): Promise<EvalResult> {
+  const { name, fixedBatch, height, width } = inputGeometry(model);
+  const outputName = model.graph.outputs[0]?.name;
+  if (!outputName) throw new QuantflowError(`model '${model.graph.name}' has no output`);
+  const chosen = options.preset ? { preset: options.preset, reason: 'given' } : choosePreset(model);
+  const items = dataset.items.slice(0, options.limit ?? dataset.items.length);
+  const batch = fixedBatch ?? options.batch ?? 32;
+  if (!Number.isInteger(batch) || batch <= 0) throw new QuantflowError(`batch size must be a positive integer, got ${batch}`);
+  const size = 3 * height * width;
+  // Workers decode batch i + 1 into one shared buffer while batch i, copied out of the
+  // other (onnxruntime does not take shared memory), runs.
+  const shared = [sharedFloat32(batch * size), sharedFloat32(batch * size)];
+  const feed = new Float32Array(batch * size);
+  const pool = new DecodePool();
+  const decode = (start: number) => {
+    const p = decodeBatch(pool, items.slice(start, start + batch), shared[(start / batch) % 2]!, chosen.preset, height, width, !!options.skipBadImages);
+    // Awaited one iteration later; without a handler now, a failure during inference would count as unhandled.
+    p.catch(() => {});
+    return p;
+  };
+
+  let session: ort.InferenceSession;
+  try {
+    session = await openSession(model);
+  } catch (e) {
+    await pool.close();
+    throw e;
+  }
+  const predictions: EvalResult['predictions'] = [];
+  const skipped: string[] = [];
+  let labelOffset: number | undefined;
+  let top1 = 0;
+  let top5 = 0;
+  const started = performance.now();
+  try {
+    let next = items.length ? decode(0) : undefined;
+    for (let start = 0; next; start += batch) {
+      const source = shared[(start / batch) % 2]!;
+      const current = await next;
+      next = start + batch < items.length ? decode(start + batch) : undefined;
+      skipped.push(...current.skipped);
+      const n = current.items.length;
+      if (n > 0) {
+        current.slots.forEach((slot, i) => feed.set(source.subarray(slot * size, (slot + 1) * size), i * size));
+        const fed = fixedBatch ?? n;
+        const input = new ort.Tensor('float32', feed.subarray(0, fed * size), [fed, 3, height, width]);
+        const scores = await runBatch(session, { [name]: input }, outputName);
+        const classes = scores.length / fed;
+        labelOffset ??= backgroundOffset(classes, items);
+        current.items.forEach((item, i) => {
+          const top = topK(scores, i * classes + labelOffset!, classes - labelOffset!, 5);
+          if (top[0] === item.label) top1++;
+          if (top.includes(item.label)) top5++;
+          predictions.push({ file: item.file, label: item.label, top5: top });
+        });
+      }
+      options.onProgress?.(Math.min(start + batch, items.length), items.length);
+    }
+  } finally {
+    await Promise.all([session.release(), pool.close()]);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const n = predictions.length;
+  return {
+    n,
+    top1: n ? top1 / n : 0,
+    top5: n ? top5 / n : 0,
+    imagesPerSecond: seconds > 0 ? n / seconds : 0,
+    preset: chosen.preset,
+    presetReason: chosen.reason,
+    labelOffset: labelOffset ?? 0,
+    skipped,
+    predictions,
+  };
+}
+
+async function runBatch(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, output: string): Promise<Float32Array> {
+  let result: ort.InferenceSession.OnnxValueMapType;
+  try {
+    result = await session.run(feeds, [output]);
+  } catch (e) {
+    throw new QuantflowError(`onnxruntime failed to run the model: ${String((e as Error)?.message ?? e).split('\n')[0]}`);
+  }
+  const t = result[output] as ort.Tensor;
+  if (t.type !== 'float32') throw new QuantflowError(`output '${output}' is ${t.type}; evaluation needs float32 scores`);
+  return t.data as Float32Array;
+}
+
+/**
+ * 1 when the scores carry a leading background class (TF's 1001-way ImageNet classifiers),
+ * else 0; throws when some label has no score column.
+ */
+function backgroundOffset(classes: number, items: DatasetItem[]): number {
+  const maxLabel = items.reduce((m, it) => Math.max(m, it.label), 0);
+  const offset = classes === 1001 && maxLabel < 1000 ? 1 : 0;
+  if (maxLabel >= classes - offset)
+    throw new QuantflowError(`dataset label ${maxLabel} is out of range for a model with ${classes} output classes`);
+  return offset;
+}
+
+/** Indices of the `k` largest of `scores[from .. from + count)`, relative to `from`, best first. */
+function topK(scores: Float32Array, from: number, count: number, k: number): number[] {
+  const best: number[] = [];
+  for (let c = 0; c < count; c++) {
+    const v = scores[from + c]!;
+    if (best.length === k) {
+      if (v <= scores[from + best[k - 1]!]!) continue;
+      best.pop();
+    }
+    let i = best.length;
+    // Strict comparison keeps the lower class index first on ties, like argmax.
+    while (i > 0 && scores[from + best[i - 1]!]! < v) i--;
+    best.splice(i, 0, c);
+  }
+  return best;
+}
