@@ -62,7 +62,9 @@ function geometry(preset: PresetName, width: number, height: number, outH: numbe
       window: { left: roundHalfEven((newW - outW) / 2), top: roundHalfEven((newH - outH) / 2), width: outW, height: outH },
     };
   }
-  const side = 0.875 * short;
+  // Images stored at the network's resolution (CIFAR-style sets) are fed whole: the central
+  // crop exists to mimic ImageNet's evaluation protocol on larger photos.
+  const side = width === outW && height === outH ? short : 0.875 * short;
   const left = roundHalfEven((width - side) / 2);
   const top = roundHalfEven((height - side) / 2);
   return {

@@ -58,6 +58,7 @@ function computeTaps(inSize: number, outSize: number, from: number, count: numbe
   const counts = new Int32Array(count);
   const weights = new Int32Array(count * stride);
   const w = new Float64Array(stride);
+  const fixed = new Int32Array(stride);
   const ss = 1 / filterScale;
   for (let i = 0; i < count; i++) {
     const centre = (from + i + 0.5) * scale;
@@ -70,19 +71,18 @@ function computeTaps(inSize: number, outSize: number, from: number, count: numbe
       w[k] = t < 1 ? 1 - t : 0;
       sum += w[k]!;
     }
-    let m = 0;
     for (let k = 0; k < n; k++) {
       const v = sum !== 0 ? w[k]! / sum : w[k]!;
-      const fixed = Math.trunc(v < 0 ? -0.5 + v * ONE : 0.5 + v * ONE);
-      // Taps that round to zero add nothing; dropping them keeps Pillow's result and saves work.
-      if (fixed === 0 && (m === 0 || k === n - 1 || w.subarray(k + 1, n).every((x) => x === 0))) {
-        if (m === 0) first[i] = lo + k + 1;
-        continue;
-      }
-      if (m === 0) first[i] = lo + k;
-      weights[i * stride + m++] = fixed;
+      fixed[k] = Math.trunc(v < 0 ? -0.5 + v * ONE : 0.5 + v * ONE);
     }
-    counts[i] = m;
+    // Taps that round to zero add nothing: dropping those at either end keeps Pillow's result and saves work.
+    let a = 0;
+    let b = n;
+    while (a < b && fixed[a] === 0) a++;
+    while (b > a && fixed[b - 1] === 0) b--;
+    first[i] = lo + a;
+    counts[i] = b - a;
+    weights.set(fixed.subarray(a, b), i * stride);
   }
   return { first, count: counts, weights, stride };
 }

@@ -3,7 +3,7 @@ import type { Dataset, DatasetItem } from '../data/dataset.js';
 import { DecodePool, sharedFloat32 } from '../data/decode-pool.js';
 import { choosePreset, type PresetName } from '../data/preprocess.js';
 import type { Model } from '../graph/types.js';
-import { openSession } from '../runtime/session.js';
+import { isQdqModel, openSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 
 export interface EvalOptions {
@@ -15,6 +15,12 @@ export interface EvalOptions {
   limit?: number;
   /** Record unreadable images in `skipped` instead of failing. */
   skipBadImages?: boolean;
+  /**
+   * For QDQ models: run QuantizeLinear/DequantizeLinear as the float fake-quant simulation
+   * (the default, which is what accuracy numbers are reported on) or let onnxruntime fuse
+   * them into its integer kernels (false).
+   */
+  simulate?: boolean;
   /** Called after each batch with images processed (skipped ones included) and the total. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -117,7 +123,7 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
 
   let session: ort.InferenceSession;
   try {
-    session = await openSession(model);
+    session = await openSession(model, { simulate: options.simulate ?? isQdqModel(model) });
   } catch (e) {
     await pool.close();
     throw e;

@@ -19,6 +19,11 @@ function firstLine(e: unknown): string {
   return String((e as Error)?.message ?? e).split('\n')[0]!;
 }
 
+/** True for a model with QuantizeLinear nodes: a QDQ export. */
+export function isQdqModel(model: Model): boolean {
+  return model.graph.nodes.some((n) => n.opType === 'QuantizeLinear');
+}
+
 /** Opens an onnxruntime CPU session on a model held in memory. */
 export async function openSession(model: Model, options: SessionOptions = {}): Promise<ort.InferenceSession> {
   try {

@@ -31,6 +31,7 @@ interface EvalOptions {
   limit?: number;
   json?: string;
   skipBadImages?: boolean;
+  integerKernels?: boolean;
 }
 
 export function registerEval(program: Command): void {
@@ -43,6 +44,7 @@ export function registerEval(program: Command): void {
     .option('--batch <n>', 'images per inference batch', positiveInt('--batch'), 32)
     .option('--limit <n>', 'evaluate only the first n images', positiveInt('--limit'))
     .option('--skip-bad-images', 'skip unreadable images (listed in the result) instead of failing')
+    .option('--integer-kernels', "QDQ models: measure onnxruntime's fused integer kernels instead of the fake-quant simulation")
     .option('--json <file>', 'write the result, with per-image top-5 predictions, as JSON')
     .addHelpText(
       'after',
@@ -60,6 +62,7 @@ export function registerEval(program: Command): void {
         batch: opts.batch,
         limit: opts.limit,
         skipBadImages: opts.skipBadImages,
+        simulate: opts.integerKernels ? false : undefined,
         onProgress: (done) => bar.update(done),
       });
       bar.stop();
