@@ -114,3 +114,12 @@ test('quantizeWeights follows the resolved layer; power-of-two scales', () => {
   assert.throws(() => quantizePerChannel(w, 5, { bits: 8 }), RangeError);
   assert.equal(sqnrDb(w, w), Infinity);
 });
+
+test('WESS fits shifted channels to the reference that maximizes their mean resolution', () => {
+  // With the layer max (1.0) as reference, the three 0.7 channels cannot shift and fill 70% of
+  // the grid; with reference 1.4 they shift by one and fill it entirely, and the 1.0 channel fills 71%.
+  const w = Float32Array.from([1.0, 0.7, 0.7, 0.7]);
+  const q = quantizeWithShifts(w, 4, { bits: 8, method: 'minmax', shiftBits: 4 });
+  assert.deepEqual([...q.shifts!], [0, 1, 1, 1]);
+  assert.deepEqual([...q.q], [91, 127, 127, 127]);
+});

@@ -5,6 +5,7 @@ import type { ActivationQuantParams } from '../quantization/calibration.js';
 import { SAME_GRID_OPS, type WeightedLayer } from '../quantization/plan.js';
 import type { QuantizedWeights } from '../quantization/weights.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
+import { roundHalfToEven } from '../quantization/fixedpoint.js';
 
 /** What the quantizer decided, ready to be written into a graph. */
 export interface QuantizationParams {
@@ -24,7 +25,8 @@ const INT4_OPSET = 21;
  * is the standard form that onnxruntime fuses into integer kernels, and, run without those
  * fusions, the float simulation of the integer target. WESS weights are per-channel scales
  * s·2^−k[c]. The input model is not modified. `floatNames` maps each quantized activation
- * to the name its unquantized value has in the new graph.
+ * (and the input of each clamp dropped as redundant) to the name its unquantized value has
+ * in the new graph.
  */
 export function buildQdqModel(model: Model, params: QuantizationParams): { model: Model; floatNames: Map<string, string> } {
   const graph = cloneGraph(model.graph);
@@ -38,6 +40,7 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
   const originalProducers = producerMap(model.graph);
   const nodeByName = new Map(graph.nodes.map((n) => [n.name, n]));
   const floatNames = new Map<string, string>();
+  const removed = new Set<Node>();
 
   for (const [name, p] of params.activations) {
     const signed = p.qmin < 0;
@@ -47,11 +50,23 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
     graph.initializers.set(scale, { dataType: 'float32', dims: [], data: Float32Array.of(p.scale) });
     graph.initializers.set(zp, scalarOfType(zpType, p.zeroPoint));
     const quantized = fresh(`${name}_quantized`);
-    const producer = producers.get(name);
+    let producer = producers.get(name);
+    let bypassed: string | undefined;
+    if (producer && !params.activations.has(producer.inputs[0]!) && clampIsSaturation(producer, p, graph)) {
+      // The clamp only repeats QuantizeLinear's saturation: drop it, as the NPU does, and
+      // keep the DQ → Conv → Q pattern that onnxruntime fuses into one integer kernel.
+      const clamp = producer;
+      producer = producers.get(clamp.inputs[0]!)!;
+      producer.outputs = producer.outputs.map((o) => (o === clamp.inputs[0] ? name : o));
+      producers.set(name, producer);
+      removed.add(clamp);
+      bypassed = clamp.inputs[0];
+    }
     if (producer) {
       // Renaming the float value keeps every reader and graph output pointing at `name`.
       const raw = fresh(`${name}_float`);
       floatNames.set(name, raw);
+      if (bypassed) floatNames.set(bypassed, raw);
       producer.outputs = producer.outputs.map((o) => (o === name ? raw : o));
       after(producer, [
         makeNode('QuantizeLinear', [raw, scale, zp], [quantized], {}, fresh(`${name}_QuantizeLinear`)),
@@ -113,6 +128,7 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
 
   const nodes: Node[] = [...(newNodes.get('inputs') ?? [])];
   for (const n of graph.nodes) {
+    if (removed.has(n)) continue;
     const extra = newNodes.get(n) ?? [];
     const before = extra.filter((e) => e.outputs.some((o) => n.inputs.includes(o)));
     nodes.push(...before, n, ...extra.filter((e) => !before.includes(e)));
@@ -122,6 +138,30 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
   pruneUnusedInitializers(graph);
   out.producerName = 'quantflow';
   return { model: out, floatNames };
+}
+
+/**
+ * True when a Relu/Clip whose output is quantized with `p` changes nothing after
+ * quantization: its bounds quantize to the grid's ends (or beyond), so QuantizeLinear's
+ * saturation already applies them. Its input must have no other reader and be produced by
+ * a node, so that the clamp can be bypassed.
+ */
+function clampIsSaturation(node: Node, p: ActivationQuantParams, graph: Graph): boolean {
+  if (node.opType !== 'Relu' && node.opType !== 'Clip') return false;
+  const input = node.inputs[0]!;
+  if (graph.inputs.some((v) => v.name === input) || graph.outputs.some((v) => v.name === input)) return false;
+  if (graph.nodes.filter((n) => n.inputs.includes(input)).length !== 1) return false;
+  const bound = (i: number, fallback: number) => {
+    const name = node.inputs[i];
+    if (!name) return fallback;
+    const t = graph.initializers.get(name);
+    return t && t.data.length === 1 ? Number(t.data[0]) : undefined;
+  };
+  const lo = node.opType === 'Relu' ? 0 : bound(1, -Infinity);
+  const hi = node.opType === 'Relu' ? Infinity : bound(2, Infinity);
+  if (lo === undefined || hi === undefined) return false;
+  const q = (x: number) => roundHalfToEven(x / p.scale) + p.zeroPoint;
+  return q(lo) <= p.qmin && q(hi) >= p.qmax;
 }
 
 /**

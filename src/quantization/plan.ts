@@ -21,8 +21,6 @@ export interface QuantizationPlan {
 
 /** Activations the NPU applies inside the producing layer's requantization (a clamp). */
 const FUSIBLE_ACTIVATIONS = new Set(['Relu', 'Clip']);
-/** Layers whose output requantization can absorb a following clamp. */
-const FUSING_LAYERS = new Set(['Conv', 'Gemm', 'MatMul', 'Add']);
 /**
  * Ops whose output lies on the same integer grid as their input, so the target needs no new
  * scale: they move or select values without arithmetic.
@@ -47,9 +45,9 @@ function weightedLayer(node: Node, graph: Graph): WeightedLayer | undefined {
 
 /**
  * Decides what gets quantized: the weights of Conv/Gemm/MatMul layers, and every float
- * activation at a layer boundary — model inputs and node outputs, except (a) a layer output
- * read only by a ReLU/Clip, whose clamp the target fuses into the layer (the clamp's output
- * is quantized instead), (b) outputs of ops that keep their input's grid, and (c) a final
+ * activation at a layer boundary — model inputs and node outputs, except (a) an output read
+ * only by a ReLU/Clip, whose clamp the target fuses into the producer's requantization (the
+ * clamp's output is quantized instead), (b) outputs of ops that keep their input's grid, and (c) a final
  * Softmax, which stays float as the model's probability output.
  */
 export function planQuantization(graph: Graph): QuantizationPlan {
@@ -67,7 +65,7 @@ export function planQuantization(graph: Graph): QuantizationPlan {
       if (!out || !isFloat(out) || graph.initializers.has(out)) continue;
       const readers = consumers.get(out) ?? [];
       const fused =
-        FUSING_LAYERS.has(node.opType) &&
+        !FUSIBLE_ACTIVATIONS.has(node.opType) &&
         !graphOutputs.has(out) &&
         readers.length === 1 &&
         FUSIBLE_ACTIVATIONS.has(readers[0]!.opType);

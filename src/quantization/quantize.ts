@@ -11,6 +11,7 @@ import { activationQuantParams, HistogramObserver, MinMaxObserver, type Observer
 import { planQuantization, type QuantizationPlan, type WeightedLayer } from './plan.js';
 import { resolveLayer, type TargetProfile } from './profile.js';
 import { quantizeWeights, sqnrDb } from './weights.js';
+import { biasCorrection, ChannelMeans } from './bias-correction.js';
 
 export interface QuantizeOptions {
   profile: TargetProfile;
@@ -22,6 +23,8 @@ export interface QuantizeOptions {
   batch?: number;
   /** Preprocessing; chosen from the model when absent. */
   preset?: PresetName;
+  /** Subtract the expected output shift that weight rounding causes from each bias. */
+  biasCorrection?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -74,7 +77,10 @@ export async function quantizeModel(model: Model, calib: Dataset, options: Quant
   const observers = new Map<string, Observer>(
     plan.activations.map((a) => [a, method === 'minmax' ? new MinMaxObserver() : new HistogramObserver()]),
   );
-  const session = await openSession(withOutputs(model, plan.activations));
+  const layerInputs = options.biasCorrection ? [...new Set(plan.layers.map((l) => l.node.inputs[0]!))] : [];
+  const means = new Map(layerInputs.map((name) => [name, new ChannelMeans()]));
+  const fetched = [...new Set([...plan.activations, ...layerInputs])];
+  const session = await openSession(withOutputs(model, fetched));
   let done = 0;
   let firstBatch: Float32Array | undefined;
   try {
@@ -82,11 +88,12 @@ export async function quantizeModel(model: Model, calib: Dataset, options: Quant
       const n = b.items.length;
       const input = new ort.Tensor('float32', b.data.subarray(0, n * geometry.size), [n, 3, geometry.height, geometry.width]);
       firstBatch ??= b.data.slice(0, n * geometry.size);
-      const out = await session.run({ [geometry.name]: input }, plan.activations);
+      const out = await session.run({ [geometry.name]: input }, fetched);
       for (const a of plan.activations) {
         const values = (out[a] as ort.Tensor).data as Float32Array;
         observers.get(a)!.observe(method === 'minmax' ? values : strided(values, HISTOGRAM_SAMPLE));
       }
+      for (const [name, m] of means) m.observe((out[name] as ort.Tensor).data as Float32Array, (out[name] as ort.Tensor).dims);
       done += n;
       options.onProgress?.(done, items.length);
     }
@@ -106,17 +113,22 @@ export async function quantizeModel(model: Model, calib: Dataset, options: Quant
   const weights = plan.layers.map((layer, i) => {
     const spec = resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 });
     const tensor = model.graph.initializers.get(layer.weight)!;
-    const quantized = quantizeWeights(outputChannelsFirst(toFloat32(tensor), tensor.dims, layer), tensor.dims[layer.channelAxis]!, spec, {
+    const original = outputChannelsFirst(toFloat32(tensor), tensor.dims, layer);
+    const channels = tensor.dims[layer.channelAxis]!;
+    const quantized = quantizeWeights(original, channels, spec, {
       method: method === 'minmax' ? 'minmax' : 'mse',
       powerOfTwo: profile.powerOfTwoScales,
     });
-    return { layer, quantized };
+    const inputMeans = means.get(layer.node.inputs[0]!);
+    const correction = inputMeans && layer.bias ? biasCorrection(layer, channels, original, quantized, inputMeans.means()) : undefined;
+    return { layer, quantized, correction };
   });
+  const corrected = correctedBiases(model, weights);
   const weightSeconds = (performance.now() - t0) / 1000;
 
   t0 = performance.now();
-  const params: QuantizationParams = { activations, weights };
-  const { model: qdq, floatNames } = buildQdqModel(model, params);
+  const params: QuantizationParams = { activations, weights: weights.map(({ layer, quantized }) => ({ layer, quantized })) };
+  const { model: qdq, floatNames } = buildQdqModel(corrected, params);
   qdq.metadata['quantflow.profile'] = profile.name;
   const exportSeconds = (performance.now() - t0) / 1000;
 
@@ -147,6 +159,18 @@ export async function quantizeModel(model: Model, calib: Dataset, options: Quant
     calibrationImages: done,
     seconds: { calibration, weights: weightSeconds, export: exportSeconds, evaluation: (performance.now() - t0) / 1000 },
   };
+}
+
+/** `model` with each layer's bias reduced by its bias correction (a shallow copy when any applies). */
+function correctedBiases(model: Model, layers: { layer: WeightedLayer; correction?: Float64Array }[]): Model {
+  const todo = layers.filter((l) => l.correction && l.layer.bias);
+  if (!todo.length) return model;
+  const initializers = new Map(model.graph.initializers);
+  for (const { layer, correction } of todo) {
+    const bias = toFloat32(initializers.get(layer.bias!)!);
+    initializers.set(layer.bias!, { dataType: 'float32', dims: [bias.length], data: bias.map((b, c) => b - correction![c]!) });
+  }
+  return { ...model, graph: { ...model.graph, initializers } };
 }
 
 /** A copy of `model` whose outputs are `names` (intermediate values made observable). */

@@ -75,13 +75,12 @@ export function quantizeWithShifts(
   options: WeightQuantOptions & { shiftBits: number },
 ): QuantizedWeights {
   const g = new ChannelGroups(w, channels);
-  const layerMax = g.absMax.reduce((m, x) => Math.max(m, x), 0);
   const maxShift = 2 ** options.shiftBits - 1;
+  const reference = shiftReference(g.absMax, maxShift);
   const shifts = new Int32Array(channels);
   const factors = new Float64Array(channels);
   for (let c = 0; c < channels; c++) {
-    let k = 0;
-    if (g.absMax[c]! > 0) while (k < maxShift && g.absMax[c]! * 2 ** (k + 1) <= layerMax) k++;
+    const k = shiftFor(g.absMax[c]!, reference, maxShift);
     shifts[c] = k;
     factors[c] = 2 ** -k;
   }
@@ -89,6 +88,40 @@ export function quantizeWithShifts(
   const s = chooseScale(g, all, factors, options);
   const scale = Float32Array.from(factors, (f) => s * f);
   return finish(g, options.bits, 'shift', scale, { layerScale: s, shifts });
+}
+
+/** The largest k ≤ maxShift with m·2^k ≤ reference (0 for an all-zero channel). */
+function shiftFor(m: number, reference: number, maxShift: number): number {
+  if (m <= 0) return 0;
+  return Math.max(0, Math.min(maxShift, Math.floor(Math.log2(reference / m) + 1e-12)));
+}
+
+/** Candidate references tried per octave by `shiftReference`. */
+const REFERENCE_STEPS = 64;
+
+/**
+ * The range the shifted channels are fitted into. Shifting is by powers of two, so after
+ * shifting each channel fills a fraction u[c] ∈ (1/2, 1] of the grid, and its resolution
+ * (SQNR) grows with log u[c]. The layer maximum is one choice of reference; any value in
+ * [max, 2·max) is another, with different fractions. This picks the one that maximizes
+ * Σ log u[c], i.e. the mean per-channel resolution, which is what a per-channel quantizer
+ * would give every channel in full.
+ */
+function shiftReference(absMax: Float64Array, maxShift: number): number {
+  const layerMax = absMax.reduce((m, x) => Math.max(m, x), 0);
+  if (layerMax === 0) return 0;
+  let best = layerMax;
+  let bestScore = -Infinity;
+  for (let i = 0; i < REFERENCE_STEPS; i++) {
+    const reference = layerMax * 2 ** (i / REFERENCE_STEPS);
+    let score = 0;
+    for (const m of absMax) if (m > 0) score += Math.log2((m * 2 ** shiftFor(m, reference, maxShift)) / reference);
+    if (score > bestScore) {
+      bestScore = score;
+      best = reference;
+    }
+  }
+  return best;
 }
 
 /** Quantizes a layer's weights the way `resolveLayer` says. */

@@ -24,6 +24,7 @@ interface QuantizeCliOptions {
   calibLimit: number;
   batch: number;
   preset?: PresetName;
+  biasCorrection?: boolean;
   output: string;
 }
 
@@ -41,6 +42,7 @@ export function registerQuantize(program: Command): void {
     .option('--calib-limit <n>', 'calibration images used', positiveInt('--calib-limit'), 1000)
     .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), 16)
     .option('--preset <name>', 'preprocessing; default chosen from the model', presetOption)
+    .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes (measured on the calibration images)')
     .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, report.json)')
     .addHelpText(
       'after',
@@ -61,6 +63,7 @@ export function registerQuantize(program: Command): void {
         calibLimit: opts.calibLimit,
         batch: opts.batch,
         preset: opts.preset,
+        biasCorrection: opts.biasCorrection,
         onProgress: (done) => bar.update(done),
       });
       bar.stop();
@@ -72,6 +75,7 @@ export function registerQuantize(program: Command): void {
           model: modelPath,
           profile,
           calibration: { method: opts.calibration, images: result.calibrationImages, preset: result.preset, folder: opts.calib },
+          biasCorrection: !!opts.biasCorrection,
           seconds: result.seconds,
           layers: result.layers,
           activations: Object.fromEntries(result.params.activations),
