@@ -6,6 +6,8 @@ import { registerImport } from './commands/import.js';
 import { registerEval } from './commands/eval.js';
 import { registerDemo } from './commands/demo.js';
 import { registerQuantize } from './commands/quantize.js';
+import { registerTse } from './commands/tse.js';
+import { registerBuffers } from './commands/buffers.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -22,6 +24,8 @@ function buildProgram(): Command {
   registerImport(program);
   registerEval(program);
   registerQuantize(program);
+  registerTse(program);
+  registerBuffers(program);
   registerDemo(program);
   return program;
 }

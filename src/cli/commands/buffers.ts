@@ -1,0 +1,107 @@
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import { loadModel } from '../../import/load.js';
+import { prepareModel } from '../../import/prepare.js';
+import { detectSqueezeExcite, type NearMiss } from '../../tse/detect.js';
+import { bufferReport, type BufferReport } from '../../tse/buffers.js';
+import { withInputSize } from '../../tse/input-size.js';
+import { checkTileOptions, type TileOptions } from '../../tse/tile.js';
+import { formatTable, percent } from '../table.js';
+import { writeJsonResult } from '../output.js';
+import { positiveInt } from './eval.js';
+
+/** Rows the paper finds enough context for (arXiv 2107.02145): the default tile height. */
+export const DEFAULT_TILE_ROWS = 7;
+
+/** Tile options as the `tse` and `buffers` commands parse them. */
+export interface TileCliOptions {
+  tileRows?: number;
+  tileCols?: number;
+  tile?: [number, number];
+}
+
+/** Parses "HxW" (or "N" for NxN) into two positive integers, with a message naming the option. */
+export function sizePair(name: string): (value: string) => [number, number] {
+  return (value) => {
+    const m = /^(\d+)(?:x(\d+))?$/i.exec(value.trim());
+    const pair = m ? ([Number(m[1]), Number(m[2] ?? m[1])] as [number, number]) : undefined;
+    if (!pair || pair.some((v) => v <= 0)) throw new InvalidArgumentError(`${name} takes positive integers as HxW (7x7) or one size (7), got '${value}'`);
+    return pair;
+  };
+}
+
+/** Adds --tile-rows, --tile-cols and --tile to a command. */
+export function addTileOptions(command: Command): Command {
+  return command
+    .option('--tile-rows <K>', `tiles of K full-width rows (default ${DEFAULT_TILE_ROWS})`, positiveInt('--tile-rows'))
+    .option('--tile-cols <K>', 'tiles of K full-height columns', positiveInt('--tile-cols'))
+    .option('--tile <KxK>', 'tiles of KxK pixels', sizePair('--tile'));
+}
+
+/** The tiling the options ask for: exactly one of them, or the default row tiles. */
+export function tileOptionsFrom(o: TileCliOptions): TileOptions {
+  const tiles: TileOptions = { tileRows: o.tileRows, tileCols: o.tileCols, tile: o.tile };
+  if (o.tileRows === undefined && o.tileCols === undefined && o.tile === undefined) return { tileRows: DEFAULT_TILE_ROWS };
+  checkTileOptions(tiles);
+  return tiles;
+}
+
+/** Elements as a short count: 1.49M, 159.2k, 840. */
+export function formatCount(n: number): string {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(n);
+}
+
+/** Per-block and total buffering as a table. */
+export function bufferTable(report: BufferReport): string {
+  return formatTable([
+    ['SE block (Mul)', 'C x H x W', 'tile', 'SE buffer', 'TSE buffer'],
+    ...report.blocks.map((b) => [
+      b.block,
+      `${b.channels}x${b.height}x${b.width}`,
+      `${b.tile[0]}x${b.tile[1]}`,
+      formatCount(b.se),
+      formatCount(b.tse),
+    ]),
+    [`total (${report.tiles})`, '', '', formatCount(report.se), `${formatCount(report.tse)} (-${percent(report.reduction)})`],
+  ]);
+}
+
+/** Near misses, one per line, or nothing. */
+export function nearMissLines(nearMisses: readonly NearMiss[]): string[] {
+  return nearMisses.map((m) => `not an SE block: Mul '${m.node}': ${m.reason}`);
+}
+
+interface BuffersOptions extends TileCliOptions {
+  input?: [number, number];
+  json?: string;
+}
+
+export function registerBuffers(program: Command): void {
+  addTileOptions(
+    program
+      .command('buffers')
+      .description('Activation buffering of squeeze-and-excite blocks on a streaming accelerator: SE vs tiled SE.')
+      .argument('<model>', 'model file (.tflite or .onnx)')
+      .option('--input <HxW>', 'input resolution to evaluate at (default: the model\'s own)', sizePair('--input')),
+  )
+    .option('--json <file>', 'write per-block and total buffering as JSON')
+    .addHelpText(
+      'after',
+      '\nAn SE block holds its whole input map (C·H·W elements) until the global mean exists;\n' +
+        'with tiles of K rows it holds one band of K rows (C·K·W), also for KxK tiles. Column\n' +
+        'tiles span every row and save nothing on a row-streaming pipeline.\n\nExample:\n' +
+        '  quantflow buffers mobilenet_v3_small_1.0_224_uint8.tflite --input 512x512 --tile-rows 7',
+    )
+    .action(async (modelPath: string, opts: BuffersOptions) => {
+      const tiles = tileOptionsFrom(opts);
+      const prepared = await prepareModel(loadModel(modelPath));
+      const model = opts.input ? withInputSize(prepared, ...opts.input) : prepared;
+      const { blocks, nearMisses } = detectSqueezeExcite(model);
+      const report = bufferReport(blocks, tiles);
+      const input = model.graph.inputs[0]?.shape;
+      console.log(`${blocks.length} squeeze-and-excite block(s) at input ${input ? `[${input.join(', ')}]` : 'of unknown shape'}`);
+      if (blocks.length) console.log(bufferTable(report));
+      for (const line of nearMissLines(nearMisses)) console.log(line);
+      if (opts.json) writeJsonResult(opts.json, { model: modelPath, input, ...report, nearMisses });
+    });
+}
