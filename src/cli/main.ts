@@ -6,6 +6,7 @@ import { registerImport } from './commands/import.js';
 import { registerEval } from './commands/eval.js';
 import { registerDemo } from './commands/demo.js';
 import { registerQuantize } from './commands/quantize.js';
+import { registerVerify } from './commands/verify.js';
 import { registerTse } from './commands/tse.js';
 import { registerBuffers } from './commands/buffers.js';
 
@@ -24,6 +25,7 @@ function buildProgram(): Command {
   registerImport(program);
   registerEval(program);
   registerQuantize(program);
+  registerVerify(program);
   registerTse(program);
   registerBuffers(program);
   registerDemo(program);

@@ -12,6 +12,10 @@ import type { RangeMethod } from '../../quantization/calibration.js';
 import { progressBar } from '../progress.js';
 import { formatTable } from '../table.js';
 import { writeJsonResult } from '../output.js';
+import { buildNpuPackage } from '../../npu/package.js';
+import type { NpuPackage } from '../../npu/types.js';
+import { QuantflowError } from '../../util/errors.js';
+import { writeNpuPackage } from '../../npu/io.js';
 import { positiveInt, presetOption } from './eval.js';
 import type { PresetName } from '../../data/preprocess.js';
 
@@ -43,7 +47,7 @@ export function registerQuantize(program: Command): void {
     .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), 16)
     .option('--preset <name>', 'preprocessing; default chosen from the model', presetOption)
     .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes (measured on the calibration images)')
-    .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, report.json)')
+    .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, npu/, report.json)')
     .addHelpText(
       'after',
       '\nBuilt-in profiles: w8a8-* and w4a8-* with weight granularity tensor (one scale per layer),\n' +
@@ -69,8 +73,20 @@ export function registerQuantize(program: Command): void {
       bar.stop();
       const modelOut = join(opts.output, 'model.qdq.onnx');
       const reportOut = join(opts.output, 'report.json');
+      const npuOut = join(opts.output, 'npu');
+      // The QDQ model is useful on its own; a layer the integer package cannot express yet
+      // costs only the package.
+      let npu: NpuPackage | undefined;
+      let npuProblem: string | undefined;
+      try {
+        npu = await buildNpuPackage(result.model, profile, { preset: result.preset });
+      } catch (e) {
+        if (!(e instanceof QuantflowError)) throw e;
+        npuProblem = e.message;
+      }
       try {
         writeOnnxFile(result.model, modelOut);
+        if (npu) writeNpuPackage(npuOut, npu);
         writeJsonResult(reportOut, {
           model: modelPath,
           profile,
@@ -82,6 +98,7 @@ export function registerQuantize(program: Command): void {
         });
       } catch (e) {
         rmSync(modelOut, { force: true });
+        rmSync(npuOut, { recursive: true, force: true });
         throw e;
       }
       const worst = [...result.layers].sort((a, b) => (a.outputSqnrDb ?? Infinity) - (b.outputSqnrDb ?? Infinity)).slice(0, 8);
@@ -95,6 +112,7 @@ export function registerQuantize(program: Command): void {
         `${result.layers.length} layers, ${result.params.activations.size} activations quantized for profile ${profile.name}; ` +
           `calibrated on ${result.calibrationImages} images (${opts.calibration}, preset ${result.preset}) in ${result.seconds.calibration.toFixed(1)} s`,
       );
-      console.log(`wrote ${modelOut} and ${reportOut}`);
+      if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
+      console.log(`wrote ${modelOut}${npu ? `, ${npuOut}/ (integer NPU package)` : ''} and ${reportOut}`);
     });
 }

@@ -1,0 +1,34 @@
+import { roundHalfToEven } from '../quantization/fixedpoint.js';
+import type { Grid } from './types.js';
+
+/**
+ * Float ↔ grid conversions with onnxruntime's float32 semantics, so that integers computed
+ * here equal those of QuantizeLinear/DequantizeLinear in the QDQ simulation: x/scale is a
+ * float32 division (a float64 quotient of two float32 values rounded once to float32 is the
+ * correctly rounded float32 quotient), rounded half to even, plus the zero point, saturated.
+ */
+
+/** QuantizeLinear of one float32 value. */
+export function quantizeValue(x: number, g: Grid): number {
+  const q = roundHalfToEven(Math.fround(x / g.scale)) + g.zeroPoint;
+  return q < g.qmin ? g.qmin : q > g.qmax ? g.qmax : q;
+}
+
+/** DequantizeLinear of one integer: (q − zeroPoint)·scale in float32. */
+export function dequantizeValue(q: number, g: Grid): number {
+  return Math.fround((q - g.zeroPoint) * g.scale);
+}
+
+/** A float tensor (an image) on grid `g`: what the package's input expects. */
+export function quantizeTensor(x: Float32Array, g: Grid): Int32Array {
+  const out = new Int32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = quantizeValue(x[i]!, g);
+  return out;
+}
+
+/** Every level of grid `g` dequantized, in order qmin..qmax (the inputs of a lookup table). */
+export function gridLevels(g: Grid): Float32Array {
+  const out = new Float32Array(g.qmax - g.qmin + 1);
+  for (let i = 0; i < out.length; i++) out[i] = dequantizeValue(g.qmin + i, g);
+  return out;
+}

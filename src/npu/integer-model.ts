@@ -1,0 +1,230 @@
+import { attr, createGraph, makeNode } from '../graph/graph.js';
+import { allocStorage } from '../graph/tensor.js';
+import type { AttributeValue, Graph, Model, TensorData } from '../graph/types.js';
+import { onnxTypeCode } from '../onnx/datatype.js';
+import type { AvgPoolLayer, ConvLayer, Grid, IntTensor, NpuLayer, NpuPackage, Requantization, TensorInfo } from './types.js';
+import { windowCount, windowOutput } from './window.js';
+
+/**
+ * The NPU package as an ONNX model whose onnxruntime run reproduces the integer executor
+ * bit for bit, at onnxruntime's speed. It is also the reference for what a simulation
+ * graph must look like to be exact (the QDQ fake-quant model is not):
+ *
+ * - Activations are the grid integers q themselves, held in float32 tensors. Convolutions
+ *   and matrix products run on (q − z) with integer weights, so float32 sums are exact
+ *   while every partial sum stays below 2^24 in magnitude; the executor reports the
+ *   largest |accumulator| to check that headroom.
+ * - Requantization runs in float64, where acc·M·2^−s is exact (|acc·M| < 2^53): add the
+ *   bias, multiply by M·2^−(n+k[c]) — the target's fixed-point multiplier, not the real
+ *   s_x·s_w/s_y — then Floor(x + 0.5) for round half up (not QuantizeLinear, which rounds
+ *   half to even), add the zero point and clamp.
+ * - Add rescales with its two multipliers and rounds once; average pooling sums with a
+ *   ones kernel and multiplies by each window count's M·2^−s; tables are Gathers.
+ *
+ * Input: the float image batch under the model's input name, quantized by QuantizeLinear
+ * as in the QDQ model. Outputs: the package outputs dequantized to real values, so that
+ * the model evaluates like the float one (`quantflow eval`); with `allTensors`, instead the
+ * integers (as float32) of every package tensor but the inputs, under their package names.
+ */
+export function buildIntegerModel(pkg: NpuPackage, options: { allTensors?: boolean } = {}): Model {
+  const b = new Builder(pkg);
+  for (const name of pkg.inputs) b.input(name);
+  for (const layer of pkg.layers) b.layer(layer);
+  if (options.allTensors) {
+    for (const name of Object.keys(pkg.tensors)) if (!pkg.inputs.includes(name)) b.output(name);
+  } else {
+    for (const name of pkg.outputs) b.realOutput(name);
+  }
+  return { graph: b.graph, opset: 17, producerName: 'quantflow', metadata: { 'quantflow.npu': pkg.model } };
+}
+
+const FLOAT = onnxTypeCode('float32');
+const DOUBLE = onnxTypeCode('float64');
+const INT64 = onnxTypeCode('int64');
+
+class Builder {
+  readonly graph: Graph;
+  /** ONNX value holding each package tensor's integers. */
+  private readonly values = new Map<string, string>();
+  private count = 0;
+
+  constructor(private readonly pkg: NpuPackage) {
+    this.graph = createGraph(`${pkg.model}_integer`);
+  }
+
+  input(name: string): void {
+    const t = this.pkg.tensors[name]!;
+    this.graph.inputs.push({ name, dataType: 'float32', shape: ['batch', ...t.shape.slice(1)] });
+    const zpType = t.grid.qmin < -128 ? 'int16' : t.grid.qmin < 0 ? 'int8' : t.grid.qmax > 255 ? 'uint16' : 'uint8';
+    const zp = allocStorage(zpType, 1);
+    zp[0] = t.grid.zeroPoint;
+    const q = this.op('QuantizeLinear', [name, this.float32(t.grid.scale), this.constant({ dataType: zpType, dims: [], data: zp })]);
+    this.values.set(name, this.op('Cast', [q], { to: attr.int(FLOAT) }));
+  }
+
+  output(name: string): void {
+    this.graph.outputs.push({ name: this.op('Identity', [this.values.get(name)!], {}, name), dataType: 'float32' });
+  }
+
+  /** (q − z)·scale, in float32 as DequantizeLinear computes it. */
+  realOutput(name: string): void {
+    const g = this.pkg.tensors[name]!.grid;
+    const real = this.op('Mul', [this.centered(this.values.get(name)!, g), this.float32(g.scale)], {}, name);
+    this.graph.outputs.push({ name: real, dataType: 'float32', shape: ['batch', ...this.pkg.tensors[name]!.shape.slice(1)] });
+  }
+
+  layer(l: NpuLayer): void {
+    const [x, y] = l.inputs.map((i) => this.values.get(i)!) as [string, string];
+    const [xi, yi] = l.inputs.map((i) => this.pkg.tensors[i]!) as [TensorInfo, TensorInfo];
+    const out = this.pkg.tensors[l.output]!;
+    let value: string;
+    switch (l.op) {
+      case 'conv': {
+        const sums = this.op('Conv', [this.centered(x, xi.grid), this.floats(l.weights)], convAttributes(l));
+        value = this.requantize(sums, l.bias, l.requant, [-1, 1, 1], out.grid.zeroPoint, l.clamp);
+        break;
+      }
+      case 'fc': {
+        const [outC, k] = l.weights.shape as [number, number];
+        const kByC = new Float32Array(k * outC);
+        for (let c = 0; c < outC; c++) for (let i = 0; i < k; i++) kByC[i * outC + c] = l.weights.data[c * k + i]!;
+        const sums = this.op('MatMul', [this.centered(x, xi.grid), this.constant({ dataType: 'float32', dims: [k, outC], data: kByC })]);
+        value = this.requantize(sums, l.bias, l.requant, [-1], out.grid.zeroPoint, l.clamp);
+        break;
+      }
+      case 'add': {
+        const term = (v: string, g: Grid, m: number) => this.op('Mul', [this.double(this.centered(v, g)), this.float64(m)]);
+        const sum = this.op('Add', [term(x, xi.grid, l.multipliers[0]), term(y, yi.grid, l.multipliers[1])]);
+        value = this.round(this.op('Mul', [sum, this.float64(2 ** -l.shift)]), out.grid.zeroPoint, l.clamp);
+        break;
+      }
+      case 'mul': {
+        const product = this.double(this.op('Mul', [this.centered(x, xi.grid), this.centered(y, yi.grid)]));
+        value = this.round(this.op('Mul', [product, this.float64(l.multiplier * 2 ** -l.shift)]), out.grid.zeroPoint, l.clamp);
+        break;
+      }
+      case 'avgpool': {
+        const channels = xi.shape[1]!;
+        const ones: TensorData = { dataType: 'float32', dims: [channels, 1, ...l.kernel], data: new Float32Array(channels * l.kernel[0] * l.kernel[1]).fill(1) };
+        const sums = this.op('Conv', [this.centered(x, xi.grid), this.constant(ones)], { ...convAttributes(l), group: attr.int(channels) });
+        const scaled = this.op('Mul', [this.double(sums), this.windowMultipliers(l, xi.shape)]);
+        value = this.reshape(this.round(scaled, out.grid.zeroPoint, l.clamp), out.shape);
+        break;
+      }
+      case 'maxpool':
+        value = this.op('MaxPool', [x], { kernel_shape: attr.ints(l.kernel), strides: attr.ints(l.strides), pads: attr.ints(l.pads), dilations: attr.ints(l.dilations) });
+        break;
+      case 'lut':
+        value = this.lookup(x, xi.grid, l.table);
+        break;
+      case 'reshape':
+        value = this.reshape(x, out.shape);
+        break;
+      case 'transpose':
+        value = this.op('Transpose', [x], { perm: attr.ints(l.perm) });
+        break;
+      case 'concat':
+        value = this.op('Concat', l.inputs.map((name, i) => this.lookup(this.values.get(name)!, this.pkg.tensors[name]!.grid, l.tables[i]!)), { axis: attr.int(l.axis) });
+        break;
+    }
+    this.values.set(l.output, value);
+  }
+
+  /** A fresh value or node name that no package tensor has (outputs keep the package's names). */
+  private name(base: string): string {
+    let name: string;
+    do name = `${base}_${this.count++}`;
+    while (this.pkg.tensors[name]);
+    return name;
+  }
+
+  private op(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, output = this.name(opType.toLowerCase())): string {
+    this.graph.nodes.push(makeNode(opType, inputs, [output], attributes, this.name(opType)));
+    return output;
+  }
+
+  private constant(t: TensorData): string {
+    const name = this.name('const');
+    this.graph.initializers.set(name, t);
+    return name;
+  }
+
+  private float32(v: number): string {
+    return this.constant({ dataType: 'float32', dims: [], data: Float32Array.of(v) });
+  }
+
+  private float64(v: number): string {
+    return this.constant({ dataType: 'float64', dims: [], data: Float64Array.of(v) });
+  }
+
+  private floats(t: IntTensor): string {
+    return this.constant({ dataType: 'float32', dims: t.shape, data: Float32Array.from(t.data) });
+  }
+
+  private double(v: string): string {
+    return this.op('Cast', [v], { to: attr.int(DOUBLE) });
+  }
+
+  /** q − z, exact in float32. */
+  private centered(v: string, g: Grid): string {
+    return g.zeroPoint === 0 ? v : this.op('Sub', [v, this.float32(g.zeroPoint)]);
+  }
+
+  /**
+   * Exact sums (float32) plus bias, times M·2^−(n+k[c]) per channel along the axis that
+   * `channelShape` puts the channels on, rounded half up, clamped.
+   */
+  private requantize(sums: string, bias: IntTensor | undefined, r: Requantization, channelShape: number[], zy: number, clamp: [number, number]): string {
+    const channels = Math.max(r.multiplier.data.length, r.shift.data.length, r.channelShift?.data.length ?? 1);
+    const factor = Float64Array.from({ length: channels }, (_, c) => {
+      const m = r.multiplier.data[r.multiplier.data.length > 1 ? c : 0]!;
+      const s = r.shift.data[r.shift.data.length > 1 ? c : 0]! + (r.channelShift ? r.channelShift.data[c]! : 0);
+      return m * 2 ** -s;
+    });
+    const shape = channels === 1 ? [] : channelShape.map((d) => (d === -1 ? channels : d));
+    let acc = this.double(sums);
+    if (bias) acc = this.op('Add', [acc, this.constant({ dataType: 'float64', dims: bias.shape.length === 1 ? channelShape.map((d) => (d === -1 ? bias.shape[0]! : d)) : bias.shape, data: Float64Array.from(bias.data) })]);
+    return this.round(this.op('Mul', [acc, this.constant({ dataType: 'float64', dims: shape, data: factor })]), zy, clamp);
+  }
+
+  /** float64 real → clamp(floor(x + 0.5) + z) as float32. */
+  private round(v: string, zy: number, [lo, hi]: [number, number]): string {
+    const rounded = this.op('Floor', [this.op('Add', [v, this.float64(0.5)])]);
+    const clamped = this.op('Clip', [this.op('Add', [rounded, this.float64(zy)]), this.float64(lo), this.float64(hi)]);
+    return this.op('Cast', [clamped], { to: attr.int(FLOAT) });
+  }
+
+  /** M·2^−s of each output position's window count, as one scalar or an [OH, OW] map. */
+  private windowMultipliers(l: AvgPoolLayer, inShape: number[]): string {
+    const factor = new Map(l.windows.map((w) => [w.count, w.multiplier * 2 ** -w.shift]));
+    if (l.windows.length === 1) return this.float64(l.windows[0]!.multiplier * 2 ** -l.windows[0]!.shift);
+    const [h, w] = inShape.slice(2) as [number, number];
+    const [oh, ow] = windowOutput(l, h, w);
+    const data = new Float64Array(oh * ow);
+    for (let y = 0; y < oh; y++) {
+      for (let x = 0; x < ow; x++) data[y * ow + x] = factor.get(windowCount(l, l.countIncludePad, y, x, h, w))!;
+    }
+    return this.constant({ dataType: 'float64', dims: [oh, ow], data });
+  }
+
+  private lookup(v: string, g: Grid, table: IntTensor): string {
+    const index = this.op('Cast', [g.qmin === 0 ? v : this.op('Sub', [v, this.float32(g.qmin)])], { to: attr.int(INT64) });
+    return this.op('Gather', [this.floats(table), index]);
+  }
+
+  /** Reshape keeping the batch dimension free. */
+  private reshape(v: string, shape: number[]): string {
+    const dims = [-1, ...shape.slice(1)];
+    return this.op('Reshape', [v, this.constant({ dataType: 'int64', dims: [dims.length], data: BigInt64Array.from(dims, BigInt) })]);
+  }
+}
+
+function convAttributes(l: Pick<ConvLayer, 'kernel' | 'strides' | 'pads' | 'dilations'> & { group?: number }): Record<string, AttributeValue> {
+  return {
+    kernel_shape: attr.ints(l.kernel),
+    strides: attr.ints(l.strides),
+    pads: attr.ints(l.pads),
+    dilations: attr.ints(l.dilations),
+    group: attr.int(l.group ?? 1),
+  };
+}

@@ -1,0 +1,44 @@
+import { attrInt, attrInts } from '../graph/graph.js';
+import { toNumbers } from '../graph/tensor.js';
+import type { Node, TensorData } from '../graph/types.js';
+import { nodeError } from './window.js';
+
+/**
+ * Output shape of a node that only reshapes (Reshape, Flatten, Squeeze, Unsqueeze, Identity,
+ * Dropout) on a static input shape; shape and axes inputs must be constants.
+ */
+export function reshapeOutput(node: Node, shape: number[], initializers: Map<string, TensorData>): number[] {
+  const constant = (i: number): number[] | undefined => {
+    const name = node.inputs[i];
+    if (!name) return undefined;
+    const t = initializers.get(name);
+    if (!t) throw nodeError(node, `input '${name}' must be a constant`);
+    return toNumbers(t);
+  };
+  const size = shape.reduce((a, b) => a * b, 1);
+  switch (node.opType) {
+    case 'Reshape': {
+      const target = constant(1)!.map((d, i) => (d === 0 && !attrInt(node, 'allowzero', 0) ? shape[i]! : d));
+      const known = target.reduce((a, d) => (d === -1 ? a : a * d), 1);
+      return target.map((d) => (d === -1 ? size / known : d));
+    }
+    case 'Flatten': {
+      const axis = (attrInt(node, 'axis', 1) + shape.length) % shape.length;
+      const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
+      return [outer, size / outer];
+    }
+    case 'Squeeze': {
+      const axes = (constant(1) ?? attrInts(node, 'axes', [])).map((a) => (a + shape.length) % shape.length);
+      return shape.filter((d, i) => (axes.length ? !axes.includes(i) : d !== 1));
+    }
+    case 'Unsqueeze': {
+      const given = constant(1) ?? attrInts(node, 'axes', []);
+      const rank = shape.length + given.length;
+      const axes = given.map((a) => (a + rank) % rank);
+      const rest = [...shape];
+      return Array.from({ length: rank }, (_, i) => (axes.includes(i) ? 1 : rest.shift()!));
+    }
+    default:
+      return [...shape];
+  }
+}

@@ -1,0 +1,195 @@
+import type { TargetProfile } from '../quantization/profile.js';
+
+/**
+ * The integer NPU package: a quantized network lowered to the integer operations an NPU
+ * executes, with nothing left in floating point. Written as a folder, `manifest.json` (this
+ * structure, with every `IntTensor` replaced by a reference into the binary file) plus
+ * `weights.bin` (see io.ts). Shapes are static and the batch is 1: an NPU is compiled for
+ * fixed shapes, and a batch is a loop over images.
+ *
+ * Arithmetic (what the executor implements and a hardware target must match):
+ * - An activation is integers q on a per-tensor grid, real value (q − zeroPoint)·scale.
+ * - Requantization turns an exact integer accumulator into the output grid:
+ *   `q = clamp(roundHalfUp(acc · M · 2^−s) + z_y, lo, hi)`, M and s from the layer (see
+ *   `Requantization`), rounding and the 2^53-safe product as in quantization/fixedpoint.ts.
+ * - Accumulators must stay within the profile's `accumulatorBits` (signed); the executor
+ *   refuses to continue past an overflow, since its result would be target-defined.
+ */
+export interface NpuPackage {
+  format: 'quantflow-npu';
+  version: 1;
+  /** Graph name of the source model. */
+  model: string;
+  /** The target profile the package was lowered for (multiplier width, shifts, accumulator). */
+  profile: TargetProfile;
+  /** Preprocessing preset of the float images the input grid expects, when known. */
+  preset?: string;
+  /** Tensors fed to the package: integer images on their grid. */
+  inputs: string[];
+  /**
+   * Tensors the package produces. A model that ends in a float Softmax outputs its integer
+   * input (the logits): the host applies Softmax, which changes no ranking.
+   */
+  outputs: string[];
+  /** Every tensor the layers read or write: static shape (NCHW, batch 1) and grid. */
+  tensors: Record<string, TensorInfo>;
+  /** Layers in execution order. */
+  layers: NpuLayer[];
+}
+
+/** Integer grid of an activation: real value (q − zeroPoint)·scale, q ∈ [qmin, qmax]. */
+export interface Grid {
+  /** float32, as in the QDQ model; used only to quantize inputs and read outputs. */
+  scale: number;
+  zeroPoint: number;
+  qmin: number;
+  qmax: number;
+}
+
+export interface TensorInfo {
+  shape: number[];
+  grid: Grid;
+}
+
+/**
+ * A constant integer tensor. int4 is held unpacked (one value per byte) in memory and
+ * packed two per byte, low nibble first, in `weights.bin`.
+ */
+export interface IntTensor {
+  dtype: 'int4' | 'int8' | 'uint8' | 'int32';
+  shape: number[];
+  data: Int8Array | Uint8Array | Int32Array;
+}
+
+/**
+ * Fixed-point requantization of a layer with per-channel accumulators: channel c uses
+ * multiplier M = multiplier[c] and total right shift s = shift[c] + channelShift[c]
+ * (tensors of length 1 apply to every channel). Per-tensor weights give one M and one
+ * shift; per-channel weights one of each per channel; WESS one M and shift per layer plus
+ * the per-channel power-of-two shift k[c] in `channelShift`.
+ */
+export interface Requantization {
+  /** int32, [1] or [C]: M, normalized to the profile's multiplierBits. */
+  multiplier: IntTensor;
+  /** int32, [1] or [C]: n, the right shift of the layer (or channel). */
+  shift: IntTensor;
+  /** uint8 [C]: WESS shifts k[c]. */
+  channelShift?: IntTensor;
+}
+
+interface LayerBase {
+  /** Name of the source node (for messages and per-layer reports). */
+  name: string;
+  inputs: string[];
+  output: string;
+}
+
+/** Window geometry of Conv and pooling: [height, width] pairs, pads [top, left, bottom, right]. */
+export interface Window {
+  kernel: [number, number];
+  strides: [number, number];
+  pads: [number, number, number, number];
+  dilations: [number, number];
+}
+
+/**
+ * Conv (grouped and depthwise included): acc[c] = Σ q_w[c,·]·(q_x − z_x) + bias[c], then
+ * requantization into [clamp[0], clamp[1]] (the output grid, narrowed by a fused ReLU/Clip).
+ */
+export interface ConvLayer extends LayerBase, Window {
+  op: 'conv';
+  group: number;
+  /** int8 or int4, [C_out, C_in/group, kh, kw]. */
+  weights: IntTensor;
+  /** int32 [C_out], at scale s_x·s_w[c]. */
+  bias?: IntTensor;
+  requant: Requantization;
+  clamp: [number, number];
+}
+
+/** Gemm/MatMul with constant weights over the last axis of the input: as Conv, 1x1. */
+export interface FullyConnectedLayer extends LayerBase {
+  op: 'fc';
+  /** int8 or int4, [C_out, K]. */
+  weights: IntTensor;
+  bias?: IntTensor;
+  requant: Requantization;
+  clamp: [number, number];
+}
+
+/**
+ * Elementwise sum of two tensors on different grids (numpy broadcasting): both inputs are
+ * rescaled onto the output grid with one shared shift and rounded once,
+ * acc = (q_a − z_a)·M_a + (q_b − z_b)·M_b, q = clamp(roundHalfUp(acc·2^−shift) + z_y).
+ */
+export interface AddLayer extends LayerBase {
+  op: 'add';
+  multipliers: [number, number];
+  shift: number;
+  clamp: [number, number];
+}
+
+/** Elementwise product (SE gating): acc = (q_a − z_a)·(q_b − z_b), then M·2^−shift. */
+export interface MulLayer extends LayerBase {
+  op: 'mul';
+  multiplier: number;
+  shift: number;
+  clamp: [number, number];
+}
+
+/**
+ * AveragePool, GlobalAveragePool and spatial ReduceMean: acc = Σ (q_x − z_x) over the
+ * window, requantized with the multiplier of the window's element count (edge windows
+ * without count_include_pad average fewer elements, so each count has its own M and shift).
+ */
+export interface AvgPoolLayer extends LayerBase, Window {
+  op: 'avgpool';
+  countIncludePad: boolean;
+  windows: { count: number; multiplier: number; shift: number }[];
+  clamp: [number, number];
+}
+
+/** MaxPool on the integer grid (max commutes with quantization, so the grid is unchanged). */
+export interface MaxPoolLayer extends LayerBase, Window {
+  op: 'maxpool';
+}
+
+/**
+ * An elementwise function of one tensor as a table: q_y = table[q_x − qmin_x]. Every unary
+ * op on a grid of at most 2^16 levels runs this way (HardSwish, Sigmoid, a standalone
+ * ReLU/Clip, Add/Mul by a constant, and a change of grid).
+ */
+export interface LutLayer extends LayerBase {
+  op: 'lut';
+  /** int32 [qmax_x − qmin_x + 1]. */
+  table: IntTensor;
+}
+
+/** Reshape, Flatten, Squeeze, Unsqueeze, Identity: same integers, new shape. */
+export interface ReshapeLayer extends LayerBase {
+  op: 'reshape';
+}
+
+export interface TransposeLayer extends LayerBase {
+  op: 'transpose';
+  perm: number[];
+}
+
+/** Concat: each input is mapped onto the output grid by its own table, as in `LutLayer`. */
+export interface ConcatLayer extends LayerBase {
+  op: 'concat';
+  axis: number;
+  tables: IntTensor[];
+}
+
+export type NpuLayer =
+  | ConvLayer
+  | FullyConnectedLayer
+  | AddLayer
+  | MulLayer
+  | AvgPoolLayer
+  | MaxPoolLayer
+  | LutLayer
+  | ReshapeLayer
+  | TransposeLayer
+  | ConcatLayer;
