@@ -9,6 +9,8 @@ import { registerQuantize } from './commands/quantize.js';
 import { registerVerify } from './commands/verify.js';
 import { registerTse } from './commands/tse.js';
 import { registerBuffers } from './commands/buffers.js';
+import { registerInspect } from './commands/inspect.js';
+import { registerDiff } from './commands/diff.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -28,6 +30,8 @@ function buildProgram(): Command {
   registerVerify(program);
   registerTse(program);
   registerBuffers(program);
+  registerInspect(program);
+  registerDiff(program);
   registerDemo(program);
   return program;
 }

@@ -38,7 +38,13 @@ export async function loadDataset(dir: string): Promise<Dataset> {
 }
 
 function parseLabels(root: string, csv: string): DatasetItem[] {
-  const lines = readFileSync(csv, 'utf8').split('\n');
+  let text: string;
+  try {
+    text = readFileSync(csv, 'utf8');
+  } catch (e) {
+    throw new QuantflowError(`${csv}: cannot read the labels file (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+  const lines = text.split('\n');
   const fail = (line: number, what: string) => new QuantflowError(`${csv}:${line}: ${what}`);
   const header = lines[0]!.replace(/^\uFEFF/, '').trim();
   if (header !== 'file,label') throw fail(1, `expected the header 'file,label', found '${header}'`);

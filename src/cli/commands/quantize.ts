@@ -10,7 +10,13 @@ import { builtinProfiles, loadProfile } from '../../quantization/profile.js';
 import { quantizeModel } from '../../quantization/quantize.js';
 import type { RangeMethod } from '../../quantization/calibration.js';
 import { progressBar } from '../progress.js';
-import { formatTable } from '../table.js';
+import { formatTable, percent } from '../table.js';
+import { evaluate } from '../../eval/evaluate.js';
+import { writeReportHtml } from '../../report/html.js';
+import { runManifest } from '../../report/manifest.js';
+import { PassLog } from '../../passes/pass-log.js';
+import { layerWeightStats } from '../../report/weight-stats.js';
+import type { QuantizeReportJson } from '../../report/types.js';
 import { writeJsonResult } from '../output.js';
 import { buildNpuPackage } from '../../npu/package.js';
 import type { NpuPackage } from '../../npu/types.js';
@@ -29,6 +35,7 @@ interface QuantizeCliOptions {
   batch: number;
   preset?: PresetName;
   biasCorrection?: boolean;
+  eval?: string;
   output: string;
 }
 
@@ -47,7 +54,8 @@ export function registerQuantize(program: Command): void {
     .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), 16)
     .option('--preset <name>', 'preprocessing; default chosen from the model', presetOption)
     .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes (measured on the calibration images)')
-    .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, npu/, report.json)')
+    .option('--eval <dir>', 'also measure float and quantized top-1/top-5 on this labeled folder (never the calibration set)')
+    .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, npu/, report.json, report.html)')
     .addHelpText(
       'after',
       '\nBuilt-in profiles: w8a8-* and w4a8-* with weight granularity tensor (one scale per layer),\n' +
@@ -58,8 +66,22 @@ export function registerQuantize(program: Command): void {
     )
     .action(async (modelPath: string, opts: QuantizeCliOptions) => {
       const profile = loadProfile(opts.profile);
-      const model = await prepareModel(loadModel(modelPath));
+      const manifest = runManifest({
+        options: {
+          calibration: opts.calibration,
+          calibLimit: opts.calibLimit,
+          batch: opts.batch,
+          preset: opts.preset ?? null,
+          biasCorrection: !!opts.biasCorrection,
+          eval: opts.eval ?? null,
+        },
+        profile,
+        inputs: [modelPath, opts.calib, ...(/[/\\]|\.json$/.test(opts.profile) ? [opts.profile] : [])],
+      });
+      const passes = new PassLog();
+      const model = await prepareModel(loadModel(modelPath), passes);
       const calib = await loadDataset(opts.calib);
+      const evalData = opts.eval ? await loadDataset(opts.eval) : undefined;
       const bar = progressBar('calibrate', Math.min(opts.calibLimit, calib.items.length));
       const result = await quantizeModel(model, calib, {
         profile,
@@ -71,6 +93,16 @@ export function registerQuantize(program: Command): void {
         onProgress: (done) => bar.update(done),
       });
       bar.stop();
+      let accuracy: QuantizeReportJson['accuracy'];
+      if (evalData) {
+        const measure = async (m: typeof model, label: string) => {
+          const evalBar = progressBar(label, evalData.items.length);
+          const r = await evaluate(m, evalData, { preset: result.preset, onProgress: (d) => evalBar.update(d) });
+          evalBar.stop();
+          return { data: opts.eval!, n: r.n, top1: r.top1, top5: r.top5 };
+        };
+        accuracy = { float: await measure(model, 'eval float'), quantized: await measure(result.model, 'eval quantized') };
+      }
       const modelOut = join(opts.output, 'model.qdq.onnx');
       const reportOut = join(opts.output, 'report.json');
       const npuOut = join(opts.output, 'npu');
@@ -87,17 +119,24 @@ export function registerQuantize(program: Command): void {
       try {
         writeOnnxFile(result.model, modelOut);
         if (npu) writeNpuPackage(npuOut, npu);
-        writeJsonResult(reportOut, {
+        const stats = layerWeightStats(model, result.plan);
+        const report: QuantizeReportJson = {
           model: modelPath,
           profile,
           calibration: { method: opts.calibration, images: result.calibrationImages, preset: result.preset, folder: opts.calib },
           biasCorrection: !!opts.biasCorrection,
           seconds: result.seconds,
-          layers: result.layers,
+          accuracy,
+          layers: result.layers.map((l) => ({ ...l, ...stats.get(l.name) })),
           activations: Object.fromEntries(result.params.activations),
-        });
+          manifest,
+          passes: passes.changes,
+        };
+        writeJsonResult(reportOut, report);
+        writeReportHtml(opts.output, report);
       } catch (e) {
         rmSync(modelOut, { force: true });
+        rmSync(reportOut, { force: true });
         rmSync(npuOut, { recursive: true, force: true });
         throw e;
       }
@@ -112,7 +151,9 @@ export function registerQuantize(program: Command): void {
         `${result.layers.length} layers, ${result.params.activations.size} activations quantized for profile ${profile.name}; ` +
           `calibrated on ${result.calibrationImages} images (${opts.calibration}, preset ${result.preset}) in ${result.seconds.calibration.toFixed(1)} s`,
       );
+      if (accuracy?.float && accuracy.quantized)
+        console.log(`top-1 on ${opts.eval}: float ${percent(accuracy.float.top1)}, quantized ${percent(accuracy.quantized.top1)} (n = ${accuracy.float.n})`);
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
-      console.log(`wrote ${modelOut}${npu ? `, ${npuOut}/ (integer NPU package)` : ''} and ${reportOut}`);
+      console.log(`wrote ${modelOut}${npu ? `, ${npuOut}/ (integer NPU package)` : ''}, ${reportOut} and ${join(opts.output, 'report.html')}`);
     });
 }

@@ -1,0 +1,160 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { attr, createGraph, makeNode } from '../src/graph/graph.js';
+import { floatTensor } from '../src/graph/tensor.js';
+import { planQuantization } from '../src/quantization/plan.js';
+import { loadProfile } from '../src/quantization/profile.js';
+import { renderReportHtml, writeReportHtml } from '../src/report/html.js';
+import { shortLabels } from '../src/report/markup.js';
+import { niceTicks } from '../src/report/charts.js';
+import { layerWeightStats } from '../src/report/weight-stats.js';
+import type { QuantizeReportJson } from '../src/report/types.js';
+
+/** A small WESS report: a depthwise layer with unequal channels, a projection, a classifier. */
+function sampleReport(): QuantizeReportJson {
+  const layer = (name: string, ranges: number[], shifts: number[], weightSqnrDb: number | null, outputSqnrDb: number) => {
+    const s = Math.max(...ranges.map((r, c) => r * 2 ** shifts[c]!)) / 127;
+    return {
+      name,
+      opType: 'Conv',
+      weightBits: 8,
+      granularity: 'shift',
+      weightScales: shifts.map((k) => s / 2 ** k),
+      shifts,
+      weightSqnrDb,
+      outputSqnrDb,
+      outputActivation: { tensor: `${name}/out`, scale: 0.02, zeroPoint: 0 },
+      channelRanges: ranges,
+      weightCount: ranges.length * 9,
+    };
+  };
+  return {
+    model: 'models/net.tflite',
+    profile: loadProfile('w8a8-shift'),
+    calibration: { method: 'mse', images: 64, preset: 'inception', folder: 'data/calib' },
+    biasCorrection: false,
+    seconds: { calibration: 2.5, weights: 0.5, export: 0.01, evaluation: 1 },
+    layers: [
+      layer('Net/block_1/depthwise/relu', [4, 0.2, 0.06, 0.01], [0, 3, 6, 8], 45, 30),
+      layer('Net/block_1/project/bn', [1, 0.8, 0.9, 0.7], [0, 0, 0, 0], null, 12.5),
+      layer('Net/logits/<fc>', [0.3, 0.2], [0, 0], 40, 9),
+    ],
+    activations: {
+      input: { scale: 0.0078, zeroPoint: 128, qmin: 0, qmax: 255 },
+      'Net/block_1/depthwise/relu/out': { scale: 0.02, zeroPoint: 0, qmin: 0, qmax: 255 },
+    },
+  };
+}
+
+const sectionIds = (html: string) => [...html.matchAll(/<section id="([^"]+)"/g)].map((m) => m[1]);
+
+test('the report renders every section that has data, in order, and nothing else', () => {
+  const html = renderReportHtml(sampleReport());
+  assert.deepEqual(sectionIds(html), ['summary', 'sqnr', 'wess', 'layers', 'activations']);
+  assert.doesNotMatch(html, /Accuracy|Run manifest|Passes|TSE/);
+  // Self-contained: no scripts, no external resources.
+  assert.doesNotMatch(html, /<script|<link|src=|url\(|https?:\/\/(?!www\.w3\.org\/2000\/svg)/);
+  assert.match(html, /3 quantized: 3 × 8-bit shift/);
+  assert.match(html, /float32 360 B → 90 B/);
+});
+
+test('sections appear when extras carry their data', () => {
+  const html = renderReportHtml(sampleReport(), {
+    accuracy: {
+      float: { data: 'val', n: 100, top1: 0.785, top5: 0.955 },
+      quantized: { data: 'val', n: 100, top1: 0.754, top5: 0.932 },
+    },
+    buffers: {
+      tiles: '7-row tiles',
+      blocks: [{ block: 'se/mul', input: 'x', channels: 16, height: 56, width: 56, tile: [7, 56], se: 50176, tse: 6272 }],
+      se: 50176,
+      tse: 6272,
+      reduction: 0.875,
+    },
+    passes: [{ pass: 'fold-batchnorm', seconds: 0.01, nodes: { before: 6, after: 5 }, parameters: { before: 143, after: 127 }, opDelta: { BatchNormalization: -1 }, initializers: { added: 0, removed: 4, changed: 2 } }],
+  });
+  assert.deepEqual(sectionIds(html), ['summary', 'sqnr', 'wess', 'layers', 'buffers', 'activations', 'passes']);
+  assert.match(html, /−3\.1 pt/);
+  assert.match(html, /BatchNormalization −1/);
+  assert.match(html, /−87\.5%/);
+});
+
+test('accuracy on different image sets shows no difference row', () => {
+  const html = renderReportHtml(sampleReport(), {
+    accuracy: { float: { data: 'a', n: 10, top1: 0.5, top5: 0.9 }, quantized: { data: 'b', n: 10, top1: 0.4, top5: 0.8 } },
+  });
+  assert.match(html, /<h3>Accuracy/);
+  assert.doesNotMatch(html, /difference/);
+});
+
+test('WESS picture: picks the layer shifting helps most, or the one asked for; left out without channel ranges', () => {
+  const report = sampleReport();
+  let html = renderReportHtml(report);
+  assert.match(html, /Layer <code title="Net\/block_1\/depthwise\/relu">block_1\/depthwise<\/code> \(4 output channels/);
+  // Shifting lifts the three small channels of the depthwise layer above 16 levels.
+  assert.match(html, /3 of 4 channels would use fewer than 16 of its levels; .* brings that to 0/);
+  html = renderReportHtml(report, { wessLayer: 'Net/block_1/project/bn' });
+  assert.match(html, /Layer <code title="Net\/block_1\/project\/bn">/);
+  for (const l of report.layers) delete l.channelRanges;
+  assert.ok(!sectionIds(renderReportHtml(report)).includes('wess'));
+});
+
+test('names are escaped, SQNR null renders as infinity, charts have bars', () => {
+  const html = renderReportHtml(sampleReport());
+  assert.match(html, /logits\/&#60;fc&#62;/);
+  assert.doesNotMatch(html, /<fc>/);
+  assert.match(html, /weight SQNR ∞ dB/);
+  const svgs = html.match(/<svg[\s\S]*?<\/svg>/g) ?? [];
+  assert.ok(svgs.length >= 5, `${svgs.length} charts`);
+  for (const s of svgs) assert.match(s, /class="bar"/);
+  assert.ok(!/NaN|undefined/.test(html), 'no NaN or undefined leaks into the page');
+});
+
+test('writeReportHtml writes report.html atomically', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'report-html-'));
+  try {
+    const path = writeReportHtml(join(dir, 'out'), sampleReport());
+    assert.equal(path, join(dir, 'out', 'report.html'));
+    assert.match(readFileSync(path, 'utf8'), /^<!doctype html>/);
+    assert.deepEqual(readdirSync(join(dir, 'out')), ['report.html']);
+    assert.ok(!existsSync(`${path}.tmp-${process.pid}`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('layerWeightStats: per-channel max |w| along the output-channel axis of Conv and Gemm', () => {
+  const g = createGraph('stats');
+  g.inputs.push({ name: 'x', dataType: 'float32', shape: [1, 1, 2, 2] });
+  g.outputs.push({ name: 'y', dataType: 'float32', shape: [1, 2] });
+  g.initializers.set('w', floatTensor([2, 1, 1, 2], [0.5, -3, 0, 0.25]));
+  // Gemm without transB: [in, out], channels along axis 1.
+  g.initializers.set('fc', floatTensor([4, 2], [1, -2, 0, 0, 0, 0, -7, 0.5]));
+  g.initializers.set('shape', { dataType: 'int64', dims: [2], data: BigInt64Array.of(1n, -1n) });
+  g.nodes.push(
+    makeNode('Conv', ['x', 'w'], ['c'], { kernel_shape: attr.ints([1, 2]) }),
+    makeNode('Reshape', ['c', 'shape'], ['f']),
+    makeNode('Gemm', ['f', 'fc'], ['y']),
+  );
+  const model = { graph: g, opset: 17, producerName: 't', metadata: {} };
+  const stats = layerWeightStats(model, planQuantization(g));
+  assert.deepEqual([...stats.values()], [
+    { channelRanges: [3, 0.25], weightCount: 4 },
+    { channelRanges: [7, 2], weightCount: 8 },
+  ]);
+});
+
+test('shortLabels drops the shared prefix and keeps names unique', () => {
+  assert.deepEqual(shortLabels(['M/a/x/1', 'M/a/y/1', 'M/b/x/1', 'M/c']), ['a/x', 'a/y', 'b', 'c']);
+  assert.deepEqual(shortLabels(['same', 'same']), ['same', 'same']);
+  assert.deepEqual(shortLabels(['M/only']), ['only']);
+});
+
+test('niceTicks spans the range with round steps', () => {
+  assert.deepEqual(niceTicks(0, 47.3), [0, 10, 20, 30, 40]);
+  assert.deepEqual(niceTicks(-2, 3, 5), [-2, -1, 0, 1, 2, 3]);
+  assert.deepEqual(niceTicks(5, 5), [5]);
+});
