@@ -1,0 +1,2 @@
+/** Operator domain of quantflow's marker nodes, which are not ONNX operators (see fake-quant.ts). */
+export const QUANTFLOW_DOMAIN = 'com.quantflow';

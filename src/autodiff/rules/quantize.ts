@@ -1,0 +1,42 @@
+import { attrFloat, attrInt } from '../../graph/graph.js';
+import { emitFakeQuant } from '../fake-quant.js';
+import type { GradContext, RuleTable } from '../rule.js';
+import { range } from './helpers.js';
+
+/**
+ * Σ a·b per scale: one value for a per-tensor scale, one per channel otherwise. A MatMul of
+ * flattened operands reads each once instead of writing their product first.
+ */
+function dot(ctx: GradContext, a: string, b: string, axis: number | undefined, rank: number): string {
+  const { b: g } = ctx;
+  if (axis === undefined) return g.op('MatMul', [g.reshape(a, [1, -1]), g.reshape(b, [-1, 1])]);
+  if (axis === 0) return g.op('MatMul', [g.reshape(a, [0, 1, -1]), g.reshape(b, [0, -1, 1])]);
+  return g.reduceSum(g.op('Mul', [a, b]), range(rank).filter((i) => i !== axis), false);
+}
+
+export const quantizeRules: RuleTable = {
+  /**
+   * y = s·r with t = x/s, r = round(clamp(t, qmin − z, qmax − z)). Straight-through:
+   * dx = dy inside the clamp range, 0 outside. LSQ: ∂y/∂s = r − t inside and r (the clamp
+   * bound) outside, so ds = Σ dy·r − Σ dx·t, times grad_scale.
+   */
+  FakeQuant: {
+    forward(ctx) {
+      const rank = ctx.shape(ctx.node.inputs[0]!).length;
+      return emitFakeQuant(ctx.b, ctx.node, rank);
+    },
+    backward(ctx) {
+      const { b, node, dy, saved } = ctx;
+      const [x, scale] = node.inputs as [string, string];
+      const inside = b.op('Equal', [saved.t!, saved.clipped!]);
+      const dx = b.op('Where', [inside, dy, b.scalar(0)], {}, `${node.name}_dx`);
+      if (!ctx.needs(1)) return [dx];
+      const rank = ctx.shape(x).length;
+      const axis = node.attributes.axis ? (attrInt(node, 'axis', 0) + rank) % rank : undefined;
+      let ds = b.op('Sub', [dot(ctx, dy, saved.rounded!, axis, rank), dot(ctx, dx, saved.t!, axis, rank)]);
+      const gradScale = attrFloat(node, 'grad_scale', 1);
+      if (gradScale !== 1) ds = b.op('Mul', [ds, b.scalar(gradScale)]);
+      return [ctx.needs(0) ? dx : undefined, b.reshape(ds, ctx.dims(scale, 'scale shape'), `${node.name}_ds`)];
+    },
+  },
+};

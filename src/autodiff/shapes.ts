@@ -1,0 +1,20 @@
+import type { Model, ValueInfo } from '../graph/types.js';
+import { inferShapes } from '../graph/shapes.js';
+import { QUANTFLOW_DOMAIN } from './domain.js';
+
+/**
+ * Element types and static shapes of every value of `model`, including its inputs and
+ * initializers. quantflow's marker nodes (fake quantization) keep their input's type and
+ * shape, so inference sees them as Identity; the model itself is not changed.
+ */
+export function staticShapes(model: Model): Map<string, ValueInfo> {
+  const nodes = model.graph.nodes.map((n) =>
+    n.domain === QUANTFLOW_DOMAIN ? { ...n, opType: 'Identity', domain: '', inputs: [n.inputs[0]!], attributes: {} } : n,
+  );
+  const copy: Model = { ...model, graph: { ...model.graph, nodes, valueInfo: new Map() } };
+  inferShapes(copy);
+  const shapes = new Map(copy.graph.valueInfo);
+  for (const v of model.graph.inputs) shapes.set(v.name, v);
+  for (const [name, t] of model.graph.initializers) shapes.set(name, { name, dataType: t.dataType, shape: [...t.dims] });
+  return shapes;
+}

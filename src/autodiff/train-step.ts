@@ -1,0 +1,141 @@
+import type * as ort from 'onnxruntime-node';
+import type { Model, TensorData } from '../graph/types.js';
+import { floatTensor } from '../graph/tensor.js';
+import { openSession, runSession, type SessionOptions } from '../runtime/session.js';
+import { QuantflowError } from '../util/errors.js';
+import { adamUpdate, type AdamOptions } from './adam.js';
+import { GraphBuilder } from './builder.js';
+import { buildGradientGraph } from './gradients.js';
+
+export interface TrainingStepOptions {
+  /** Scalar float value to minimize. */
+  loss: string;
+  /** Initializers to train. */
+  params: string[];
+  adam?: AdamOptions;
+}
+
+/** Graph-input and -output names of one parameter in a training-step model. */
+export interface ParamIO {
+  param: string;
+  m: string;
+  v: string;
+  newParam: string;
+  newM: string;
+  newV: string;
+}
+
+export interface TrainingStepModel {
+  /**
+   * Inputs: the model's inputs, each parameter with its Adam moments, `step` and `lr`
+   * (float32 scalars). Outputs: the loss, then per parameter its new value and moments.
+   */
+  model: Model;
+  params: ParamIO[];
+  step: string;
+  lr: string;
+}
+
+/**
+ * One training step as one ONNX graph: forward, backward (`buildGradientGraph`) and an Adam
+ * update. The parameters leave the initializers and become inputs, so they live outside the
+ * session between steps (fed in, read out) and one session serves every step.
+ */
+export function buildTrainingStep(model: Model, options: TrainingStepOptions): TrainingStepModel {
+  const { loss, params } = options;
+  for (const p of params)
+    if (!model.graph.initializers.has(p)) throw new QuantflowError(`cannot train '${p}': it is not an initializer`);
+  const out = buildGradientGraph(model, { loss, wrt: params });
+  const g = out.graph;
+  const b = new GraphBuilder(out);
+  const scalarInput = (base: string) => {
+    const name = b.name(base);
+    g.inputs.push({ name, dataType: 'float32', shape: [] });
+    return name;
+  };
+  const step = scalarInput('step');
+  const lr = scalarInput('lr');
+  const slots = params.map((param, i) => {
+    const t = g.initializers.get(param)!;
+    g.initializers.delete(param);
+    g.inputs.push({ name: param, dataType: t.dataType, shape: [...t.dims] });
+    const moment = (base: string) => {
+      const name = b.name(`${param}_${base}`);
+      g.inputs.push({ name, dataType: 'float32', shape: [...t.dims] });
+      return name;
+    };
+    return { param, grad: g.outputs[i + 1]!.name, m: moment('adam_m'), v: moment('adam_v') };
+  });
+  const updated = adamUpdate(b, slots, step, lr, options.adam);
+  const info = (name: string, like: string) => ({ name, dataType: 'float32' as const, shape: [...g.inputs.find((v) => v.name === like)!.shape!] });
+  g.outputs = [g.outputs[0]!];
+  const io = slots.map((s, i) => {
+    const u = updated[i]!;
+    g.outputs.push(info(u.param, s.param), info(u.m, s.param), info(u.v, s.param));
+    return { param: s.param, m: s.m, v: s.v, newParam: u.param, newM: u.m, newV: u.v };
+  });
+  return { model: out, params: io, step, lr };
+}
+
+/**
+ * Trains parameters of a model with Adam in onnxruntime: one session runs whole training
+ * steps; parameters and moments stay in typed arrays between steps.
+ */
+export class Trainer {
+  private values: Map<string, TensorData>;
+  private moments: Map<string, TensorData>;
+  private steps = 0;
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly io: TrainingStepModel,
+    initial: Map<string, TensorData>,
+  ) {
+    this.values = initial;
+    this.moments = new Map();
+    for (const p of io.params) {
+      const dims = initial.get(p.param)!.dims;
+      this.moments.set(p.m, floatTensor([...dims]));
+      this.moments.set(p.v, floatTensor([...dims]));
+    }
+  }
+
+  /** Builds the training-step graph for `model` and opens its session. */
+  static async create(model: Model, options: TrainingStepOptions, session: SessionOptions = {}): Promise<Trainer> {
+    const io = buildTrainingStep(model, options);
+    const initial = new Map(options.params.map((p) => [p, model.graph.initializers.get(p)!]));
+    return new Trainer(await openSession(io.model, session), io, initial);
+  }
+
+  /** Runs one step on `feeds` (the model's inputs) with learning rate `lr`; returns the loss before the update. */
+  async step(feeds: Record<string, TensorData>, lr: number): Promise<number> {
+    this.steps++;
+    const all: Record<string, TensorData> = {
+      ...feeds,
+      [this.io.step]: floatTensor([], [this.steps]),
+      [this.io.lr]: floatTensor([], [lr]),
+    };
+    for (const p of this.io.params) {
+      all[p.param] = this.values.get(p.param)!;
+      all[p.m] = this.moments.get(p.m)!;
+      all[p.v] = this.moments.get(p.v)!;
+    }
+    const out = await runSession(this.session, all);
+    for (const p of this.io.params) {
+      this.values.set(p.param, out[p.newParam]!);
+      this.moments.set(p.m, out[p.newM]!);
+      this.moments.set(p.v, out[p.newV]!);
+    }
+    const loss = out[this.io.model.graph.outputs[0]!.name]!.data as Float32Array;
+    return loss.reduce((s, v) => s + v, 0);
+  }
+
+  /** Current parameter values by name (replaced, not mutated, by each step). */
+  parameters(): ReadonlyMap<string, TensorData> {
+    return this.values;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
