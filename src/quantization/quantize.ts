@@ -23,7 +23,7 @@ export interface QuantizeOptions {
   batch?: number;
   /** Preprocessing; chosen from the model when absent. */
   preset?: PresetName;
-  /** Subtract the expected output shift that weight rounding causes from each bias. */
+  /** Subtract the expected output shift that weight rounding causes from each bias (default true). */
   biasCorrection?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
@@ -77,7 +77,7 @@ export async function quantizeModel(model: Model, calib: Dataset, options: Quant
   const observers = new Map<string, Observer>(
     plan.activations.map((a) => [a, method === 'minmax' ? new MinMaxObserver() : new HistogramObserver()]),
   );
-  const layerInputs = options.biasCorrection ? [...new Set(plan.layers.map((l) => l.node.inputs[0]!))] : [];
+  const layerInputs = (options.biasCorrection ?? true) ? [...new Set(plan.layers.map((l) => l.node.inputs[0]!))] : [];
   const means = new Map(layerInputs.map((name) => [name, new ChannelMeans()]));
   const fetched = [...new Set([...plan.activations, ...layerInputs])];
   const session = await openSession(withOutputs(model, fetched));

@@ -53,7 +53,8 @@ export function registerQuantize(program: Command): void {
     .option('--calib-limit <n>', 'calibration images used', positiveInt('--calib-limit'), 1000)
     .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), 16)
     .option('--preset <name>', 'preprocessing; default chosen from the model', presetOption)
-    .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes (measured on the calibration images)')
+    .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes, measured on the calibration images (default)')
+    .option('--no-bias-correction', 'keep the float biases as they are')
     .option('--eval <dir>', 'also measure float and quantized top-1/top-5 on this labeled folder (never the calibration set)')
     .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, npu/, report.json, report.html)')
     .addHelpText(
@@ -66,13 +67,15 @@ export function registerQuantize(program: Command): void {
     )
     .action(async (modelPath: string, opts: QuantizeCliOptions) => {
       const profile = loadProfile(opts.profile);
+      // Both flags exist so that the default (on) can be stated and overridden explicitly.
+      const biasCorrection = opts.biasCorrection ?? true;
       const manifest = runManifest({
         options: {
           calibration: opts.calibration,
           calibLimit: opts.calibLimit,
           batch: opts.batch,
           preset: opts.preset ?? null,
-          biasCorrection: !!opts.biasCorrection,
+          biasCorrection,
           eval: opts.eval ?? null,
         },
         profile,
@@ -89,7 +92,7 @@ export function registerQuantize(program: Command): void {
         calibLimit: opts.calibLimit,
         batch: opts.batch,
         preset: opts.preset,
-        biasCorrection: opts.biasCorrection,
+        biasCorrection,
         onProgress: (done) => bar.update(done),
       });
       bar.stop();
@@ -124,7 +127,7 @@ export function registerQuantize(program: Command): void {
           model: modelPath,
           profile,
           calibration: { method: opts.calibration, images: result.calibrationImages, preset: result.preset, folder: opts.calib },
-          biasCorrection: !!opts.biasCorrection,
+          biasCorrection,
           seconds: result.seconds,
           accuracy,
           layers: result.layers.map((l) => ({ ...l, ...stats.get(l.name) })),
