@@ -103,7 +103,7 @@ test('end to end on MobileNetV2: per-tensor W8A8 collapses, WESS shift scalers r
   const top1 = async (m: Model) => (await evaluate(m, val, { limit: 100 })).top1;
   const float = await top1(model);
   const quantized = async (profile: string) =>
-    top1((await quantizeModel(model, calib, { profile: loadProfile(profile), calibLimit: 48 })).model);
+    top1((await quantizeModel(model, calib, { profile: loadProfile(profile), calibLimit: 48, biasCorrection: false })).model);
   const tensor = await quantized('w8a8-tensor');
   const shift = await quantized('w8a8-shift');
   assert.ok(float > 0.65, `float top-1 ${float}`);
