@@ -12,6 +12,7 @@ import { planQuantization, type QuantizationPlan, type WeightedLayer } from './p
 import { resolveLayer, type TargetProfile } from './profile.js';
 import { quantizeWeights, sqnrDb } from './weights.js';
 import { biasCorrection, ChannelMeans } from './bias-correction.js';
+import { equalizeCrossLayer } from '../passes/equalize.js';
 
 export interface QuantizeOptions {
   profile: TargetProfile;
@@ -23,6 +24,8 @@ export interface QuantizeOptions {
   batch?: number;
   /** Preprocessing; chosen from the model when absent. */
   preset?: PresetName;
+  /** Cross-layer equalization of conv pairs around ReLUs before quantizing (default false). */
+  equalize?: boolean;
   /** Subtract the expected output shift that weight rounding causes from each bias (default true). */
   biasCorrection?: boolean;
   onProgress?: (done: number, total: number) => void;
@@ -64,7 +67,8 @@ const HISTOGRAM_SAMPLE = 1 << 16;
  * bounded state), quantizes weights (per-tensor, per-channel or WESS, as the profile says per
  * layer), and builds the QDQ model.
  */
-export async function quantizeModel(model: Model, calib: Dataset, options: QuantizeOptions): Promise<QuantizeResult> {
+export async function quantizeModel(input: Model, calib: Dataset, options: QuantizeOptions): Promise<QuantizeResult> {
+  const model = options.equalize ? equalized(input) : input;
   const method = options.calibration ?? 'mse';
   const profile = options.profile;
   const plan = planQuantization(model.graph);
@@ -159,6 +163,13 @@ export async function quantizeModel(model: Model, calib: Dataset, options: Quant
     calibrationImages: done,
     seconds: { calibration, weights: weightSeconds, export: exportSeconds, evaluation: (performance.now() - t0) / 1000 },
   };
+}
+
+/** A copy of `model` (sharing unchanged tensors) with cross-layer equalization applied. */
+function equalized(model: Model): Model {
+  const graph = { ...model.graph, initializers: new Map(model.graph.initializers) };
+  equalizeCrossLayer(graph);
+  return { ...model, graph };
 }
 
 /** `model` with each layer's bias reduced by its bias correction (a shallow copy when any applies). */

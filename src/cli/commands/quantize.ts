@@ -35,6 +35,7 @@ interface QuantizeCliOptions {
   batch: number;
   preset?: PresetName;
   biasCorrection?: boolean;
+  equalize?: boolean;
   eval?: string;
   output: string;
 }
@@ -53,6 +54,7 @@ export function registerQuantize(program: Command): void {
     .option('--calib-limit <n>', 'calibration images used', positiveInt('--calib-limit'), 1000)
     .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), 16)
     .option('--preset <name>', 'preprocessing; default chosen from the model', presetOption)
+    .option('--equalize', 'cross-layer equalization: balance the weight ranges of convolution pairs around ReLUs before quantizing')
     .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes, measured on the calibration images (default)')
     .option('--no-bias-correction', 'keep the float biases as they are')
     .option('--eval <dir>', 'also measure float and quantized top-1/top-5 on this labeled folder (never the calibration set)')
@@ -76,6 +78,7 @@ export function registerQuantize(program: Command): void {
           batch: opts.batch,
           preset: opts.preset ?? null,
           biasCorrection,
+          equalize: !!opts.equalize,
           eval: opts.eval ?? null,
         },
         profile,
@@ -93,6 +96,7 @@ export function registerQuantize(program: Command): void {
         batch: opts.batch,
         preset: opts.preset,
         biasCorrection,
+        equalize: !!opts.equalize,
         onProgress: (done) => bar.update(done),
       });
       bar.stop();
