@@ -63,6 +63,10 @@ describe('loadDataset with labels.csv', () => {
     await rejects(folder({ 'labels.csv': 'a.jpg,1\n', 'a.jpg': 'x' }), /labels\.csv:1: expected the header 'file,label', found 'a\.jpg,1'/);
   });
 
+  it('rejects a labels.csv that cannot be read', async () => {
+    await rejects(folder({ 'labels.csv/': '' }), /labels\.csv: cannot read the labels file \(EISDIR\)/);
+  });
+
   it('rejects an empty labels.csv', async () => {
     await rejects(folder({ 'labels.csv': '' }), /labels\.csv:1: expected the header/);
   });

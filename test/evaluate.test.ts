@@ -4,14 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import type { Dataset } from '../src/data/dataset.js';
+import { loadDataset, type Dataset } from '../src/data/dataset.js';
 import { evaluate } from '../src/eval/evaluate.js';
 import { compareWithReference } from '../src/eval/reference.js';
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor } from '../src/graph/tensor.js';
 import type { Dim, Model } from '../src/graph/types.js';
 import { importTflite } from '../src/import/tflite/import.js';
-import { loadDataset } from '../src/data/dataset.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { sharedPath } from './shared.js';
 
@@ -128,7 +127,7 @@ describe('evaluate', () => {
   it('rejects a model whose input is not [N, 3, H, W]', async () => {
     const m = colourModel(3);
     m.graph.inputs[0]!.shape = ['N', 3, 'H', 8];
-    await assert.rejects(evaluate(m, seven), /wrong input shape for evaluation: input 'x' has shape \[N, 3, H, 8\]/);
+    await assert.rejects(evaluate(m, seven), /wrong input shape: input 'x' has shape \[N, 3, H, 8\]/);
     m.graph.inputs[0]!.shape = ['N', 1, 8, 8];
     await assert.rejects(evaluate(m, seven), /input 'x' has shape \[N, 1, 8, 8\], expected \[N, 3, H, W\]/);
   });

@@ -98,6 +98,17 @@ describe('decodeImage', () => {
         for (let c = 0; c < 3; c++) close(at(out, 14, 14, c, x, y), pattern(x + 3, y + 1)[c]! / 127.5 - 1, `(${c},${x},${y})`);
   });
 
+  it('inception: uses an image already at the model size whole', async () => {
+    const path = await png('exact.png', 12, 10, pattern);
+    const out = await decode(path, 'raw', 10, 12);
+    for (const [x, y] of [
+      [0, 0],
+      [11, 9],
+      [5, 3],
+    ] as const)
+      for (let c = 0; c < 3; c++) close(at(out, 10, 12, c, x, y), pattern(x, y)[c]!, `(${c},${x},${y})`);
+  });
+
   it('raw and unit keep the inception geometry and scale to [0, 255] and [0, 1]', async () => {
     const path = await png('crop2.png', 16, 20, pattern);
     const raw = await decode(path, 'raw', 14, 14);

@@ -51,10 +51,10 @@ function parseLabels(root: string, csv: string): DatasetItem[] {
   const items: DatasetItem[] = [];
   const firstLine = new Map<string, number>();
   for (let i = 1; i < lines.length; i++) {
-    const text = lines[i]!.trim();
-    if (text === '') continue;
+    const row = lines[i]!.trim();
+    if (row === '') continue;
     const line = i + 1;
-    const cols = text.split(',');
+    const cols = row.split(',');
     if (cols.length !== 2) throw fail(line, `expected 2 columns (file,label), found ${cols.length}`);
     const file = cols[0]!.trim();
     const labelText = cols[1]!.trim();

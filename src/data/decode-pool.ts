@@ -1,5 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+// sharp must be loaded on the main thread before workers load it: on glibc Linux its shared
+// libraries would otherwise be unloaded when a worker exits (sharp's install docs).
+import 'sharp';
 import { QuantflowError } from '../util/errors.js';
 import type { PresetName } from './preprocess.js';
 
@@ -29,17 +32,19 @@ export function sharedFloat32(length: number): Float32Array {
  * Decodes and preprocesses images on worker threads, straight into shared memory.
  * onnxruntime-node runs inference synchronously on the JS thread, so preprocessing done
  * there (or completions delivered there) would wait for each batch to finish; workers keep
- * going while it runs. One worker per 8 cores: the JS part of preprocessing costs about a
- * seventh of MobileNetV2 inference, and sharp's decoding runs on libuv's own pool.
+ * going while it runs. One worker per 4 cores: a worker's JS work (resizing, ~1 ms per
+ * 224x224 image) must keep up with inference spread over all cores (MobileNetV2: ~5.6
+ * core-ms per image); sharp's own decoding runs on libuv's thread pool.
  */
 export class DecodePool {
   private readonly workers: Worker[];
+  private readonly exited: Promise<unknown>[];
   private readonly pending = new Map<number, { resolve: (r: DecodeReply) => void; reject: (e: unknown) => void }>();
   private nextId = 0;
   /** Set once a worker dies: every later request fails with it instead of waiting forever. */
   private failure: unknown;
 
-  constructor(size = Math.max(1, Math.ceil(availableParallelism() / 8))) {
+  constructor(size = Math.max(1, Math.floor(availableParallelism() / 4))) {
     this.workers = Array.from({ length: size }, () => {
       const worker = new Worker(new URL('./decode-worker.js', import.meta.url));
       worker.on('message', (reply: DecodeReply) => {
@@ -50,6 +55,7 @@ export class DecodePool {
       worker.on('exit', (code) => this.fail(new Error(`a decoding worker exited with code ${code}`)));
       return worker;
     });
+    this.exited = this.workers.map((w) => new Promise((resolve) => w.once('exit', resolve)));
   }
 
   /**
@@ -103,9 +109,13 @@ export class DecodePool {
     this.pending.clear();
   }
 
-  /** Stops the workers. */
+  /**
+   * Stops the workers once their current images are done: terminating a worker inside a
+   * sharp call can crash the whole process (lovell/sharp#2263).
+   */
   async close(): Promise<void> {
-    this.failure ??= new Error('the decoding pool is closed');
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.fail(new Error('the decoding pool is closed'));
+    for (const w of this.workers) w.postMessage(null);
+    await Promise.all(this.exited);
   }
 }

@@ -5,10 +5,11 @@ import type { DecodeReply, DecodeRequest } from './decode-pool.js';
 import { decodeImage } from './preprocess.js';
 
 /**
- * Images in flight per worker: enough that sharp decodes the next images on libuv's pool
- * while this thread resizes the current one.
+ * Images in flight per worker: two, so that sharp decodes the next image on libuv's pool
+ * while this thread resizes the current one. More would only add threads competing with
+ * onnxruntime's for the same cores.
  */
-const IN_FLIGHT = 4;
+const IN_FLIGHT = 2;
 
 async function handle(request: DecodeRequest): Promise<DecodeReply> {
   const out = new Float32Array(request.buffer);
@@ -27,6 +28,8 @@ async function handle(request: DecodeRequest): Promise<DecodeReply> {
   return { id: request.id, failures };
 }
 
-parentPort!.on('message', (request: DecodeRequest) => {
+// null asks the worker to exit: closing the port ends it once in-flight decodes are done.
+parentPort!.on('message', (request: DecodeRequest | null) => {
+  if (request === null) return parentPort!.close();
   void handle(request).then((reply) => parentPort!.postMessage(reply));
 });

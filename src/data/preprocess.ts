@@ -13,6 +13,7 @@ import { cropResize, type Normalization } from './resample.js';
  *   predictions in ../shared/reference (Python, Pillow): side = 0.875 * short side, box
  *   ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2) with each coordinate
  *   rounded half to even, as `Image.crop` does, so the crop can be one pixel off square.
+ *   An image already at HxW is used whole.
  * - `unit`: the inception geometry, x/255 (range [0, 1]).
  * - `raw`: the inception geometry, x unchanged (range [0, 255]): what a TFLite model with a
  *   uint8 input of scale 1 and zero point 0 sees.
@@ -62,15 +63,18 @@ function geometry(preset: PresetName, width: number, height: number, outH: numbe
       window: { left: roundHalfEven((newW - outW) / 2), top: roundHalfEven((newH - outH) / 2), width: outW, height: outH },
     };
   }
+  const size = { width: outW, height: outH };
+  const window = { left: 0, top: 0, width: outW, height: outH };
   // Images stored at the network's resolution (CIFAR-style sets) are fed whole: the central
   // crop exists to mimic ImageNet's evaluation protocol on larger photos.
-  const side = width === outW && height === outH ? short : 0.875 * short;
+  if (width === outW && height === outH) return { crop: window, size, window };
+  const side = 0.875 * short;
   const left = roundHalfEven((width - side) / 2);
   const top = roundHalfEven((height - side) / 2);
   return {
     crop: { left, top, width: roundHalfEven((width + side) / 2) - left, height: roundHalfEven((height + side) / 2) - top },
-    size: { width: outW, height: outH },
-    window: { left: 0, top: 0, width: outW, height: outH },
+    size,
+    window,
   };
 }
 

@@ -1,4 +1,5 @@
 import * as ort from 'onnxruntime-node';
+import { imageInputGeometry } from '../data/batches.js';
 import type { Dataset, DatasetItem } from '../data/dataset.js';
 import { DecodePool, sharedFloat32 } from '../data/decode-pool.js';
 import { choosePreset, type PresetName } from '../data/preprocess.js';
@@ -43,25 +44,6 @@ export interface EvalResult {
   predictions: { file: string; label: number; top5: number[] }[];
 }
 
-/** Input geometry, from the graph's single NCHW RGB input. */
-function inputGeometry(model: Model): { name: string; fixedBatch: number | null; height: number; width: number } {
-  const inputs = model.graph.inputs;
-  if (inputs.length !== 1)
-    throw new QuantflowError(`evaluation needs a model with one input (an image batch), this one has ${inputs.length}`);
-  const input = inputs[0]!;
-  const shape = input.shape;
-  const fixed = (d: unknown): d is number => typeof d === 'number' && d > 0;
-  if (!shape || shape.length !== 4 || shape[1] !== 3 || !fixed(shape[2]) || !fixed(shape[3])) {
-    const shown = shape ? `[${shape.map((d) => d ?? '?').join(', ')}]` : 'unknown';
-    throw new QuantflowError(
-      `wrong input shape for evaluation: input '${input.name}' has shape ${shown}, expected [N, 3, H, W] with fixed H and W`,
-    );
-  }
-  if (input.dataType !== 'float32')
-    throw new QuantflowError(`input '${input.name}' is ${input.dataType}; evaluation feeds float32 images`);
-  return { name: input.name, fixedBatch: fixed(shape[0]) ? shape[0] : null, height: shape[2], width: shape[3] };
-}
-
 /** A decoded batch: the images that decoded, and the files that did not. */
 interface Batch {
   items: DatasetItem[];
@@ -101,14 +83,13 @@ async function decodeBatch(
  * on labels below 1000 is taken to have a background class at index 0.
  */
 export async function evaluate(model: Model, dataset: Dataset, options: EvalOptions = {}): Promise<EvalResult> {
-  const { name, fixedBatch, height, width } = inputGeometry(model);
+  const { name, fixedBatch, height, width, size } = imageInputGeometry(model);
   const outputName = model.graph.outputs[0]?.name;
   if (!outputName) throw new QuantflowError(`model '${model.graph.name}' has no output`);
-  const chosen = options.preset ? { preset: options.preset, reason: 'given' } : choosePreset(model);
+  const chosen = options.preset ? { preset: options.preset, reason: 'given explicitly' } : choosePreset(model);
   const items = dataset.items.slice(0, options.limit ?? dataset.items.length);
   const batch = fixedBatch ?? options.batch ?? 32;
   if (!Number.isInteger(batch) || batch <= 0) throw new QuantflowError(`batch size must be a positive integer, got ${batch}`);
-  const size = 3 * height * width;
   // Workers decode batch i + 1 into one shared buffer while batch i, copied out of the
   // other (onnxruntime does not take shared memory), runs.
   const shared = [sharedFloat32(batch * size), sharedFloat32(batch * size)];
@@ -121,6 +102,8 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
     return p;
   };
 
+  // The first batch decodes while the session is created (seconds for large models).
+  let next = items.length ? decode(0) : undefined;
   let session: ort.InferenceSession;
   try {
     session = await openSession(model, { simulate: options.simulate ?? isQdqModel(model) });
@@ -135,7 +118,6 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
   let top5 = 0;
   const started = performance.now();
   try {
-    let next = items.length ? decode(0) : undefined;
     for (let start = 0; next; start += batch) {
       const source = shared[(start / batch) % 2]!;
       const current = await next;
