@@ -1,11 +1,13 @@
 import type { DatasetItem } from './dataset.js';
 import type { Model } from '../graph/types.js';
-import { decodeImage, type PresetName } from './preprocess.js';
+import type { PresetName } from './preprocess.js';
+import { DecodePool, sharedFloat32 } from './decode-pool.js';
 import { QuantflowError } from '../util/errors.js';
 
 /** A decoded NCHW batch: `items.length` images packed at the front of `data`. */
 export interface ImageBatch {
   items: DatasetItem[];
+  /** Valid until the next batch is requested. */
   data: Float32Array;
   /** Files that failed to decode (only when skipping bad images). */
   skipped: string[];
@@ -20,52 +22,42 @@ export interface BatchOptions {
 }
 
 /**
- * Decodes `items` into `data`, all at once: onnxruntime-node runs inference on the JS
- * thread, so only work already queued on libuv's thread pool (sharp's decoders) progresses
- * while a batch runs. Images that fail are dropped (when skipping) and the rest packed.
- */
-async function decodeBatch(items: DatasetItem[], data: Float32Array, o: BatchOptions): Promise<ImageBatch> {
-  const size = 3 * o.height * o.width;
-  const ok = await Promise.all(
-    items.map((item, i) =>
-      decodeImage(item.path, o.preset, o.height, o.width, data, i * size).then(
-        () => true,
-        (e: unknown) => {
-          if (o.skipBadImages && e instanceof QuantflowError) return false;
-          throw e;
-        },
-      ),
-    ),
-  );
-  const kept: DatasetItem[] = [];
-  const skipped: string[] = [];
-  items.forEach((item, i) => {
-    if (!ok[i]) return void skipped.push(item.file);
-    if (kept.length !== i) data.copyWithin(kept.length * size, i * size, (i + 1) * size);
-    kept.push(item);
-  });
-  return { items: kept, data, skipped };
-}
-
-/**
- * Yields decoded batches of `items`, decoding batch i+1 while the consumer works on batch i
- * (two buffers, so a yielded batch stays valid until the next one is requested).
+ * Yields decoded batches of `items`. Worker threads decode batch i+1 into one shared buffer
+ * while the consumer works on batch i, which is packed out of the other into ordinary memory
+ * (onnxruntime does not take shared buffers). Unreadable images fail the batch with a
+ * QuantflowError naming the file, or with `skipBadImages` are left out and listed.
  */
 export async function* imageBatches(items: DatasetItem[], o: BatchOptions): AsyncGenerator<ImageBatch> {
   const size = 3 * o.height * o.width;
-  const buffers = [new Float32Array(o.batch * size), new Float32Array(o.batch * size)];
+  const shared = [sharedFloat32(o.batch * size), sharedFloat32(o.batch * size)];
+  const packed = new Float32Array(o.batch * size);
+  const pool = new DecodePool();
   const decode = (index: number) => {
-    const p = decodeBatch(items.slice(index * o.batch, (index + 1) * o.batch), buffers[index % 2]!, o);
+    const chunk = items.slice(index * o.batch, (index + 1) * o.batch);
+    const p = pool.decode(chunk.map((it) => it.path), o.preset, o.height, o.width, shared[index % 2]!).then((errors) => ({ chunk, errors }));
     // Awaited one step later; without a handler now, a failure during the consumer's work would count as unhandled.
     p.catch(() => {});
     return p;
   };
   const count = Math.ceil(items.length / o.batch);
-  let next = count > 0 ? decode(0) : undefined;
-  for (let i = 0; next; i++) {
-    const current = await next;
-    next = i + 1 < count ? decode(i + 1) : undefined;
-    yield current;
+  try {
+    let next = count > 0 ? decode(0) : undefined;
+    for (let i = 0; next; i++) {
+      const { chunk, errors } = await next;
+      next = i + 1 < count ? decode(i + 1) : undefined;
+      const batch: ImageBatch = { items: [], data: packed, skipped: [] };
+      const source = shared[i % 2]!;
+      chunk.forEach((item, slot) => {
+        const error = errors[slot];
+        if (error && !o.skipBadImages) throw error;
+        if (error) return void batch.skipped.push(item.file);
+        packed.set(source.subarray(slot * size, (slot + 1) * size), batch.items.length * size);
+        batch.items.push(item);
+      });
+      yield batch;
+    }
+  } finally {
+    await pool.close();
   }
 }
 

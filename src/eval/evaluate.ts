@@ -1,7 +1,6 @@
 import * as ort from 'onnxruntime-node';
-import { imageInputGeometry } from '../data/batches.js';
+import { imageBatches, imageInputGeometry } from '../data/batches.js';
 import type { Dataset, DatasetItem } from '../data/dataset.js';
-import { DecodePool, sharedFloat32 } from '../data/decode-pool.js';
 import { choosePreset, type PresetName } from '../data/preprocess.js';
 import type { Model } from '../graph/types.js';
 import { isQdqModel, openSession } from '../runtime/session.js';
@@ -44,39 +43,6 @@ export interface EvalResult {
   predictions: { file: string; label: number; top5: number[] }[];
 }
 
-/** A decoded batch: the images that decoded, and the files that did not. */
-interface Batch {
-  items: DatasetItem[];
-  /** Where image i of `items` lies in the shared buffer. */
-  slots: number[];
-  skipped: string[];
-}
-
-/**
- * Decodes `items` into `shared` on the pool's workers. A failed image fails the batch,
- * or with `skip` is left out.
- */
-async function decodeBatch(
-  pool: DecodePool,
-  items: DatasetItem[],
-  shared: Float32Array,
-  preset: PresetName,
-  height: number,
-  width: number,
-  skip: boolean,
-): Promise<Batch> {
-  const errors = await pool.decode(items.map((it) => it.path), preset, height, width, shared);
-  const batch: Batch = { items: [], slots: [], skipped: [] };
-  items.forEach((item, i) => {
-    const error = errors[i];
-    if (error && !skip) throw error;
-    if (error) return void batch.skipped.push(item.file);
-    batch.items.push(item);
-    batch.slots.push(i);
-  });
-  return batch;
-}
-
 /**
  * Top-1/top-5 accuracy of `model` on `dataset`, run by onnxruntime. Decoding of the next
  * batch overlaps inference of the current one (double-buffered). A model with 1001 outputs
@@ -90,25 +56,15 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
   const items = dataset.items.slice(0, options.limit ?? dataset.items.length);
   const batch = fixedBatch ?? options.batch ?? 32;
   if (!Number.isInteger(batch) || batch <= 0) throw new QuantflowError(`batch size must be a positive integer, got ${batch}`);
-  // Workers decode batch i + 1 into one shared buffer while batch i, copied out of the
-  // other (onnxruntime does not take shared memory), runs.
-  const shared = [sharedFloat32(batch * size), sharedFloat32(batch * size)];
-  const feed = new Float32Array(batch * size);
-  const pool = new DecodePool();
-  const decode = (start: number) => {
-    const p = decodeBatch(pool, items.slice(start, start + batch), shared[(start / batch) % 2]!, chosen.preset, height, width, !!options.skipBadImages);
-    // Awaited one iteration later; without a handler now, a failure during inference would count as unhandled.
-    p.catch(() => {});
-    return p;
-  };
-
+  const batches = imageBatches(items, { preset: chosen.preset, height, width, batch, skipBadImages: options.skipBadImages });
   // The first batch decodes while the session is created (seconds for large models).
-  let next = items.length ? decode(0) : undefined;
+  const first = batches.next();
+  first.catch(() => {});
   let session: ort.InferenceSession;
   try {
     session = await openSession(model, { simulate: options.simulate ?? isQdqModel(model) });
   } catch (e) {
-    await pool.close();
+    await batches.return(undefined);
     throw e;
   }
   const predictions: EvalResult['predictions'] = [];
@@ -116,18 +72,16 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
   let labelOffset: number | undefined;
   let top1 = 0;
   let top5 = 0;
+  let done = 0;
   const started = performance.now();
   try {
-    for (let start = 0; next; start += batch) {
-      const source = shared[(start / batch) % 2]!;
-      const current = await next;
-      next = start + batch < items.length ? decode(start + batch) : undefined;
+    for (let r = await first; !r.done; r = await batches.next()) {
+      const current = r.value;
       skipped.push(...current.skipped);
       const n = current.items.length;
       if (n > 0) {
-        current.slots.forEach((slot, i) => feed.set(source.subarray(slot * size, (slot + 1) * size), i * size));
         const fed = fixedBatch ?? n;
-        const input = new ort.Tensor('float32', feed.subarray(0, fed * size), [fed, 3, height, width]);
+        const input = new ort.Tensor('float32', current.data.subarray(0, fed * size), [fed, 3, height, width]);
         const scores = await runBatch(session, { [name]: input }, outputName);
         const classes = scores.length / fed;
         labelOffset ??= backgroundOffset(classes, items);
@@ -138,10 +92,11 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
           predictions.push({ file: item.file, label: item.label, top5: top });
         });
       }
-      options.onProgress?.(Math.min(start + batch, items.length), items.length);
+      done += n + current.skipped.length;
+      options.onProgress?.(done, items.length);
     }
   } finally {
-    await Promise.all([session.release(), pool.close()]);
+    await Promise.all([session.release(), batches.return(undefined)]);
   }
   const seconds = (performance.now() - started) / 1000;
   const n = predictions.length;
