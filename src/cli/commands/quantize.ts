@@ -24,6 +24,8 @@ import { QuantflowError } from '../../util/errors.js';
 import { writeNpuPackage } from '../../npu/io.js';
 import { positiveInt, presetOption } from './eval.js';
 import type { PresetName } from '../../data/preprocess.js';
+import { finetune } from '../../qft/finetune.js';
+import { buildQdqModel } from '../../export/qdq.js';
 
 const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
 
@@ -38,6 +40,20 @@ interface QuantizeCliOptions {
   equalize?: boolean;
   eval?: string;
   output: string;
+  qft?: boolean;
+  epochs: number;
+  lrWeights: number;
+  lrScales: number;
+  timeBudget?: number;
+  seed: number;
+}
+
+function positiveNumber(name: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a positive number, got '${value}'`);
+    return n;
+  };
 }
 
 export function registerQuantize(program: Command): void {
@@ -57,6 +73,16 @@ export function registerQuantize(program: Command): void {
     .option('--equalize', 'cross-layer equalization: balance the weight ranges of convolution pairs around ReLUs before quantizing')
     .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes, measured on the calibration images (default)')
     .option('--no-bias-correction', 'keep the float biases as they are')
+    .option('--qft', 'after PTQ, finetune weights, biases and step sizes by distillation from the float model (QFT)')
+    .option('--epochs <n>', 'QFT passes over the calibration images', positiveInt('--epochs'), 1)
+    .option('--lr-weights <x>', 'QFT Adam learning rate of weights and biases (in quantization steps)', positiveNumber('--lr-weights'), 0.001)
+    .option('--lr-scales <x>', 'QFT Adam learning rate of step sizes (relative)', positiveNumber('--lr-scales'), 0.001)
+    .option('--time-budget <seconds>', 'stop QFT after this many seconds', positiveNumber('--time-budget'))
+    .option('--seed <n>', 'QFT shuffling seed', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`--seed must be a non-negative integer, got '${v}'`);
+      return n;
+    }, 0)
     .option('--eval <dir>', 'also measure float and quantized top-1/top-5 on this labeled folder (never the calibration set)')
     .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, npu/, report.json, report.html)')
     .addHelpText(
@@ -89,7 +115,7 @@ export function registerQuantize(program: Command): void {
       const calib = await loadDataset(opts.calib);
       const evalData = opts.eval ? await loadDataset(opts.eval) : undefined;
       const bar = progressBar('calibrate', Math.min(opts.calibLimit, calib.items.length));
-      const result = await quantizeModel(model, calib, {
+      let result = await quantizeModel(model, calib, {
         profile,
         calibration: opts.calibration,
         calibLimit: opts.calibLimit,
@@ -100,6 +126,29 @@ export function registerQuantize(program: Command): void {
         onProgress: (done) => bar.update(done),
       });
       bar.stop();
+      if (opts.qft) {
+        // Steps per epoch as finetune counts them: whole batches of the decoded images.
+        const images = result.calibrationImages;
+        const qftBar = progressBar('qft', opts.epochs * Math.floor(images / Math.min(opts.batch, images)));
+        const tuned = await finetune(model, result, calib, {
+          epochs: opts.epochs,
+          batch: opts.batch,
+          lrWeights: opts.lrWeights,
+          lrScales: opts.lrScales,
+          timeBudgetSeconds: opts.timeBudget,
+          seed: opts.seed,
+          calibLimit: opts.calibLimit,
+          onProgress: (step) => qftBar.update(step),
+        });
+        qftBar.stop();
+        const qdq = buildQdqModel(tuned.model, tuned.params).model;
+        qdq.metadata['quantflow.profile'] = profile.name;
+        result = { ...result, model: qdq, params: tuned.params };
+        console.log(
+          `QFT: ${tuned.steps} steps in ${tuned.seconds.toFixed(1)} s; KL on the first batch ${tuned.initialLoss.toExponential(3)} (PTQ), ` +
+            `mean per epoch ${tuned.losses.map((l) => l.toExponential(3)).join(', ')}`,
+        );
+      }
       let accuracy: QuantizeReportJson['accuracy'];
       if (evalData) {
         const measure = async (m: typeof model, label: string) => {

@@ -1,0 +1,127 @@
+/**
+ * QFT on top of PTQ for one model and profile: PTQ (MSE calibration, bias correction), then
+ * QFT on the same calibration images; reports seconds per training step against one float
+ * forward pass of a batch, the distillation loss before and after, and top-1 of PTQ and
+ * QFT on imagenet-val-650 (fake-quant simulation).
+ *
+ *   npm run build && node dist/bench/qft.js [--model F] [--profile P] [--calib-limit N]
+ *     [--epochs N] [--batch N] [--lr-weights X] [--lr-scales X] [--eval-limit N] [--seed N]
+ */
+import { parseArgs } from 'node:util';
+import { loadDataset } from '../src/data/dataset.js';
+import { evaluate } from '../src/eval/evaluate.js';
+import { buildQdqModel } from '../src/export/qdq.js';
+import { loadModel } from '../src/import/load.js';
+import { prepareModel } from '../src/import/prepare.js';
+import { loadProfile } from '../src/quantization/profile.js';
+import { quantizeModel } from '../src/quantization/quantize.js';
+import { openSession, runSession } from '../src/runtime/session.js';
+import { decodeImages, finetuneImages, qdqBiases } from '../src/qft/index.js';
+import { sharedPath } from '../test/shared.js';
+
+const { values: args } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'mobilenet_v2_1.0_224_int8.tflite' },
+    profile: { type: 'string', default: 'w4a8-channel' },
+    'calib-limit': { type: 'string', default: '256' },
+    epochs: { type: 'string', default: '1' },
+    batch: { type: 'string', default: '16' },
+    'lr-weights': { type: 'string', default: '0.001' },
+    'lr-scales': { type: 'string', default: '0.001' },
+    'eval-limit': { type: 'string', default: '200' },
+    seed: { type: 'string', default: '0' },
+  },
+});
+
+const batch = Number(args.batch);
+const model = await prepareModel(loadModel(sharedPath('models', args.model!).path));
+const calib = await loadDataset(sharedPath('data', 'imagenet-sample-1k').path);
+const val = await loadDataset(sharedPath('data', 'imagenet-val-650').path);
+const profile = loadProfile(args.profile);
+const calibLimit = Number(args['calib-limit']);
+
+let t0 = performance.now();
+const ptq = await quantizeModel(model, calib, { profile, calibLimit, batch, biasCorrection: true });
+const ptqSeconds = (performance.now() - t0) / 1000;
+const images = await decodeImages(model, calib, { limit: calibLimit, preset: ptq.preset, batch });
+
+// One float forward pass of a training batch, the unit a training step is compared with.
+const session = await openSession(model);
+const feed = { [images.input]: images.slice(0, batch) };
+await runSession(session, feed);
+t0 = performance.now();
+for (let i = 0; i < 3; i++) await runSession(session, feed);
+const forward = (performance.now() - t0) / 3000;
+await session.release();
+
+const stepTimes: number[] = [];
+let last = performance.now();
+const tuned = await finetuneImages(model, ptq.params, images, {
+  epochs: Number(args.epochs),
+  batch,
+  lrWeights: Number(args['lr-weights']),
+  lrScales: Number(args['lr-scales']),
+  seed: Number(args.seed),
+  biases: qdqBiases(ptq),
+  onProgress: (step, total, loss) => {
+    const now = performance.now();
+    stepTimes.push((now - last) / 1000);
+    last = now;
+    console.error(`step ${step}/${total} loss ${loss.toExponential(3)} ${stepTimes.at(-1)!.toFixed(1)} s`);
+  },
+});
+const qft = buildQdqModel(tuned.model, tuned.params).model;
+
+/** Mean KL(float ‖ quantized) over the first 64 calibration images, QDQ models simulated in float. */
+async function distillation(quantized: typeof model): Promise<number> {
+  const n = Math.min(64, images.count);
+  const logits = async (m: typeof model, simulate: boolean) => {
+    const s = await openSession(m, { simulate });
+    const out: number[] = [];
+    for (let i = 0; i < n; i += batch) {
+      const r = await runSession(s, { [images.input]: images.slice(i, Math.min(batch, n - i)) });
+      out.push(...(r[m.graph.outputs[0]!.name]!.data as Float32Array));
+    }
+    await s.release();
+    return out;
+  };
+  // The models end in Softmax: compare probabilities.
+  const p = await logits(model, false);
+  const q = await logits(quantized, true);
+  let kl = 0;
+  p.forEach((v, i) => (kl += v > 0 ? v * (Math.log(v) - Math.log(Math.max(q[i]!, 1e-12))) : 0));
+  return kl / n;
+}
+
+const limit = Number(args['eval-limit']);
+const top1 = async (m: typeof model) => (await evaluate(m, val, { preset: ptq.preset, limit })).top1;
+// The first step also builds the training graph and opens its session.
+const steady = stepTimes.slice(1);
+const perStep = steady.length ? steady.reduce((s, t) => s + t, 0) / steady.length : NaN;
+console.log(
+  JSON.stringify(
+    {
+      model: args.model,
+      profile: profile.name,
+      calibImages: images.count,
+      epochs: Number(args.epochs),
+      batch,
+      lrWeights: Number(args['lr-weights']),
+      lrScales: Number(args['lr-scales']),
+      ptqSeconds,
+      qftSeconds: tuned.seconds,
+      steps: tuned.steps,
+      firstStepSeconds: stepTimes[0],
+      secondsPerStep: perStep,
+      forwardSeconds: forward,
+      stepOverForward: perStep / forward,
+      klFirstBatch: tuned.initialLoss,
+      klPtq64: await distillation(ptq.model),
+      klQft64: await distillation(qft),
+      klPerEpoch: tuned.losses,
+      top1: { float: await top1(model), ptq: await top1(ptq.model), qft: await top1(qft), n: limit },
+    },
+    null,
+    2,
+  ),
+);
