@@ -27,6 +27,7 @@ import { builtinProfiles, loadProfile, parseProfile, resolveLayer } from '../src
 import { QuantflowError } from '../src/util/errors.js';
 import { tinyCnn } from './fixtures.js';
 import { sharedDir, sharedPath } from './shared.js';
+import { seededRandom } from '../src/util/random.js';
 
 /** A case that runs longer than this is a hang. Generous: the largest model loads in ~0.3 s. */
 const CASE_BUDGET_MS = 10_000;
@@ -213,18 +214,6 @@ async function workerMain(): Promise<void> {
 
 // ---------------------------------------------------------------- parent: case generation
 
-/** mulberry32: small, seedable, good enough to spread mutations. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 /** Values that break length and offset arithmetic most often. */
 const EDGE_U32 = [0, 1, 2, 3, 4, 7, 8, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff];
 
@@ -401,7 +390,7 @@ function layoutMutation(rand: () => number): Mutation {
 }
 
 function generate(corpus: Corpus, seed: number): Mutation[] {
-  const rand = prng(seed);
+  const rand = seededRandom(seed);
   const count = Math.max(1, Math.round(corpus.cases * SCALE));
   if (corpus.target === 'dataset') return Array.from({ length: count }, () => layoutMutation(rand));
   const bytes = readFileSync(corpus.file);

@@ -9,6 +9,7 @@ import { exportStudent } from './export.js';
 import { decodeImages, type ImageSet } from './images.js';
 import { buildStudent, logitsOf } from './student.js';
 import { teacherLogits } from './teacher.js';
+import { seededRandom } from '../util/random.js';
 
 export interface FinetuneOptions {
   /** Passes over the calibration images (default 1). */
@@ -78,7 +79,7 @@ export async function finetuneImages(
   let step = 0;
   const input = new Float32Array(batch * images.size);
   const target = new Float32Array(batch * teacher.size);
-  const random = mulberry32(seed);
+  const random = seededRandom(seed);
   try {
     training: for (let epoch = 0; epoch < epochs; epoch++) {
       const order = shuffled(images.count, random);
@@ -162,16 +163,4 @@ function shuffled(n: number, random: () => number): number[] {
     [order[i], order[j]] = [order[j]!, order[i]!];
   }
   return order;
-}
-
-/** A small seeded PRNG (mulberry32): uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -7,6 +7,7 @@ import type { TargetProfile } from '../quantization/profile.js';
 import type { BufferReport } from '../tse/buffers.js';
 import type { RunManifest } from './manifest.js';
 import type { PassChange } from '../passes/pass-log.js';
+import type { LayerReport } from '../quantization/quantize.js';
 
 /**
  * SQNR in dB as stored in JSON. `null` stands for +Infinity (no error at all), because
@@ -14,18 +15,12 @@ import type { PassChange } from '../passes/pass-log.js';
  */
 export type JsonDb = number | null;
 
-/** One quantized layer. */
-export interface ReportLayer {
-  name: string;
-  opType: string;
-  weightBits: number;
-  granularity: string;
-  /** Effective weight scales: one, or one per output channel (WESS: s·2^−k[c]). */
-  weightScales: number[];
-  /** WESS shifts k[c]. */
-  shifts?: number[];
+/**
+ * One quantized layer as written to report.json: the quantizer's LayerReport, with SQNRs that
+ * may be null (JSON has no Infinity), plus the float weights' per-channel ranges.
+ */
+export interface ReportLayer extends Omit<LayerReport, 'weightSqnrDb' | 'outputSqnrDb'> {
   weightSqnrDb: JsonDb;
-  outputActivation?: { tensor: string; scale: number; zeroPoint: number };
   outputSqnrDb?: JsonDb;
   /** max|w| of each output channel of the float weights, before any shift (see `layerWeightStats`). */
   channelRanges?: number[];
