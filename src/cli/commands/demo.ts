@@ -12,6 +12,8 @@ import { formatTable, percent } from '../table.js';
 import { writeJsonResult } from '../output.js';
 import { positiveInt } from './eval.js';
 import type { PresetName } from '../../data/preprocess.js';
+import { quantizeModel } from '../../quantization/quantize.js';
+import { loadProfile } from '../../quantization/profile.js';
 
 /** The models the demo runs, with the data they are evaluated on. */
 const DEMO_RUNS: { model: string; data: string; preset?: PresetName }[] = [
@@ -23,10 +25,15 @@ const DEMO_RUNS: { model: string; data: string; preset?: PresetName }[] = [
   { model: 'resnet8_cifar10_float.tflite', data: 'cifar10-test', preset: 'raw' as const },
 ];
 
+/** The model, targets and calibration size of the demo's quantization step (kept small for speed). */
+const PTQ_MODEL = 'mobilenet_v2_1.0_224_int8.tflite';
+const PTQ_PROFILES = ['w8a8-tensor', 'w8a8-shift', 'w8a8-channel'];
+const PTQ_CALIB_IMAGES = 256;
+
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('Import every model in ../shared/models, evaluate it and print the accuracy table.')
+    .description('Import every model in ../shared/models and evaluate it, then quantize MobileNetV2 for three targets and evaluate those.')
     .option('--shared <dir>', 'folder holding models/, data/ and reference/', '../shared')
     .option('--limit <n>', 'images per dataset (default: all)', positiveInt('--limit'))
     .option('--json <file>', 'write the table as JSON')
@@ -58,6 +65,29 @@ export function registerDemo(program: Command): void {
         results.push({ ...run, n: result.n, top1: result.top1, top5: result.top5, imagesPerSecond: result.imagesPerSecond, preset: result.preset, referenceAgreement: agreement?.top1Agreement });
       }
       console.log(formatTable(rows));
-      if (opts.json) writeJsonResult(opts.json, results);
+
+      // Then quantize one of them for the three 8-bit weight granularities (bias correction on, the default).
+      const modelPath = join(shared, 'models', PTQ_MODEL);
+      const model = await prepareModel(loadModel(modelPath));
+      const calib = await loadDataset(join(shared, 'data', 'imagenet-sample-1k'));
+      const val = await loadDataset(join(shared, 'data', 'imagenet-val-650'));
+      const ptqRows: (string | number)[][] = [['model', 'profile', 'calibration images', 'top-1', 'top-5']];
+      const float = results.find((r) => r.model === PTQ_MODEL)!;
+      ptqRows.push([PTQ_MODEL, 'float', '-', percent(float.top1), percent(float.top5)]);
+      const ptq = [];
+      for (const profile of PTQ_PROFILES) {
+        const bar = progressBar(`quantize ${profile}`, PTQ_CALIB_IMAGES);
+        const q = await quantizeModel(model, calib, { profile: loadProfile(profile), calibLimit: PTQ_CALIB_IMAGES, onProgress: (d) => bar.update(d) });
+        bar.stop();
+        const r = await evaluate(q.model, val, { limit: opts.limit, preset: q.preset });
+        ptqRows.push([PTQ_MODEL, profile, q.calibrationImages, percent(r.top1), percent(r.top5)]);
+        ptq.push({ model: PTQ_MODEL, profile, calibrationImages: q.calibrationImages, n: r.n, top1: r.top1, top5: r.top5 });
+      }
+      console.log('');
+      console.log(formatTable(ptqRows));
+      console.log(
+        `\nFor the QDQ model, the integer NPU package and report.html: npx quantflow quantize ${modelPath} --calib ${calib.dir} --profile w8a8-shift --eval ${val.dir} -o out`,
+      );
+      if (opts.json) writeJsonResult(opts.json, { evaluation: results, quantization: ptq });
     });
 }
