@@ -29,8 +29,8 @@ export interface SimilarityOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Gate similarities of one block, averaged over tiles and images. */
-export interface BlockSimilarity {
+/** Where an SE block is and how it is tiled. */
+export interface BlockGeometry {
   /** The block's Mul node. */
   block: string;
   channels: number;
@@ -39,6 +39,10 @@ export interface BlockSimilarity {
   tile: [number, number];
   /** Tiles along H and W. */
   grid: [number, number];
+}
+
+/** Gate similarities of one block, averaged over tiles and images. */
+export interface BlockSimilarity extends BlockGeometry {
   /** Mean cosine similarity of a tile's gate vector to the global gate vector. */
   toGlobal: number;
   /** Mean cosine similarity of horizontally or vertically adjacent tiles; null with one tile. */
@@ -107,13 +111,7 @@ export async function gateSimilarity(
   };
 }
 
-interface ProbedBlock {
-  block: string;
-  channels: number;
-  height: number;
-  width: number;
-  tile: [number, number];
-  grid: [number, number];
+interface ProbedBlock extends BlockGeometry {
   /** Output names: the SE gate [N, C, 1, 1] and the tile gates [N, C, gh, gw]. */
   global: string;
   local: string;
