@@ -2,7 +2,8 @@ import * as ort from 'onnxruntime-node';
 import type { Dataset } from '../data/dataset.js';
 import { imageBatches, imageInputGeometry } from '../data/batches.js';
 import { choosePreset, type PresetName } from '../data/preprocess.js';
-import type { Model } from '../graph/types.js';
+import type { Model, Node } from '../graph/types.js';
+import { consumerMap } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
 import { buildQdqModel, type QuantizationParams } from '../export/qdq.js';
 import { openSession } from '../runtime/session.js';
@@ -138,10 +139,11 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
 
   t0 = performance.now();
   const outputSqnr = await layerOutputSqnr(model, qdq, floatNames, plan.layers, geometry, firstBatch!);
+  const readers = consumerMap(model.graph);
   const layers: LayerReport[] = weights.map(({ layer, quantized }) => {
     const out = layer.node.outputs[0]!;
-    const act = activations.get(out) ?? activations.get(followingClamp(model, out) ?? '');
-    const actTensor = activations.has(out) ? out : followingClamp(model, out);
+    const actTensor = activations.has(out) ? out : followingClamp(readers, out);
+    const act = actTensor === undefined ? undefined : activations.get(actTensor);
     return {
       name: layer.node.name,
       opType: layer.node.opType,
@@ -208,9 +210,9 @@ function outputChannelsFirst(w: Float32Array, dims: number[], layer: WeightedLay
 }
 
 /** The output of the ReLU/Clip that reads `value`, if that is its only reader. */
-function followingClamp(model: Model, value: string): string | undefined {
-  const readers = model.graph.nodes.filter((n) => n.inputs.includes(value));
-  return readers.length === 1 && (readers[0]!.opType === 'Relu' || readers[0]!.opType === 'Clip') ? readers[0]!.outputs[0] : undefined;
+function followingClamp(readers: Map<string, Node[]>, value: string): string | undefined {
+  const next = readers.get(value) ?? [];
+  return next.length === 1 && (next[0]!.opType === 'Relu' || next[0]!.opType === 'Clip') ? next[0]!.outputs[0] : undefined;
 }
 
 /**
