@@ -3,7 +3,7 @@ import { imageBatches, imageInputGeometry } from '../data/batches.js';
 import type { Dataset, DatasetItem } from '../data/dataset.js';
 import { choosePreset, type PresetName } from '../data/preprocess.js';
 import type { Model } from '../graph/types.js';
-import { isQdqModel, openSession } from '../runtime/session.js';
+import { isQdqModel, openSession, runSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 
 export interface EvalOptions {
@@ -81,8 +81,11 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
       const n = current.items.length;
       if (n > 0) {
         const fed = fixedBatch ?? n;
-        const input = new ort.Tensor('float32', current.data.subarray(0, fed * size), [fed, 3, height, width]);
-        const scores = await runBatch(session, { [name]: input }, outputName);
+        const input = { dataType: 'float32' as const, dims: [fed, 3, height, width], data: current.data.subarray(0, fed * size) };
+        const output = (await runSession(session, { [name]: input }, [outputName]))[outputName]!;
+        if (output.dataType !== 'float32')
+          throw new QuantflowError(`output '${outputName}' is ${output.dataType}; evaluation needs float32 scores`);
+        const scores = output.data as Float32Array;
         const classes = scores.length / fed;
         labelOffset ??= backgroundOffset(classes, items);
         current.items.forEach((item, i) => {
@@ -111,18 +114,6 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
     skipped,
     predictions,
   };
-}
-
-async function runBatch(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, output: string): Promise<Float32Array> {
-  let result: ort.InferenceSession.OnnxValueMapType;
-  try {
-    result = await session.run(feeds, [output]);
-  } catch (e) {
-    throw new QuantflowError(`onnxruntime failed to run the model: ${String((e as Error)?.message ?? e).split('\n')[0]}`);
-  }
-  const t = result[output] as ort.Tensor;
-  if (t.type !== 'float32') throw new QuantflowError(`output '${output}' is ${t.type}; evaluation needs float32 scores`);
-  return t.data as Float32Array;
 }
 
 /**

@@ -68,16 +68,17 @@ export function fromOrtTensor(t: ort.Tensor): TensorData {
   return { dataType, dims: [...t.dims], data: t.data as TensorData['data'] };
 }
 
-/** Runs a session once and returns every output. */
+/** Runs a session once and returns the outputs named in `fetches` (default: every output). */
 export async function runSession(
   session: ort.InferenceSession,
   feeds: Record<string, TensorData>,
+  fetches?: string[],
 ): Promise<Record<string, TensorData>> {
   const ortFeeds: Record<string, ort.Tensor> = {};
   for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(t);
   let out: ort.InferenceSession.OnnxValueMapType;
   try {
-    out = await session.run(ortFeeds);
+    out = await (fetches ? session.run(ortFeeds, fetches) : session.run(ortFeeds));
   } catch (e) {
     throw new QuantflowError(`onnxruntime failed to run the model: ${firstLine(e)}`);
   }
