@@ -6,6 +6,7 @@
  *
  *   npm run build && node dist/bench/qft.js [--model F] [--profile P] [--calib-limit N]
  *     [--epochs N] [--batch N] [--lr-weights X] [--lr-scales X] [--eval-limit N] [--seed N]
+ *     [--schedule cosine|constant] [--train weights,biases,scales,equalization]
  */
 import { parseArgs } from 'node:util';
 import { loadDataset } from '../src/data/dataset.js';
@@ -16,7 +17,7 @@ import { prepareModel } from '../src/import/prepare.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
 import { openSession, runSession } from '../src/runtime/session.js';
-import { decodeImages, finetuneImages, qdqBiases } from '../src/qft/index.js';
+import { decodeImages, finetuneImages, qdqBiases, TRAINED_GROUPS, type LrSchedule } from '../src/qft/index.js';
 import { sharedPath } from '../test/shared.js';
 
 const { values: args } = parseArgs({
@@ -30,6 +31,8 @@ const { values: args } = parseArgs({
     'lr-scales': { type: 'string', default: '0.001' },
     'eval-limit': { type: 'string', default: '200' },
     seed: { type: 'string', default: '0' },
+    schedule: { type: 'string', default: 'cosine' },
+    train: { type: 'string', default: 'weights,biases,scales,equalization' },
   },
 });
 
@@ -62,6 +65,8 @@ const tuned = await finetuneImages(model, ptq.params, images, {
   lrWeights: Number(args['lr-weights']),
   lrScales: Number(args['lr-scales']),
   seed: Number(args.seed),
+  schedule: args.schedule as LrSchedule,
+  train: Object.fromEntries(TRAINED_GROUPS.map((g) => [g, args.train!.split(',').includes(g)])),
   biases: qdqBiases(ptq),
   onProgress: (step, total, loss) => {
     const now = performance.now();
@@ -108,6 +113,8 @@ console.log(
       batch,
       lrWeights: Number(args['lr-weights']),
       lrScales: Number(args['lr-scales']),
+      schedule: args.schedule,
+      train: args.train,
       ptqSeconds,
       qftSeconds: tuned.seconds,
       steps: tuned.steps,

@@ -8,8 +8,14 @@ import { activationQuantParams } from '../src/quantization/calibration.js';
 import { planQuantization } from '../src/quantization/plan.js';
 import { quantizeWeights } from '../src/quantization/weights.js';
 import { openSession, runModel, runSession } from '../src/runtime/session.js';
-import { finetuneImages, ImageSet } from '../src/qft/index.js';
-import { randomTensor, tinyCnn } from './fixtures.js';
+import { buildStudent, exportStudent, finetuneImages, ImageSet } from '../src/qft/index.js';
+import { QuantflowError } from '../src/util/errors.js';
+import { createGraph, makeNode } from '../src/graph/graph.js';
+import { floatTensor, int64Tensor } from '../src/graph/tensor.js';
+import { maxAbsDiff, randomTensor, tinyCnn } from './fixtures.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const IMAGES = 64;
 
@@ -74,7 +80,7 @@ test('QFT lowers the distillation loss of 4-bit per-tensor PTQ on tinyCnn and is
   const images = new ImageSet('x', [3, 5, 5], randomTensor([IMAGES, 3, 5, 5], 41).data as Float32Array);
   const params = await ptq(model, images, 4, 'tensor');
   const before = await distillationLoss(model, buildQdqModel(model, params).model, images);
-  const run = () => finetuneImages(model, params, images, { epochs: 30, batch: 16, lrWeights: 0.05, lrScales: 0.01, seed: 7, threads: 1 });
+  const run = () => finetuneImages(model, params, images, { epochs: 30, batch: 16, lrWeights: 0.05, lrScales: 0.01, seed: 7, threads: 1, schedule: 'constant' });
   const result = await run();
   const after = await distillationLoss(model, buildQdqModel(result.model, result.params).model, images);
   assert.equal(result.losses.length, 30);
@@ -112,4 +118,123 @@ test('QFT keeps WESS shifts and the integer grid, and honours the time budget', 
     assert.ok(quantized.q.every((q) => q >= -7 && q <= 7));
     quantized.scale.forEach((s, c) => assert.equal(s, Math.fround(quantized.layerScale! * 2 ** -quantized.shifts![c]!)));
   });
+});
+
+test('a run interrupted twice and resumed from its checkpoint ends exactly like an uninterrupted one', async () => {
+  const model = floatModel();
+  const images = new ImageSet('x', [3, 5, 5], randomTensor([IMAGES, 3, 5, 5], 47).data as Float32Array);
+  const params = await ptq(model, images, 4, 'shift');
+  const dir = mkdtempSync(join(tmpdir(), 'qft-checkpoint-'));
+  try {
+    // 3 epochs of 4 steps; a high learning rate so that the WESS shifts change between epochs.
+    const options = { epochs: 3, batch: 16, lrWeights: 0.5, lrScales: 0.05, seed: 3, threads: 1, checkpointSteps: 3 };
+    const whole = await finetuneImages(model, params, images, options);
+    const interruptAt = async (step: number) => {
+      const stop = new AbortController();
+      const run = finetuneImages(model, params, images, { ...options, checkpoint: dir, signal: stop.signal, onProgress: (s) => s === step && stop.abort() });
+      await assert.rejects(run, (e: Error) => e instanceof QuantflowError && e.message.includes(`after step ${step} of 12`) && e.message.includes(dir));
+    };
+    await interruptAt(4); // at an epoch's end, before its shifts are re-chosen
+    await interruptAt(6); // mid-epoch, between checkpoints
+    const resumed = await finetuneImages(model, params, images, { ...options, checkpoint: dir });
+    assert.equal(resumed.stepsRun, 6);
+    assert.deepEqual(resumed.stepLosses, whole.stepLosses);
+    assert.deepEqual(resumed.losses, whole.losses);
+    const shifts = (r: typeof whole) => r.params.weights.map((w) => [...w.quantized.shifts!]);
+    assert.notDeepEqual(shifts(whole), params.weights.map((w) => [...w.quantized.shifts!]), 'shifts were re-chosen');
+    assert.deepEqual(shifts(resumed), shifts(whole));
+    assert.deepEqual(resumed.params.weights.map((w) => w.quantized.q), whole.params.weights.map((w) => w.quantized.q));
+    assert.deepEqual([...resumed.params.activations], [...whole.params.activations]);
+    // A finished run's checkpoint returns the result without training; another run's is refused.
+    assert.equal((await finetuneImages(model, params, images, { ...options, checkpoint: dir })).stepsRun, 0);
+    await assert.rejects(finetuneImages(model, params, images, { ...options, seed: 4, checkpoint: dir }), /different run/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('frozen groups keep their PTQ values; the L2 loss starts at the QDQ model\'s normalized error', async () => {
+  const model = floatModel();
+  const images = new ImageSet('x', [3, 5, 5], randomTensor([IMAGES, 3, 5, 5], 53).data as Float32Array);
+  const params = await ptq(model, images, 4, 'channel');
+  // One batch of every image: the first step's loss is the loss over all of them.
+  const weightsOnly = await finetuneImages(model, params, images, {
+    batch: IMAGES,
+    epochs: 2,
+    loss: 'l2',
+    lossLayers: ['y'],
+    train: { biases: false, scales: false },
+    lrWeights: 0.3,
+    threads: 1,
+  });
+  assert.deepEqual([...weightsOnly.params.activations], [...params.activations]);
+  weightsOnly.params.weights.forEach(({ quantized }, i) => assert.deepEqual(quantized.scale, params.weights[i]!.quantized.scale));
+  assert.ok(weightsOnly.params.weights.some(({ quantized }, i) => quantized.q.some((q, j) => q !== params.weights[i]!.quantized.q[j])), 'weights moved');
+
+  const x = images.slice(0, images.count);
+  const teacher = (await runModel(model, { x })).y!.data as Float32Array;
+  const session = await openSession(buildQdqModel(model, params).model, { simulate: true });
+  const student = (await runSession(session, { x })).y!.data as Float32Array;
+  await session.release();
+  const classes = teacher.length / IMAGES;
+  let l2 = 0;
+  for (let i = 0; i < IMAGES; i++) {
+    let error = 0;
+    let energy = 0;
+    for (let c = i * classes; c < (i + 1) * classes; c++) {
+      error += (student[c]! - teacher[c]!) ** 2;
+      energy += teacher[c]! ** 2;
+    }
+    l2 += error / energy / IMAGES;
+  }
+  assert.ok(Math.abs(weightsOnly.initialLoss - l2) < 0.02 * l2, `first step ${weightsOnly.initialLoss} vs QDQ ${l2}`);
+  const both = await finetuneImages(model, params, images, { batch: IMAGES, loss: 'kl+l2', lossLayers: ['y'], threads: 1 });
+  const kl = await distillationLoss(model, buildQdqModel(model, params).model, images);
+  assert.ok(Math.abs(both.initialLoss - (kl + l2)) < 0.02 * (kl + l2), `kl+l2 first step ${both.initialLoss} vs ${kl} + ${l2}`);
+  await assert.rejects(finetuneImages(model, params, images, { loss: 'l2', lossLayers: ['nope'], threads: 1 }), /'nope' is not a value/);
+});
+
+test('equalization factors: trained between conv → ReLU → conv and folded into both layers on export', async () => {
+  const g = createGraph('pair');
+  g.inputs.push({ name: 'x', dataType: 'float32', shape: ['batch', 2, 4, 4] });
+  g.outputs.push({ name: 'y', dataType: 'float32', shape: ['batch', 2] });
+  g.initializers.set('w1', randomTensor([3, 2, 1, 1], 61));
+  g.initializers.set('b1', floatTensor([3], [0.1, 0.2, 0.3]));
+  g.initializers.set('w2', randomTensor([2, 3, 1, 1], 62));
+  g.initializers.set('shape', int64Tensor([2], [0, -1]));
+  g.nodes.push(
+    makeNode('Conv', ['x', 'w1', 'b1'], ['h']),
+    makeNode('Relu', ['h'], ['r']),
+    makeNode('Conv', ['r', 'w2'], ['c']),
+    makeNode('GlobalAveragePool', ['c'], ['p']),
+    makeNode('Reshape', ['p', 'shape'], ['y']),
+  );
+  const model: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
+  const images = new ImageSet('x', [2, 4, 4], randomTensor([16, 2, 4, 4], 63).data as Float32Array);
+  const params = await ptq(model, images, 8, 'channel');
+  const student = buildStudent(model, params, 'y', { scaleRatio: 1, batch: 4 });
+  assert.equal(student.equalization.length, 1);
+  // f < 1 grows the first layer's weights: its step sizes grow with them (θ = 1/f − 1), so its
+  // integer weights stay PTQ's; the second layer's shrink within their grid.
+  const f = [0.8, 0.9, 0.7];
+  const values = new Map([...Object.values(student.params).flat()].map((p) => [p, student.model.graph.initializers.get(p)!]));
+  values.set(student.equalization[0]!.theta, floatTensor([3], f.map((v) => v - 1)));
+  values.set(student.layers[0]!.scale, floatTensor([3], f.map((v) => 1 / v - 1)));
+  // The activation between them grows by up to 1/0.7: so does its step size.
+  for (const a of student.activations) if (a.tensor === 'h' || a.tensor === 'r') values.set(a.scale, floatTensor([], [1 / 0.7 - 1]));
+  const out = exportStudent(model, params, student, values);
+  const [first, second] = out.params.weights.map((w) => w.quantized);
+  assert.deepEqual(first!.q, params.weights[0]!.quantized.q);
+  first!.scale.forEach((s, c) => assert.ok(Math.abs(s - params.weights[0]!.quantized.scale[c]! / f[c]!) < 1e-6 * s, `scale ${c}`));
+  const w2 = toFloat32(g.initializers.get('w2')!);
+  const q2 = w2.map((v, j) => Math.max(-127, Math.min(127, Math.round((v * f[j % 3]!) / second!.scale[Math.floor(j / 3)]!))));
+  assert.deepEqual([...second!.q], [...q2]);
+  assert.deepEqual([...toFloat32(out.model.graph.initializers.get('b1')!)], [0.1, 0.2, 0.3].map((b, c) => Math.fround(Math.fround(b) / Math.fround(f[c]!))));
+  // The function is unchanged up to quantization noise.
+  const x = images.slice(0, 16);
+  const float = (await runModel(model, { x })).y!.data as Float32Array;
+  const session = await openSession(buildQdqModel(out.model, out.params).model, { simulate: true });
+  const quantized = (await runSession(session, { x })).y!.data as Float32Array;
+  await session.release();
+  assert.ok(maxAbsDiff(float, quantized) < 0.05 * Math.max(...float.map(Math.abs)), `max difference ${maxAbsDiff(float, quantized)}`);
 });

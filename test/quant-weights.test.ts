@@ -6,6 +6,7 @@ import {
   quantizePerTensor,
   quantizeWeights,
   quantizeWithShifts,
+  shiftsForScale,
   sqnrDb,
   type QuantizedWeights,
 } from '../src/quantization/weights.js';
@@ -122,4 +123,13 @@ test('WESS fits shifted channels to the reference that maximizes their mean reso
   const q = quantizeWithShifts(w, 4, { bits: 8, method: 'minmax', shiftBits: 4 });
   assert.deepEqual([...q.shifts!], [0, 1, 1, 1]);
   assert.deepEqual([...q.q], [91, 127, 127, 127]);
+});
+
+test('shiftsForScale: hand-computed shifts for a fixed 4-bit layer scale', () => {
+  // Layer scale 1/7: channel max 1.0 fits at k = 0, 0.25 exactly at k = 2 (step 1/28);
+  // 0.06 at k = 4 (step 1/112, q = 7, error 0.0025) beats k = 3 (q = 3, error 0.0064) and
+  // k = 5 (clipped at 7·1/224 = 0.031). An all-zero channel keeps k = 0.
+  const w = Float32Array.from([1, -0.5, 0.25, 0.1, 0.06, -0.02, 0, 0]);
+  assert.deepEqual([...shiftsForScale(w, 4, 1 / 7, 4, 15)], [0, 2, 4, 0]);
+  assert.deepEqual([...shiftsForScale(w, 4, 1 / 7, 4, 1)], [0, 1, 1, 0], 'bounded by maxShift');
 });

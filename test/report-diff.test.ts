@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { loadProfile } from '../src/quantization/profile.js';
 import { diffReports, type ReportDiff } from '../src/report/diff.js';
-import type { QuantizeReportJson, ReportLayer } from '../src/report/types.js';
+import type { QftReport, QuantizeReportJson, ReportLayer } from '../src/report/types.js';
+import { formatDiff } from '../src/cli/commands/diff.js';
 
 const layer = (name: string, weightSqnrDb: number | null, outputSqnrDb?: number, granularity = 'shift'): ReportLayer => ({
   name,
@@ -62,6 +63,18 @@ test('identical reports differ in nothing', () => {
   const d = diffReports(a, a, { a: 'x', b: 'x' });
   assert.deepEqual(d.settings, []);
   assert.ok(d.layers.every((l) => l.weightSqnrDb.delta === 0 && l.outputSqnrDb!.delta === 0));
+});
+
+test('diffReports: the QFT final epoch loss and QFT options, when both finetuned', () => {
+  const qft = (lrWeights: number, epochLosses: number[]): QftReport => ({ options: { epochs: 2, lrWeights }, steps: 8, seconds: 4, initialLoss: 0.5, epochLosses, stepLosses: [] });
+  const d = diffReports({ ...a, qft: qft(0.001, [0.4, 0.3]) }, { ...a, qft: qft(0.002, [0.35, 0.25]) }, { a: 'a', b: 'b' });
+  assert.deepEqual(d.settings, [{ key: 'qft.lrWeights', a: 0.001, b: 0.002 }]);
+  assert.equal(d.qft!.a, 0.3);
+  assert.ok(Math.abs(d.qft!.delta + 0.05) < 1e-12);
+  assert.match(formatDiff(d), /\nQFT final epoch loss: 0\.300 -> 0\.250 \(-0\.0500\)\n/);
+  const one = diffReports(a, { ...a, qft: qft(0.001, [0.3]) }, { a: 'a', b: 'b' });
+  assert.equal(one.qft, undefined);
+  assert.deepEqual(one.settings.map((s) => [s.key, s.a, s.b]), [['qft.epochs', undefined, 2], ['qft.lrWeights', undefined, 0.001]]);
 });
 
 test('CLI: diff prints the tables and writes --json; a bad report is a one-line error', async () => {

@@ -10,8 +10,9 @@ import { loadProfile } from '../src/quantization/profile.js';
 import { renderReportHtml, writeReportHtml } from '../src/report/html.js';
 import { shortLabels } from '../src/report/markup.js';
 import { niceTicks } from '../src/report/charts.js';
+import { stepsPerEpoch } from '../src/report/sections/qft.js';
 import { layerWeightStats } from '../src/report/weight-stats.js';
-import type { QuantizeReportJson } from '../src/report/types.js';
+import type { QftReport, QuantizeReportJson } from '../src/report/types.js';
 
 /** A small WESS report: a depthwise layer with unequal channels, a projection, a classifier. */
 function sampleReport(): QuantizeReportJson {
@@ -113,6 +114,69 @@ test('names are escaped, SQNR null renders as infinity, charts have bars', () =>
   assert.ok(!/NaN|undefined/.test(html), 'no NaN or undefined leaks into the page');
 });
 
+/** Means summed in order, as QFT sums them. */
+const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+
+/** Three epochs of 5 steps, the last stopped after one step by a time budget; the loss falls 20x. */
+function sampleQft(): QftReport {
+  const stepLosses = [2, 1.4, 1, 0.8, 0.6, 0.45, 0.35, 0.3, 0.25, 0.2, 0.1];
+  return {
+    options: { epochs: 3, batch: 16, lrWeights: 0.001, lrScales: 0.001, loss: 'kl', seed: 0, schedule: 'cosine', train: ['weights', 'biases'] },
+    steps: 11,
+    seconds: 18.7,
+    initialLoss: 2,
+    epochLosses: [mean(stepLosses.slice(0, 5)), mean(stepLosses.slice(5, 10)), mean(stepLosses.slice(10))],
+    stepLosses,
+  };
+}
+
+const qftSectionOf = (html: string) => /<section id="qft">[\s\S]*?<\/section>/.exec(html)?.[0] ?? '';
+const polylineXY = (html: string) =>
+  /<polyline class="line" points="([^"]+)"/.exec(html)![1]!.split(' ').map((p) => p.split(',').map(Number) as [number, number]);
+const dotXY = (html: string) => [...html.matchAll(/<circle class="dot" cx="([^"]+)" cy="([^"]+)"/g)].map((m) => [Number(m[1]), Number(m[2])]);
+
+test('QFT section: loss per step as a line, epoch means as dots mid-epoch, a log axis over a decade, a table', () => {
+  assert.ok(!sectionIds(renderReportHtml(sampleReport())).includes('qft'), 'absent without qft');
+  const html = renderReportHtml({ ...sampleReport(), qft: sampleQft() });
+  assert.deepEqual(sectionIds(html), ['summary', 'qft', 'sqnr', 'wess', 'layers', 'activations']);
+  const qft = qftSectionOf(html);
+  const line = polylineXY(qft);
+  assert.equal(line.length, 11);
+  assert.ok(line.every(([x, y]) => Number.isFinite(x) && Number.isFinite(y)));
+  for (let i = 1; i < line.length; i++) assert.ok(line[i]![0] > line[i - 1]![0] && line[i]![1] > line[i - 1]![1], 'steps left to right, a falling loss goes down');
+  // Epochs [1..5], [6..10] and the cut one, [11]: dots at steps 3, 8 and 11.
+  assert.deepEqual(dotXY(qft).map(([x]) => x), [line[2]![0], line[7]![0], line[10]![0]]);
+  // On a log axis the last epoch's mean (one step, 0.1) sits exactly on its step.
+  assert.equal(dotXY(qft)[2]![1], line[10]![1]);
+  assert.match(qft, /loss, log scale/);
+  assert.match(qft, /PTQ start 2/);
+  assert.match(qft, /<td class="n">2<\/td><td class="n">0\.1<\/td><td class="n">−95\.0%<\/td><td class="n">3<\/td><td class="n">11<\/td><td class="n">18\.7<\/td><td class="n">1\.7<\/td>/);
+  assert.match(qft, /<td>train<\/td><td><code>\[&#34;weights&#34;,&#34;biases&#34;\]<\/code><\/td>/);
+  assert.match(qft, /<td>loss<\/td><td><code>kl<\/code><\/td>/);
+  assert.ok(!/NaN|undefined/.test(html), 'no NaN or undefined leaks into the page');
+});
+
+test('QFT section: a linear axis within a decade; a diverged step is left out of the line', () => {
+  const stepLosses = [0.5, 0.45, NaN, 0.38];
+  const html = renderReportHtml({ ...sampleReport(), qft: { options: {}, steps: 4, seconds: 2, initialLoss: 0.5, epochLosses: [0.44], stepLosses } });
+  const qft = qftSectionOf(html);
+  assert.doesNotMatch(qft, /log scale|<h3>Options/);
+  assert.equal(polylineXY(qft).length, 3);
+  assert.equal(dotXY(qft).length, 1);
+  assert.ok(!/NaN|undefined/.test(html));
+  // One epoch of 4 steps: its mean sits at step 2.5, between the first and the (missing) third.
+  const [[x1], [x2]] = polylineXY(qft);
+  assert.ok(Math.abs(dotXY(qft)[0]![0] - (x1! + 1.5 * (x2! - x1!))) < 0.2);
+});
+
+test('stepsPerEpoch: equal epochs, a last epoch cut short, one epoch', () => {
+  const q = sampleQft();
+  assert.equal(stepsPerEpoch(q.stepLosses, q.epochLosses), 5);
+  const full = q.stepLosses.slice(0, 10);
+  assert.equal(stepsPerEpoch(full, [mean(full.slice(0, 5)), mean(full.slice(5))]), 5);
+  assert.equal(stepsPerEpoch(full, [mean(full)]), 10);
+});
+
 test('writeReportHtml writes report.html atomically', () => {
   const dir = mkdtempSync(join(tmpdir(), 'report-html-'));
   try {
@@ -151,6 +215,7 @@ test('shortLabels drops the shared prefix and keeps names unique', () => {
   assert.deepEqual(shortLabels(['M/a/x/1', 'M/a/y/1', 'M/b/x/1', 'M/c']), ['a/x', 'a/y', 'b', 'c']);
   assert.deepEqual(shortLabels(['same', 'same']), ['same', 'same']);
   assert.deepEqual(shortLabels(['M/only']), ['only']);
+  assert.deepEqual(shortLabels([]), []);
 });
 
 test('niceTicks spans the range with round steps', () => {

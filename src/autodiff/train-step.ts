@@ -77,6 +77,12 @@ export function buildTrainingStep(model: Model, options: TrainingStepOptions): T
   return { model: out, params: io, step, lr };
 }
 
+/** A trainer's progress: Adam's step count, and parameters and moments by name. */
+export interface TrainerState {
+  steps: number;
+  tensors: Map<string, TensorData>;
+}
+
 /**
  * Trains parameters of a model with Adam in onnxruntime: one session runs whole training
  * steps; parameters and moments stay in typed arrays between steps.
@@ -133,6 +139,28 @@ export class Trainer {
   /** Current parameter values by name (replaced, not mutated, by each step). */
   parameters(): ReadonlyMap<string, TensorData> {
     return this.values;
+  }
+
+  /** Everything a later `restore` needs to continue exactly where this trainer is. */
+  state(): TrainerState {
+    return { steps: this.steps, tensors: new Map([...this.values, ...this.moments]) };
+  }
+
+  /** Continues from a `state()` of a trainer built for the same parameters. */
+  restore(state: TrainerState): void {
+    const take = (target: Map<string, TensorData>, name: string) => {
+      const t = state.tensors.get(name);
+      const now = target.get(name)!;
+      if (!t || t.dims.length !== now.dims.length || t.dims.some((d, i) => d !== now.dims[i]))
+        throw new QuantflowError(`saved training state does not fit: '${name}' is missing or has another shape`);
+      target.set(name, t);
+    };
+    for (const p of this.io.params) {
+      take(this.values, p.param);
+      take(this.moments, p.m);
+      take(this.moments, p.v);
+    }
+    this.steps = state.steps;
   }
 
   async release(): Promise<void> {

@@ -27,32 +27,56 @@ function ownedConvWeight(node: Node, graph: Graph, readers: Map<string, Node[]>)
   return w;
 }
 
+/** Two convolutions a per-channel factor can pass between (see `equalizablePairs`). */
+export interface EqualizablePair {
+  first: Node;
+  second: Node;
+}
+
 /**
- * Cross-layer equalization (Nagel et al., "Data-free quantization"): for two convolutions
- * with only a ReLU (or nothing) between them, output channel i of the first is divided by
- * s_i and input channel i of the second multiplied by it, with s_i = √(r1_i / r2_i), so that
- * both weight ranges become √(r1_i·r2_i). The float function is unchanged; per-tensor and
- * shift-scaled weight grids fit the equalized channels better. Repeats until the ranges
- * settle (chains of layers). Returns the number of layer pairs equalized.
+ * Pairs of convolutions with only a ReLU (or nothing) between them, where output channel i
+ * of the first can be divided by a positive s_i and input channel i of the second
+ * multiplied by it without changing the function: both own their float weights (and the
+ * first its bias), the value between them has no other reader and is not a graph output.
+ */
+export function equalizablePairs(graph: Graph): EqualizablePair[] {
+  const readers = consumerMap(graph);
+  const pairs: EqualizablePair[] = [];
+  for (const first of graph.nodes) {
+    const w1 = ownedConvWeight(first, graph, readers);
+    if (!w1) continue;
+    let value = first.outputs[0]!;
+    let next = readers.get(value) ?? [];
+    if (next.length === 1 && passesScale(next[0]!, graph)) {
+      value = next[0]!.outputs[0]!;
+      next = readers.get(value) ?? [];
+    }
+    if (next.length !== 1 || graph.outputs.some((o) => o.name === value || o.name === first.outputs[0])) continue;
+    const second = next[0]!;
+    const w2 = ownedConvWeight(second, graph, readers);
+    if (!w2 || second.inputs[0] !== value) continue;
+    const groups = attrInt(second, 'group', 1);
+    if (w2.dims[1]! * groups !== w1.dims[0]) continue;
+    pairs.push({ first, second });
+  }
+  return pairs;
+}
+
+/**
+ * Cross-layer equalization (Nagel et al., "Data-free quantization"): for each pair of
+ * `equalizablePairs`, output channel i of the first is divided by s_i and input channel i
+ * of the second multiplied by it, with s_i = √(r1_i / r2_i), so that both weight ranges
+ * become √(r1_i·r2_i). The float function is unchanged; per-tensor and shift-scaled weight
+ * grids fit the equalized channels better. Repeats until the ranges settle (chains of
+ * layers). Returns the number of layer pairs equalized.
  */
 export function equalizeCrossLayer(graph: Graph, rounds = 8): number {
   const pairs = new Set<string>();
   for (let round = 0; round < rounds; round++) {
     let changed = 0;
-    const readers = consumerMap(graph);
-    for (const first of graph.nodes) {
-      const w1 = ownedConvWeight(first, graph, readers);
-      if (!w1) continue;
-      let value = first.outputs[0]!;
-      let next = readers.get(value) ?? [];
-      if (next.length === 1 && passesScale(next[0]!, graph)) {
-        value = next[0]!.outputs[0]!;
-        next = readers.get(value) ?? [];
-      }
-      if (next.length !== 1 || graph.outputs.some((o) => o.name === value || o.name === first.outputs[0])) continue;
-      const second = next[0]!;
-      const w2 = ownedConvWeight(second, graph, readers);
-      if (!w2 || second.inputs[0] !== value) continue;
+    for (const { first, second } of equalizablePairs(graph)) {
+      const w1 = graph.initializers.get(first.inputs[1]!)!;
+      const w2 = graph.initializers.get(second.inputs[1]!)!;
       if (equalizePair(graph, first, w1, second, w2) > 1e-3) changed++;
       pairs.add(`${first.name}→${second.name}`);
     }
@@ -67,7 +91,6 @@ function equalizePair(graph: Graph, first: Node, w1: TensorData, second: Node, w
   const groups = attrInt(second, 'group', 1);
   const outPerGroup = w2.dims[0]! / groups;
   const inPerGroup = w2.dims[1]!;
-  if (inPerGroup * groups !== channels) return 0;
   const size1 = w1.data.length / channels;
   const kernel = w2.data.length / (w2.dims[0]! * inPerGroup);
   const a = w1.data as Float32Array;

@@ -1,14 +1,16 @@
 import { Trainer } from '../autodiff/train-step.js';
 import type { Dataset } from '../data/dataset.js';
 import type { QuantizationParams } from '../export/qdq.js';
-import { toFloat32 } from '../graph/tensor.js';
+import { floatTensor, toFloat32 } from '../graph/tensor.js';
 import type { Model, TensorData } from '../graph/types.js';
 import type { QuantizeResult } from '../quantization/quantize.js';
 import { QuantflowError } from '../util/errors.js';
-import { exportStudent } from './export.js';
+import { exportStudent, trainedShifts } from './export.js';
+import { loadCheckpoint, saveCheckpoint, type QftProgress } from './checkpoint.js';
+import { createHash } from 'node:crypto';
 import { decodeImages, type ImageSet } from './images.js';
-import { buildStudent, logitsOf } from './student.js';
-import { teacherLogits } from './teacher.js';
+import { buildStudent, logitsOf, TRAINED_GROUPS, type LossKind, type Student, type TrainedGroup } from './student.js';
+import { TeacherTargets } from './teacher.js';
 import { seededRandom } from '../util/random.js';
 
 export interface FinetuneOptions {
@@ -18,14 +20,37 @@ export interface FinetuneOptions {
   batch?: number;
   /** Adam learning rate of weights (in PTQ quantization steps) and biases (in output steps); default 0.001. */
   lrWeights?: number;
-  /** Adam learning rate of step sizes, relative to their PTQ values; default 0.001. */
+  /** Adam learning rate of step sizes and equalization factors, relative to their PTQ values; default 0.001. */
   lrScales?: number;
+  /**
+   * Learning-rate schedule over the planned steps: 'cosine' (default) warms up linearly over
+   * the first 5% of steps, then decays to zero along a half cosine; 'constant' keeps it flat.
+   */
+  schedule?: LrSchedule;
+  /** Which groups of quantities train (default: all); the others keep their PTQ values. */
+  train?: Partial<Record<TrainedGroup, boolean>>;
+  /** Distillation loss (default 'kl'). */
+  loss?: LossKind;
+  /** Values the L2 loss compares (default: the input of the last weighted layer). */
+  lossLayers?: readonly string[];
   /** Stop after the step during which this many seconds have passed. */
   timeBudgetSeconds?: number;
   /** Seed of the per-epoch shuffling (default 0): equal seeds give equal results. */
   seed?: number;
   /** Intra-op threads of the training session (default: every core). */
   threads?: number;
+  /**
+   * Folder for a checkpoint, written every `checkpointSteps` steps and at each epoch's end; a
+   * run started with the checkpoint of the same run there continues from it.
+   */
+  checkpoint?: string;
+  /** Steps between checkpoints (default 25). */
+  checkpointSteps?: number;
+  /**
+   * Stops training after the current step (Ctrl-C): the checkpoint, if any, is saved and a
+   * QuantflowError says where.
+   */
+  signal?: AbortSignal;
   /** Called after every step with the batch's loss. */
   onProgress?: (step: number, total: number, loss: number) => void;
 }
@@ -35,20 +60,30 @@ export interface FinetuneResult {
   params: QuantizationParams;
   /** The float model with the finetuned biases: pass it with `params` to buildQdqModel. */
   model: Model;
-  /** Mean distillation loss (KL divergence, nats) of each epoch's steps, during training. */
+  /** Mean distillation loss of each epoch's steps, during training. */
   losses: number[];
-  /** Mean KL divergence of the PTQ starting point over the first epoch's first batch. */
+  /** The loss of every step, in order. */
+  stepLosses: number[];
+  /** Loss of the PTQ starting point on the first batch. */
   initialLoss: number;
   steps: number;
+  /** Steps taken by this call (fewer than `steps` after resuming from a checkpoint). */
+  stepsRun: number;
   seconds: number;
+  /** Layer pairs whose equalization factors were trained. */
+  equalizedPairs: number;
+  /** Whether the teacher's values were cached (else the float model ran on every batch). */
+  teacherCached: boolean;
 }
 
 /**
  * QFT (arXiv 2212.02634): finetunes a PTQ result by distillation from the float model on
- * unlabeled images. Weights, biases, weight step sizes and activation step sizes are all
- * trained jointly through fake quantization with straight-through rounding (see student.ts);
- * WESS shifts and zero points stay fixed. The loss is the KL divergence between the float
- * (teacher) and quantized (student) softmax over the logits.
+ * unlabeled images. Weights, biases, weight and activation step sizes and cross-layer
+ * equalization factors are all trained jointly through fake quantization with
+ * straight-through rounding (see student.ts); WESS shifts are re-chosen for the trained
+ * weights and layer scales between epochs; zero points stay fixed. The loss compares the
+ * float (teacher) and quantized (student) logits by KL divergence and/or chosen features by
+ * normalized L2.
  *
  * `model` is the prepared float model PTQ quantized; `images` the decoded calibration
  * images; `biases` optional float starting biases (PTQ's bias-corrected ones).
@@ -60,70 +95,103 @@ export async function finetuneImages(
   options: FinetuneOptions & { biases?: ReadonlyMap<string, Float32Array> } = {},
 ): Promise<FinetuneResult> {
   const t0 = performance.now();
-  const { epochs = 1, lrWeights = 0.001, lrScales = 0.001, seed = 0 } = options;
+  const { epochs = 1, lrWeights = 0.001, lrScales = 0.001, seed = 0, checkpointSteps = 25 } = options;
   const batch = Math.min(options.batch ?? 16, images.count);
   if (!(lrWeights > 0) || !(lrScales > 0)) throw new QuantflowError('QFT learning rates must be positive');
   const logits = logitsOf(model);
-  const floatModel = withBatchInput(model, 'batch');
-  const teacher = await teacherLogits(floatModel, logits, images, batch);
   const student = buildStudent(withBatchInput(model, batch), params, logits, {
     scaleRatio: lrScales / lrWeights,
     batch,
     biases: options.biases,
+    loss: options.loss,
+    lossLayers: options.lossLayers,
   });
-  const trainer = await Trainer.create(student.model, { loss: student.loss, params: student.params }, { threads: options.threads });
-  const perEpoch = Math.floor(images.count / batch);
-  const total = perEpoch * epochs;
-  const losses: number[] = [];
-  let initialLoss = NaN;
-  let step = 0;
-  const input = new Float32Array(batch * images.size);
-  const target = new Float32Array(batch * teacher.size);
-  const random = seededRandom(seed);
+  const trainedParams = TRAINED_GROUPS.filter((g) => options.train?.[g] ?? true).flatMap((g) => student.params[g]);
+  if (!trainedParams.length) throw new QuantflowError('QFT has nothing to train: every group is frozen');
+  const teacher = await TeacherTargets.create(withBatchInput(model, 'batch'), student.targets.map((t) => t.tensor), images, batch);
+  let trainer: Trainer | undefined;
   try {
-    training: for (let epoch = 0; epoch < epochs; epoch++) {
-      const order = shuffled(images.count, random);
-      let sum = 0;
-      let count = 0;
-      for (let i = 0; i < perEpoch; i++) {
+    trainer = await Trainer.create(student.model, { loss: student.loss, params: trainedParams }, { threads: options.threads });
+    const perEpoch = Math.floor(images.count / batch);
+    const total = perEpoch * epochs;
+    const rate = learningRate(options.schedule ?? 'cosine', total);
+    const fingerprint = options.checkpoint ? runFingerprint(student, trainedParams, images, { ...options, epochs, batch, lrWeights, lrScales, seed }) : '';
+    const saved = options.checkpoint ? loadCheckpoint(options.checkpoint, fingerprint) : undefined;
+    const progress: QftProgress = saved?.progress ?? {
+      step: 0,
+      stepLosses: [],
+      epochLosses: [],
+      shifts: Object.fromEntries(student.layers.filter((l) => l.shifts).map((l) => [l.layer.weight, [...l.ptq.shifts!]])),
+    };
+    if (saved) trainer.restore(saved.trainer);
+    const save = () => options.checkpoint && saveCheckpoint(options.checkpoint, fingerprint, { progress, trainer: trainer!.state() });
+    const startStep = progress.step;
+    // Out of time: stop with the checkpoint saved. Interrupted: the same, then an error that says so.
+    const stopping = () => {
+      const interrupted = options.signal?.aborted ?? false;
+      if (!interrupted && (options.timeBudgetSeconds === undefined || (performance.now() - t0) / 1000 < options.timeBudgetSeconds)) return false;
+      save();
+      if (!interrupted) return true;
+      const where = options.checkpoint ? `; progress saved in ${options.checkpoint}: rerun the same command to continue` : '';
+      throw new QuantflowError(`QFT interrupted after step ${progress.step} of ${total}${where}`);
+    };
+    const input = new Float32Array(batch * images.size);
+    training: while (progress.step < total) {
+      const epoch = Math.floor(progress.step / perEpoch);
+      const order = shuffled(images.count, seededRandom(epochSeed(seed, epoch)));
+      const shiftFeeds = shiftInputs(student, progress.shifts);
+      while (progress.step < (epoch + 1) * perEpoch) {
+        const i = progress.step - epoch * perEpoch;
         const indices = order.slice(i * batch, (i + 1) * batch);
-        indices.forEach((img, j) => target.set(teacher.data.subarray(img * teacher.size, (img + 1) * teacher.size), j * teacher.size));
-        const feeds: Record<string, TensorData> = {
-          [student.input]: images.gather(indices, input),
-          [student.teacher]: { dataType: 'float32', dims: [batch, teacher.size], data: target },
-        };
-        const loss = await trainer.step(feeds, lrWeights);
-        if (step === 0) initialLoss = loss;
-        step++;
-        sum += loss;
-        count++;
-        options.onProgress?.(step, total, loss);
-        if (options.timeBudgetSeconds !== undefined && (performance.now() - t0) / 1000 >= options.timeBudgetSeconds) {
-          losses.push(sum / count);
-          break training;
-        }
+        const targets = await teacher.gather(indices);
+        const feeds: Record<string, TensorData> = { [student.input]: images.gather(indices, input), ...shiftFeeds };
+        for (const t of student.targets) feeds[t.input] = targets[t.tensor]!;
+        const loss = await trainer.step(feeds, lrWeights * rate(progress.step));
+        progress.stepLosses.push(loss);
+        progress.step++;
+        options.onProgress?.(progress.step, total, loss);
+        if (progress.step % perEpoch === 0) break;
+        if (stopping()) break training;
+        if (progress.step % checkpointSteps === 0) save();
       }
-      losses.push(sum / count);
+      progress.epochLosses.push(mean(progress.stepLosses.slice(epoch * perEpoch)));
+      // Shifts follow the weights between epochs; the last epoch's are the ones it trained with.
+      if (progress.step < total && student.layers.some((l) => l.shifts)) {
+        const current = trainedShifts(model, student, currentValues(student, trainer));
+        progress.shifts = Object.fromEntries([...current].map(([w, k]) => [w, [...k]]));
+      }
+      if (stopping()) break;
+      save();
     }
-    const exported = exportStudent(model, params, student, trainer.parameters());
-    return { ...exported, losses, initialLoss, steps: step, seconds: (performance.now() - t0) / 1000 };
+    if (progress.step % perEpoch !== 0 && progress.epochLosses.length * perEpoch < progress.step)
+      progress.epochLosses.push(mean(progress.stepLosses.slice(progress.epochLosses.length * perEpoch)));
+    const shifts = new Map(Object.entries(progress.shifts).map(([w, k]) => [w, Int32Array.from(k)]));
+    const exported = exportStudent(model, params, student, currentValues(student, trainer), shifts);
+    return {
+      ...exported,
+      losses: progress.epochLosses,
+      stepLosses: progress.stepLosses,
+      initialLoss: progress.stepLosses[0] ?? NaN,
+      steps: progress.step,
+      stepsRun: progress.step - startStep,
+      seconds: (performance.now() - t0) / 1000,
+      equalizedPairs: student.equalization.length,
+      teacherCached: teacher.cached,
+    };
   } finally {
-    await trainer.release();
+    await trainer?.release();
+    await teacher.release();
   }
 }
 
 /**
  * QFT on a PTQ result (see `finetuneImages`): decodes the first `calibLimit` images of
- * `calib` once, with PTQ's preprocessing, and starts from PTQ's (bias-corrected) biases.
+ * `calib` once, with PTQ's preprocessing, and starts from the float model PTQ quantized
+ * (equalized if it was) with PTQ's (bias-corrected) biases.
  */
-export async function finetune(
-  model: Model,
-  ptq: QuantizeResult,
-  calib: Dataset,
-  options: FinetuneOptions & { calibLimit: number },
-): Promise<FinetuneResult> {
-  const images = await decodeImages(model, calib, { limit: options.calibLimit, preset: ptq.preset, batch: options.batch ?? 16 });
-  return finetuneImages(model, ptq.params, images, { ...options, biases: qdqBiases(ptq) });
+export async function finetune(ptq: QuantizeResult, calib: Dataset, options: FinetuneOptions & { calibLimit: number }): Promise<FinetuneResult> {
+  const images = await decodeImages(ptq.float, calib, { limit: options.calibLimit, preset: ptq.preset, batch: options.batch ?? 16 });
+  return finetuneImages(ptq.float, ptq.params, images, { ...options, biases: qdqBiases(ptq) });
 }
 
 /**
@@ -149,10 +217,53 @@ export function qdqBiases(ptq: Pick<QuantizeResult, 'model' | 'params'>): Map<st
   return out;
 }
 
+export type LrSchedule = 'cosine' | 'constant';
+
+/** Multiplier of the base learning rate at step s (0-based) of `total` planned steps. */
+export function learningRate(schedule: LrSchedule, total: number): (step: number) => number {
+  if (schedule === 'constant') return () => 1;
+  const warmup = Math.max(1, Math.round(0.05 * total));
+  return (s) => (s < warmup ? (s + 1) / warmup : 0.5 * (1 + Math.cos((Math.PI * (s - warmup)) / Math.max(1, total - warmup))));
+}
+
 /** `model` whose (single image) input has batch dimension `batch`. */
 function withBatchInput(model: Model, batch: number | string): Model {
   const inputs = model.graph.inputs.map((v, i) => (i === 0 && v.shape ? { ...v, shape: [batch, ...v.shape.slice(1)] } : v));
   return { ...model, graph: { ...model.graph, inputs } };
+}
+
+/** Every θ of the student: trained ones from the trainer, frozen ones at their initial 0. */
+function currentValues(student: Student, trainer: Trainer): Map<string, TensorData> {
+  const values = new Map(TRAINED_GROUPS.flatMap((g) => student.params[g]).map((p) => [p, student.model.graph.initializers.get(p)!]));
+  for (const [p, v] of trainer.parameters()) values.set(p, v);
+  return values;
+}
+
+/** The graph inputs that carry each WESS layer's per-channel factors 2^−k. */
+function shiftInputs(student: Student, shifts: Record<string, number[]>): Record<string, TensorData> {
+  const feeds: Record<string, TensorData> = {};
+  for (const { layer, shifts: input } of student.layers)
+    if (input) feeds[input] = floatTensor([shifts[layer.weight]!.length], shifts[layer.weight]!.map((k) => 2 ** -k));
+  return feeds;
+}
+
+/** Each epoch shuffles with its own seed, so a resumed run shuffles as an uninterrupted one. */
+function epochSeed(seed: number, epoch: number): number {
+  return (seed ^ Math.imul(epoch + 1, 0x9e3779b9)) >>> 0;
+}
+
+/** Identifies a run for its checkpoint: what is trained, on which images, with which options. */
+function runFingerprint(student: Student, trained: string[], images: ImageSet, options: FinetuneOptions): string {
+  const hash = createHash('sha256');
+  const shapes = trained.map((p) => [p, student.model.graph.initializers.get(p)!.dims]);
+  const { epochs, batch, lrWeights, lrScales, seed, schedule, loss, lossLayers, train } = options;
+  hash.update(JSON.stringify({ shapes, epochs, batch, lrWeights, lrScales, seed, schedule, loss, lossLayers, train }));
+  hash.update(new Uint8Array(images.data.buffer, images.data.byteOffset, images.data.byteLength));
+  return hash.digest('hex');
+}
+
+function mean(values: readonly number[]): number {
+  return values.reduce((s, v) => s + v, 0) / values.length;
 }
 
 /** 0..n−1 in the order of a Fisher–Yates shuffle driven by `random`. */

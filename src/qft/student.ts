@@ -6,6 +6,7 @@ import { floatTensor, toFloat32 } from '../graph/tensor.js';
 import { topologicalSort } from '../graph/toposort.js';
 import type { Graph, Model, Node } from '../graph/types.js';
 import type { WeightedLayer } from '../quantization/plan.js';
+import { equalizablePairs } from '../passes/equalize.js';
 import type { QuantizedWeights } from '../quantization/weights.js';
 import { QuantflowError } from '../util/errors.js';
 
@@ -34,6 +35,8 @@ export interface StudentLayer {
   scale: string;
   /** θ of the bias, if the layer has one, with its origin and unit (one per layer). */
   bias?: { theta: string; start: Float32Array; unit: number };
+  /** WESS layers: the graph input that carries 2^−k per channel, so shifts can change between epochs. */
+  shifts?: string;
 }
 
 /** One quantized activation's trained step size. */
@@ -43,17 +46,47 @@ export interface StudentActivation {
   scale: string;
 }
 
+/**
+ * A trained per-channel equalization factor f between two convolutions (see
+ * `equalizablePairs`): output channel c of `first` (weights and bias) is divided by f[c],
+ * input channel c of `second` multiplied by it. f = 1 + ratio·θ, like a step size.
+ */
+export interface StudentEqualization {
+  /** Indices into `Student.layers`. */
+  first: number;
+  second: number;
+  /** θ of the factors, one per channel. */
+  theta: string;
+}
+
+/** The distillation loss: KL on the logits, normalized L2 on chosen features, or their sum. */
+export type LossKind = 'kl' | 'l2' | 'kl+l2';
+
+/** A float-model value the loss compares the student with, and the graph input that carries the teacher's. */
+export interface StudentTarget {
+  tensor: string;
+  input: string;
+  /** 'kl' for the logits, 'l2' for a feature. */
+  kind: 'kl' | 'l2';
+}
+
+/** Groups of trained quantities, which QFT can train or freeze independently (the ablation). */
+export type TrainedGroup = 'weights' | 'biases' | 'scales' | 'equalization';
+
+export const TRAINED_GROUPS: readonly TrainedGroup[] = ['weights', 'biases', 'scales', 'equalization'];
+
 export interface Student {
-  /** Inputs: the float model's image input and `teacher` (logits); output: `loss`, a scalar. */
+  /** Inputs: the float model's image input, each target's teacher values and each WESS layer's shifts; output: `loss`, a scalar. */
   model: Model;
   input: string;
-  teacher: string;
+  targets: StudentTarget[];
   loss: string;
-  /** Every trained initializer. */
-  params: string[];
+  /** Every trained initializer, by group. */
+  params: Record<TrainedGroup, string[]>;
   layers: StudentLayer[];
   activations: StudentActivation[];
-  /** Relative change of a step size per unit of its θ (lrScales / lrWeights). */
+  equalization: StudentEqualization[];
+  /** Relative change of a step size (or equalization factor) per unit of its θ (lrScales / lrWeights). */
   scaleRatio: number;
 }
 
@@ -62,20 +95,31 @@ export interface StudentOptions {
   scaleRatio: number;
   /** Float biases to start from (name → values), e.g. PTQ's bias-corrected ones; the model's otherwise. */
   biases?: ReadonlyMap<string, Float32Array>;
-  /** Images per training batch; the loss is the mean KL divergence over them. */
+  /** Images per training batch; losses are means over them. */
   batch: number;
+  /** Default 'kl'. */
+  loss?: LossKind;
+  /** Float-model values the L2 loss compares (default: the input of the last weighted layer). */
+  lossLayers?: readonly string[];
 }
 
 /**
  * Builds the student of `model` (prepared float, the one PTQ quantized) for the quantization
- * `params`. The distillation loss is KL(teacher ‖ student) of the softmax over `logits`,
- * averaged over the batch.
+ * `params`. The distillation loss is KL(teacher ‖ student) of the softmax over `logits`
+ * and/or, for each L2 layer, ‖s − t‖² / ‖t‖² per image; each is averaged over the batch and
+ * the terms are added.
  */
 export function buildStudent(model: Model, params: QuantizationParams, logits: string, options: StudentOptions): Student {
   const src = model.graph;
   const classes = logitShape(model, logits);
   const input = src.inputs[0]?.name;
   if (!input) throw new QuantflowError(`model '${src.name}' has no input`);
+  const lossKind = options.loss ?? 'kl';
+  const l2Layers = lossKind === 'kl' ? [] : [...(options.lossLayers ?? [defaultFeature(params)])];
+  const shapes = staticShapes(model);
+  for (const t of l2Layers)
+    if (!shapes.get(t)?.shape?.slice(1).every((d) => typeof d === 'number'))
+      throw new QuantflowError(`--loss-layers: '${t}' is not a value of the model with a static shape (see \`quantflow inspect\`)`);
   const graph: Graph = {
     ...src,
     nodes: src.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attributes: { ...n.attributes } })),
@@ -87,43 +131,73 @@ export function buildStudent(model: Model, params: QuantizationParams, logits: s
   const student: Model = { ...model, graph, metadata: { ...model.metadata } };
   const b = new GraphBuilder(student);
   const byName = new Map(graph.nodes.map((n) => [n.name, n]));
-  const trainedNames: string[] = [];
-  const trained = (hint: string, dims: number[]) => {
+  const trainedNames: Record<TrainedGroup, string[]> = { weights: [], biases: [], scales: [], equalization: [] };
+  const trained = (group: TrainedGroup, hint: string, dims: number[]) => {
     const name = b.tensor(floatTensor(dims), hint);
-    trainedNames.push(name);
+    trainedNames[group].push(name);
+    return name;
+  };
+  const graphInput = (hint: string, shape: number[]) => {
+    const name = b.name(hint);
+    graph.inputs.push({ name, dataType: 'float32', shape });
     return name;
   };
   // p₀ + u·θ; `unit` broadcasts against θ.
   const affine = (origin: string, unit: string, theta: string) => b.op('Add', [origin, b.op('Mul', [theta, unit])]);
   const ratio = options.scaleRatio;
 
-  const layers = params.weights.map(({ layer, quantized }): StudentLayer => {
+  // Equalization factors first: they scale the weights the layers below quantize.
+  const layerIndex = new Map(params.weights.map(({ layer }, i) => [layer.node.name, i]));
+  const outFactor = new Map<number, string>();
+  const inFactor = new Map<number, string>();
+  const equalization: StudentEqualization[] = [];
+  for (const { first, second } of equalizablePairs(src)) {
+    const i1 = layerIndex.get(first.name);
+    const i2 = layerIndex.get(second.name);
+    if (i1 === undefined || i2 === undefined || outFactor.has(i1) || inFactor.has(i2)) continue;
+    const [outs, perGroup] = src.initializers.get(second.inputs[1]!)!.dims as [number, number];
+    const channels = src.initializers.get(first.inputs[1]!)!.dims[0]!;
+    // Input channel c of the second layer as a broadcastable axis: [1, C, 1, 1] for a dense
+    // conv, [C, 1, 1, 1] for a depthwise one; other groupings are left alone.
+    const depthwise = perGroup === 1 && outs === channels;
+    if (perGroup !== channels && !depthwise) continue;
+    const theta = trained('equalization', `${first.name}_equalization_qft`, [channels]);
+    const f = affine(b.scalar(1), b.scalar(ratio), theta);
+    outFactor.set(i1, b.op('Reciprocal', [f]));
+    inFactor.set(i2, b.reshape(f, depthwise ? [channels, 1, 1, 1] : [1, channels, 1, 1]));
+    equalization.push({ first: i1, second: i2, theta });
+  }
+
+  const layers = params.weights.map(({ layer, quantized }, index): StudentLayer => {
     const node = byName.get(layer.node.name)!;
     const w = graph.initializers.get(layer.weight)!;
     const dims = [...w.dims];
     const channels = quantized.scale.length;
     const qmax = 2 ** (quantized.bits - 1) - 1;
-    // Step per output channel, shaped to broadcast along the channel axis of the weight.
-    const unitDims = dims.map((d, i) => (channels > 1 && i === layer.channelAxis ? d : 1));
-    const unit = b.tensor(floatTensor(unitDims, quantized.scale.length === 1 ? [quantized.scale[0]!] : quantized.scale), `${layer.weight}_step`);
-    const weight = trained(`${layer.weight}_qft`, dims);
-    const value = affine(layer.weight, unit, weight);
+    // Per-output-channel values shaped to broadcast along the channel axis of the weight.
+    const channelDims = (n: number) => dims.map((d, i) => (n > 1 && i === layer.channelAxis ? d : 1));
+    const unit = b.tensor(floatTensor(channelDims(channels), quantized.scale.length === 1 ? [quantized.scale[0]!] : quantized.scale), `${layer.weight}_step`);
+    const weight = trained('weights', `${layer.weight}_qft`, dims);
+    let value = affine(layer.weight, unit, weight);
+    const divide = outFactor.get(index);
+    if (divide) value = b.op('Mul', [value, b.reshape(divide, channelDims(dims[layer.channelAxis]!))]);
+    const multiply = inFactor.get(index);
+    if (multiply) value = b.op('Mul', [value, multiply]);
 
     let scale: string;
     let effective: string;
+    let shifts: string | undefined;
     if (quantized.granularity === 'channel') {
-      scale = trained(`${layer.weight}_scale_qft`, [channels]);
+      scale = trained('scales', `${layer.weight}_scale_qft`, [channels]);
       const s0 = floatTensor([channels], quantized.scale);
       effective = affine(b.tensor(s0), b.tensor(floatTensor([channels], quantized.scale.map((s) => s * ratio))), scale);
     } else {
-      // One trained layer scale; WESS channels keep their fixed power-of-two factors 2^−k[c].
+      // One trained layer scale; WESS channels get their power-of-two factors 2^−k[c] as an input.
       const s = quantized.layerScale ?? quantized.scale[0]!;
-      scale = trained(`${layer.weight}_scale_qft`, []);
+      scale = trained('scales', `${layer.weight}_scale_qft`, []);
       const layerScale = affine(b.scalar(s), b.scalar(s * ratio), scale);
-      effective =
-        quantized.granularity === 'shift'
-          ? b.op('Mul', [layerScale, b.tensor(floatTensor([channels], Float32Array.from(quantized.shifts!, (k) => 2 ** -k)), `${layer.weight}_shifts`)])
-          : layerScale;
+      if (quantized.granularity === 'shift') shifts = graphInput(`${layer.weight}_shifts`, [channels]);
+      effective = shifts ? b.op('Mul', [layerScale, shifts]) : layerScale;
     }
     node.inputs[1] = fakeQuant(b, value, effective, {
       qmin: -qmax,
@@ -135,29 +209,61 @@ export function buildStudent(model: Model, params: QuantizationParams, logits: s
     if (layer.bias) {
       const start = options.biases?.get(layer.bias) ?? toFloat32(graph.initializers.get(layer.bias)!);
       const unit = outputStep(graph, layer, params) ?? Math.max(...quantized.scale);
-      const theta = trained(`${layer.bias}_qft`, [start.length]);
-      node.inputs[2] = affine(b.tensor(floatTensor([start.length], start), `${layer.bias}_start`), b.scalar(unit), theta);
+      const theta = trained('biases', `${layer.bias}_qft`, [start.length]);
+      const trainedBias = affine(b.tensor(floatTensor([start.length], start), `${layer.bias}_start`), b.scalar(unit), theta);
+      node.inputs[2] = divide ? b.op('Mul', [trainedBias, divide]) : trainedBias;
       bias = { theta, start, unit };
     }
-    return { layer, ptq: quantized, weight, scale, bias };
+    return { layer, ptq: quantized, weight, scale, bias, ...(shifts ? { shifts } : {}) };
   });
 
+  const studentValue = new Map<string, string>();
   const activations = [...params.activations].map(([tensor, p]): StudentActivation => {
-    const scale = trained(`${tensor}_scale_qft`, []);
+    const scale = trained('scales', `${tensor}_scale_qft`, []);
     const s = affine(b.scalar(p.scale), b.scalar(p.scale * ratio), scale);
     const readers = graph.nodes.filter((n) => n.inputs.includes(tensor));
     const fq = fakeQuant(b, tensor, s, { qmin: p.qmin, qmax: p.qmax, zeroPoint: p.zeroPoint });
     for (const r of readers) r.inputs = r.inputs.map((i) => (i === tensor ? fq : i));
-    if (tensor === logits) logits = fq;
+    studentValue.set(tensor, fq);
     return { tensor, scale };
   });
+  // The loss sees what the next layer sees: the quantized value where there is one.
+  const seen = (tensor: string) => studentValue.get(tensor) ?? tensor;
 
-  const teacher = b.name('teacher_logits');
-  graph.inputs.push({ name: teacher, dataType: 'float32', shape: [options.batch, classes.reduce((p, d) => p * d, 1)] });
-  const loss = klLoss(b, teacher, logits, options.batch);
+  const targets: StudentTarget[] = [];
+  const terms: string[] = [];
+  if (lossKind !== 'l2') {
+    const teacher = graphInput('teacher_logits', [options.batch, ...classes]);
+    targets.push({ tensor: logits, input: teacher, kind: 'kl' });
+    terms.push(klLoss(b, teacher, seen(logits), options.batch));
+  }
+  for (const tensor of l2Layers) {
+    const dims = shapes.get(tensor)!.shape!.slice(1) as number[];
+    const teacher = graphInput(`teacher_${tensor}`, [options.batch, ...dims]);
+    targets.push({ tensor, input: teacher, kind: 'l2' });
+    terms.push(normalizedL2(b, teacher, seen(tensor)));
+  }
+  const loss = terms.length === 1 ? terms[0]! : terms.reduce((sum, t) => b.op('Add', [sum, t]));
   graph.outputs = [{ name: loss, dataType: 'float32', shape: [] }];
   topologicalSort(graph);
-  return { model: student, input, teacher, loss, params: trainedNames, layers, activations, scaleRatio: ratio };
+  return { model: student, input, targets, loss, params: trainedNames, layers, activations, equalization, scaleRatio: ratio };
+}
+
+/** The input of the last weighted layer: the features the classifier reads. */
+function defaultFeature(params: QuantizationParams): string {
+  const last = params.weights.at(-1);
+  if (!last) throw new QuantflowError('the L2 loss needs --loss-layers: the model has no weighted layer');
+  return last.layer.node.inputs[0]!;
+}
+
+/** Mean over the batch of ‖s − t‖² / ‖t‖² (each image's features flattened). */
+function normalizedL2(b: GraphBuilder, teacher: string, student: string): string {
+  const flat = (x: string) => b.reshape(x, [0, -1]);
+  const diff = flat(b.op('Sub', [student, teacher]));
+  const t = flat(teacher);
+  const error = b.reduceSum(b.op('Mul', [diff, diff]), [1], false);
+  const energy = b.op('Add', [b.reduceSum(b.op('Mul', [t, t]), [1], false), b.scalar(1e-12)]);
+  return b.op('ReduceMean', [b.op('Div', [error, energy])], { keepdims: { type: 'int', value: 0 } }, 'l2_loss');
 }
 
 /** The step size of a layer's quantized output, directly or after a fused ReLU/Clip. */

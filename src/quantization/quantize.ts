@@ -2,11 +2,11 @@ import * as ort from 'onnxruntime-node';
 import type { Dataset } from '../data/dataset.js';
 import { imageBatches, imageInputGeometry } from '../data/batches.js';
 import { choosePreset, type PresetName } from '../data/preprocess.js';
-import type { Model, Node } from '../graph/types.js';
+import type { Model, Node, TensorData } from '../graph/types.js';
 import { consumerMap } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
 import { buildQdqModel, type QuantizationParams } from '../export/qdq.js';
-import { openSession } from '../runtime/session.js';
+import { openSession, runSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 import { activationQuantParams, HistogramObserver, MinMaxObserver, type Observer, type RangeMethod } from './calibration.js';
 import { planQuantization, type QuantizationPlan, type WeightedLayer } from './plan.js';
@@ -54,6 +54,10 @@ export interface QuantizeResult {
   params: QuantizationParams;
   plan: QuantizationPlan;
   layers: LayerReport[];
+  /** The float model `params` quantize (equalized if asked; biases as in the input, the QDQ model has the corrected ones): QFT's teacher and starting point. */
+  float: Model;
+  /** The first calibration batch, as fed to the model: the per-layer SQNRs are measured on it. */
+  sample: TensorData;
   preset: PresetName;
   calibrationImages: number;
   seconds: { calibration: number; weights: number; export: number; evaluation: number };
@@ -131,19 +135,47 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
   const corrected = correctedBiases(model, weights);
   const weightSeconds = (performance.now() - t0) / 1000;
 
-  t0 = performance.now();
   const params: QuantizationParams = { activations, weights: weights.map(({ layer, quantized }) => ({ layer, quantized })) };
-  const { model: qdq, floatNames } = buildQdqModel(corrected, params);
+  const sample = { dataType: 'float32' as const, dims: [firstBatch!.length / geometry.size, 3, geometry.height, geometry.width], data: firstBatch! };
+  const built = await buildQuantizedModel(corrected, params, profile, sample, model);
+  return {
+    model: built.model,
+    params,
+    plan,
+    layers: built.layers,
+    float: model,
+    sample,
+    preset,
+    calibrationImages: done,
+    seconds: { calibration, weights: weightSeconds, export: built.seconds.export, evaluation: built.seconds.evaluation },
+  };
+}
+
+/**
+ * The QDQ model of `params` on the float `model` (whose biases it quantizes), with the facts
+ * the report shows per layer; output SQNRs against the float `reference` (the model before
+ * bias correction) are measured on `sample`, one batch of model inputs. PTQ and QFT both end
+ * here.
+ */
+export async function buildQuantizedModel(
+  model: Model,
+  params: QuantizationParams,
+  profile: TargetProfile,
+  sample: TensorData,
+  reference: Model,
+): Promise<{ model: Model; layers: LayerReport[]; seconds: { export: number; evaluation: number } }> {
+  let t0 = performance.now();
+  const { model: qdq, floatNames } = buildQdqModel(model, params);
   qdq.metadata['quantflow.profile'] = profile.name;
   const exportSeconds = (performance.now() - t0) / 1000;
 
   t0 = performance.now();
-  const outputSqnr = await layerOutputSqnr(model, qdq, floatNames, plan.layers, geometry, firstBatch!);
+  const outputSqnr = await layerOutputSqnr(reference, qdq, floatNames, params.weights.map((w) => w.layer), sample);
   const readers = consumerMap(model.graph);
-  const layers: LayerReport[] = weights.map(({ layer, quantized }) => {
+  const layers: LayerReport[] = params.weights.map(({ layer, quantized }) => {
     const out = layer.node.outputs[0]!;
-    const actTensor = activations.has(out) ? out : followingClamp(readers, out);
-    const act = actTensor === undefined ? undefined : activations.get(actTensor);
+    const actTensor = params.activations.has(out) ? out : followingClamp(readers, out);
+    const act = actTensor === undefined ? undefined : params.activations.get(actTensor);
     return {
       name: layer.node.name,
       opType: layer.node.opType,
@@ -156,15 +188,7 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
       outputSqnrDb: outputSqnr.get(layer.node.outputs[0]!),
     };
   });
-  return {
-    model: qdq,
-    params,
-    plan,
-    layers,
-    preset,
-    calibrationImages: done,
-    seconds: { calibration, weights: weightSeconds, export: exportSeconds, evaluation: (performance.now() - t0) / 1000 },
-  };
+  return { model: qdq, layers, seconds: { export: exportSeconds, evaluation: (performance.now() - t0) / 1000 } };
 }
 
 /** A copy of `model` (sharing unchanged tensors) with cross-layer equalization applied. */
@@ -225,28 +249,21 @@ async function layerOutputSqnr(
   quantized: Model,
   floatNames: Map<string, string>,
   layers: WeightedLayer[],
-  geometry: ReturnType<typeof imageInputGeometry>,
-  batch: Float32Array,
+  sample: TensorData,
 ): Promise<Map<string, number>> {
   const names = layers.map((l) => l.node.outputs[0]!);
   // A quantized layer output keeps its name after Q/DQ; compare the value before rounding.
   const qNames = names.map((n) => floatNames.get(n) ?? n);
-  const n = batch.length / geometry.size;
-  const feed = { [geometry.name]: new ort.Tensor('float32', batch, [n, 3, geometry.height, geometry.width]) };
+  const feed = { [float.graph.inputs[0]!.name]: sample };
   const run = async (m: Model, outs: string[], simulate: boolean) => {
     const s = await openSession(withOutputs(m, outs), { simulate });
     try {
-      return await s.run(feed, outs);
+      return await runSession(s, feed, outs);
     } finally {
       await s.release();
     }
   };
   const ref = await run(float, names, false);
   const sim = await run(quantized, qNames, true);
-  return new Map(
-    names.map((name, i) => [
-      name,
-      sqnrDb((ref[name] as ort.Tensor).data as Float32Array, (sim[qNames[i]!] as ort.Tensor).data as Float32Array),
-    ]),
-  );
+  return new Map(names.map((name, i) => [name, sqnrDb(ref[name]!.data as Float32Array, sim[qNames[i]!]!.data as Float32Array)]));
 }

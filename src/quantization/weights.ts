@@ -46,6 +46,8 @@ export interface QuantizedWeights {
   layerScale?: number;
   /** WESS shifts k[c] ('shift' only). */
   shifts?: Int32Array;
+  /** The largest shift the target allows, 2^shiftBits − 1 ('shift' only). */
+  maxShift?: number;
   /** Integer weights in the narrow symmetric grid, same layout as the input (int4 unpacked). */
   q: Int8Array;
   /** Signal-to-quantization-noise ratio of this quantization, in dB. */
@@ -87,7 +89,29 @@ export function quantizeWithShifts(
   const all = Array.from({ length: channels }, (_, c) => c);
   const s = chooseScale(g, all, factors, options);
   const scale = Float32Array.from(factors, (f) => s * f);
-  return finish(g, options.bits, 'shift', scale, { layerScale: s, shifts });
+  return finish(g, options.bits, 'shift', scale, { layerScale: s, shifts, maxShift });
+}
+
+/**
+ * WESS shifts for a given layer scale s: per channel, the k ≤ maxShift whose step s·2^−k
+ * quantizes the channel (output channels first) with the least squared error. QFT re-chooses
+ * shifts this way between epochs, as the trained weights and layer scale move.
+ */
+export function shiftsForScale(w: Float32Array, channels: number, layerScale: number, bits: number, maxShift: number): Int32Array {
+  const g = new ChannelGroups(w, channels);
+  const qmax = qmaxOf(bits);
+  const shifts = new Int32Array(channels);
+  for (let c = 0; c < channels; c++) {
+    let best = Infinity;
+    for (let k = 0; k <= maxShift; k++) {
+      const error = channelError(g, c, Math.fround(layerScale * 2 ** -k), qmax);
+      if (error < best) {
+        best = error;
+        shifts[c] = k;
+      }
+    }
+  }
+  return shifts;
 }
 
 /** The largest k ≤ maxShift with m·2^k ≤ reference (0 for an all-zero channel). */
@@ -254,7 +278,7 @@ function finish(
   bits: number,
   granularity: WeightGranularity,
   scale: Float32Array,
-  extra: { layerScale?: number; shifts?: Int32Array },
+  extra: { layerScale?: number; shifts?: Int32Array; maxShift?: number },
 ): QuantizedWeights {
   const qmax = qmaxOf(bits);
   const q = new Int8Array(g.w.length);

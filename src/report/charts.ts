@@ -177,3 +177,106 @@ export function sparkHistogram(o: { label: string; counts: number[]; width?: num
     .join('');
   return svg(width, height, o.label, `<rect width="${width}" height="${height}" fill="#f4f4f4"/><path class="bar" d="${d}" fill="${o.color ?? COLORS.blue}"/>`);
 }
+
+export interface LineSeries {
+  name: string;
+  color: string;
+  /** [x, y] points; those with a y the axis cannot show (not finite, or ≤ 0 on a log axis) are left out. */
+  points: [number, number][];
+  /** 'line' joins the points in order, 'dots' marks each one. */
+  style: 'line' | 'dots';
+}
+
+/**
+ * Series over an x axis of counts (steps, epochs: ticks fall on whole numbers) and a linear
+ * or logarithmic y axis, with a legend and optional dashed horizontal reference lines.
+ */
+export function lineChart(o: {
+  label: string;
+  xUnit: string;
+  yUnit: string;
+  series: LineSeries[];
+  lines?: { value: number; label: string }[];
+  logY?: boolean;
+  width?: number;
+  height?: number;
+}): string {
+  const width = o.width ?? 1000;
+  const height = o.height ?? 300;
+  const [left, right, top, bottom] = [64, 12, 30, 34];
+  const plotW = width - left - right;
+  const plotH = height - top - bottom;
+  const f = (v: number) => (o.logY ? Math.log10(v) : v);
+  const shown = (y: number) => Number.isFinite(y) && (!o.logY || y > 0);
+  const series = o.series.map((s) => ({ ...s, points: s.points.filter(([, y]) => shown(y)) }));
+  const refs = (o.lines ?? []).filter((l) => shown(l.value));
+  const xs = series.flatMap((s) => s.points.map(([x]) => x));
+  const ys = [...series.flatMap((s) => s.points.map(([, y]) => f(y))), ...refs.map((l) => f(l.value))];
+  const [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
+  const [xlo, xhi] = x1 > x0 ? [x0, x1] : [x0 - 1, x0 + 1];
+  const [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
+  const pad = y1 > y0 ? 0.05 * (y1 - y0) : Math.abs(y0) * 0.1 || 1;
+  const [ylo, yhi] = [y0 - pad, y1 + pad];
+  const px = (x: number) => (left + ((x - xlo) / (xhi - xlo)) * plotW).toFixed(1);
+  const py = (y: number) => (top + plotH - ((f(y) - ylo) / (yhi - ylo)) * plotH).toFixed(1);
+  const parts: string[] = [];
+  series.forEach((s, i) => {
+    const lx = left + i * 200;
+    const key =
+      s.style === 'line'
+        ? `<line x1="${lx}" x2="${lx + 14}" y1="9" y2="9" stroke="${s.color}" stroke-width="2"/>`
+        : `<circle cx="${lx + 7}" cy="9" r="4" fill="${s.color}"/>`;
+    parts.push(`${key}<text x="${lx + 18}" y="13">${esc(s.name)}</text>`);
+  });
+  const yTicks = o.logY ? logTicks(ylo, yhi) : niceTicks(ylo, yhi, 5);
+  for (const t of yTicks) {
+    const ty = py(t);
+    parts.push(
+      `<line x1="${left}" x2="${left + plotW}" y1="${ty}" y2="${ty}" stroke="#e3e3e3"/>` +
+        `<text x="${left - 4}" y="${Number(ty) + 3}" text-anchor="end" fill="#555">${num(t)}</text>`,
+    );
+  }
+  // Whole numbers only: about eight ticks, fewer when the range is shorter.
+  for (const t of niceTicks(xlo, xhi, Math.min(8, Math.max(1, xhi - xlo))).filter(Number.isInteger)) {
+    const tx = px(t);
+    parts.push(
+      `<line x1="${tx}" x2="${tx}" y1="${top}" y2="${top + plotH}" stroke="#e3e3e3"/>` +
+        `<text x="${tx}" y="${top + plotH + 14}" text-anchor="middle" fill="#555">${num(t)}</text>`,
+    );
+  }
+  parts.push(
+    `<line x1="${left}" x2="${left + plotW}" y1="${top + plotH}" y2="${top + plotH}" stroke="#888"/>` +
+      `<line x1="${left}" x2="${left}" y1="${top}" y2="${top + plotH}" stroke="#888"/>` +
+      `<text x="${left + plotW}" y="${height - 4}" text-anchor="end" fill="#555">${esc(o.xUnit)} →</text>` +
+      `<text x="${width - right}" y="13" text-anchor="end" fill="#555">${esc(o.yUnit)}${o.logY ? ', log scale' : ''}</text>`,
+  );
+  for (const l of refs) {
+    const ly = py(l.value);
+    parts.push(
+      `<line x1="${left}" x2="${left + plotW}" y1="${ly}" y2="${ly}" stroke="${COLORS.red}" stroke-dasharray="4 3"/>` +
+        `<text x="${left + plotW}" y="${Number(ly) - 3}" text-anchor="end" fill="${COLORS.red}">${esc(l.label)}</text>`,
+    );
+  }
+  for (const s of series) {
+    if (s.style === 'line') {
+      const points = s.points.map(([x, y]) => `${px(x)},${py(y)}`).join(' ');
+      parts.push(`<polyline class="line" points="${points}" fill="none" stroke="${s.color}" stroke-width="1.5" stroke-linejoin="round"><title>${esc(s.name)}</title></polyline>`);
+    } else {
+      for (const [x, y] of s.points)
+        parts.push(`<circle class="dot" cx="${px(x)}" cy="${py(y)}" r="4" fill="${s.color}" stroke="#fff"><title>${esc(`${s.name}: ${num(y)} at ${o.xUnit} ${num(x)}`)}</title></circle>`);
+    }
+  }
+  return svg(width, height, o.label, parts.join(''));
+}
+
+/** Ticks of a log axis spanning [lo, hi] in log10 units: every decade, and 2 and 5 times it when there are few. */
+function logTicks(lo: number, hi: number): number[] {
+  const mantissas = hi - lo <= 3 ? [1, 2, 5] : [1];
+  const ticks: number[] = [];
+  for (let e = Math.floor(lo); e <= Math.ceil(hi); e++)
+    for (const m of mantissas) {
+      const t = m * 10 ** e;
+      if (Math.log10(t) >= lo && Math.log10(t) <= hi) ticks.push(Number(t.toPrecision(12)));
+    }
+  return ticks;
+}

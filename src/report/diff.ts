@@ -1,10 +1,10 @@
 /**
  * Comparison of two quantization reports (`quantflow diff`): which settings differ, how
- * accuracy moved, and how each layer's SQNR moved, matched by layer name.
+ * accuracy and the QFT loss moved, and how each layer's SQNR moved, matched by layer name.
  */
 import type { AccuracyReport, JsonDb, QuantizeReportJson, ReportLayer } from './types.js';
 
-/** One setting that differs: a dotted path into profile, calibration and bias correction. */
+/** One setting that differs: a dotted path into profile, calibration, bias correction and QFT options. */
 export interface SettingChange {
   key: string;
   a: unknown;
@@ -38,6 +38,8 @@ export interface ReportDiff {
   b: string;
   settings: SettingChange[];
   accuracy: AccuracyDelta[];
+  /** QFT's final epoch loss in both runs, when both finetuned. */
+  qft?: { a: number; b: number; delta: number };
   /** Layers in both, largest SQNR drop first (output SQNR where both have it, else weight SQNR). */
   layers: LayerDelta[];
   onlyInA: string[];
@@ -59,10 +61,16 @@ export function diffReports(a: QuantizeReportJson, b: QuantizeReportJson, names:
       if (!x || !y) return [];
       return [{ model: m, a: x, b: y, top1: 100 * (y.top1 - x.top1), top5: 100 * (y.top5 - x.top5), comparable: x.data === y.data && x.n === y.n }];
     }),
+    qft: qftDelta(a, b),
     layers,
     onlyInA: a.layers.filter((l) => !inB.has(l.name)).map((l) => l.name),
     onlyInB: b.layers.filter((l) => !inA.has(l.name)).map((l) => l.name),
   };
+}
+
+function qftDelta(a: QuantizeReportJson, b: QuantizeReportJson): ReportDiff['qft'] {
+  const [x, y] = [a.qft?.epochLosses.at(-1), b.qft?.epochLosses.at(-1)];
+  return x === undefined || y === undefined ? undefined : { a: x, b: y, delta: y - x };
 }
 
 const toNumber = (x: JsonDb) => (x === null ? Infinity : x);
@@ -101,6 +109,7 @@ function settings(r: QuantizeReportJson): Map<string, unknown> {
   walk('profile', profile);
   walk('calibration', r.calibration);
   flat.set('biasCorrection', r.biasCorrection);
+  if (r.qft) walk('qft', r.qft.options);
   return flat;
 }
 

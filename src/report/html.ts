@@ -1,6 +1,7 @@
 /**
- * The human-readable quantization report: one self-contained HTML file (inline CSS, charts
- * as inline SVG, no scripts, no network), so it can be mailed, archived or opened offline.
+ * The human-readable report of a quantization or TSE run: one self-contained HTML file
+ * (inline CSS, charts as inline SVG, no scripts, no network), so it can be mailed, archived
+ * or opened offline.
  */
 import { basename, join } from 'node:path';
 import { writeFileAtomic } from '../util/fs.js';
@@ -11,18 +12,22 @@ import { buffersSection } from './sections/buffers.js';
 import { layersSection } from './sections/layers.js';
 import { manifestSection } from './sections/manifest.js';
 import { passesSection } from './sections/passes.js';
+import { qftSection } from './sections/qft.js';
+import { similaritySection } from './sections/similarity.js';
 import { sqnrSection } from './sections/sqnr.js';
 import { summarySection } from './sections/summary.js';
 import { wessSection } from './sections/wess.js';
-import type { QuantizeReportJson, ReportExtras } from './types.js';
+import type { ReportExtras, ReportJson } from './types.js';
 
 /** In page order. */
 const SECTIONS: ReportSection[] = [
   summarySection,
+  qftSection,
   sqnrSection,
   wessSection,
   layersSection,
   buffersSection,
+  similaritySection,
   activationsSection,
   passesSection,
   manifestSection,
@@ -47,20 +52,20 @@ details summary{cursor:pointer;color:#4e79a7}
 `;
 
 /**
- * Renders `report` (the `report.json` of `quantflow quantize`) and any `extras` as one HTML
- * page. Sections without data are left out.
+ * Renders `report` (the `report.json` of `quantflow quantize`, `tse` or `buffers`) and any
+ * `extras` as one HTML page. Sections without data are left out.
  */
-export function renderReportHtml(report: QuantizeReportJson, extras: ReportExtras = {}): string {
-  const names = report.layers.map((l) => l.name);
+export function renderReportHtml(report: ReportJson, extras: ReportExtras = {}): string {
+  const names = report.kind === 'tse' ? [] : report.layers.map((l) => l.name);
   const labels = shortLabels(names);
   const ctx: ReportContext = {
     report,
     extras,
-    accuracy: extras.accuracy ?? report.accuracy,
+    accuracy: extras.accuracy ?? (report.kind === 'tse' ? undefined : report.accuracy),
     labels: new Map(names.map((n, i) => [n, labels[i]!])),
   };
   const rendered = SECTIONS.map((s) => ({ s, html: s.render(ctx) })).filter((r) => r.html !== undefined);
-  const title = `${basename(report.model)} — ${report.profile.name}`;
+  const title = `${basename(report.model)} — ${report.kind === 'tse' ? `TSE, ${report.buffers.tiles}` : report.profile.name}`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>quantflow report: ${esc(title)}</title><style>${CSS}</style></head>
@@ -73,7 +78,7 @@ ${rendered.map(({ s, html }) => `<section id="${s.id}"><h2>${esc(s.title)}</h2>\
 }
 
 /** Writes `<dir>/report.html` atomically and returns its path. */
-export function writeReportHtml(dir: string, report: QuantizeReportJson, extras?: ReportExtras): string {
+export function writeReportHtml(dir: string, report: ReportJson, extras?: ReportExtras): string {
   const path = join(dir, 'report.html');
   writeFileAtomic(path, renderReportHtml(report, extras));
   return path;

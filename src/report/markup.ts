@@ -64,7 +64,7 @@ export function facts(rows: [string, string][]): string {
 export function shortLabels(names: string[]): string[] {
   const parts = names.map((n) => n.split('/'));
   let common = 0;
-  while (parts.every((p) => p.length > common + 1 && p[common] === parts[0]![common])) common++;
+  while (parts.length && parts.every((p) => p.length > common + 1 && p[common] === parts[0]![common])) common++;
   const rest = parts.map((p) => p.slice(common));
   const keep = rest.map(() => 1);
   for (let changed = true; changed; ) {

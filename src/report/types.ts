@@ -1,10 +1,14 @@
 /**
- * The shape of `report.json` as `quantflow quantize` writes it, read back for the HTML
- * report and `quantflow diff`. Optional fields are sections a run may or may not carry;
- * readers render what is there and omit the rest, so older reports stay readable.
+ * The shape of `report.json` as `quantflow quantize`, `tse` and `buffers` write it, read
+ * back for the HTML report and `quantflow diff`. Optional fields are sections a run may or
+ * may not carry; readers render what is there and omit the rest, so older reports stay
+ * readable.
  */
+import type { Dim } from '../graph/types.js';
 import type { TargetProfile } from '../quantization/profile.js';
+import type { SimilarityReport } from '../tse/analyze.js';
 import type { BufferReport } from '../tse/buffers.js';
+import type { NearMiss } from '../tse/detect.js';
 import type { RunManifest } from './manifest.js';
 import type { PassChange } from '../passes/pass-log.js';
 import type { LayerReport } from '../quantization/quantize.js';
@@ -44,7 +48,24 @@ export interface ReportActivation {
   qmax: number;
 }
 
+/** What QFT (finetuning after PTQ) did, for the report. */
+export interface QftReport {
+  /** Options that took effect (epochs, batch, lrWeights, lrScales, loss, lossLayers, seed, schedule, trained groups...). */
+  options: Record<string, unknown>;
+  steps: number;
+  seconds: number;
+  /** Distillation loss of the PTQ starting point (first batch). */
+  initialLoss: number;
+  /** Mean loss of each epoch's steps. */
+  epochLosses: number[];
+  /** Loss of every step, in order. */
+  stepLosses: number[];
+}
+
+/** The report of `quantflow quantize`. */
 export interface QuantizeReportJson {
+  /** Optional, so that quantize reports need not say so: absent means quantize. */
+  kind?: 'quantize';
   /** Path of the float model as given on the command line. */
   model: string;
   profile: TargetProfile;
@@ -59,9 +80,48 @@ export interface QuantizeReportJson {
   manifest?: RunManifest;
   /** What each pass changed, in order. */
   passes?: PassChange[];
+  /** QFT, when the run finetuned after PTQ. */
+  qft?: QftReport;
 }
 
-/** Sections that do not live in report.json (yet); each is rendered only when given. */
+/** One squeeze-and-excite block as detected; its geometry and buffering are in `buffers`. */
+export interface ReportSeBlock {
+  /** The block's Mul node. */
+  block: string;
+  /** Op type of the squeeze: GlobalAveragePool, ReduceMean or a whole-map AveragePool. */
+  squeeze: string;
+  /** Op types of the excitation's layers (Conv, Gemm, MatMul), in order. */
+  excitation: string[];
+  /** The gate as recognized: sigmoid, hard-sigmoid, ... */
+  gate: string;
+}
+
+/** The report of `quantflow tse` (which also writes the tiled model) and `quantflow buffers`. */
+export interface TseReportJson {
+  kind: 'tse';
+  /** Path of the model as given on the command line. */
+  model: string;
+  /** The tiled ONNX model `tse` wrote; absent for `buffers`. */
+  output?: string;
+  /** Shape of the model input the blocks were measured at. */
+  input?: Dim[];
+  /** In graph order, the same order as `buffers.blocks`. */
+  blocks: ReportSeBlock[];
+  /** Muls that look like SE blocks but are not, and why. */
+  nearMisses: NearMiss[];
+  /** The tiling, each block's geometry and tile, and SE vs TSE buffering. */
+  buffers: BufferReport;
+  /** Gate similarity of tiles to the global gate, when `tse --analyze` ran. */
+  analysis?: SimilarityReport;
+  manifest: RunManifest;
+  /** What each pass changed while preparing the model, in order. */
+  passes?: PassChange[];
+}
+
+/** Any report.json; `kind` tells them apart. */
+export type ReportJson = QuantizeReportJson | TseReportJson;
+
+/** Sections given beside report.json; each is rendered only when given. */
 export interface ReportExtras {
   /** Overrides `report.accuracy`. */
   accuracy?: QuantizeReportJson['accuracy'];
@@ -69,7 +129,7 @@ export interface ReportExtras {
   manifest?: RunManifest;
   /** Overrides `report.passes`. */
   passes?: PassChange[];
-  /** TSE: activation buffering of the model's squeeze-and-excite blocks. */
+  /** TSE: activation buffering of the model's squeeze-and-excite blocks; overrides a TSE report's. */
   buffers?: BufferReport;
   /** Layer whose per-channel weight ranges illustrate WESS; default: the widest spread. */
   wessLayer?: string;

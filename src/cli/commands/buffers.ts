@@ -1,13 +1,18 @@
+import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { loadModel } from '../../import/load.js';
 import { prepareModel } from '../../import/prepare.js';
+import { PassLog } from '../../passes/pass-log.js';
+import { runManifest } from '../../report/manifest.js';
+import { tseReport } from '../../report/tse.js';
 import { detectSqueezeExcite, type NearMiss } from '../../tse/detect.js';
-import { bufferReport, type BufferReport } from '../../tse/buffers.js';
+import type { BufferReport } from '../../tse/buffers.js';
 import { withInputSize } from '../../tse/input-size.js';
 import { checkTileOptions, type TileOptions } from '../../tse/tile.js';
 import { formatTable, percent } from '../table.js';
 import { writeJsonResult } from '../output.js';
+import { reportFilesIn, writeReportFiles } from '../report-files.js';
 import { positiveInt } from './eval.js';
 
 /** Rows the paper finds enough context for (arXiv 2107.02145): the default tile height. */
@@ -74,6 +79,7 @@ export function nearMissLines(nearMisses: readonly NearMiss[]): string[] {
 interface BuffersOptions extends TileCliOptions {
   input?: [number, number];
   json?: string;
+  report?: string;
 }
 
 export function registerBuffers(program: Command): void {
@@ -85,23 +91,35 @@ export function registerBuffers(program: Command): void {
       .option('--input <HxW>', 'input resolution to evaluate at (default: the model\'s own)', sizePair('--input')),
   )
     .option('--json <file>', 'write per-block and total buffering as JSON')
+    .option('--report <dir>', 'write report.html and report.json (blocks, buffering chart, run manifest) into <dir>')
     .addHelpText(
       'after',
       '\nAn SE block holds its whole input map (C·H·W elements) until the global mean exists;\n' +
         'with tiles of K rows it holds one band of K rows (C·K·W), also for KxK tiles. Column\n' +
         'tiles span every row and save nothing on a row-streaming pipeline.\n\nExample:\n' +
-        '  quantflow buffers mobilenet_v3_small_1.0_224_uint8.tflite --input 512x512 --tile-rows 7',
+        '  quantflow buffers mobilenet_v3_small_1.0_224_uint8.tflite --input 512x512 --tile-rows 7 --report out/',
     )
     .action(async (modelPath: string, opts: BuffersOptions) => {
       const tiles = tileOptionsFrom(opts);
-      const prepared = await prepareModel(loadModel(modelPath));
+      const manifest = runManifest({ options: { tiles, input: opts.input ?? null }, inputs: [modelPath] });
+      const passes = new PassLog();
+      const prepared = await prepareModel(loadModel(modelPath), passes);
       const model = opts.input ? withInputSize(prepared, ...opts.input) : prepared;
-      const { blocks, nearMisses } = detectSqueezeExcite(model);
-      const report = bufferReport(blocks, tiles);
+      const detection = detectSqueezeExcite(model);
       const input = model.graph.inputs[0]?.shape;
-      console.log(`${blocks.length} squeeze-and-excite block(s) at input ${input ? `[${input.join(', ')}]` : 'of unknown shape'}`);
-      if (blocks.length) console.log(bufferTable(report));
-      for (const line of nearMissLines(nearMisses)) console.log(line);
-      if (opts.json) writeJsonResult(opts.json, { model: modelPath, input, ...report, nearMisses });
+      const report = tseReport({ model: modelPath, input, detection, tiles, manifest, passes: passes.changes });
+      const buffers = report.buffers;
+      console.log(`${detection.blocks.length} squeeze-and-excite block(s) at input ${input ? `[${input.join(', ')}]` : 'of unknown shape'}`);
+      if (detection.blocks.length) console.log(bufferTable(buffers));
+      for (const line of nearMissLines(detection.nearMisses)) console.log(line);
+      const files = opts.report === undefined ? undefined : reportFilesIn(opts.report);
+      try {
+        if (opts.json) writeJsonResult(opts.json, { model: modelPath, input, ...buffers, nearMisses: detection.nearMisses });
+        if (files) writeReportFiles(files, report);
+      } catch (e) {
+        if (opts.json) rmSync(opts.json, { force: true });
+        throw e;
+      }
+      if (files) console.log(`wrote ${files.html} and ${files.json}`);
     });
 }

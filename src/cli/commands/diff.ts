@@ -38,6 +38,7 @@ export function formatDiff(d: ReportDiff): string {
       '',
     );
   }
+  if (d.qft) out.push(`QFT final epoch loss: ${d.qft.a.toPrecision(3)} -> ${d.qft.b.toPrecision(3)} (${d.qft.delta >= 0 ? '+' : ''}${d.qft.delta.toPrecision(3)})`, '');
   if (d.layers.length) {
     const labels = shortLabels(d.layers.map((l) => l.name));
     out.push(

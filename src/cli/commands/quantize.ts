@@ -7,7 +7,7 @@ import { prepareModel } from '../../import/prepare.js';
 import { loadDataset } from '../../data/dataset.js';
 import { writeOnnxFile } from '../../onnx/write.js';
 import { builtinProfiles, loadProfile } from '../../quantization/profile.js';
-import { quantizeModel } from '../../quantization/quantize.js';
+import { buildQuantizedModel, quantizeModel } from '../../quantization/quantize.js';
 import type { RangeMethod } from '../../quantization/calibration.js';
 import { progressBar } from '../progress.js';
 import { formatTable, percent } from '../table.js';
@@ -16,7 +16,7 @@ import { writeReportHtml } from '../../report/html.js';
 import { runManifest } from '../../report/manifest.js';
 import { PassLog } from '../../passes/pass-log.js';
 import { layerWeightStats } from '../../report/weight-stats.js';
-import type { QuantizeReportJson } from '../../report/types.js';
+import type { QftReport, QuantizeReportJson } from '../../report/types.js';
 import { writeJsonResult } from '../output.js';
 import { buildNpuPackage } from '../../npu/package.js';
 import type { NpuPackage } from '../../npu/types.js';
@@ -24,8 +24,13 @@ import { QuantflowError } from '../../util/errors.js';
 import { writeNpuPackage } from '../../npu/io.js';
 import { positiveInt, presetOption } from './eval.js';
 import type { PresetName } from '../../data/preprocess.js';
-import { finetune } from '../../qft/finetune.js';
-import { buildQdqModel } from '../../export/qdq.js';
+import { finetune, type LrSchedule } from '../../qft/finetune.js';
+import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../../qft/student.js';
+
+/** QFT defaults (see docs/RESULTS.md for the runs that chose them). */
+const DEFAULT_EPOCHS = 4;
+const DEFAULT_LR_WEIGHTS = 0.002;
+const DEFAULT_LR_SCALES = 0.001;
 
 const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
 
@@ -46,6 +51,25 @@ interface QuantizeCliOptions {
   lrScales: number;
   timeBudget?: number;
   seed: number;
+  schedule: LrSchedule;
+  loss: LossKind;
+  lossLayers?: string[];
+  checkpoint?: string;
+  train: TrainedGroup[];
+}
+
+function choice<T extends string>(name: string, values: readonly T[]): (value: string) => T {
+  return (value) => {
+    if (!(values as readonly string[]).includes(value)) throw new InvalidArgumentError(`${name}: choose one of ${values.join(', ')}`);
+    return value as T;
+  };
+}
+
+function groupList(value: string): TrainedGroup[] {
+  const groups = value.split(',').map((g) => g.trim());
+  const unknown = groups.filter((g) => !(TRAINED_GROUPS as readonly string[]).includes(g));
+  if (unknown.length || !groups.length) throw new InvalidArgumentError(`--train: unknown group '${unknown[0] ?? value}'; choose from ${TRAINED_GROUPS.join(', ')}`);
+  return groups as TrainedGroup[];
 }
 
 function positiveNumber(name: string): (value: string) => number {
@@ -73,10 +97,15 @@ export function registerQuantize(program: Command): void {
     .option('--equalize', 'cross-layer equalization: balance the weight ranges of convolution pairs around ReLUs before quantizing')
     .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes, measured on the calibration images (default)')
     .option('--no-bias-correction', 'keep the float biases as they are')
-    .option('--qft', 'after PTQ, finetune weights, biases and step sizes by distillation from the float model (QFT)')
-    .option('--epochs <n>', 'QFT passes over the calibration images', positiveInt('--epochs'), 1)
-    .option('--lr-weights <x>', 'QFT Adam learning rate of weights and biases (in quantization steps)', positiveNumber('--lr-weights'), 0.001)
-    .option('--lr-scales <x>', 'QFT Adam learning rate of step sizes (relative)', positiveNumber('--lr-scales'), 0.001)
+    .option('--qft', 'after PTQ, finetune weights, biases, step sizes and equalization factors jointly by distillation from the float model (QFT)')
+    .option('--epochs <n>', 'QFT passes over the calibration images', positiveInt('--epochs'), DEFAULT_EPOCHS)
+    .option('--lr-weights <x>', 'QFT peak Adam learning rate of weights and biases (in quantization steps)', positiveNumber('--lr-weights'), DEFAULT_LR_WEIGHTS)
+    .option('--lr-scales <x>', 'QFT peak Adam learning rate of step sizes and equalization factors (relative)', positiveNumber('--lr-scales'), DEFAULT_LR_SCALES)
+    .option('--schedule <name>', 'QFT learning-rate schedule: cosine (5% warm-up, then cosine decay) or constant', choice('--schedule', ['cosine', 'constant'] as const), 'cosine')
+    .option('--loss <kind>', 'QFT distillation loss: kl (logits), l2 (normalized, on --loss-layers) or kl+l2', choice('--loss', ['kl', 'l2', 'kl+l2'] as const), 'kl')
+    .option('--loss-layers <names>', 'comma-separated values of the float model for the L2 loss (default: the input of the last layer)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--train <groups>', `QFT groups to train, comma-separated: ${TRAINED_GROUPS.join(', ')}`, groupList, [...TRAINED_GROUPS])
+    .option('--checkpoint <dir>', 'save QFT progress here; rerunning the same command continues from it')
     .option('--time-budget <seconds>', 'stop QFT after this many seconds', positiveNumber('--time-budget'))
     .option('--seed <n>', 'QFT shuffling seed', (v: string) => {
       const n = Number(v);
@@ -126,27 +155,53 @@ export function registerQuantize(program: Command): void {
         onProgress: (done) => bar.update(done),
       });
       bar.stop();
+      let qft: QftReport | undefined;
       if (opts.qft) {
         // Steps per epoch as finetune counts them: whole batches of the decoded images.
         const images = result.calibrationImages;
-        const qftBar = progressBar('qft', opts.epochs * Math.floor(images / Math.min(opts.batch, images)));
-        const tuned = await finetune(model, result, calib, {
+        const qftBar = progressBar('qft', opts.epochs * Math.floor(images / Math.min(opts.batch, images)), { loss: true });
+        const qftOptions = {
           epochs: opts.epochs,
           batch: opts.batch,
           lrWeights: opts.lrWeights,
           lrScales: opts.lrScales,
-          timeBudgetSeconds: opts.timeBudget,
+          schedule: opts.schedule,
+          loss: opts.loss,
+          lossLayers: opts.lossLayers,
+          train: Object.fromEntries(TRAINED_GROUPS.map((g) => [g, opts.train.includes(g)])),
           seed: opts.seed,
-          calibLimit: opts.calibLimit,
-          onProgress: (step) => qftBar.update(step),
-        });
-        qftBar.stop();
-        const qdq = buildQdqModel(tuned.model, tuned.params).model;
-        qdq.metadata['quantflow.profile'] = profile.name;
-        result = { ...result, model: qdq, params: tuned.params };
+        };
+        // Ctrl-C ends the current step and saves the checkpoint; a second one exits at once.
+        const interrupt = new AbortController();
+        const onSigint = () => interrupt.abort();
+        process.once('SIGINT', onSigint);
+        let tuned;
+        try {
+          tuned = await finetune(result, calib, {
+            ...qftOptions,
+            timeBudgetSeconds: opts.timeBudget,
+            calibLimit: opts.calibLimit,
+            checkpoint: opts.checkpoint,
+            signal: interrupt.signal,
+            onProgress: (step, _total, loss) => qftBar.update(step, { loss }),
+          });
+        } finally {
+          process.removeListener('SIGINT', onSigint);
+          qftBar.stop();
+        }
+        const built = await buildQuantizedModel(tuned.model, tuned.params, profile, result.sample, result.float);
+        result = { ...result, model: built.model, params: tuned.params, layers: built.layers };
+        qft = {
+          options: { ...qftOptions, train: opts.train, equalizedPairs: tuned.equalizedPairs, teacherCached: tuned.teacherCached },
+          steps: tuned.steps,
+          seconds: tuned.seconds,
+          initialLoss: tuned.initialLoss,
+          epochLosses: tuned.losses,
+          stepLosses: tuned.stepLosses,
+        };
         console.log(
-          `QFT: ${tuned.steps} steps in ${tuned.seconds.toFixed(1)} s; KL on the first batch ${tuned.initialLoss.toExponential(3)} (PTQ), ` +
-            `mean per epoch ${tuned.losses.map((l) => l.toExponential(3)).join(', ')}`,
+          `QFT: ${tuned.steps} steps${tuned.stepsRun < tuned.steps ? ` (${tuned.steps - tuned.stepsRun} from the checkpoint)` : ''} in ${tuned.seconds.toFixed(1)} s; ` +
+            `loss on the first batch ${tuned.initialLoss.toExponential(3)} (PTQ), mean per epoch ${tuned.losses.map((l) => l.toExponential(3)).join(', ')}`,
         );
       }
       let accuracy: QuantizeReportJson['accuracy'];
@@ -181,12 +236,13 @@ export function registerQuantize(program: Command): void {
           profile,
           calibration: { method: opts.calibration, images: result.calibrationImages, preset: result.preset, folder: opts.calib },
           biasCorrection,
-          seconds: result.seconds,
+          seconds: { ...result.seconds, ...(qft ? { qft: qft.seconds } : {}) },
           accuracy,
           layers: result.layers.map((l) => ({ ...l, ...stats.get(l.name) })),
           activations: Object.fromEntries(result.params.activations),
           manifest,
           passes: passes.changes,
+          ...(qft ? { qft } : {}),
         };
         writeJsonResult(reportOut, report);
         writeReportHtml(opts.output, report);

@@ -5,15 +5,18 @@ import { prepareModel } from '../../import/prepare.js';
 import { loadDataset } from '../../data/dataset.js';
 import type { PresetName } from '../../data/preprocess.js';
 import { writeOnnxFile } from '../../onnx/write.js';
-import { detectSqueezeExcite, type SqueezeExciteBlock } from '../../tse/detect.js';
+import { PassLog } from '../../passes/pass-log.js';
+import { runManifest } from '../../report/manifest.js';
+import { isTiled, tseReport } from '../../report/tse.js';
+import type { TseReportJson } from '../../report/types.js';
+import { detectSqueezeExcite } from '../../tse/detect.js';
 import { tileSqueezeExcite } from '../../tse/rewrite.js';
-import { bufferReport } from '../../tse/buffers.js';
 import { gateSimilarity, type SimilarityReport } from '../../tse/analyze.js';
-import { tileFor, type TileOptions } from '../../tse/tile.js';
 import { QuantflowError } from '../../util/errors.js';
 import { progressBar } from '../progress.js';
 import { formatTable } from '../table.js';
 import { writeJsonResult } from '../output.js';
+import { reportFilesBeside, reportFilesIn, writeReportFiles } from '../report-files.js';
 import { positiveInt, presetOption } from './eval.js';
 import { addTileOptions, bufferTable, nearMissLines, tileOptionsFrom, type TileCliOptions } from './buffers.js';
 
@@ -24,6 +27,7 @@ interface TseOptions extends TileCliOptions {
   limit: number;
   preset?: PresetName;
   json?: string;
+  report?: string;
 }
 
 export function registerTse(program: Command): void {
@@ -39,59 +43,65 @@ export function registerTse(program: Command): void {
     .option('--limit <n>', 'images for --analyze', positiveInt('--limit'), 100)
     .option('--preset <name>', 'preprocessing for --analyze; default chosen from the model', presetOption)
     .option('--json <file>', 'write blocks, near misses, buffering and the analysis as JSON')
+    .option('--report <dir>', 'write report.html and report.json into <dir> instead of beside the tiled model')
     .addHelpText(
       'after',
       '\nA tile larger than a block\'s map covers it whole; such a block stays as it is. The tiled\n' +
-        'model is a standard ONNX model: `eval` and `quantize` take it like any other.\n\nExample:\n' +
+        'model is a standard ONNX model: `eval` and `quantize` take it like any other.\n\n' +
+        'The report (blocks found, near misses, SE vs TSE buffering per block, gate similarity with\n' +
+        '--analyze, run manifest) goes beside the tiled model: -o m7.onnx writes m7.report.html and\n' +
+        'm7.report.json; --report <dir> writes <dir>/report.html and <dir>/report.json instead.\n\nExample:\n' +
         '  quantflow tse mobilenet_v3_small_1.0_224_uint8.tflite --tile-rows 7 -o mnv3-tse7.onnx\n' +
         '  quantflow eval mnv3-tse7.onnx --data ../shared/data/imagenet-val-650',
     )
     .action(async (modelPath: string, opts: TseOptions) => {
       const tiles = tileOptionsFrom(opts);
       if (opts.analyze && !opts.data) throw new QuantflowError('--analyze needs --data <dir> (calibration images)');
-      const model = await prepareModel(loadModel(modelPath));
-      const { blocks, nearMisses } = detectSqueezeExcite(model);
+      const manifest = runManifest({
+        options: { tiles, analyze: !!opts.analyze, limit: opts.analyze ? opts.limit : null, preset: opts.preset ?? null },
+        inputs: [modelPath, ...(opts.analyze ? [opts.data!] : [])],
+      });
+      const passes = new PassLog();
+      const model = await prepareModel(loadModel(modelPath), passes);
+      const detection = detectSqueezeExcite(model);
+      const { blocks, nearMisses } = detection;
       for (const line of nearMissLines(nearMisses)) console.log(line);
       if (!blocks.length) throw new QuantflowError(`${modelPath}: no squeeze-and-excite block found, nothing to tile`);
-      console.log(blockTable(blocks, tiles));
+      const input = model.graph.inputs[0]?.shape;
+      const report = tseReport({ model: modelPath, output: opts.output, input, detection, tiles, manifest, passes: passes.changes });
+      const { buffers } = report;
+      console.log(blockTable(report));
       const tiled = tileSqueezeExcite(model, tiles);
-      const buffers = bufferReport(blocks, tiles);
       console.log(bufferTable(buffers));
-      let analysis: SimilarityReport | undefined;
       if (opts.analyze) {
         const dataset = await loadDataset(opts.data!);
         const bar = progressBar('analyze', Math.min(opts.limit, dataset.items.length));
-        analysis = await gateSimilarity(model, dataset, tiles, { limit: opts.limit, preset: opts.preset, onProgress: (done) => bar.update(done) });
+        report.analysis = await gateSimilarity(model, dataset, tiles, { limit: opts.limit, preset: opts.preset, onProgress: (done) => bar.update(done) });
         bar.stop();
-        console.log(similarityTable(analysis));
+        console.log(similarityTable(report.analysis));
       }
+      const files = opts.report === undefined ? reportFilesBeside(opts.output) : reportFilesIn(opts.report);
       writeOnnxFile(tiled, opts.output);
       try {
         if (opts.json) {
           const summary = blocks.map((b) => ({ block: b.mul.name, input: b.input, squeeze: b.squeeze.name, gate: b.gate.kind, channels: b.channels, height: b.height, width: b.width }));
-          writeJsonResult(opts.json, { model: modelPath, output: opts.output, blocks: summary, nearMisses, buffers, analysis });
+          writeJsonResult(opts.json, { model: modelPath, output: opts.output, blocks: summary, nearMisses, buffers, analysis: report.analysis });
         }
+        writeReportFiles(files, report);
       } catch (e) {
-        rmSync(opts.output, { force: true });
+        for (const path of [opts.output, opts.json]) if (path) rmSync(path, { force: true });
         throw e;
       }
-      console.log(`wrote ${opts.output}: ${blocks.filter((b) => tiledBlock(b, tiles)).length} of ${blocks.length} SE blocks tiled`);
+      console.log(`wrote ${opts.output}: ${buffers.blocks.filter(isTiled).length} of ${blocks.length} SE blocks tiled; report ${files.html}`);
     });
 }
 
-/** Whether the tile is smaller than the block's map (otherwise the block stays SE). */
-function tiledBlock(block: SqueezeExciteBlock, tiles: TileOptions): boolean {
-  const [kh, kw] = tileFor(block, tiles);
-  return kh < block.height || kw < block.width;
-}
-
-function blockTable(blocks: readonly SqueezeExciteBlock[], tiles: TileOptions): string {
+function blockTable(report: TseReportJson): string {
   return formatTable([
     ['SE block (Mul)', 'squeeze', 'excitation', 'gate', 'C x H x W', 'tile'],
-    ...blocks.map((b) => {
-      const [kh, kw] = tileFor(b, tiles);
-      const layers = b.excitation.filter((n) => ['Conv', 'Gemm', 'MatMul'].includes(n.opType)).map((n) => n.opType);
-      return [b.mul.name, b.squeeze.opType, layers.join('+'), b.gate.kind, `${b.channels}x${b.height}x${b.width}`, tiledBlock(b, tiles) ? `${kh}x${kw}` : 'whole map'];
+    ...report.blocks.map((b, i) => {
+      const x = report.buffers.blocks[i]!;
+      return [b.block, b.squeeze, b.excitation.join('+'), b.gate, `${x.channels}x${x.height}x${x.width}`, isTiled(x) ? `${x.tile[0]}x${x.tile[1]}` : 'whole map'];
     }),
   ]);
 }

@@ -6,6 +6,7 @@ export const activationsSection: ReportSection = {
   id: 'activations',
   title: 'Activations',
   render({ report }) {
+    if (report.kind === 'tse') return undefined;
     const entries = Object.entries(report.activations);
     if (!entries.length) return undefined;
     const rows = entries.map(([name, a]) => [

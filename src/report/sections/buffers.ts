@@ -1,15 +1,16 @@
 import { barChart, COLORS } from '../charts.js';
-import { esc, num, percent, table } from '../markup.js';
+import { esc, num, percent, shortLabels, table } from '../markup.js';
 import type { ReportSection } from '../section.js';
 
 /** TSE: activation buffering of each squeeze-and-excite block, whole map vs one band of tiles. */
 export const buffersSection: ReportSection = {
   id: 'buffers',
   title: 'TSE: squeeze-and-excite buffering',
-  render({ extras }) {
-    const b = extras.buffers;
+  render({ report, extras }) {
+    const b = extras.buffers ?? (report.kind === 'tse' ? report.buffers : undefined);
     if (!b?.blocks.length) return undefined;
     const k = (n: number) => n / 1e3;
+    const labels = shortLabels(b.blocks.map((x) => x.block));
     const chart = barChart({
       label: 'elements buffered per SE block',
       unit: 'k elements',
@@ -17,7 +18,7 @@ export const buffersSection: ReportSection = {
         { name: 'SE (whole map)', color: COLORS.grey },
         { name: `TSE (${b.tiles})`, color: COLORS.green },
       ],
-      rows: b.blocks.map((x) => ({ label: x.block, values: [k(x.se), k(x.tse)] })),
+      rows: b.blocks.map((x, i) => ({ label: labels[i]!, title: x.block, values: [k(x.se), k(x.tse)] })),
     });
     const rows = b.blocks.map((x) => [
       `<code>${esc(x.block)}</code>`,

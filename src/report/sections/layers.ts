@@ -23,7 +23,7 @@ export const layersSection: ReportSection = {
   id: 'layers',
   title: 'Layers',
   render({ report, labels }) {
-    if (!report.layers.length) return undefined;
+    if (report.kind === 'tse' || !report.layers.length) return undefined;
     const withShifts = report.layers.some((l) => l.shifts?.length);
     const rows = report.layers.map((l, i) => [
       { html: String(i), numeric: true },

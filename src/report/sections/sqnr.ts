@@ -10,7 +10,7 @@ export const sqnrSection: ReportSection = {
   id: 'sqnr',
   title: 'Layer SQNR',
   render({ report, labels }) {
-    if (!report.layers.length) return undefined;
+    if (report.kind === 'tse' || !report.layers.length) return undefined;
     const key = (x: JsonDb | undefined) => fromJson(x) ?? Infinity;
     const layers = [...report.layers].sort(
       (a, b) => key(a.outputSqnrDb) - key(b.outputSqnrDb) || key(a.weightSqnrDb) - key(b.weightSqnrDb),

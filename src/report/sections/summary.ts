@@ -3,13 +3,15 @@ import { stackedBar } from '../charts.js';
 import { bytes, esc, facts, num, percent, table } from '../markup.js';
 import type { ReportContext, ReportSection } from '../section.js';
 import type { ReportLayer } from '../types.js';
+import { tseSummary } from './tse-summary.js';
 
-/** Model, target, the options that took effect, accuracy, size and time. */
+/** Model, target, the options that took effect, accuracy, size and time; for TSE, see `tseSummary`. */
 export const summarySection: ReportSection = {
   id: 'summary',
   title: 'Summary',
   render(ctx) {
     const { report } = ctx;
+    if (report.kind === 'tse') return tseSummary(report);
     const p = report.profile;
     const c = report.calibration;
     const rows: [string, string][] = [
@@ -28,7 +30,7 @@ export const summarySection: ReportSection = {
     const stages = Object.entries(report.seconds).map(([name, value]) => ({ name, value }));
     const total = stages.reduce((s, x) => s + x.value, 0);
     rows.push(['wall time', `${num(total)} s over ${stages.length} stages` + (stages.length ? stackedBar({ label: 'wall time per stage', unit: 's', parts: stages }) : '')]);
-    return facts(rows) + accuracyTable(ctx);
+    return facts(rows) + accuracyTable(ctx.accuracy, p.name);
   },
 };
 
@@ -68,12 +70,11 @@ function weightBytes(layers: ReportLayer[]): { float: number; quantized: number 
   return { float, quantized };
 }
 
-function accuracyTable(ctx: ReportContext): string {
-  const a = ctx.accuracy;
+function accuracyTable(a: ReportContext['accuracy'], profile: string): string {
   if (!a?.float && !a?.quantized) return '';
   const rows = [
     ['float', a.float],
-    [`quantized (${ctx.report.profile.name})`, a.quantized],
+    [`quantized (${profile})`, a.quantized],
   ] as const;
   const body = rows
     .filter(([, r]) => r)

@@ -41,6 +41,7 @@ export const wessSection: ReportSection = {
   id: 'wess',
   title: 'WESS: per-channel weight ranges',
   render(ctx: ReportContext) {
+    if (ctx.report.kind === 'tse') return undefined;
     const layers = ctx.report.layers.filter(isShifted);
     if (!layers.length) return undefined;
     const ranked = [...layers].sort((a, b) => gain(b) - gain(a) || spread(b.channelRanges) - spread(a.channelRanges));
