@@ -7,8 +7,10 @@
  *   npm run build && node dist/bench/qft.js [--model F] [--profile P] [--calib-limit N]
  *     [--epochs N] [--batch N] [--lr-weights X] [--lr-scales X] [--eval-limit N] [--seed N]
  *     [--schedule cosine|constant] [--train weights,biases,scales,equalization]
+ *     [--data imagenet-val-650|cifar10-test] [--preset raw|...]
  */
 import { parseArgs } from 'node:util';
+import type { PresetName } from '../src/data/preprocess.js';
 import { loadDataset } from '../src/data/dataset.js';
 import { evaluate } from '../src/eval/evaluate.js';
 import { buildQdqModel } from '../src/export/qdq.js';
@@ -17,34 +19,37 @@ import { prepareModel } from '../src/import/prepare.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
 import { openSession, runSession } from '../src/runtime/session.js';
-import { decodeImages, finetuneImages, qdqBiases, TRAINED_GROUPS, type LrSchedule } from '../src/qft/index.js';
+import { decodeImages, finetuneImages, qdqBiases, QFT_DEFAULTS, TRAINED_GROUPS, type LrSchedule } from '../src/qft/index.js';
 import { sharedPath } from '../test/shared.js';
 
 const { values: args } = parseArgs({
   options: {
     model: { type: 'string', default: 'mobilenet_v2_1.0_224_int8.tflite' },
     profile: { type: 'string', default: 'w4a8-channel' },
-    'calib-limit': { type: 'string', default: '256' },
-    epochs: { type: 'string', default: '1' },
-    batch: { type: 'string', default: '16' },
-    'lr-weights': { type: 'string', default: '0.001' },
-    'lr-scales': { type: 'string', default: '0.001' },
-    'eval-limit': { type: 'string', default: '200' },
+    'calib-limit': { type: 'string', default: '1000' },
+    epochs: { type: 'string', default: String(QFT_DEFAULTS.epochs) },
+    batch: { type: 'string', default: String(QFT_DEFAULTS.batch) },
+    'lr-weights': { type: 'string', default: String(QFT_DEFAULTS.lrWeights) },
+    'lr-scales': { type: 'string', default: String(QFT_DEFAULTS.lrScales) },
+    'eval-limit': { type: 'string', default: '650' },
     seed: { type: 'string', default: '0' },
-    schedule: { type: 'string', default: 'cosine' },
+    data: { type: 'string', default: 'imagenet-val-650' },
+    preset: { type: 'string' },
+    schedule: { type: 'string', default: QFT_DEFAULTS.schedule },
     train: { type: 'string', default: 'weights,biases,scales,equalization' },
   },
 });
 
+const start = performance.now();
 const batch = Number(args.batch);
 const model = await prepareModel(loadModel(sharedPath('models', args.model!).path));
 const calib = await loadDataset(sharedPath('data', 'imagenet-sample-1k').path);
-const val = await loadDataset(sharedPath('data', 'imagenet-val-650').path);
+const val = await loadDataset(sharedPath('data', args.data!).path);
 const profile = loadProfile(args.profile);
 const calibLimit = Number(args['calib-limit']);
 
 let t0 = performance.now();
-const ptq = await quantizeModel(model, calib, { profile, calibLimit, batch, biasCorrection: true });
+const ptq = await quantizeModel(model, calib, { profile, calibLimit, batch, biasCorrection: true, preset: args.preset as PresetName | undefined });
 const ptqSeconds = (performance.now() - t0) / 1000;
 const images = await decodeImages(model, calib, { limit: calibLimit, preset: ptq.preset, batch });
 
@@ -76,6 +81,9 @@ const tuned = await finetuneImages(model, ptq.params, images, {
   },
 });
 const qft = buildQdqModel(tuned.model, tuned.params).model;
+// What a user waits for and needs: PTQ + QFT (decoding, teacher, training, export), before the evaluation below.
+const wallSeconds = (performance.now() - start) / 1000;
+const peakRssGiB = process.resourceUsage().maxRSS / 2 ** 20;
 
 /** Mean KL(float ‖ quantized) over the first 64 calibration images, QDQ models simulated in float. */
 async function distillation(quantized: typeof model): Promise<number> {
@@ -115,6 +123,8 @@ console.log(
       lrScales: Number(args['lr-scales']),
       schedule: args.schedule,
       train: args.train,
+      wallSeconds,
+      peakRssGiB,
       ptqSeconds,
       qftSeconds: tuned.seconds,
       steps: tuned.steps,

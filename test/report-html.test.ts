@@ -7,7 +7,8 @@ import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor } from '../src/graph/tensor.js';
 import { planQuantization } from '../src/quantization/plan.js';
 import { loadProfile } from '../src/quantization/profile.js';
-import { renderReportHtml, writeReportHtml } from '../src/report/html.js';
+import { renderReportHtml } from '../src/report/html.js';
+import { reportFilesIn, writeReportFiles } from '../src/cli/report-files.js';
 import { shortLabels } from '../src/report/markup.js';
 import { niceTicks } from '../src/report/charts.js';
 import { stepsPerEpoch } from '../src/report/sections/qft.js';
@@ -177,14 +178,15 @@ test('stepsPerEpoch: equal epochs, a last epoch cut short, one epoch', () => {
   assert.equal(stepsPerEpoch(full, [mean(full)]), 10);
 });
 
-test('writeReportHtml writes report.html atomically', () => {
+test('writeReportFiles writes report.json and report.html atomically', () => {
   const dir = mkdtempSync(join(tmpdir(), 'report-html-'));
   try {
-    const path = writeReportHtml(join(dir, 'out'), sampleReport());
-    assert.equal(path, join(dir, 'out', 'report.html'));
-    assert.match(readFileSync(path, 'utf8'), /^<!doctype html>/);
-    assert.deepEqual(readdirSync(join(dir, 'out')), ['report.html']);
-    assert.ok(!existsSync(`${path}.tmp-${process.pid}`));
+    const files = reportFilesIn(join(dir, 'out'));
+    writeReportFiles(files, sampleReport());
+    assert.equal(files.html, join(dir, 'out', 'report.html'));
+    assert.match(readFileSync(files.html, 'utf8'), /^<!doctype html>/);
+    assert.deepEqual(readdirSync(join(dir, 'out')).sort(), ['report.html', 'report.json']);
+    assert.ok(!existsSync(`${files.html}.tmp-${process.pid}`));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -13,14 +13,17 @@ import { buildStudent, logitsOf, TRAINED_GROUPS, type LossKind, type Student, ty
 import { TeacherTargets } from './teacher.js';
 import { seededRandom } from '../util/random.js';
 
+/** QFT's default schedule: docs/RESULTS.md has the runs that chose it. */
+export const QFT_DEFAULTS = { epochs: 4, batch: 16, lrWeights: 0.002, lrScales: 0.0001, schedule: 'cosine', loss: 'kl' } as const;
+
 export interface FinetuneOptions {
-  /** Passes over the calibration images (default 1). */
+  /** Passes over the calibration images (default 4). */
   epochs?: number;
   /** Images per step (default 16); the last partial batch of an epoch is skipped. */
   batch?: number;
-  /** Adam learning rate of weights (in PTQ quantization steps) and biases (in output steps); default 0.001. */
+  /** Peak Adam learning rate of weights (in PTQ quantization steps) and biases (in output steps); default 0.002. */
   lrWeights?: number;
-  /** Adam learning rate of step sizes and equalization factors, relative to their PTQ values; default 0.001. */
+  /** Peak Adam learning rate of step sizes and equalization factors, relative to their PTQ values; default 0.0001. */
   lrScales?: number;
   /**
    * Learning-rate schedule over the planned steps: 'cosine' (default) warms up linearly over
@@ -95,8 +98,8 @@ export async function finetuneImages(
   options: FinetuneOptions & { biases?: ReadonlyMap<string, Float32Array> } = {},
 ): Promise<FinetuneResult> {
   const t0 = performance.now();
-  const { epochs = 1, lrWeights = 0.001, lrScales = 0.001, seed = 0, checkpointSteps = 25 } = options;
-  const batch = Math.min(options.batch ?? 16, images.count);
+  const { epochs = QFT_DEFAULTS.epochs, lrWeights = QFT_DEFAULTS.lrWeights, lrScales = QFT_DEFAULTS.lrScales, seed = 0, checkpointSteps = 25 } = options;
+  const batch = Math.min(options.batch ?? QFT_DEFAULTS.batch, images.count);
   if (!(lrWeights > 0) || !(lrScales > 0)) throw new QuantflowError('QFT learning rates must be positive');
   const logits = logitsOf(model);
   const student = buildStudent(withBatchInput(model, batch), params, logits, {
@@ -114,7 +117,7 @@ export async function finetuneImages(
     trainer = await Trainer.create(student.model, { loss: student.loss, params: trainedParams }, { threads: options.threads });
     const perEpoch = Math.floor(images.count / batch);
     const total = perEpoch * epochs;
-    const rate = learningRate(options.schedule ?? 'cosine', total);
+    const rate = learningRate(options.schedule ?? QFT_DEFAULTS.schedule, total);
     const fingerprint = options.checkpoint ? runFingerprint(student, trainedParams, images, { ...options, epochs, batch, lrWeights, lrScales, seed }) : '';
     const saved = options.checkpoint ? loadCheckpoint(options.checkpoint, fingerprint) : undefined;
     const progress: QftProgress = saved?.progress ?? {
@@ -190,7 +193,7 @@ export async function finetuneImages(
  * (equalized if it was) with PTQ's (bias-corrected) biases.
  */
 export async function finetune(ptq: QuantizeResult, calib: Dataset, options: FinetuneOptions & { calibLimit: number }): Promise<FinetuneResult> {
-  const images = await decodeImages(ptq.float, calib, { limit: options.calibLimit, preset: ptq.preset, batch: options.batch ?? 16 });
+  const images = await decodeImages(ptq.float, calib, { limit: options.calibLimit, preset: ptq.preset, batch: options.batch ?? QFT_DEFAULTS.batch });
   return finetuneImages(ptq.float, ptq.params, images, { ...options, biases: qdqBiases(ptq) });
 }
 

@@ -3,8 +3,7 @@
  * (inline CSS, charts as inline SVG, no scripts, no network), so it can be mailed, archived
  * or opened offline.
  */
-import { basename, join } from 'node:path';
-import { writeFileAtomic } from '../util/fs.js';
+import { basename } from 'node:path';
 import { esc, shortLabels } from './markup.js';
 import type { ReportContext, ReportSection } from './section.js';
 import { activationsSection } from './sections/activations.js';
@@ -77,9 +76,3 @@ ${rendered.map(({ s, html }) => `<section id="${s.id}"><h2>${esc(s.title)}</h2>\
 `;
 }
 
-/** Writes `<dir>/report.html` atomically and returns its path. */
-export function writeReportHtml(dir: string, report: ReportJson, extras?: ReportExtras): string {
-  const path = join(dir, 'report.html');
-  writeFileAtomic(path, renderReportHtml(report, extras));
-  return path;
-}

@@ -12,25 +12,19 @@ import type { RangeMethod } from '../../quantization/calibration.js';
 import { progressBar } from '../progress.js';
 import { formatTable, percent } from '../table.js';
 import { evaluate } from '../../eval/evaluate.js';
-import { writeReportHtml } from '../../report/html.js';
+import { reportFilesIn, writeReportFiles } from '../report-files.js';
 import { runManifest } from '../../report/manifest.js';
 import { PassLog } from '../../passes/pass-log.js';
 import { layerWeightStats } from '../../report/weight-stats.js';
 import type { QftReport, QuantizeReportJson } from '../../report/types.js';
-import { writeJsonResult } from '../output.js';
 import { buildNpuPackage } from '../../npu/package.js';
 import type { NpuPackage } from '../../npu/types.js';
 import { QuantflowError } from '../../util/errors.js';
 import { writeNpuPackage } from '../../npu/io.js';
 import { positiveInt, presetOption } from './eval.js';
 import type { PresetName } from '../../data/preprocess.js';
-import { finetune, type LrSchedule } from '../../qft/finetune.js';
+import { finetune, QFT_DEFAULTS, type LrSchedule } from '../../qft/finetune.js';
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../../qft/student.js';
-
-/** QFT defaults (see docs/RESULTS.md for the runs that chose them). */
-const DEFAULT_EPOCHS = 4;
-const DEFAULT_LR_WEIGHTS = 0.002;
-const DEFAULT_LR_SCALES = 0.001;
 
 const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
 
@@ -98,11 +92,11 @@ export function registerQuantize(program: Command): void {
     .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes, measured on the calibration images (default)')
     .option('--no-bias-correction', 'keep the float biases as they are')
     .option('--qft', 'after PTQ, finetune weights, biases, step sizes and equalization factors jointly by distillation from the float model (QFT)')
-    .option('--epochs <n>', 'QFT passes over the calibration images', positiveInt('--epochs'), DEFAULT_EPOCHS)
-    .option('--lr-weights <x>', 'QFT peak Adam learning rate of weights and biases (in quantization steps)', positiveNumber('--lr-weights'), DEFAULT_LR_WEIGHTS)
-    .option('--lr-scales <x>', 'QFT peak Adam learning rate of step sizes and equalization factors (relative)', positiveNumber('--lr-scales'), DEFAULT_LR_SCALES)
-    .option('--schedule <name>', 'QFT learning-rate schedule: cosine (5% warm-up, then cosine decay) or constant', choice('--schedule', ['cosine', 'constant'] as const), 'cosine')
-    .option('--loss <kind>', 'QFT distillation loss: kl (logits), l2 (normalized, on --loss-layers) or kl+l2', choice('--loss', ['kl', 'l2', 'kl+l2'] as const), 'kl')
+    .option('--epochs <n>', 'QFT passes over the calibration images', positiveInt('--epochs'), QFT_DEFAULTS.epochs)
+    .option('--lr-weights <x>', 'QFT peak Adam learning rate of weights and biases (in quantization steps)', positiveNumber('--lr-weights'), QFT_DEFAULTS.lrWeights)
+    .option('--lr-scales <x>', 'QFT peak Adam learning rate of step sizes and equalization factors (relative)', positiveNumber('--lr-scales'), QFT_DEFAULTS.lrScales)
+    .option('--schedule <name>', 'QFT learning-rate schedule: cosine (5% warm-up, then cosine decay) or constant', choice('--schedule', ['cosine', 'constant'] as const), QFT_DEFAULTS.schedule)
+    .option('--loss <kind>', 'QFT distillation loss: kl (logits), l2 (normalized, on --loss-layers) or kl+l2', choice('--loss', ['kl', 'l2', 'kl+l2'] as const), QFT_DEFAULTS.loss)
     .option('--loss-layers <names>', 'comma-separated values of the float model for the L2 loss (default: the input of the last layer)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--train <groups>', `QFT groups to train, comma-separated: ${TRAINED_GROUPS.join(', ')}`, groupList, [...TRAINED_GROUPS])
     .option('--checkpoint <dir>', 'save QFT progress here; rerunning the same command continues from it')
@@ -215,7 +209,7 @@ export function registerQuantize(program: Command): void {
         accuracy = { float: await measure(model, 'eval float'), quantized: await measure(result.model, 'eval quantized') };
       }
       const modelOut = join(opts.output, 'model.qdq.onnx');
-      const reportOut = join(opts.output, 'report.json');
+      const reportFiles = reportFilesIn(opts.output);
       const npuOut = join(opts.output, 'npu');
       // The QDQ model is useful on its own; a layer the integer package cannot express yet
       // costs only the package.
@@ -244,11 +238,9 @@ export function registerQuantize(program: Command): void {
           passes: passes.changes,
           ...(qft ? { qft } : {}),
         };
-        writeJsonResult(reportOut, report);
-        writeReportHtml(opts.output, report);
+        writeReportFiles(reportFiles, report);
       } catch (e) {
         rmSync(modelOut, { force: true });
-        rmSync(reportOut, { force: true });
         rmSync(npuOut, { recursive: true, force: true });
         throw e;
       }
@@ -266,6 +258,6 @@ export function registerQuantize(program: Command): void {
       if (accuracy?.float && accuracy.quantized)
         console.log(`top-1 on ${opts.eval}: float ${percent(accuracy.float.top1)}, quantized ${percent(accuracy.quantized.top1)} (n = ${accuracy.float.n})`);
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
-      console.log(`wrote ${modelOut}${npu ? `, ${npuOut}/ (integer NPU package)` : ''}, ${reportOut} and ${join(opts.output, 'report.html')}`);
+      console.log(`wrote ${modelOut}${npu ? `, ${npuOut}/ (integer NPU package)` : ''}, ${reportFiles.json} and ${reportFiles.html}`);
     });
 }
