@@ -214,6 +214,9 @@ test('equalization factors: trained between conv → ReLU → conv and folded in
   const params = await ptq(model, images, 8, 'channel');
   const student = buildStudent(model, params, 'y', { scaleRatio: 1, batch: 4 });
   assert.equal(student.equalization.length, 1);
+  const trained = await finetuneImages(model, params, images, { batch: 4, epochs: 2, lrScales: 0.05, threads: 1 });
+  assert.equal(trained.equalizedPairs, 1);
+  assert.ok(trained.losses.every(Number.isFinite));
   // f < 1 grows the first layer's weights: its step sizes grow with them (θ = 1/f − 1), so its
   // integer weights stay PTQ's; the second layer's shrink within their grid.
   const f = [0.8, 0.9, 0.7];

@@ -163,7 +163,7 @@ export function buildStudent(model: Model, params: QuantizationParams, logits: s
     if (perGroup !== channels && !depthwise) continue;
     const theta = trained('equalization', `${first.name}_equalization_qft`, [channels]);
     const f = affine(b.scalar(1), b.scalar(ratio), theta);
-    outFactor.set(i1, b.op('Reciprocal', [f]));
+    outFactor.set(i1, b.op('Div', [b.scalar(1), f]));
     inFactor.set(i2, b.reshape(f, depthwise ? [channels, 1, 1, 1] : [1, channels, 1, 1]));
     equalization.push({ first: i1, second: i2, theta });
   }
