@@ -31,7 +31,7 @@ export const qftSection: ReportSection = {
       .map(([k, v]) => [esc(k), `<code>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</code>`]);
     return (
       '<p class="note">Distillation loss between the float model (teacher) and the quantized model (student) while QFT trains ' +
-      'weights, biases and step sizes; lower is closer to the float model. Each step\'s loss is measured on its batch before the update.</p>' +
+      'weights, biases, step sizes and equalization factors (as its options say); lower is closer to the float model. Each step\'s loss is measured on its batch before the update.</p>' +
       lossChart(q) +
       summary +
       (options.length ? `<h3>Options</h3>` + table(['option', 'value'], options) : '')
