@@ -1,11 +1,9 @@
 import { attrFloat } from '../../graph/graph.js';
 import type { GradContext, RuleTable } from '../rule.js';
-import { range } from './helpers.js';
+import { masked, range } from './helpers.js';
 
 /** dy where `mask` holds, else 0. */
-function where(ctx: GradContext, mask: string, g = ctx.dy): string {
-  return ctx.b.op('Where', [mask, g, ctx.b.scalar(0)], {}, `${ctx.node.name}_grad`);
-}
+const where = (ctx: GradContext, mask: string): string => masked(ctx, mask, ctx.dy);
 
 /** Σ over all elements of dy where `mask` holds: the gradient of a scalar clip bound. */
 function boundGrad(ctx: GradContext, mask: string): string {

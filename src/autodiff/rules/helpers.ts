@@ -36,6 +36,17 @@ export function reshapeTo(ctx: GradContext, g: string, like: string): string {
     : ctx.b.reshapeLike(g, like, `${ctx.node.name}_grad`);
 }
 
+/**
+ * `g` where boolean `mask` holds, else 0. A Mul by the mask as 0/1 floats: onnxruntime's
+ * Where against a broadcast scalar 0 runs at about half the speed of Cast + Mul on
+ * activation-sized tensors, and Where is what the backward pass of every clamp and fake
+ * quantization runs on. (A non-finite `g` outside the mask gives NaN instead of 0.)
+ */
+export function masked(ctx: GradContext, mask: string, g: string, hint = `${ctx.node.name}_grad`): string {
+  const { b } = ctx;
+  return b.op('Mul', [g, b.op('Cast', [mask], { to: { type: 'int', value: 1 } })], {}, hint);
+}
+
 /** Calls `make` on first use only, so a shared intermediate is emitted once. */
 export function once<T>(make: () => T): () => T {
   let value: T | undefined;

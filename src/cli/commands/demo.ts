@@ -14,6 +14,7 @@ import { positiveInt } from './eval.js';
 import type { PresetName } from '../../data/preprocess.js';
 import { quantizeModel } from '../../quantization/quantize.js';
 import { loadProfile } from '../../quantization/profile.js';
+import { checkOutputFolder, runQuantize, type QuantizeRun } from '../../pipeline/quantize-run.js';
 
 /** The models the demo runs, with the data they are evaluated on. */
 const DEMO_RUNS: { model: string; data: string; preset?: PresetName }[] = [
@@ -29,18 +30,25 @@ const DEMO_RUNS: { model: string; data: string; preset?: PresetName }[] = [
 const PTQ_MODEL = 'mobilenet_v2_1.0_224_int8.tflite';
 const PTQ_PROFILES = ['w8a8-tensor', 'w8a8-shift', 'w8a8-channel'];
 const PTQ_CALIB_IMAGES = 256;
+/** The profile whose run leaves a QDQ model, NPU package and report in --output. */
+const OUTPUT_PROFILE = 'w8a8-shift';
 
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('Import every model in ../shared/models and evaluate it, then quantize MobileNetV2 for three targets and evaluate those.')
+    .description(
+      'Import every model in ../shared/models and evaluate it, then quantize MobileNetV2 for three 8-bit targets and evaluate those; ' +
+        `the ${OUTPUT_PROFILE} run writes its QDQ model, integer NPU package and report.html to --output.`,
+    )
     .option('--shared <dir>', 'folder holding models/, data/ and reference/', '../shared')
     .option('--limit <n>', 'images per dataset (default: all)', positiveInt('--limit'))
+    .option('--output <dir>', `folder for the ${OUTPUT_PROFILE} run's model.qdq.onnx, npu/, report.json and report.html, by default in the current folder`, 'quantflow-demo')
     .option('--json <file>', 'write the table as JSON')
-    .action(async (opts: { shared: string; limit?: number; json?: string }) => {
+    .action(async (opts: { shared: string; limit?: number; output: string; json?: string }) => {
       const shared = resolve(opts.shared);
       if (!existsSync(join(shared, 'models')))
         throw new QuantflowError(`${shared}: no models/ folder; pass --shared <dir> pointing at the shared models and data`);
+      checkOutputFolder(opts.output);
       const rows: (string | number)[][] = [['model', 'data', 'n', 'top-1', 'top-5', 'images/s', 'agrees with reference']];
       const results = [];
       for (const run of DEMO_RUNS) {
@@ -66,7 +74,8 @@ export function registerDemo(program: Command): void {
       }
       console.log(formatTable(rows));
 
-      // Then quantize one of them for the three 8-bit weight granularities (bias correction on, the default).
+      // Then quantize one of them for the three 8-bit weight granularities (bias correction on,
+      // the default); the w8a8-shift run goes through the whole pipeline and leaves its outputs.
       const modelPath = join(shared, 'models', PTQ_MODEL);
       const model = await prepareModel(loadModel(modelPath));
       const calib = await loadDataset(join(shared, 'data', 'imagenet-sample-1k'));
@@ -75,19 +84,44 @@ export function registerDemo(program: Command): void {
       const float = results.find((r) => r.model === PTQ_MODEL)!;
       ptqRows.push([PTQ_MODEL, 'float', '-', percent(float.top1), percent(float.top5)]);
       const ptq = [];
+      let written: QuantizeRun | undefined;
       for (const profile of PTQ_PROFILES) {
-        const bar = progressBar(`quantize ${profile}`, PTQ_CALIB_IMAGES);
-        const q = await quantizeModel(model, calib, { profile: loadProfile(profile), calibLimit: PTQ_CALIB_IMAGES, onProgress: (d) => bar.update(d) });
-        bar.stop();
-        const r = await evaluate(q.model, val, { limit: opts.limit, preset: q.preset });
-        ptqRows.push([PTQ_MODEL, profile, q.calibrationImages, percent(r.top1), percent(r.top5)]);
-        ptq.push({ model: PTQ_MODEL, profile, calibrationImages: q.calibrationImages, n: r.n, top1: r.top1, top5: r.top5 });
+        let q: { calibrationImages: number; n: number; top1: number; top5: number };
+        if (profile === OUTPUT_PROFILE) {
+          written = await runQuantize({
+            model: modelPath,
+            calib: calib.dir,
+            profile,
+            output: opts.output,
+            calibLimit: PTQ_CALIB_IMAGES,
+            eval: val.dir,
+            evalLimit: opts.limit,
+            // Measured in the table above, on the same images with the same preprocessing.
+            floatAccuracy: { data: val.dir, n: float.n, top1: float.top1, top5: float.top5 },
+            onStage: (stage, total) => progressBar(stage === 'calibrate' ? `quantize ${profile}` : `${stage} ${profile}`, total),
+          });
+          q = { calibrationImages: written.quantization.calibrationImages, ...written.accuracy!.quantized! };
+        } else {
+          const bar = progressBar(`quantize ${profile}`, PTQ_CALIB_IMAGES);
+          const quantized = await quantizeModel(model, calib, { profile: loadProfile(profile), calibLimit: PTQ_CALIB_IMAGES, onProgress: (d) => bar.update(d) });
+          bar.stop();
+          const r = await evaluate(quantized.model, val, { limit: opts.limit, preset: quantized.preset });
+          q = { calibrationImages: quantized.calibrationImages, n: r.n, top1: r.top1, top5: r.top5 };
+        }
+        ptqRows.push([PTQ_MODEL, profile, q.calibrationImages, percent(q.top1), percent(q.top5)]);
+        ptq.push({ model: PTQ_MODEL, profile, calibrationImages: q.calibrationImages, n: q.n, top1: q.top1, top5: q.top5 });
       }
       console.log('');
       console.log(formatTable(ptqRows));
+      const { files, npuProblem } = written!;
       console.log(
-        `\nFor the QDQ model, the integer NPU package and report.html: npx quantflow quantize ${modelPath} --calib ${calib.dir} --profile w8a8-shift --eval ${val.dir} -o out`,
+        `\nThe ${OUTPUT_PROFILE} run wrote ${files.model} (QDQ model)${files.npu ? `, ${files.npu}/ (integer NPU package)` : ''} and ${files.json}; ` +
+          `open ${files.html} in a browser.`,
       );
-      if (opts.json) writeJsonResult(opts.json, { evaluation: results, quantization: ptq });
+      if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
+      console.log(
+        `With all 1,000 calibration images, another --profile or --qft: npx quantflow quantize ${modelPath} --calib ${calib.dir} --profile ${OUTPUT_PROFILE} --eval ${val.dir} -o out`,
+      );
+      if (opts.json) writeJsonResult(opts.json, { evaluation: results, quantization: ptq, outputs: files });
     });
 }

@@ -1,30 +1,14 @@
-import { join } from 'node:path';
-import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { loadModel } from '../../import/load.js';
-import { prepareModel } from '../../import/prepare.js';
-import { loadDataset } from '../../data/dataset.js';
-import { writeOnnxFile } from '../../onnx/write.js';
-import { builtinProfiles, loadProfile } from '../../quantization/profile.js';
-import { buildQuantizedModel, quantizeModel } from '../../quantization/quantize.js';
+import { builtinProfiles } from '../../quantization/profile.js';
 import type { RangeMethod } from '../../quantization/calibration.js';
 import { progressBar } from '../progress.js';
 import { formatTable, percent } from '../table.js';
-import { evaluate } from '../../eval/evaluate.js';
-import { reportFilesIn, writeReportFiles } from '../report-files.js';
-import { runManifest } from '../../report/manifest.js';
-import { PassLog } from '../../passes/pass-log.js';
-import { layerWeightStats } from '../../report/weight-stats.js';
-import type { QftReport, QuantizeReportJson } from '../../report/types.js';
-import { buildNpuPackage } from '../../npu/package.js';
-import type { NpuPackage } from '../../npu/types.js';
-import { QuantflowError } from '../../util/errors.js';
-import { writeNpuPackage } from '../../npu/io.js';
 import { positiveInt, presetOption } from './eval.js';
 import type { PresetName } from '../../data/preprocess.js';
-import { finetune, QFT_DEFAULTS, type LrSchedule } from '../../qft/finetune.js';
+import { QFT_DEFAULTS, type LrSchedule } from '../../qft/finetune.js';
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../../qft/student.js';
+import { runQuantize } from '../../pipeline/quantize-run.js';
 
 const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
 
@@ -117,133 +101,55 @@ export function registerQuantize(program: Command): void {
         'Example:\n  quantflow quantize mobilenet_v2.tflite --calib ../shared/data/imagenet-sample-1k --profile w8a8-shift -o out/',
     )
     .action(async (modelPath: string, opts: QuantizeCliOptions) => {
-      const profile = loadProfile(opts.profile);
-      // Both flags exist so that the default (on) can be stated and overridden explicitly.
-      const biasCorrection = opts.biasCorrection ?? true;
-      const manifest = runManifest({
-        options: {
-          calibration: opts.calibration,
-          calibLimit: opts.calibLimit,
-          batch: opts.batch,
-          preset: opts.preset ?? null,
-          biasCorrection,
-          equalize: !!opts.equalize,
-          eval: opts.eval ?? null,
-        },
-        profile,
-        inputs: [modelPath, opts.calib, ...(/[/\\]|\.json$/.test(opts.profile) ? [opts.profile] : [])],
-      });
-      const passes = new PassLog();
-      const model = await prepareModel(loadModel(modelPath), passes);
-      const calib = await loadDataset(opts.calib);
-      const evalData = opts.eval ? await loadDataset(opts.eval) : undefined;
-      const bar = progressBar('calibrate', Math.min(opts.calibLimit, calib.items.length));
-      let result = await quantizeModel(model, calib, {
-        profile,
+      // Ctrl-C during QFT ends the current step and saves the checkpoint; a second one exits at once.
+      const interrupt = new AbortController();
+      const onSigint = () => interrupt.abort();
+      const { quantization: result, profile, accuracy, files, npuProblem, finetune: tuned } = await runQuantize({
+        model: modelPath,
+        calib: opts.calib,
+        profile: opts.profile,
+        output: opts.output,
         calibration: opts.calibration,
         calibLimit: opts.calibLimit,
         batch: opts.batch,
         preset: opts.preset,
-        biasCorrection,
+        biasCorrection: opts.biasCorrection,
         equalize: !!opts.equalize,
-        onProgress: (done) => bar.update(done),
+        eval: opts.eval,
+        qft: opts.qft
+          ? {
+              epochs: opts.epochs,
+              lrWeights: opts.lrWeights,
+              lrScales: opts.lrScales,
+              schedule: opts.schedule,
+              loss: opts.loss,
+              lossLayers: opts.lossLayers,
+              train: opts.train,
+              seed: opts.seed,
+              timeBudgetSeconds: opts.timeBudget,
+              checkpoint: opts.checkpoint,
+              signal: interrupt.signal,
+            }
+          : undefined,
+        onStage: (stage, total) => {
+          const bar = progressBar(stage, total, { loss: stage === 'qft' });
+          if (stage !== 'qft') return bar;
+          // Only while QFT trains: elsewhere Ctrl-C keeps its default, exiting at once.
+          process.once('SIGINT', onSigint);
+          return {
+            update: bar.update,
+            stop: () => {
+              process.removeListener('SIGINT', onSigint);
+              bar.stop();
+            },
+          };
+        },
       });
-      bar.stop();
-      let qft: QftReport | undefined;
-      if (opts.qft) {
-        // Steps per epoch as finetune counts them: whole batches of the decoded images.
-        const images = result.calibrationImages;
-        const qftBar = progressBar('qft', opts.epochs * Math.floor(images / Math.min(opts.batch, images)), { loss: true });
-        const qftOptions = {
-          epochs: opts.epochs,
-          batch: opts.batch,
-          lrWeights: opts.lrWeights,
-          lrScales: opts.lrScales,
-          schedule: opts.schedule,
-          loss: opts.loss,
-          lossLayers: opts.lossLayers,
-          train: Object.fromEntries(TRAINED_GROUPS.map((g) => [g, opts.train.includes(g)])),
-          seed: opts.seed,
-        };
-        // Ctrl-C ends the current step and saves the checkpoint; a second one exits at once.
-        const interrupt = new AbortController();
-        const onSigint = () => interrupt.abort();
-        process.once('SIGINT', onSigint);
-        let tuned;
-        try {
-          tuned = await finetune(result, calib, {
-            ...qftOptions,
-            timeBudgetSeconds: opts.timeBudget,
-            calibLimit: opts.calibLimit,
-            checkpoint: opts.checkpoint,
-            signal: interrupt.signal,
-            onProgress: (step, _total, loss) => qftBar.update(step, { loss }),
-          });
-        } finally {
-          process.removeListener('SIGINT', onSigint);
-          qftBar.stop();
-        }
-        const built = await buildQuantizedModel(tuned.model, tuned.params, profile, result.sample, result.float);
-        result = { ...result, model: built.model, params: tuned.params, layers: built.layers };
-        qft = {
-          options: { ...qftOptions, train: opts.train, equalizedPairs: tuned.equalizedPairs, teacherCached: tuned.teacherCached },
-          steps: tuned.steps,
-          seconds: tuned.seconds,
-          initialLoss: tuned.initialLoss,
-          epochLosses: tuned.losses,
-          stepLosses: tuned.stepLosses,
-        };
+      if (tuned)
         console.log(
           `QFT: ${tuned.steps} steps${tuned.stepsRun < tuned.steps ? ` (${tuned.steps - tuned.stepsRun} from the checkpoint)` : ''} in ${tuned.seconds.toFixed(1)} s; ` +
             `loss on the first batch ${tuned.initialLoss.toExponential(3)} (PTQ), mean per epoch ${tuned.losses.map((l) => l.toExponential(3)).join(', ')}`,
         );
-      }
-      let accuracy: QuantizeReportJson['accuracy'];
-      if (evalData) {
-        const measure = async (m: typeof model, label: string) => {
-          const evalBar = progressBar(label, evalData.items.length);
-          const r = await evaluate(m, evalData, { preset: result.preset, onProgress: (d) => evalBar.update(d) });
-          evalBar.stop();
-          return { data: opts.eval!, n: r.n, top1: r.top1, top5: r.top5 };
-        };
-        accuracy = { float: await measure(model, 'eval float'), quantized: await measure(result.model, 'eval quantized') };
-      }
-      const modelOut = join(opts.output, 'model.qdq.onnx');
-      const reportFiles = reportFilesIn(opts.output);
-      const npuOut = join(opts.output, 'npu');
-      // The QDQ model is useful on its own; a layer the integer package cannot express yet
-      // costs only the package.
-      let npu: NpuPackage | undefined;
-      let npuProblem: string | undefined;
-      try {
-        npu = await buildNpuPackage(result.model, profile, { preset: result.preset });
-      } catch (e) {
-        if (!(e instanceof QuantflowError)) throw e;
-        npuProblem = e.message;
-      }
-      try {
-        writeOnnxFile(result.model, modelOut);
-        if (npu) writeNpuPackage(npuOut, npu);
-        const stats = layerWeightStats(model, result.plan);
-        const report: QuantizeReportJson = {
-          model: modelPath,
-          profile,
-          calibration: { method: opts.calibration, images: result.calibrationImages, preset: result.preset, folder: opts.calib },
-          biasCorrection,
-          seconds: { ...result.seconds, ...(qft ? { qft: qft.seconds } : {}) },
-          accuracy,
-          layers: result.layers.map((l) => ({ ...l, ...stats.get(l.name) })),
-          activations: Object.fromEntries(result.params.activations),
-          manifest,
-          passes: passes.changes,
-          ...(qft ? { qft } : {}),
-        };
-        writeReportFiles(reportFiles, report);
-      } catch (e) {
-        rmSync(modelOut, { force: true });
-        rmSync(npuOut, { recursive: true, force: true });
-        throw e;
-      }
       const worst = [...result.layers].sort((a, b) => (a.outputSqnrDb ?? Infinity) - (b.outputSqnrDb ?? Infinity)).slice(0, 8);
       console.log(
         formatTable([
@@ -258,6 +164,6 @@ export function registerQuantize(program: Command): void {
       if (accuracy?.float && accuracy.quantized)
         console.log(`top-1 on ${opts.eval}: float ${percent(accuracy.float.top1)}, quantized ${percent(accuracy.quantized.top1)} (n = ${accuracy.float.n})`);
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
-      console.log(`wrote ${modelOut}${npu ? `, ${npuOut}/ (integer NPU package)` : ''}, ${reportFiles.json} and ${reportFiles.html}`);
+      console.log(`wrote ${files.model}${files.npu ? `, ${files.npu}/ (integer NPU package)` : ''}, ${files.json} and ${files.html}`);
     });
 }

@@ -1,0 +1,271 @@
+/**
+ * The quantize pipeline end to end, as `quantflow quantize` and `quantflow demo` run it:
+ * import → PTQ (→ QFT) → evaluate → integer NPU package → report, written into one folder.
+ */
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadDataset } from '../data/dataset.js';
+import type { PresetName } from '../data/preprocess.js';
+import { evaluate } from '../eval/evaluate.js';
+import type { Model } from '../graph/types.js';
+import { loadModel } from '../import/load.js';
+import { prepareModel } from '../import/prepare.js';
+import { writeNpuPackage } from '../npu/io.js';
+import { buildNpuPackage } from '../npu/package.js';
+import type { NpuPackage } from '../npu/types.js';
+import { writeOnnxFile } from '../onnx/write.js';
+import { PassLog } from '../passes/pass-log.js';
+import { finetune, QFT_DEFAULTS, type FinetuneResult, type LrSchedule } from '../qft/finetune.js';
+import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../qft/student.js';
+import type { RangeMethod } from '../quantization/calibration.js';
+import { loadProfile, type TargetProfile } from '../quantization/profile.js';
+import { buildQuantizedModel, quantizeModel, type QuantizeResult } from '../quantization/quantize.js';
+import { runManifest } from '../report/manifest.js';
+import type { AccuracyReport, QftReport, QuantizeReportJson } from '../report/types.js';
+import { layerWeightStats } from '../report/weight-stats.js';
+import { QuantflowError } from '../util/errors.js';
+import { reportFilesIn, writeReportFiles } from '../cli/report-files.js';
+
+/** The stages of a run that take long enough to show progress for, in the order they run. */
+export type QuantizeStage = 'calibrate' | 'qft' | 'eval float' | 'eval quantized';
+
+/** Receives one stage's progress; `stop` is called when the stage ends, also when it fails. */
+export interface StageReporter {
+  /** Work done so far (images, or QFT steps with the step's loss). */
+  update(done: number, values?: { loss: number }): void;
+  stop(): void;
+}
+
+/** QFT after PTQ; anything left out takes its value from `QFT_DEFAULTS` (seed 0, every group trained). */
+export interface QftRunOptions {
+  epochs?: number;
+  lrWeights?: number;
+  lrScales?: number;
+  schedule?: LrSchedule;
+  loss?: LossKind;
+  /** Values of the float model the L2 loss compares (default: the input of the last layer). */
+  lossLayers?: string[];
+  train?: readonly TrainedGroup[];
+  seed?: number;
+  timeBudgetSeconds?: number;
+  /** Folder for QFT checkpoints; a rerun of the same run continues from it. */
+  checkpoint?: string;
+  /** Ends QFT after the current step, saving the checkpoint if any; the run then fails with a QuantflowError. */
+  signal?: AbortSignal;
+}
+
+/** What to quantize, how, and where to write it. Paths are recorded in the report as given. */
+export interface QuantizeRunOptions {
+  /** Float model (.tflite or .onnx). */
+  model: string;
+  /** Calibration images (labels.csv or class folders; labels unused). */
+  calib: string;
+  /** Built-in profile name or a profile JSON file. */
+  profile: string;
+  /** Output folder for model.qdq.onnx, npu/, report.json and report.html. */
+  output: string;
+  /** Activation range method (default 'mse'). */
+  calibration?: RangeMethod;
+  /** Calibration images used (default 1000). */
+  calibLimit?: number;
+  /** Images per calibration and QFT batch (default 16). */
+  batch?: number;
+  /** Preprocessing; chosen from the model when absent. */
+  preset?: PresetName;
+  /** Default true. */
+  biasCorrection?: boolean;
+  equalize?: boolean;
+  /** Labelled folder on which float and quantized top-1/top-5 are measured. */
+  eval?: string;
+  /** Only the first `evalLimit` images of `eval`. */
+  evalLimit?: number;
+  /**
+   * The float model's accuracy on `eval` (same preset and limit) when the caller has measured
+   * it already: it goes into the report instead of being measured again.
+   */
+  floatAccuracy?: AccuracyReport;
+  qft?: QftRunOptions;
+  /** Called as each stage starts, with the amount of work; the reporter it returns follows that stage. */
+  onStage?: (stage: QuantizeStage, total: number) => StageReporter;
+}
+
+/** Where a run's outputs are. */
+export interface QuantizeRunFiles {
+  model: string;
+  /** The integer NPU package folder; absent when the model has a layer the package cannot express. */
+  npu?: string;
+  json: string;
+  html: string;
+}
+
+/** The outcome of `runQuantize`. */
+export interface QuantizeRun {
+  /** The quantization that was written (after QFT when it ran). */
+  quantization: QuantizeResult;
+  profile: TargetProfile;
+  /** The content of report.json. */
+  report: QuantizeReportJson;
+  files: QuantizeRunFiles;
+  /** Float and quantized accuracy when `eval` was given (as in `report`). */
+  accuracy?: QuantizeReportJson['accuracy'];
+  /** Why the integer NPU package was not written, when it was not. */
+  npuProblem?: string;
+  /** What QFT did, when it ran. */
+  finetune?: FinetuneResult;
+}
+
+/**
+ * Throws a QuantflowError when `dir` exists and is not a folder: checked up front, so that a
+ * run does not calibrate for minutes only to find it cannot write there.
+ */
+export function checkOutputFolder(dir: string): void {
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new QuantflowError(`${dir}: the output folder is a file`);
+}
+
+const SILENT: StageReporter = { update() {}, stop() {} };
+
+/**
+ * Quantizes a float model for a target profile and writes `<output>/model.qdq.onnx`,
+ * `<output>/npu/` (the integer NPU package, unless a layer cannot be lowered: see
+ * `npuProblem`), `<output>/report.json` and `<output>/report.html`. PTQ runs first; with
+ * `qft`, finetuning by distillation follows; with `eval`, float and quantized accuracy are
+ * measured. Writing is all or nothing: when any output fails, those already written are
+ * removed. User errors (unreadable inputs, bad options, an unwritable folder) are
+ * QuantflowErrors.
+ */
+export async function runQuantize(options: QuantizeRunOptions): Promise<QuantizeRun> {
+  const profile = loadProfile(options.profile);
+  checkOutputFolder(options.output);
+  const calibration = options.calibration ?? 'mse';
+  const calibLimit = options.calibLimit ?? 1000;
+  const batch = options.batch ?? 16;
+  const biasCorrection = options.biasCorrection ?? true;
+  const manifest = runManifest({
+    options: {
+      calibration,
+      calibLimit,
+      batch,
+      preset: options.preset ?? null,
+      biasCorrection,
+      equalize: !!options.equalize,
+      eval: options.eval ?? null,
+      ...(options.evalLimit ? { evalLimit: options.evalLimit } : {}),
+    },
+    profile,
+    inputs: [options.model, options.calib, ...(/[/\\]|\.json$/.test(options.profile) ? [options.profile] : [])],
+  });
+  const passes = new PassLog();
+  const model = await prepareModel(loadModel(options.model), passes);
+  const calib = await loadDataset(options.calib);
+  const evalData = options.eval ? await loadDataset(options.eval) : undefined;
+  const stage = async <T>(name: QuantizeStage, total: number, work: (reporter: StageReporter) => Promise<T>): Promise<T> => {
+    const reporter = options.onStage?.(name, total) ?? SILENT;
+    try {
+      return await work(reporter);
+    } finally {
+      reporter.stop();
+    }
+  };
+
+  let result = await stage('calibrate', Math.min(calibLimit, calib.items.length), (r) =>
+    quantizeModel(model, calib, {
+      profile,
+      calibration,
+      calibLimit,
+      batch,
+      preset: options.preset,
+      biasCorrection,
+      equalize: !!options.equalize,
+      onProgress: (done) => r.update(done),
+    }),
+  );
+  let tuned: FinetuneResult | undefined;
+  let qft: QftReport | undefined;
+  if (options.qft) {
+    const q = options.qft;
+    const train = q.train ?? TRAINED_GROUPS;
+    const qftOptions = {
+      epochs: q.epochs ?? QFT_DEFAULTS.epochs,
+      batch,
+      lrWeights: q.lrWeights ?? QFT_DEFAULTS.lrWeights,
+      lrScales: q.lrScales ?? QFT_DEFAULTS.lrScales,
+      schedule: q.schedule ?? QFT_DEFAULTS.schedule,
+      loss: q.loss ?? QFT_DEFAULTS.loss,
+      lossLayers: q.lossLayers,
+      train: Object.fromEntries(TRAINED_GROUPS.map((g) => [g, train.includes(g)])),
+      seed: q.seed ?? 0,
+    };
+    // Steps per epoch as finetune counts them: whole batches of the decoded images.
+    const images = result.calibrationImages;
+    tuned = await stage('qft', qftOptions.epochs * Math.floor(images / Math.min(batch, images)), (r) =>
+      finetune(result, calib, {
+        ...qftOptions,
+        timeBudgetSeconds: q.timeBudgetSeconds,
+        calibLimit,
+        checkpoint: q.checkpoint,
+        signal: q.signal,
+        onProgress: (step, _total, loss) => r.update(step, { loss }),
+      }),
+    );
+    const built = await buildQuantizedModel(tuned.model, tuned.params, profile, result.sample, result.float);
+    result = { ...result, model: built.model, params: tuned.params, layers: built.layers };
+    qft = {
+      options: { ...qftOptions, train, equalizedPairs: tuned.equalizedPairs, teacherCached: tuned.teacherCached },
+      steps: tuned.steps,
+      seconds: tuned.seconds,
+      initialLoss: tuned.initialLoss,
+      epochLosses: tuned.losses,
+      stepLosses: tuned.stepLosses,
+    };
+  }
+
+  let accuracy: QuantizeReportJson['accuracy'];
+  if (evalData) {
+    const measure = (m: Model, name: QuantizeStage): Promise<AccuracyReport> =>
+      stage(name, Math.min(options.evalLimit ?? Infinity, evalData.items.length), async (r) => {
+        const e = await evaluate(m, evalData, { preset: result.preset, limit: options.evalLimit, onProgress: (d) => r.update(d) });
+        return { data: options.eval!, n: e.n, top1: e.top1, top5: e.top5 };
+      });
+    accuracy = { float: options.floatAccuracy ?? (await measure(model, 'eval float')), quantized: await measure(result.model, 'eval quantized') };
+  }
+
+  // The QDQ model is useful on its own; a layer the integer package cannot express yet
+  // costs only the package.
+  let npu: NpuPackage | undefined;
+  let npuProblem: string | undefined;
+  try {
+    npu = await buildNpuPackage(result.model, profile, { preset: result.preset });
+  } catch (e) {
+    if (!(e instanceof QuantflowError)) throw e;
+    npuProblem = e.message;
+  }
+  const reportFiles = reportFilesIn(options.output);
+  const npuDir = join(options.output, 'npu');
+  const files: QuantizeRunFiles = { model: join(options.output, 'model.qdq.onnx'), ...(npu ? { npu: npuDir } : {}), ...reportFiles };
+  const stats = layerWeightStats(model, result.plan);
+  const report: QuantizeReportJson = {
+    model: options.model,
+    profile,
+    calibration: { method: calibration, images: result.calibrationImages, preset: result.preset, folder: options.calib },
+    biasCorrection,
+    seconds: { ...result.seconds, ...(qft ? { qft: qft.seconds } : {}) },
+    accuracy,
+    layers: result.layers.map((l) => ({ ...l, ...stats.get(l.name) })),
+    activations: Object.fromEntries(result.params.activations),
+    manifest,
+    passes: passes.changes,
+    ...(qft ? { qft } : {}),
+  };
+  // Everything in a folder this run creates is its own, so the folder goes too when writing fails.
+  const createdOutput = !existsSync(options.output);
+  try {
+    writeOnnxFile(result.model, files.model);
+    if (npu) writeNpuPackage(npuDir, npu);
+    writeReportFiles(reportFiles, report);
+  } catch (e) {
+    // Only paths that exist: below a file nothing was written, and rm would fail there, hiding `e`.
+    for (const path of createdOutput ? [options.output] : [files.model, npuDir]) if (existsSync(path)) rmSync(path, { recursive: true, force: true });
+    throw e;
+  }
+  return { quantization: result, profile, report, files, accuracy, npuProblem, finetune: tuned };
+}
