@@ -19,7 +19,7 @@ import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { formatTable, percent } from '../src/cli/table.js';
 import { formatCount } from '../src/cli/commands/buffers.js';
-import { writeJsonResult } from '../src/cli/output.js';
+import { writeJsonResult } from '../src/util/fs.js';
 import { gateSimilarity } from '../src/tse/analyze.js';
 import { bufferReport } from '../src/tse/buffers.js';
 import { detectSqueezeExcite } from '../src/tse/detect.js';

@@ -8,7 +8,7 @@ import { floatTensor } from '../src/graph/tensor.js';
 import { planQuantization } from '../src/quantization/plan.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { renderReportHtml } from '../src/report/html.js';
-import { reportFilesIn, writeReportFiles } from '../src/cli/report-files.js';
+import { reportFilesIn, writeReportFiles } from '../src/report/files.js';
 import { shortLabels } from '../src/report/markup.js';
 import { niceTicks } from '../src/report/charts.js';
 import { stepsPerEpoch } from '../src/report/sections/qft.js';

@@ -24,7 +24,7 @@ import { runManifest } from '../report/manifest.js';
 import type { AccuracyReport, QftReport, QuantizeReportJson } from '../report/types.js';
 import { layerWeightStats } from '../report/weight-stats.js';
 import { QuantflowError } from '../util/errors.js';
-import { reportFilesIn, writeReportFiles } from '../cli/report-files.js';
+import { reportFilesIn, writeReportFiles } from '../report/files.js';
 
 /** The stages of a run that take long enough to show progress for, in the order they run. */
 export type QuantizeStage = 'calibrate' | 'qft' | 'eval float' | 'eval quantized';

@@ -19,3 +19,8 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
     throw e;
   }
 }
+
+/** Writes `value` as indented JSON, atomically (see `writeFileAtomic`). */
+export function writeJsonResult(path: string, value: unknown): void {
+  writeFileAtomic(path, JSON.stringify(value, null, 2) + '\n');
+}

@@ -11,8 +11,8 @@ import type { BufferReport } from '../../tse/buffers.js';
 import { withInputSize } from '../../tse/input-size.js';
 import { checkTileOptions, type TileOptions } from '../../tse/tile.js';
 import { formatTable, percent } from '../table.js';
-import { writeJsonResult } from '../output.js';
-import { reportFilesIn, writeReportFiles } from '../report-files.js';
+import { writeJsonResult } from '../../util/fs.js';
+import { reportFilesIn, writeReportFiles } from '../../report/files.js';
 import { positiveInt } from './eval.js';
 
 /** Rows the paper finds enough context for (arXiv 2107.02145): the default tile height. */

@@ -9,7 +9,7 @@ import { compareWithReference } from '../../eval/reference.js';
 import { QuantflowError } from '../../util/errors.js';
 import { progressBar } from '../progress.js';
 import { formatTable, percent } from '../table.js';
-import { writeJsonResult } from '../output.js';
+import { writeJsonResult } from '../../util/fs.js';
 import { positiveInt } from './eval.js';
 import type { PresetName } from '../../data/preprocess.js';
 import { quantizeModel } from '../../quantization/quantize.js';

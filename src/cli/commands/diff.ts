@@ -4,7 +4,7 @@ import { diffReports, type ReportDiff } from '../../report/diff.js';
 import type { JsonDb } from '../../report/types.js';
 import { shortLabels } from '../../report/markup.js';
 import { formatTable } from '../table.js';
-import { writeJsonResult } from '../output.js';
+import { writeJsonResult } from '../../util/fs.js';
 
 interface DiffOptions {
   json?: string;

@@ -7,7 +7,7 @@ import { PRESETS, type PresetName } from '../../data/preprocess.js';
 import { evaluate } from '../../eval/evaluate.js';
 import { progressBar } from '../progress.js';
 import { formatTable, percent } from '../table.js';
-import { writeJsonResult } from '../output.js';
+import { writeJsonResult } from '../../util/fs.js';
 
 /** Parses a positive integer option, with a message that names the option. */
 export function positiveInt(name: string): (value: string) => number {

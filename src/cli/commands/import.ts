@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { loadModel } from '../../import/load.js';
 import { writeOnnxFile } from '../../onnx/write.js';
 import { prepareModel } from '../../import/prepare.js';
-import { writeJsonResult } from '../output.js';
+import { writeJsonResult } from '../../util/fs.js';
 
 export function registerImport(program: Command): void {
   program

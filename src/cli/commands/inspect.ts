@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { inspectModel, type InspectReport, type LayerGroup } from '../../report/inspect.js';
 import { shortLabels } from '../../report/markup.js';
 import { formatTable } from '../table.js';
-import { writeJsonResult } from '../output.js';
+import { writeJsonResult } from '../../util/fs.js';
 import { formatCount } from './buffers.js';
 
 interface InspectOptions {

@@ -15,8 +15,8 @@ import { gateSimilarity, type SimilarityReport } from '../../tse/analyze.js';
 import { QuantflowError } from '../../util/errors.js';
 import { progressBar } from '../progress.js';
 import { formatTable } from '../table.js';
-import { writeJsonResult } from '../output.js';
-import { reportFilesBeside, reportFilesIn, writeReportFiles } from '../report-files.js';
+import { writeJsonResult } from '../../util/fs.js';
+import { reportFilesBeside, reportFilesIn, writeReportFiles } from '../../report/files.js';
 import { positiveInt, presetOption } from './eval.js';
 import { addTileOptions, bufferTable, nearMissLines, tileOptionsFrom, type TileCliOptions } from './buffers.js';
 

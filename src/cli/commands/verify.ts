@@ -10,7 +10,7 @@ import { verifyPackage, type TensorAgreement } from '../../npu/verify.js';
 import { readOnnxFile } from '../../onnx/read.js';
 import { loadProfile } from '../../quantization/profile.js';
 import { QuantflowError } from '../../util/errors.js';
-import { writeJsonResult } from '../output.js';
+import { writeJsonResult } from '../../util/fs.js';
 import { progressBar } from '../progress.js';
 import { formatTable } from '../table.js';
 import { positiveInt, presetOption } from './eval.js';

@@ -1,9 +1,8 @@
 import { rmSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
-import { renderReportHtml } from '../report/html.js';
-import type { ReportJson } from '../report/types.js';
-import { writeFileAtomic } from '../util/fs.js';
-import { writeJsonResult } from './output.js';
+import { renderReportHtml } from './html.js';
+import type { ReportJson } from './types.js';
+import { writeFileAtomic, writeJsonResult } from '../util/fs.js';
 
 /** Where a command writes its report: the data and the page. */
 export interface ReportFiles {
