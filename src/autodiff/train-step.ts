@@ -110,7 +110,7 @@ export class Trainer {
   static async create(model: Model, options: TrainingStepOptions, session: SessionOptions = {}): Promise<Trainer> {
     const io = buildTrainingStep(model, options);
     const initial = new Map(options.params.map((p) => [p, model.graph.initializers.get(p)!]));
-    return new Trainer(await openSession(io.model, session), io, initial);
+    return new Trainer(await openSession(io.model, { memoryPattern: false, ...session }), io, initial);
   }
 
   /** Runs one step on `feeds` (the model's inputs) with learning rate `lr`; returns the loss before the update. */
