@@ -12,14 +12,15 @@ import { QuantflowError } from '../util/errors.js';
 
 /**
  * The QFT student: the float graph with every quantizer of the PTQ result as a fake
- * quantization whose weights, biases and step sizes are trainable.
+ * quantization whose weights, biases and step sizes are trainable, plus per-channel
+ * equalization factors between convolutions that a factor can pass between.
  *
  * Every trained quantity is p = p₀ + u·θ with p₀ its PTQ value, u a constant unit and θ the
  * trained initializer, starting at 0. Adam moves each θ by about the learning rate per step
  * whatever the magnitude of p, so the unit decides what a learning rate means:
  * - weights: u = the PTQ step size of their channel, so lr is a fraction of a quantization step;
  * - step sizes: u = ratio·s₀, so lr·ratio is a relative change (one learning rate serves
- *   two groups: ratio = lrScales / lrWeights);
+ *   two groups: ratio = lrScales / lrWeights); equalization factors likewise, from 1;
  * - biases: u = the step size of the layer's quantized output (that of the clamp after it,
  *   if fused), so lr is a fraction of an output step; the weight step where there is none.
  */
