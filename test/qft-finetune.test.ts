@@ -8,7 +8,7 @@ import { activationQuantParams } from '../src/quantization/calibration.js';
 import { planQuantization } from '../src/quantization/plan.js';
 import { quantizeWeights } from '../src/quantization/weights.js';
 import { openSession, runModel, runSession } from '../src/runtime/session.js';
-import { buildStudent, exportStudent, finetuneImages, ImageSet } from '../src/qft/index.js';
+import { buildStudent, exportStudent, finetuneImages, ImageSet, learningRate } from '../src/qft/index.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor, int64Tensor } from '../src/graph/tensor.js';
@@ -240,4 +240,14 @@ test('equalization factors: trained between conv → ReLU → conv and folded in
   const quantized = (await runSession(session, { x })).y!.data as Float32Array;
   await session.release();
   assert.ok(maxAbsDiff(float, quantized) < 0.05 * Math.max(...float.map(Math.abs)), `max difference ${maxAbsDiff(float, quantized)}`);
+});
+
+test('learning-rate schedules: 5% linear warm-up, then a half cosine to zero; or constant', () => {
+  const cosine = learningRate('cosine', 100);
+  assert.deepEqual([0, 1, 4].map(cosine), [0.2, 0.4, 1]);
+  assert.equal(cosine(5), 1);
+  assert.ok(Math.abs(cosine(52.5) - 0.5) < 1e-12);
+  assert.ok(cosine(99) > 0 && cosine(99) < 0.001);
+  assert.equal(learningRate('cosine', 1)(0), 1, 'a single step runs at the full rate');
+  assert.deepEqual([0, 50, 99].map(learningRate('constant', 100)), [1, 1, 1]);
 });
