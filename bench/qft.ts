@@ -7,7 +7,7 @@
  *   npm run build && node dist/bench/qft.js [--model F] [--profile P] [--calib-limit N]
  *     [--epochs N] [--batch N] [--lr-weights X] [--lr-scales X] [--eval-limit N] [--seed N]
  *     [--schedule cosine|constant] [--train weights,biases,scales,equalization]
- *     [--data imagenet-val-650|cifar10-test] [--preset raw|...]
+ *     [--data imagenet-val-650|cifar10-test] [--preset raw|...] [--fixed-shifts]
  */
 import { parseArgs } from 'node:util';
 import type { PresetName } from '../src/data/preprocess.js';
@@ -34,6 +34,7 @@ const { values: args } = parseArgs({
     'eval-limit': { type: 'string', default: '650' },
     seed: { type: 'string', default: '0' },
     data: { type: 'string', default: 'imagenet-val-650' },
+    'fixed-shifts': { type: 'boolean', default: false },
     preset: { type: 'string' },
     schedule: { type: 'string', default: QFT_DEFAULTS.schedule },
     train: { type: 'string', default: 'weights,biases,scales,equalization' },
@@ -71,6 +72,7 @@ const tuned = await finetuneImages(model, ptq.params, images, {
   lrScales: Number(args['lr-scales']),
   seed: Number(args.seed),
   schedule: args.schedule as LrSchedule,
+  rechooseShifts: !args['fixed-shifts'],
   train: Object.fromEntries(TRAINED_GROUPS.map((g) => [g, args.train!.split(',').includes(g)])),
   biases: qdqBiases(ptq),
   onProgress: (step, total, loss) => {
@@ -123,6 +125,7 @@ console.log(
       lrScales: Number(args['lr-scales']),
       schedule: args.schedule,
       train: args.train,
+      fixedShifts: args['fixed-shifts'],
       wallSeconds,
       peakRssGiB,
       ptqSeconds,

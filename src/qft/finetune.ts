@@ -32,6 +32,8 @@ export interface FinetuneOptions {
   schedule?: LrSchedule;
   /** Which groups of quantities train (default: all); the others keep their PTQ values. */
   train?: Partial<Record<TrainedGroup, boolean>>;
+  /** Re-choose WESS shifts for the trained weights between epochs (default true); false keeps PTQ's. */
+  rechooseShifts?: boolean;
   /** Distillation loss (default 'kl'). */
   loss?: LossKind;
   /** Values the L2 loss compares (default: the input of the last weighted layer). */
@@ -159,7 +161,7 @@ export async function finetuneImages(
       }
       progress.epochLosses.push(mean(progress.stepLosses.slice(epoch * perEpoch)));
       // Shifts follow the weights between epochs; the last epoch's are the ones it trained with.
-      if (progress.step < total && student.layers.some((l) => l.shifts)) {
+      if (progress.step < total && (options.rechooseShifts ?? true) && student.layers.some((l) => l.shifts)) {
         const current = trainedShifts(model, student, currentValues(student, trainer));
         progress.shifts = Object.fromEntries([...current].map(([w, k]) => [w, [...k]]));
       }
@@ -259,8 +261,8 @@ function epochSeed(seed: number, epoch: number): number {
 function runFingerprint(student: Student, trained: string[], images: ImageSet, options: FinetuneOptions): string {
   const hash = createHash('sha256');
   const shapes = trained.map((p) => [p, student.model.graph.initializers.get(p)!.dims]);
-  const { epochs, batch, lrWeights, lrScales, seed, schedule, loss, lossLayers, train } = options;
-  hash.update(JSON.stringify({ shapes, epochs, batch, lrWeights, lrScales, seed, schedule, loss, lossLayers, train }));
+  const { epochs, batch, lrWeights, lrScales, seed, schedule, loss, lossLayers, train, rechooseShifts } = options;
+  hash.update(JSON.stringify({ shapes, epochs, batch, lrWeights, lrScales, seed, schedule, loss, lossLayers, train, rechooseShifts }));
   hash.update(new Uint8Array(images.data.buffer, images.data.byteOffset, images.data.byteLength));
   return hash.digest('hex');
 }
