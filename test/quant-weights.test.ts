@@ -6,7 +6,7 @@ import {
   quantizePerTensor,
   quantizeWeights,
   quantizeWithShifts,
-  shiftsForScale,
+  shiftsForReference,
   sqnrDb,
   type QuantizedWeights,
 } from '../src/quantization/weights.js';
@@ -125,11 +125,14 @@ test('WESS fits shifted channels to the reference that maximizes their mean reso
   assert.deepEqual([...q.q], [91, 127, 127, 127]);
 });
 
-test('shiftsForScale: hand-computed shifts for a fixed 4-bit layer scale', () => {
-  // Layer scale 1/7: channel max 1.0 fits at k = 0, 0.25 exactly at k = 2 (step 1/28);
-  // 0.06 at k = 4 (step 1/112, q = 7, error 0.0025) beats k = 3 (q = 3, error 0.0064) and
-  // k = 5 (clipped at 7·1/224 = 0.031). An all-zero channel keeps k = 0.
+test('shiftsForReference: the largest shift that keeps each channel within the reference', () => {
+  // Reference 1: max 1.0 → k = 0; 0.25 → k = 2 (exactly 1); 0.06 → k = 4 (0.96); all-zero → 0.
   const w = Float32Array.from([1, -0.5, 0.25, 0.1, 0.06, -0.02, 0, 0]);
-  assert.deepEqual([...shiftsForScale(w, 4, 1 / 7, 4, 15)], [0, 2, 4, 0]);
-  assert.deepEqual([...shiftsForScale(w, 4, 1 / 7, 4, 1)], [0, 1, 1, 0], 'bounded by maxShift');
+  assert.deepEqual([...shiftsForReference(w, 4, 1, 15)], [0, 2, 4, 0]);
+  assert.deepEqual([...shiftsForReference(w, 4, 1.9, 15)], [0, 2, 4, 0], 'within an octave nothing moves');
+  assert.deepEqual([...shiftsForReference(w, 4, 2, 15)], [1, 3, 5, 0], 'a doubled reference shifts every channel once more');
+  assert.deepEqual([...shiftsForReference(w, 4, 1, 1)], [0, 1, 1, 0], 'bounded by maxShift');
+  // PTQ's own shifts come out of the same rule with its reference.
+  const q = quantizeWithShifts(Float32Array.from([3, 1, 0.4, 0.2, 0.05, 0.01]), 3, { bits: 4, shiftBits: 4 });
+  assert.deepEqual(shiftsForReference(Float32Array.from([3, 1, 0.4, 0.2, 0.05, 0.01]), 3, q.shiftReference!, 15), q.shifts);
 });

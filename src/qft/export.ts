@@ -2,7 +2,7 @@ import type { QuantizationParams } from '../export/qdq.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { Model, TensorData } from '../graph/types.js';
 import { roundHalfToEven } from '../quantization/fixedpoint.js';
-import { dequantize, shiftsForScale, sqnrDb, type QuantizedWeights } from '../quantization/weights.js';
+import { dequantize, shiftsForReference, sqnrDb, type QuantizedWeights } from '../quantization/weights.js';
 import type { Student } from './student.js';
 
 /** Smallest step size a trained scale may end at: a θ driven below −1/ratio would flip its sign. */
@@ -50,6 +50,7 @@ export function exportStudent(
       ...(layerScale === undefined ? {} : { layerScale }),
       ...(layerShifts ? { shifts: layerShifts } : {}),
       ...(ptq.maxShift === undefined ? {} : { maxShift: ptq.maxShift }),
+      ...(ptq.shiftReference === undefined ? {} : { shiftReference: ptq.shiftReference }),
       q,
       sqnrDb: 0,
     };
@@ -72,7 +73,7 @@ export function exportStudent(
 
 /**
  * WESS shifts re-chosen for the student's current weights and layer scales (see
- * `shiftsForScale`), by weight name, for every 'shift' layer.
+ * `shiftsForReference`), by weight name, for every 'shift' layer.
  */
 export function trainedShifts(model: Model, student: Student, values: ReadonlyMap<string, TensorData>): Map<string, Int32Array> {
   const trained = new TrainedValues(model, student, values);
@@ -80,7 +81,8 @@ export function trainedShifts(model: Model, student: Student, values: ReadonlyMa
   student.layers.forEach(({ layer, ptq, scale }, index) => {
     if (ptq.granularity !== 'shift') return;
     const layerScale = trained.relative(ptq.layerScale!, trained.theta(scale)[0]!);
-    out.set(layer.weight, shiftsForScale(trained.weights(index), ptq.scale.length, layerScale, ptq.bits, ptq.maxShift ?? Math.max(...ptq.shifts!)));
+    const reference = (ptq.shiftReference ?? ptq.layerScale! * (2 ** (ptq.bits - 1) - 1)) * (layerScale / ptq.layerScale!);
+    out.set(layer.weight, shiftsForReference(trained.weights(index), ptq.scale.length, reference, ptq.maxShift ?? Math.max(...ptq.shifts!)));
   });
   return out;
 }

@@ -48,6 +48,8 @@ export interface QuantizedWeights {
   shifts?: Int32Array;
   /** The largest shift the target allows, 2^shiftBits − 1 ('shift' only). */
   maxShift?: number;
+  /** The range the shifted channels were fitted into ('shift' only; see `shiftsForReference`). */
+  shiftReference?: number;
   /** Integer weights in the narrow symmetric grid, same layout as the input (int4 unpacked). */
   q: Int8Array;
   /** Signal-to-quantization-noise ratio of this quantization, in dB. */
@@ -89,29 +91,19 @@ export function quantizeWithShifts(
   const all = Array.from({ length: channels }, (_, c) => c);
   const s = chooseScale(g, all, factors, options);
   const scale = Float32Array.from(factors, (f) => s * f);
-  return finish(g, options.bits, 'shift', scale, { layerScale: s, shifts, maxShift });
+  return finish(g, options.bits, 'shift', scale, { layerScale: s, shifts, maxShift, shiftReference: reference });
 }
 
 /**
- * WESS shifts for a given layer scale s: per channel, the k ≤ maxShift whose step s·2^−k
- * quantizes the channel (output channels first) with the least squared error. QFT re-chooses
- * shifts this way between epochs, as the trained weights and layer scale move.
+ * WESS shifts of weights (output channels first) against a given reference range: per
+ * channel the largest k ≤ maxShift with max|w|·2^k ≤ reference, the rule `quantizeWithShifts`
+ * applies. QFT re-chooses shifts this way between epochs, with PTQ's reference scaled as the
+ * layer scale trained: a channel keeps its shift unless its trained range crossed a power of
+ * two, so the rounding QFT has learned elsewhere stays where it was.
  */
-export function shiftsForScale(w: Float32Array, channels: number, layerScale: number, bits: number, maxShift: number): Int32Array {
+export function shiftsForReference(w: Float32Array, channels: number, reference: number, maxShift: number): Int32Array {
   const g = new ChannelGroups(w, channels);
-  const qmax = qmaxOf(bits);
-  const shifts = new Int32Array(channels);
-  for (let c = 0; c < channels; c++) {
-    let best = Infinity;
-    for (let k = 0; k <= maxShift; k++) {
-      const error = channelError(g, c, Math.fround(layerScale * 2 ** -k), qmax);
-      if (error < best) {
-        best = error;
-        shifts[c] = k;
-      }
-    }
-  }
-  return shifts;
+  return Int32Array.from(g.absMax, (m) => shiftFor(m, reference, maxShift));
 }
 
 /** The largest k ≤ maxShift with m·2^k ≤ reference (0 for an all-zero channel). */
@@ -278,7 +270,7 @@ function finish(
   bits: number,
   granularity: WeightGranularity,
   scale: Float32Array,
-  extra: { layerScale?: number; shifts?: Int32Array; maxShift?: number },
+  extra: { layerScale?: number; shifts?: Int32Array; maxShift?: number; shiftReference?: number },
 ): QuantizedWeights {
   const qmax = qmaxOf(bits);
   const q = new Int8Array(g.w.length);
