@@ -271,6 +271,27 @@ test('Concat and Pad (positive and negative pads)', () =>
     wrt: ['x', 'w'],
   }));
 
+test('Slice (negative start, end past the axis) and nearest Resize by integer factors, as TSE emits them', () =>
+  check({
+    inputs: input([2, 3, 3, 4]),
+    params: {
+      scales: floatTensor([4], [1, 1, 3, 2]),
+      starts: int64Tensor([3], [0, 1, -7]),
+      ends: int64Tensor([3], [8, 99, 7]),
+      axes: int64Tensor([3], [2, 1, 3]),
+    },
+    nodes: [
+      makeNode('Resize', ['x', '', 'scales'], ['r'], {
+        mode: attr.string('nearest'),
+        coordinate_transformation_mode: attr.string('asymmetric'),
+        nearest_mode: attr.string('floor'),
+      }),
+      makeNode('Slice', ['r', 'starts', 'ends', 'axes'], ['y']),
+    ],
+    out: 'y',
+    wrt: ['x'],
+  }));
+
 test('Softmax and LogSoftmax', () =>
   check({
     inputs: input([2, 3, 4]),

@@ -45,6 +45,57 @@ function padGrad(ctx: GradContext): (string | undefined)[] {
   return [b.op('Slice', [g, b.int64s(starts), b.int64s(ends), b.int64s(axes)], {}, `${node.name}_grad`)];
 }
 
+/** The constant int64 input `i` of the node, or undefined when absent. */
+function constantInts(ctx: GradContext, i: number): number[] | undefined {
+  const name = ctx.node.inputs[i];
+  return name ? toNumbers(ctx.constant(name) ?? ctx.fail(`input ${i} computed at run time has no gradient rule`)) : undefined;
+}
+
+/** Slice (opset 10+, step 1): the gradient is dy zero-padded back to the input's extent. */
+function sliceGrad(ctx: GradContext): (string | undefined)[] {
+  const { b, node } = ctx;
+  const shape = ctx.shape(node.inputs[0]!);
+  const rank = shape.length;
+  const starts = constantInts(ctx, 1)!;
+  const ends = constantInts(ctx, 2)!;
+  const axes = (constantInts(ctx, 3) ?? range(starts.length)).map((a) => (a < 0 ? a + rank : a));
+  if ((constantInts(ctx, 4) ?? []).some((step) => step !== 1)) ctx.fail('only Slice with step 1 has a gradient rule');
+  const pads = new Array<number>(2 * rank).fill(0);
+  axes.forEach((a, i) => {
+    const dim = shape[a];
+    if (!isNumber(dim)) ctx.fail(`Slice along axis ${a} needs a static size for gradients`);
+    const clamp = (v: number) => Math.max(0, Math.min(dim, v < 0 ? v + dim : v));
+    const start = clamp(starts[i]!);
+    pads[a] = start;
+    pads[rank + a] = dim - Math.max(start, clamp(ends[i]!));
+  });
+  return [b.op('Pad', [ctx.dy, b.int64s(pads)], {}, `${node.name}_grad`)];
+}
+
+/**
+ * Nearest-neighbour Resize by integer factors (asymmetric coordinates, floor rounding: every
+ * input pixel becomes an f×f block): each input pixel's gradient is the sum over its block.
+ */
+function resizeGrad(ctx: GradContext): (string | undefined)[] {
+  const { b, node } = ctx;
+  const mode = (name: string, fallback: string) => attrString(node, name, fallback);
+  if (mode('mode', 'nearest') !== 'nearest' || mode('coordinate_transformation_mode', 'half_pixel') !== 'asymmetric' || mode('nearest_mode', 'round_prefer_floor') !== 'floor')
+    ctx.fail('only nearest-neighbour Resize with asymmetric coordinates and floor rounding has a gradient rule');
+  const x = node.inputs[0]!;
+  const inShape = ctx.shape(x);
+  const outShape = ctx.shape(node.outputs[0]!);
+  if (inShape.length !== 4) ctx.fail('Resize gradients need a 4-D (NCHW) input');
+  const [, , h, w] = inShape;
+  const factors = [2, 3].map((a) => {
+    const f = Number(outShape[a]) / Number(inShape[a]);
+    if (!Number.isInteger(f) || f < 1) ctx.fail('Resize gradients need static spatial sizes enlarged by integer factors');
+    return f;
+  });
+  if (inShape[0] !== outShape[0] || inShape[1] !== outShape[1]) ctx.fail('Resize gradients need unchanged batch and channel dims');
+  const blocks = b.reshape(ctx.dy, [0, 0, Number(h), factors[0]!, Number(w), factors[1]!]);
+  return [b.reduceSum(blocks, [3, 5], false, `${node.name}_grad`)];
+}
+
 export const shapeRules: RuleTable = {
   Identity: { backward: (ctx) => [ctx.dy] },
   Reshape: reshapeLike,
@@ -62,4 +113,6 @@ export const shapeRules: RuleTable = {
   },
   Concat: { backward: concatGrad },
   Pad: { backward: padGrad },
+  Slice: { backward: sliceGrad },
+  Resize: { backward: resizeGrad },
 };
