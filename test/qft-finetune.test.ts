@@ -8,7 +8,7 @@ import { activationQuantParams } from '../src/quantization/calibration.js';
 import { planQuantization } from '../src/quantization/plan.js';
 import { quantizeWeights } from '../src/quantization/weights.js';
 import { openSession, runModel, runSession } from '../src/runtime/session.js';
-import { buildStudent, exportStudent, finetuneImages, ImageSet, learningRate } from '../src/qft/index.js';
+import { buildStudent, exportStudent, finetuneImages, ImageSet, learningRate, TeacherTargets } from '../src/qft/index.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor, int64Tensor } from '../src/graph/tensor.js';
@@ -250,4 +250,21 @@ test('learning-rate schedules: 5% linear warm-up, then a half cosine to zero; or
   assert.ok(cosine(99) > 0 && cosine(99) < 0.001);
   assert.equal(learningRate('cosine', 1)(0), 1, 'a single step runs at the full rate');
   assert.deepEqual([0, 50, 99].map(learningRate('constant', 100)), [1, 1, 1]);
+});
+
+test('teacher values: cached or recomputed per batch, the same numbers', async () => {
+  const model = floatModel();
+  const images = new ImageSet('x', [3, 5, 5], randomTensor([8, 3, 5, 5], 71).data as Float32Array);
+  const cached = await TeacherTargets.create(model, ['y', 'relu'], images, 4);
+  const recomputed = await TeacherTargets.create(model, ['y', 'relu'], images, 4, 0);
+  assert.ok(cached.cached && !recomputed.cached);
+  const indices = [5, 2, 7];
+  const batch = images.gather(indices, new Float32Array(3 * images.size));
+  const a = await cached.gather(indices, batch);
+  const b = await recomputed.gather(indices, batch);
+  for (const t of ['y', 'relu']) {
+    assert.deepEqual(a[t]!.dims, b[t]!.dims);
+    assert.ok(maxAbsDiff(a[t]!.data as Float32Array, b[t]!.data as Float32Array) < 1e-6, t);
+  }
+  await Promise.all([cached.release(), recomputed.release()]);
 });

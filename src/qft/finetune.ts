@@ -148,8 +148,9 @@ export async function finetuneImages(
       while (progress.step < (epoch + 1) * perEpoch) {
         const i = progress.step - epoch * perEpoch;
         const indices = order.slice(i * batch, (i + 1) * batch);
-        const targets = await teacher.gather(indices);
-        const feeds: Record<string, TensorData> = { [student.input]: images.gather(indices, input), ...shiftFeeds };
+        const batchImages = images.gather(indices, input);
+        const targets = await teacher.gather(indices, batchImages);
+        const feeds: Record<string, TensorData> = { [student.input]: batchImages, ...shiftFeeds };
         for (const t of student.targets) feeds[t.input] = targets[t.tensor]!;
         const loss = await trainer.step(feeds, lrWeights * rate(progress.step));
         progress.stepLosses.push(loss);
@@ -168,7 +169,8 @@ export async function finetuneImages(
       if (stopping()) break;
       save();
     }
-    if (progress.step % perEpoch !== 0 && progress.epochLosses.length * perEpoch < progress.step)
+    // A run stopped mid-epoch reports that epoch's mean so far.
+    if (progress.epochLosses.length * perEpoch < progress.step)
       progress.epochLosses.push(mean(progress.stepLosses.slice(progress.epochLosses.length * perEpoch)));
     const shifts = new Map(Object.entries(progress.shifts).map(([w, k]) => [w, Int32Array.from(k)]));
     const exported = exportStudent(model, params, student, currentValues(student, trainer), shifts);

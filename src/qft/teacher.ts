@@ -13,7 +13,8 @@ const CACHE_BYTES = 2e9;
  */
 export class TeacherTargets {
   private constructor(
-    private readonly images: ImageSet,
+    /** The model input the images feed. */
+    private readonly input: string,
     private readonly tensors: readonly string[],
     /** Per tensor: values of one image's [dims]. */
     readonly dims: ReadonlyMap<string, number[]>,
@@ -30,7 +31,7 @@ export class TeacherTargets {
       const n0 = Math.min(batch, images.count);
       const dims = new Map(tensors.map((t) => [t, first[t]!.dims.slice(1)]));
       const perImage = tensors.reduce((sum, t) => sum + first[t]!.data.length / n0, 0);
-      if (perImage * images.count * 4 > cacheBytes) return new TeacherTargets(images, tensors, dims, undefined, session);
+      if (perImage * images.count * 4 > cacheBytes) return new TeacherTargets(images.input, tensors, dims, undefined, session);
       const cache = new Map(tensors.map((t) => [t, new Float32Array((first[t]!.data.length / n0) * images.count)]));
       for (let start = 0; start < images.count; start += batch) {
         const n = Math.min(batch, images.count - start);
@@ -38,7 +39,7 @@ export class TeacherTargets {
         for (const t of tensors) cache.get(t)!.set(out[t]!.data as Float32Array, start * (out[t]!.data.length / n));
       }
       await session.release();
-      return new TeacherTargets(images, tensors, dims, cache, undefined);
+      return new TeacherTargets(images.input, tensors, dims, cache, undefined);
     } catch (e) {
       await session.release();
       throw e;
@@ -50,12 +51,14 @@ export class TeacherTargets {
     return this.cache !== undefined;
   }
 
-  /** The teacher's values of the listed images, one batch per tensor. */
-  async gather(indices: readonly number[]): Promise<Record<string, TensorData>> {
+  /**
+   * The teacher's values of the listed images, one batch per tensor. `batch` holds those
+   * images as the student's input batch: the float model runs on it when nothing is cached.
+   */
+  async gather(indices: readonly number[], batch: TensorData): Promise<Record<string, TensorData>> {
     const out: Record<string, TensorData> = {};
     if (!this.cache) {
-      const batch = this.images.gather(indices, new Float32Array(indices.length * this.images.size));
-      const values = await runSession(this.session!, { [this.images.input]: batch });
+      const values = await runSession(this.session!, { [this.input]: batch });
       for (const t of this.tensors) out[t] = values[t]!;
       return out;
     }
