@@ -8,7 +8,7 @@ import { activationQuantParams } from '../src/quantization/calibration.js';
 import { planQuantization } from '../src/quantization/plan.js';
 import { quantizeWeights } from '../src/quantization/weights.js';
 import { openSession, runModel, runSession } from '../src/runtime/session.js';
-import { buildStudent, exportStudent, finetuneImages, ImageSet, learningRate, TeacherTargets } from '../src/qft/index.js';
+import { buildStudent, exportStudent, finetuneImages, ImageSet, learningRate, TeacherTargets, TRAINED_GROUPS } from '../src/qft/index.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor, int64Tensor } from '../src/graph/tensor.js';
@@ -26,7 +26,7 @@ function floatModel(): Model {
 }
 
 /** PTQ by hand: min-max activation grids (uint8) and MSE weight scales at `bits`. */
-async function ptq(model: Model, images: ImageSet, bits: number, granularity: 'tensor' | 'channel' | 'shift'): Promise<QuantizationParams> {
+async function ptq(model: Model, images: ImageSet, bits: number, granularity: 'tensor' | 'channel' | 'shift', kernelTaps = 1): Promise<QuantizationParams> {
   const plan = planQuantization(model.graph);
   const outputs = plan.activations.map((name) => ({ name, dataType: 'float32' as const }));
   const out = await runModel({ ...model, graph: { ...model.graph, outputs } }, { x: images.slice(0, images.count) });
@@ -40,7 +40,7 @@ async function ptq(model: Model, images: ImageSet, bits: number, granularity: 't
     const t = model.graph.initializers.get(layer.weight)!;
     const w = layer.channelAxis === 0 ? toFloat32(t) : transpose(toFloat32(t), t.dims);
     const layerSpec = granularity === 'shift' ? { bits, granularity, shiftBits: 4 } : { bits, granularity };
-    return { layer, quantized: quantizeWeights(w, t.dims[layer.channelAxis]!, layerSpec as never) };
+    return { layer, quantized: quantizeWeights(w, t.dims[layer.channelAxis]!, layerSpec as never, { kernelTaps: layer.node.opType === 'Conv' ? kernelTaps : 1 }) };
   });
   return { activations, weights };
 }
@@ -267,4 +267,19 @@ test('teacher values: cached or recomputed per batch, the same numbers', async (
     assert.ok(maxAbsDiff(a[t]!.data as Float32Array, b[t]!.data as Float32Array) < 1e-6, t);
   }
   await Promise.all([cached.release(), recomputed.release()]);
+});
+
+test('QFT starts where PTQ ended: untrained, the student exports PTQ\'s integers, also those not rounded to nearest', async () => {
+  const model = floatModel();
+  const images = new ImageSet('x', [3, 5, 5], randomTensor([8, 3, 5, 5], 71).data as Float32Array);
+  const params = await ptq(model, images, 4, 'channel', 9);
+  const conv = params.weights[0]!;
+  const w = toFloat32(model.graph.initializers.get(conv.layer.weight)!);
+  const per = w.length / conv.quantized.scale.length;
+  const nearest = w.map((v, i) => Math.max(-7, Math.min(7, Math.round(v / conv.quantized.scale[Math.floor(i / per)]!))));
+  assert.ok(conv.quantized.q.some((q, i) => q !== nearest[i]), 'kernel sums re-rounded some weights');
+  const student = buildStudent(model, params, 'y', { scaleRatio: 0.05, batch: 8 });
+  const untrained = new Map(TRAINED_GROUPS.flatMap((g) => student.params[g]).map((p) => [p, student.model.graph.initializers.get(p)!]));
+  const exported = exportStudent(model, params, student, untrained);
+  exported.params.weights.forEach(({ quantized }, i) => assert.deepEqual(quantized.q, params.weights[i]!.quantized.q));
 });

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   dequantize,
+  preserveKernelSums,
   quantizePerChannel,
   quantizePerTensor,
   quantizeWeights,
@@ -135,4 +136,41 @@ test('shiftsForReference: the largest shift that keeps each channel within the r
   // PTQ's own shifts come out of the same rule with its reference.
   const q = quantizeWithShifts(Float32Array.from([3, 1, 0.4, 0.2, 0.05, 0.01]), 3, { bits: 4, shiftBits: 4 });
   assert.deepEqual(shiftsForReference(Float32Array.from([3, 1, 0.4, 0.2, 0.05, 0.01]), 3, q.shiftReference!, 15), q.shifts);
+});
+
+test('kernel sums: hand-computed 3-tap kernels re-round the cheapest weight, clipped weights stay', () => {
+  // Scale 1, grid ±7. Kernel 1: 0.6 + 0.6 + 0.6 = 1.8, nearest gives 3 (excess 1.2): the
+  // three ties cost the same, the first goes down → [0, 1, 1] = 2. Kernel 2: 0.2 + 0.3 + 0.4
+  // = 0.9, nearest gives 0: the 0.4 (cheapest to round up) becomes 1. Kernel 3: 9 + 0.6 + 0.6
+  // = 10.2, nearest gives 7 + 1 + 1 = 9 with the 9 clipped: a 0.6 goes up to make up for it.
+  const w = Float32Array.of(0.6, 0.6, 0.6, 0.2, 0.3, 0.4, 9, 0.6, 0.6);
+  const q = Int8Array.of(1, 1, 1, 0, 0, 0, 7, 1, 1);
+  preserveKernelSums(w, q, Float32Array.of(1), 3, 7);
+  assert.deepEqual([...q], [0, 1, 1, 0, 0, 1, 7, 2, 1]);
+  assert.throws(() => preserveKernelSums(w, q, Float32Array.of(1, 1, 1), 2, 7), /kernels of 2/);
+});
+
+test('kernel sums: 4-bit 3x3 kernels keep their sums within half a step, at a small cost in weight error', () => {
+  const taps = 9;
+  const w = laplace(64 * taps, 21);
+  const nearest = quantizePerChannel(w, 64, { bits: 4 });
+  const kept = quantizePerChannel(w, 64, { bits: 4, kernelTaps: taps });
+  assert.deepEqual(kept.scale, nearest.scale, 'the same scales');
+  let before = 0;
+  for (let k = 0; k < 64; k++) {
+    const s = kept.scale[k]!;
+    let fl = 0;
+    let qNearest = 0;
+    let qKept = 0;
+    for (let i = k * taps; i < (k + 1) * taps; i++) {
+      fl += w[i]! / s;
+      qNearest += nearest.q[i]!;
+      qKept += kept.q[i]!;
+    }
+    before = Math.max(before, Math.abs(qNearest - fl));
+    const room = kept.q.slice(k * taps, (k + 1) * taps).some((v) => Math.abs(v) < 7);
+    assert.ok(Math.abs(qKept - fl) <= 0.5 + 1e-6 || !room, `kernel ${k}: ${qKept} vs ${fl}`);
+  }
+  assert.ok(before > 1, 'round to nearest leaves kernel sums more than a step off');
+  assert.ok(kept.sqnrDb > nearest.sqnrDb - 1.5 && kept.sqnrDb <= nearest.sqnrDb, `weight SQNR ${kept.sqnrDb} vs ${nearest.sqnrDb} dB`);
 });

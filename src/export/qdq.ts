@@ -2,7 +2,7 @@ import { attr, makeNode, nameAllocator, producerMap, pruneUnusedInitializers } f
 import { toFloat32 } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, Node, TensorData } from '../graph/types.js';
 import type { ActivationQuantParams } from '../quantization/calibration.js';
-import { SAME_GRID_OPS, type WeightedLayer } from '../quantization/plan.js';
+import { SAME_GRID_OPS, weightLayout, type WeightedLayer } from '../quantization/plan.js';
 import type { QuantizedWeights } from '../quantization/weights.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
 import { roundHalfToEven } from '../quantization/fixedpoint.js';
@@ -96,7 +96,7 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
     graph.initializers.set(qName, {
       dataType: qType,
       dims: [...weight.dims],
-      data: layer.channelAxis === 0 ? quantized.q : transposeLeading(quantized.q, weight.dims) as Int8Array,
+      data: weightLayout(quantized.q, weight.dims, layer),
     });
     graph.initializers.set(sName, { dataType: 'float32', dims: perChannel ? [channels] : [], data: Float32Array.from(quantized.scale) });
     graph.initializers.set(zName, { dataType: qType, dims: perChannel ? [channels] : [], data: new Int8Array(channels) });
@@ -180,15 +180,6 @@ function gridScale(
     current = producer && SAME_GRID_OPS.has(producer.opType) ? producer.inputs[0] : undefined;
   }
   return undefined;
-}
-
-/** [C_out, rest] layout back to a [rest, C_out] weight (Gemm without transB, MatMul). */
-function transposeLeading(q: Int8Array, dims: number[]): Int8Array {
-  const cols = dims[1]!;
-  const rows = dims[0]!;
-  const out = new Int8Array(q.length);
-  for (let c = 0; c < cols; c++) for (let r = 0; r < rows; r++) out[r * cols + c] = q[c * rows + r]!;
-  return out;
 }
 
 function scalarOfType(dataType: 'int8' | 'uint8' | 'int16' | 'uint16', value: number): TensorData {

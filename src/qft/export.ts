@@ -111,10 +111,9 @@ class TrainedValues {
 
   /** Learned float weights of layer `index`, equalization factors applied, output channels first as QuantizedWeights lays them out. */
   weights(index: number): Float32Array {
-    const { layer, ptq, weight } = this.student.layers[index]!;
-    const tensor = this.model.graph.initializers.get(layer.weight)!;
-    const w0 = toFloat32(tensor);
-    const dims = tensor.dims;
+    const { layer, ptq, origin, weight } = this.student.layers[index]!;
+    const dims = this.model.graph.initializers.get(layer.weight)!.dims;
+    const w0 = toFloat32(this.student.model.graph.initializers.get(origin)!);
     const t = this.theta(weight);
     const channels = ptq.scale.length;
     const rows = layer.channelAxis === 0 ? 1 : dims[0]!;

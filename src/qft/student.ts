@@ -5,7 +5,8 @@ import type { QuantizationParams } from '../export/qdq.js';
 import { floatTensor, toFloat32 } from '../graph/tensor.js';
 import { topologicalSort } from '../graph/toposort.js';
 import type { Graph, Model, Node } from '../graph/types.js';
-import type { WeightedLayer } from '../quantization/plan.js';
+import { outputChannelsFirst, weightLayout, type WeightedLayer } from '../quantization/plan.js';
+import { roundHalfToEven } from '../quantization/fixedpoint.js';
 import { equalizablePairs } from '../passes/equalize.js';
 import type { QuantizedWeights } from '../quantization/weights.js';
 import { QuantflowError } from '../util/errors.js';
@@ -15,8 +16,9 @@ import { QuantflowError } from '../util/errors.js';
  * quantization whose weights, biases and step sizes are trainable, plus per-channel
  * equalization factors between convolutions that a factor can pass between.
  *
- * Every trained quantity is p = p₀ + u·θ with p₀ its PTQ value, u a constant unit and θ the
- * trained initializer, starting at 0. Adam moves each θ by about the learning rate per step
+ * Every trained quantity is p = p₀ + u·θ with p₀ its PTQ value (for weights, a float value
+ * that rounds to PTQ's integer: `ptqStart`), u a constant unit and θ the trained
+ * initializer, starting at 0. Adam moves each θ by about the learning rate per step
  * whatever the magnitude of p, so the unit decides what a learning rate means:
  * - weights: u = the PTQ step size of their channel, so lr is a fraction of a quantization step;
  * - step sizes: u = ratio·s₀, so lr·ratio is a relative change (one learning rate serves
@@ -30,6 +32,8 @@ export interface StudentLayer {
   layer: WeightedLayer;
   /** The PTQ quantization, the origin of every trained value. */
   ptq: QuantizedWeights;
+  /** The initializer the weights start from (see `ptqStart`), in the weight tensor's layout. */
+  origin: string;
   /** θ of the weights: same shape as the weight tensor, in steps of the PTQ scale. */
   weight: string;
   /** θ of the step size: a scalar ('tensor', 'shift') or one per output channel ('channel'). */
@@ -179,7 +183,8 @@ export function buildStudent(model: Model, params: QuantizationParams, logits: s
     const channelDims = (n: number) => dims.map((d, i) => (n > 1 && i === layer.channelAxis ? d : 1));
     const unit = b.tensor(floatTensor(channelDims(channels), quantized.scale.length === 1 ? [quantized.scale[0]!] : quantized.scale), `${layer.weight}_step`);
     const weight = trained('weights', `${layer.weight}_qft`, dims);
-    let value = affine(layer.weight, unit, weight);
+    const origin = b.tensor(floatTensor(dims, ptqStart(toFloat32(w), dims, layer, quantized)), `${layer.weight}_ptq`);
+    let value = affine(origin, unit, weight);
     const divide = outFactor.get(index);
     if (divide) value = b.op('Mul', [value, b.reshape(divide, channelDims(dims[layer.channelAxis]!))]);
     const multiply = inFactor.get(index);
@@ -215,7 +220,7 @@ export function buildStudent(model: Model, params: QuantizationParams, logits: s
       node.inputs[2] = divide ? b.op('Mul', [trainedBias, divide]) : trainedBias;
       bias = { theta, start, unit };
     }
-    return { layer, ptq: quantized, weight, scale, bias, ...(shifts ? { shifts } : {}) };
+    return { layer, ptq: quantized, origin, weight, scale, bias, ...(shifts ? { shifts } : {}) };
   });
 
   const studentValue = new Map<string, string>();
@@ -248,6 +253,28 @@ export function buildStudent(model: Model, params: QuantizationParams, logits: s
   graph.outputs = [{ name: loss, dataType: 'float32', shape: [] }];
   topologicalSort(graph);
   return { model: student, input, targets, loss, params: trainedNames, layers, activations, equalization, scaleRatio: ratio };
+}
+
+/** How far inside its integer's bin, in steps from the center, a weight PTQ did not round to nearest starts. */
+const START_MARGIN = 0.25;
+
+/**
+ * Where a layer's trained weights start: its float weights, except those PTQ did not round
+ * to nearest (to keep kernel sums, see `preserveKernelSums`), which move into the bin of
+ * their integer, START_MARGIN from its center on the side of the float value. Rounding the
+ * start gives PTQ's integers, so QFT starts where PTQ ended; the margin lets training undo a
+ * re-rounding as easily as make one.
+ */
+function ptqStart(w: Float32Array, dims: readonly number[], layer: WeightedLayer, quantized: QuantizedWeights): Float32Array {
+  const qmax = 2 ** (quantized.bits - 1) - 1;
+  const n = w.length / quantized.scale.length;
+  const start = outputChannelsFirst(w, dims, layer).map((v, i) => {
+    const s = quantized.scale[Math.floor(i / n)]!;
+    const q = quantized.q[i]!;
+    if (Math.max(-qmax, Math.min(qmax, roundHalfToEven(v / s))) === q) return v;
+    return Math.min(Math.max(v / s, q - START_MARGIN), q + START_MARGIN) * s;
+  });
+  return weightLayout(start, dims, layer);
 }
 
 /** The input of the last weighted layer: the features the classifier reads. */

@@ -12,6 +12,28 @@ export interface WeightedLayer {
   channelAxis: number;
 }
 
+/**
+ * A layer's weights (or integers) reordered so output channels come first, as the quantizers
+ * lay them out: a copy for a [rest, C_out] weight (Gemm without transB, MatMul), `w` itself
+ * when the output channels already lead.
+ */
+export function outputChannelsFirst<T extends Float32Array | Int8Array>(w: T, dims: readonly number[], layer: WeightedLayer): T {
+  if (layer.channelAxis === 0) return w;
+  const [rows, cols] = dims as [number, number];
+  const out = new (w.constructor as new (n: number) => T)(w.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c]!;
+  return out;
+}
+
+/** The inverse of `outputChannelsFirst`: back to the layout of the weight tensor. */
+export function weightLayout<T extends Float32Array | Int8Array>(w: T, dims: readonly number[], layer: WeightedLayer): T {
+  if (layer.channelAxis === 0) return w;
+  const [rows, cols] = dims as [number, number];
+  const out = new (w.constructor as new (n: number) => T)(w.length);
+  for (let c = 0; c < cols; c++) for (let r = 0; r < rows; r++) out[r * cols + c] = w[c * rows + r]!;
+  return out;
+}
+
 /** Which tensors of a float graph a quantized target represents in integers. */
 export interface QuantizationPlan {
   layers: WeightedLayer[];

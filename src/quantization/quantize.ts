@@ -9,7 +9,7 @@ import { buildQdqModel, type QuantizationParams } from '../export/qdq.js';
 import { openSession, runSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 import { activationQuantParams, HistogramObserver, MinMaxObserver, type Observer, type RangeMethod } from './calibration.js';
-import { planQuantization, type QuantizationPlan, type WeightedLayer } from './plan.js';
+import { outputChannelsFirst, planQuantization, type QuantizationPlan, type WeightedLayer } from './plan.js';
 import { resolveLayer, type TargetProfile } from './profile.js';
 import { quantizeWeights, sqnrDb } from './weights.js';
 import { biasCorrection, ChannelMeans } from './bias-correction.js';
@@ -127,6 +127,7 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
     const quantized = quantizeWeights(original, channels, spec, {
       method: method === 'minmax' ? 'minmax' : 'mse',
       powerOfTwo: profile.powerOfTwoScales,
+      kernelTaps: layer.node.opType === 'Conv' ? tensor.dims.slice(2).reduce((p, d) => p * d, 1) : 1,
     });
     const inputMeans = means.get(layer.node.inputs[0]!);
     const correction = inputMeans && layer.bias ? biasCorrection(layer, channels, original, quantized, inputMeans.means()) : undefined;
@@ -221,15 +222,6 @@ function strided(values: Float32Array, target: number): Float32Array {
   const step = Math.ceil(values.length / target);
   const out = new Float32Array(Math.ceil(values.length / step));
   for (let i = 0, j = 0; i < values.length; i += step, j++) out[j] = values[i]!;
-  return out;
-}
-
-/** Weights reordered so output channels come first, as the quantizers expect. */
-function outputChannelsFirst(w: Float32Array, dims: number[], layer: WeightedLayer): Float32Array {
-  if (layer.channelAxis === 0) return w;
-  const [rows, cols] = dims as [number, number];
-  const out = new Float32Array(w.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c]!;
   return out;
 }
 
