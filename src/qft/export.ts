@@ -3,6 +3,7 @@ import { toFloat32 } from '../graph/tensor.js';
 import type { Model, TensorData } from '../graph/types.js';
 import { roundHalfToEven } from '../quantization/fixedpoint.js';
 import { dequantize, shiftsForReference, sqnrDb, type QuantizedWeights } from '../quantization/weights.js';
+import { outputChannelsFirst } from '../quantization/plan.js';
 import type { Student } from './student.js';
 
 /** Smallest step size a trained scale may end at: a θ driven below −1/ratio would flip its sign. */
@@ -113,18 +114,10 @@ class TrainedValues {
   weights(index: number): Float32Array {
     const { layer, ptq, origin, weight } = this.student.layers[index]!;
     const dims = this.model.graph.initializers.get(layer.weight)!.dims;
-    const w0 = toFloat32(this.student.model.graph.initializers.get(origin)!);
-    const t = this.theta(weight);
-    const channels = ptq.scale.length;
-    const rows = layer.channelAxis === 0 ? 1 : dims[0]!;
-    const cols = layer.channelAxis === 0 ? 1 : dims[1]!;
-    const w = new Float32Array(w0.length);
-    const n = w0.length / channels;
-    for (let i = 0; i < w0.length; i++) {
-      const c = channels === 1 ? 0 : layer.channelAxis === 0 ? Math.floor(i / n) : i % cols;
-      const target = layer.channelAxis === 0 ? i : (i % cols) * rows + Math.floor(i / cols);
-      w[target] = w0[i]! + t[i]! * ptq.scale[c]!;
-    }
+    const w0 = outputChannelsFirst(toFloat32(this.student.model.graph.initializers.get(origin)!), dims, layer);
+    const t = outputChannelsFirst(this.theta(weight), dims, layer);
+    const n = w0.length / ptq.scale.length;
+    const w = w0.map((v, i) => v + t[i]! * ptq.scale[Math.floor(i / n)]!);
     const divide = this.factors.out.get(index);
     const multiply = this.factors.in.get(index);
     if (divide) scaleConvChannels(w, dims, divide, 0, (v, f) => v / f);
