@@ -1,8 +1,7 @@
 import type { QuantizationParams } from '../export/qdq.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { Model, TensorData } from '../graph/types.js';
-import { roundHalfToEven } from '../quantization/fixedpoint.js';
-import { dequantize, shiftsForReference, sqnrDb, type QuantizedWeights } from '../quantization/weights.js';
+import { dequantize, qmaxOf, quantize, shiftsForReference, sqnrDb, type QuantizedWeights } from '../quantization/weights.js';
 import { outputChannelsFirst } from '../quantization/plan.js';
 import type { Student } from './student.js';
 
@@ -40,10 +39,10 @@ export function exportStudent(
       layerScale = relative(ptq.layerScale ?? ptq.scale[0]!, ts[0]!);
       scales = ptq.granularity === 'shift' ? Float32Array.from(layerShifts!, (k) => Math.fround(layerScale! * 2 ** -k)) : Float32Array.of(layerScale);
     }
-    const qmax = 2 ** (ptq.bits - 1) - 1;
+    const qmax = qmaxOf(ptq.bits);
     const q = new Int8Array(w.length);
     const per = w.length / scales.length;
-    for (let i = 0; i < w.length; i++) q[i] = Math.max(-qmax, Math.min(qmax, roundHalfToEven(w[i]! / scales[Math.floor(i / per)]!)));
+    for (let i = 0; i < w.length; i++) q[i] = quantize(w[i]!, scales[Math.floor(i / per)]!, qmax);
     const quantized: QuantizedWeights = {
       bits: ptq.bits,
       granularity: ptq.granularity,
@@ -82,7 +81,7 @@ export function trainedShifts(model: Model, student: Student, values: ReadonlyMa
   student.layers.forEach(({ layer, ptq, scale }, index) => {
     if (ptq.granularity !== 'shift') return;
     const layerScale = trained.relative(ptq.layerScale!, trained.theta(scale)[0]!);
-    const reference = (ptq.shiftReference ?? ptq.layerScale! * (2 ** (ptq.bits - 1) - 1)) * (layerScale / ptq.layerScale!);
+    const reference = (ptq.shiftReference ?? ptq.layerScale! * qmaxOf(ptq.bits)) * (layerScale / ptq.layerScale!);
     out.set(layer.weight, shiftsForReference(trained.weights(index), ptq.scale.length, reference, ptq.maxShift ?? Math.max(...ptq.shifts!)));
   });
   return out;

@@ -6,9 +6,8 @@ import { floatTensor, toFloat32 } from '../graph/tensor.js';
 import { topologicalSort } from '../graph/toposort.js';
 import type { Graph, Model, Node } from '../graph/types.js';
 import { outputChannelsFirst, weightLayout, type WeightedLayer } from '../quantization/plan.js';
-import { roundHalfToEven } from '../quantization/fixedpoint.js';
 import { equalizablePairs } from '../passes/equalize.js';
-import type { QuantizedWeights } from '../quantization/weights.js';
+import { qmaxOf, quantize, type QuantizedWeights } from '../quantization/weights.js';
 import { QuantflowError } from '../util/errors.js';
 
 /**
@@ -178,7 +177,7 @@ export function buildStudent(model: Model, params: QuantizationParams, logits: s
     const w = graph.initializers.get(layer.weight)!;
     const dims = [...w.dims];
     const channels = quantized.scale.length;
-    const qmax = 2 ** (quantized.bits - 1) - 1;
+    const qmax = qmaxOf(quantized.bits);
     // Per-output-channel values shaped to broadcast along the channel axis of the weight.
     const channelDims = (n: number) => dims.map((d, i) => (n > 1 && i === layer.channelAxis ? d : 1));
     const unit = b.tensor(floatTensor(channelDims(channels), quantized.scale.length === 1 ? [quantized.scale[0]!] : quantized.scale), `${layer.weight}_step`);
@@ -266,12 +265,12 @@ const START_MARGIN = 0.25;
  * re-rounding as easily as make one.
  */
 function ptqStart(w: Float32Array, dims: readonly number[], layer: WeightedLayer, quantized: QuantizedWeights): Float32Array {
-  const qmax = 2 ** (quantized.bits - 1) - 1;
+  const qmax = qmaxOf(quantized.bits);
   const n = w.length / quantized.scale.length;
   const start = outputChannelsFirst(w, dims, layer).map((v, i) => {
     const s = quantized.scale[Math.floor(i / n)]!;
     const q = quantized.q[i]!;
-    if (Math.max(-qmax, Math.min(qmax, roundHalfToEven(v / s))) === q) return v;
+    if (quantize(v, s, qmax) === q) return v;
     return Math.min(Math.max(v / s, q - START_MARGIN), q + START_MARGIN) * s;
   });
   return weightLayout(start, dims, layer);

@@ -18,19 +18,18 @@ export interface WeightedLayer {
  * when the output channels already lead.
  */
 export function outputChannelsFirst<T extends Float32Array | Int8Array>(w: T, dims: readonly number[], layer: WeightedLayer): T {
-  if (layer.channelAxis === 0) return w;
-  const [rows, cols] = dims as [number, number];
-  const out = new (w.constructor as new (n: number) => T)(w.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c]!;
-  return out;
+  return layer.channelAxis === 0 ? w : transpose(w, dims[0]!, dims[1]!);
 }
 
 /** The inverse of `outputChannelsFirst`: back to the layout of the weight tensor. */
 export function weightLayout<T extends Float32Array | Int8Array>(w: T, dims: readonly number[], layer: WeightedLayer): T {
-  if (layer.channelAxis === 0) return w;
-  const [rows, cols] = dims as [number, number];
+  return layer.channelAxis === 0 ? w : transpose(w, dims[1]!, dims[0]!);
+}
+
+/** A rows x cols matrix, row-major, transposed into a new array of the same type. */
+function transpose<T extends Float32Array | Int8Array>(w: T, rows: number, cols: number): T {
   const out = new (w.constructor as new (n: number) => T)(w.length);
-  for (let c = 0; c < cols; c++) for (let r = 0; r < rows; r++) out[r * cols + c] = w[c * rows + r]!;
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c]!;
   return out;
 }
 

@@ -212,7 +212,8 @@ class ChannelGroups {
   }
 }
 
-function qmaxOf(bits: number): number {
+/** The largest integer of the narrow symmetric weight grid of `bits`: 7 for 4 bits, 127 for 8. */
+export function qmaxOf(bits: number): number {
   if (!Number.isInteger(bits) || bits < 2 || bits > 8) throw new RangeError(`weight bits must be in 2..8, got ${bits}`);
   return 2 ** (bits - 1) - 1;
 }
@@ -266,7 +267,8 @@ function toScale(s: number, powerOfTwo: boolean): number {
   return powerOfTwo ? powerOfTwoCeil(s) : Math.fround(s);
 }
 
-function quantize(x: number, scale: number, qmax: number): number {
+/** w/scale rounded half to even onto the narrow grid [−qmax, qmax]: what every quantizer here stores. */
+export function quantize(x: number, scale: number, qmax: number): number {
   return Math.max(-qmax, Math.min(qmax, roundHalfToEven(x / scale)));
 }
 
