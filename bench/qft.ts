@@ -8,7 +8,7 @@
  *     [--epochs N] [--batch N] [--lr-weights X] [--lr-scales X] [--eval-limit N] [--seed N]
  *     [--schedule cosine|constant] [--train weights,biases,scales,equalization]
  *     [--data imagenet-val-650|cifar10-test] [--preset raw|...] [--fixed-shifts]
- *     [--holdout N] [--loss kl|l2|kl+l2] [--loss-layers a,b]
+ *     [--holdout N] [--loss kl|l2|kl+l2] [--loss-layers a,b] [--no-gptq]
  *
  * `--holdout N` also measures the KL on the N calibration images after the first
  * `--calib-limit` ones, which neither PTQ nor QFT saw: the signal to choose defaults by,
@@ -40,6 +40,7 @@ const { values: args } = parseArgs({
     seed: { type: 'string', default: '0' },
     data: { type: 'string', default: 'imagenet-val-650' },
     'fixed-shifts': { type: 'boolean', default: false },
+    'no-gptq': { type: 'boolean', default: false },
     preset: { type: 'string' },
     schedule: { type: 'string', default: QFT_DEFAULTS.schedule },
     train: { type: 'string', default: 'weights,biases,scales,equalization' },
@@ -58,7 +59,7 @@ const profile = loadProfile(args.profile);
 const calibLimit = Number(args['calib-limit']);
 
 let t0 = performance.now();
-const ptq = await quantizeModel(model, calib, { profile, calibLimit, batch, biasCorrection: true, preset: args.preset as PresetName | undefined });
+const ptq = await quantizeModel(model, calib, { profile, calibLimit, batch, biasCorrection: true, gptq: !args['no-gptq'], preset: args.preset as PresetName | undefined });
 const ptqSeconds = (performance.now() - t0) / 1000;
 const images = await decodeImages(model, calib, { limit: calibLimit, preset: ptq.preset, batch });
 const holdoutCount = Number(args.holdout);
@@ -142,6 +143,7 @@ console.log(
       schedule: args.schedule,
       train: args.train,
       fixedShifts: args['fixed-shifts'],
+      gptq: !args['no-gptq'],
       loss: args.loss,
       lossLayers: args['loss-layers'],
       wallSeconds,

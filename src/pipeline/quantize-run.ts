@@ -76,6 +76,8 @@ export interface QuantizeRunOptions {
   preset?: PresetName;
   /** Default true. */
   biasCorrection?: boolean;
+  /** GPTQ rounding of 1x1 convolutions below 8 bits (see `QuantizeOptions.gptq`); default true. */
+  gptq?: boolean;
   equalize?: boolean;
   /** Labelled folder on which float and quantized top-1/top-5 are measured. */
   eval?: string;
@@ -142,6 +144,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   const calibLimit = options.calibLimit ?? 1000;
   const batch = options.batch ?? 16;
   const biasCorrection = options.biasCorrection ?? true;
+  const gptq = options.gptq ?? true;
   const manifest = runManifest({
     options: {
       calibration,
@@ -149,6 +152,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       batch,
       preset: options.preset ?? null,
       biasCorrection,
+      gptq,
       equalize: !!options.equalize,
       eval: options.eval ?? null,
       ...(options.evalLimit ? { evalLimit: options.evalLimit } : {}),
@@ -177,6 +181,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       batch,
       preset: options.preset,
       biasCorrection,
+      gptq,
       equalize: !!options.equalize,
       onProgress: (done) => r.update(done),
     }),

@@ -11,7 +11,9 @@ import { QuantflowError } from '../util/errors.js';
 import { activationQuantParams, HistogramObserver, MinMaxObserver, type Observer, type RangeMethod } from './calibration.js';
 import { outputChannelsFirst, planQuantization, type QuantizationPlan, type WeightedLayer } from './plan.js';
 import { resolveLayer, type TargetProfile } from './profile.js';
-import { quantizeWeights, sqnrDb } from './weights.js';
+import { dequantize, qmaxOf, quantizeWeights, sqnrDb } from './weights.js';
+import { gptqRound } from './gptq.js';
+import { InputMoments, isPointwise, withInputMoments } from './input-covariance.js';
 import { biasCorrection, ChannelMeans } from './bias-correction.js';
 import { equalizeCrossLayer } from '../passes/equalize.js';
 
@@ -29,6 +31,11 @@ export interface QuantizeOptions {
   equalize?: boolean;
   /** Subtract the expected output shift that weight rounding causes from each bias (default true). */
   biasCorrection?: boolean;
+  /**
+   * Round the weights of 1x1 convolutions below 8 bits for the least output error on the
+   * calibration images (`gptqRound`) instead of to nearest (default true).
+   */
+  gptq?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -88,8 +95,12 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
   );
   const layerInputs = (options.biasCorrection ?? true) ? [...new Set(plan.layers.map((l) => l.node.inputs[0]!))] : [];
   const means = new Map(layerInputs.map((name) => [name, new ChannelMeans()]));
+  const specs = plan.layers.map((layer, i) => resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 }));
+  const gptqInputs = (options.gptq ?? true) ? [...new Set(plan.layers.filter((l, i) => specs[i]!.bits < 8 && isPointwise(l, model.graph)).map((l) => l.node.inputs[0]!))] : [];
   const fetched = [...new Set([...plan.activations, ...layerInputs])];
-  const session = await openSession(withOutputs(model, fetched));
+  const probed = withInputMoments(withOutputs(model, fetched), gptqInputs);
+  const moments = new Map(gptqInputs.map((name) => [name, new InputMoments()]));
+  const session = await openSession(probed.model);
   let done = 0;
   let firstBatch: Float32Array | undefined;
   try {
@@ -97,12 +108,13 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
       const n = b.items.length;
       const input = new ort.Tensor('float32', b.data.subarray(0, n * geometry.size), [n, 3, geometry.height, geometry.width]);
       firstBatch ??= b.data.slice(0, n * geometry.size);
-      const out = await session.run({ [geometry.name]: input }, fetched);
+      const out = await session.run({ [geometry.name]: input }, [...fetched, ...probed.outputs.values()]);
       for (const a of plan.activations) {
         const values = (out[a] as ort.Tensor).data as Float32Array;
         observers.get(a)!.observe(method === 'minmax' ? values : strided(values, HISTOGRAM_SAMPLE));
       }
       for (const [name, m] of means) m.observe((out[name] as ort.Tensor).data as Float32Array, (out[name] as ort.Tensor).dims);
+      for (const [name, m] of moments) m.observe((out[probed.outputs.get(name)!] as ort.Tensor).data as Float32Array);
       done += n;
       options.onProgress?.(done, items.length);
     }
@@ -120,7 +132,7 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
 
   t0 = performance.now();
   const weights = plan.layers.map((layer, i) => {
-    const spec = resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 });
+    const spec = specs[i]!;
     const tensor = model.graph.initializers.get(layer.weight)!;
     const original = outputChannelsFirst(toFloat32(tensor), tensor.dims, layer);
     const channels = tensor.dims[layer.channelAxis]!;
@@ -129,6 +141,11 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
       powerOfTwo: profile.powerOfTwoScales,
       kernelTaps: layer.node.opType === 'Conv' ? tensor.dims.slice(2).reduce((p, d) => p * d, 1) : 1,
     });
+    const inputMoments = isPointwise(layer, model.graph) ? moments.get(layer.node.inputs[0]!) : undefined;
+    if (inputMoments) {
+      quantized.q = gptqRound(original, quantized.scale, inputMoments.total(), qmaxOf(spec.bits));
+      quantized.sqnrDb = sqnrDb(original, dequantize(quantized));
+    }
     const inputMeans = means.get(layer.node.inputs[0]!);
     const correction = inputMeans && layer.bias ? biasCorrection(layer, channels, original, quantized, inputMeans.means()) : undefined;
     return { layer, quantized, correction };

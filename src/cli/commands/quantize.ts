@@ -20,6 +20,7 @@ interface QuantizeCliOptions {
   batch: number;
   preset?: PresetName;
   biasCorrection?: boolean;
+  gptq?: boolean;
   equalize?: boolean;
   eval?: string;
   output: string;
@@ -76,6 +77,8 @@ export function registerQuantize(program: Command): void {
     .option('--equalize', 'cross-layer equalization: balance the weight ranges of convolution pairs around ReLUs before quantizing')
     .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes, measured on the calibration images (default)')
     .option('--no-bias-correction', 'keep the float biases as they are')
+    .option('--gptq', 'round the weights of 1x1 convolutions below 8 bits for the least output error on the calibration images (GPTQ; default)')
+    .option('--no-gptq', 'round every weight to nearest (kernel sums of spatial kernels are still kept)')
     .option('--qft', 'after PTQ, finetune weights, biases, step sizes and equalization factors jointly by distillation from the float model (QFT)')
     .option('--epochs <n>', 'QFT passes over the calibration images', positiveInt('--epochs'), QFT_DEFAULTS.epochs)
     .option('--lr-weights <x>', 'QFT peak Adam learning rate of weights and biases (in quantization steps)', positiveNumber('--lr-weights'), QFT_DEFAULTS.lrWeights)
@@ -116,6 +119,7 @@ export function registerQuantize(program: Command): void {
         batch: opts.batch,
         preset: opts.preset,
         biasCorrection: opts.biasCorrection,
+        gptq: opts.gptq,
         equalize: !!opts.equalize,
         eval: opts.eval,
         qft: opts.qft

@@ -1,0 +1,89 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { attr, createGraph, makeNode } from '../src/graph/graph.js';
+import { floatTensor } from '../src/graph/tensor.js';
+import type { Model } from '../src/graph/types.js';
+import { gptqRound } from '../src/quantization/gptq.js';
+import { InputMoments, isPointwise, withInputMoments } from '../src/quantization/input-covariance.js';
+import { quantize } from '../src/quantization/weights.js';
+import { openSession, runSession } from '../src/runtime/session.js';
+import { randomFloats, randomTensor } from './fixtures.js';
+
+/** tr(ΔW·H·ΔWᵀ): the output error E‖(Ŵ − W)x‖² for inputs with second moments H. */
+function outputError(w: Float32Array, q: Int8Array, scale: Float32Array, h: Float64Array): number {
+  const cols = w.length / scale.length;
+  let total = 0;
+  for (let r = 0; r < scale.length; r++) {
+    const d = Array.from({ length: cols }, (_, i) => q[r * cols + i]! * scale[r]! - w[r * cols + i]!);
+    for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) total += d[i]! * h[i * cols + j]! * d[j]!;
+  }
+  return total;
+}
+
+const nearest = (w: Float32Array, scale: Float32Array, qmax: number) =>
+  Int8Array.from(w, (v, i) => quantize(v, scale[Math.floor(i / (w.length / scale.length))]!, qmax));
+
+test('GPTQ: two identical inputs share one rounding error (known answer)', () => {
+  // x₁ = x₂ always: 0.4·x₁ + 0.4·x₂ = 0.8·x₁. Nearest gives 0 + 0 (output off by 0.8·x);
+  // pushing the first weight's error onto the second gives 0 + 1 (off by 0.2·x).
+  const w = Float32Array.of(0.4, 0.4);
+  const scale = Float32Array.of(1);
+  const h = Float64Array.of(1, 1, 1, 1);
+  assert.deepEqual([...nearest(w, scale, 7)], [0, 0]);
+  assert.deepEqual([...gptqRound(w, scale, h, 7)], [0, 1]);
+});
+
+test('GPTQ: uncorrelated inputs leave nothing to trade, so it rounds to nearest', () => {
+  const w = randomFloats(4 * 6, 3).map((v) => v * 3);
+  const scale = Float32Array.of(0.5, 0.7, 0.3, 1);
+  const h = new Float64Array(36);
+  for (let i = 0; i < 6; i++) h[i * 6 + i] = 1 + i;
+  assert.deepEqual([...gptqRound(w, scale, h, 7)], [...nearest(w, scale, 7)]);
+});
+
+test('GPTQ: on correlated inputs the output error is well below rounding to nearest', () => {
+  const rows = 8;
+  const cols = 24;
+  // Inputs mixing 6 latent factors: strongly correlated channels, as after a 1x1 expansion.
+  const mix = randomFloats(cols * 6, 5);
+  const samples = 400;
+  const latent = randomFloats(samples * 6, 6);
+  const h = new Float64Array(cols * cols);
+  for (let n = 0; n < samples; n++) {
+    const x = Array.from({ length: cols }, (_, i) => {
+      let v = 0.1 * randomFloats(1, n * cols + i + 7)[0]!;
+      for (let k = 0; k < 6; k++) v += mix[i * 6 + k]! * latent[n * 6 + k]!;
+      return v;
+    });
+    for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) h[i * cols + j]! += x[i]! * x[j]!;
+  }
+  const w = randomFloats(rows * cols, 8);
+  const scale = new Float32Array(rows).fill(2 / 7);
+  const q = gptqRound(w, scale, h, 7);
+  assert.ok(q.every((v) => v >= -7 && v <= 7));
+  const ratio = outputError(w, q, scale, h) / outputError(w, nearest(w, scale, 7), scale, h);
+  assert.ok(ratio < 0.5, `GPTQ / nearest output error ${ratio.toFixed(3)}`);
+});
+
+test('input moments: the graph sums x·xᵀ over batch and positions, as computed by hand', async () => {
+  const g = createGraph('pointwise');
+  g.inputs.push({ name: 'x', dataType: 'float32', shape: [2, 3, 2, 2] });
+  g.outputs.push({ name: 'y', dataType: 'float32', shape: [2, 4, 2, 2] });
+  g.initializers.set('w', randomTensor([4, 3, 1, 1], 2));
+  g.nodes.push(makeNode('Conv', ['x', 'w'], ['y'], { kernel_shape: attr.ints([1, 1]) }));
+  const model: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
+  assert.ok(isPointwise({ node: g.nodes[0]!, weight: 'w', channelAxis: 0 }, g));
+
+  const x = randomFloats(2 * 3 * 4, 9);
+  const { model: probed, outputs } = withInputMoments(model, ['x']);
+  const session = await openSession(probed);
+  const out = await runSession(session, { x: floatTensor([2, 3, 2, 2], x) });
+  await session.release();
+  const moments = new InputMoments();
+  moments.observe(out[outputs.get('x')!]!.data as Float32Array);
+  const expected = new Float64Array(9);
+  for (let n = 0; n < 2; n++)
+    for (let p = 0; p < 4; p++)
+      for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) expected[i * 3 + j]! += x[(n * 3 + i) * 4 + p]! * x[(n * 3 + j) * 4 + p]!;
+  moments.total().forEach((v, i) => assert.ok(Math.abs(v - expected[i]!) < 1e-5, `moment ${i}: ${v} vs ${expected[i]}`));
+});
