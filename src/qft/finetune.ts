@@ -14,14 +14,14 @@ import { TeacherTargets } from './teacher.js';
 import { seededRandom } from '../util/random.js';
 
 /** QFT's default schedule: docs/RESULTS.md has the runs that chose it. */
-export const QFT_DEFAULTS = { epochs: 4, batch: 16, lrWeights: 0.002, lrScales: 0.0001, schedule: 'cosine', loss: 'kl' } as const;
+export const QFT_DEFAULTS = { epochs: 4, batch: 16, lrWeights: 0.001, lrScales: 0.0001, schedule: 'cosine', loss: 'kl' } as const;
 
 export interface FinetuneOptions {
   /** Passes over the calibration images (default 4). */
   epochs?: number;
   /** Images per step (default 16); the last partial batch of an epoch is skipped. */
   batch?: number;
-  /** Peak Adam learning rate of weights (in PTQ quantization steps) and biases (in output steps); default 0.002. */
+  /** Peak Adam learning rate of weights (in PTQ quantization steps) and biases (in output steps); default 0.001. */
   lrWeights?: number;
   /** Peak Adam learning rate of step sizes and equalization factors, relative to their PTQ values; default 0.0001. */
   lrScales?: number;

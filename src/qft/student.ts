@@ -254,15 +254,12 @@ export function buildStudent(model: Model, params: QuantizationParams, logits: s
   return { model: student, input, targets, loss, params: trainedNames, layers, activations, equalization, scaleRatio: ratio };
 }
 
-/** How far inside its integer's bin, in steps from the center, a weight PTQ did not round to nearest starts. */
-const START_MARGIN = 0.25;
-
 /**
  * Where a layer's trained weights start: its float weights, except those PTQ did not round
- * to nearest (to keep kernel sums, see `preserveKernelSums`), which move into the bin of
- * their integer, START_MARGIN from its center on the side of the float value. Rounding the
- * start gives PTQ's integers, so QFT starts where PTQ ended; the margin lets training undo a
- * re-rounding as easily as make one.
+ * to nearest (kernel sums, GPTQ), which start at their integer, the center of its bin.
+ * Rounding the start gives PTQ's integers, so QFT starts where PTQ ended. Those integers are
+ * a joint solution; started nearer a bin's edge, many of them crossed it together and single
+ * steps' losses jumped (docs/RESULTS.md, "GPTQ rounding").
  */
 function ptqStart(w: Float32Array, dims: readonly number[], layer: WeightedLayer, quantized: QuantizedWeights): Float32Array {
   const qmax = qmaxOf(quantized.bits);
@@ -270,8 +267,7 @@ function ptqStart(w: Float32Array, dims: readonly number[], layer: WeightedLayer
   const start = outputChannelsFirst(w, dims, layer).map((v, i) => {
     const s = quantized.scale[Math.floor(i / n)]!;
     const q = quantized.q[i]!;
-    if (quantize(v, s, qmax) === q) return v;
-    return Math.min(Math.max(v / s, q - START_MARGIN), q + START_MARGIN) * s;
+    return quantize(v, s, qmax) === q ? v : q * s;
   });
   return weightLayout(start, dims, layer);
 }
