@@ -4,7 +4,7 @@ import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor } from '../src/graph/tensor.js';
 import type { Model } from '../src/graph/types.js';
 import { gptqRound } from '../src/quantization/gptq.js';
-import { InputMoments, isPointwise, withInputMoments } from '../src/quantization/input-covariance.js';
+import { hasPatchMoments, PatchMoments, withPatchMoments } from '../src/quantization/patch-moments.js';
 import { quantize } from '../src/quantization/weights.js';
 import { openSession, runSession } from '../src/runtime/session.js';
 import { randomFloats, randomTensor } from './fixtures.js';
@@ -65,25 +65,61 @@ test('GPTQ: on correlated inputs the output error is well below rounding to near
   assert.ok(ratio < 0.5, `GPTQ / nearest output error ${ratio.toFixed(3)}`);
 });
 
-test('input moments: the graph sums x·xᵀ over batch and positions, as computed by hand', async () => {
-  const g = createGraph('pointwise');
-  g.inputs.push({ name: 'x', dataType: 'float32', shape: [2, 3, 2, 2] });
-  g.outputs.push({ name: 'y', dataType: 'float32', shape: [2, 4, 2, 2] });
-  g.initializers.set('w', randomTensor([4, 3, 1, 1], 2));
-  g.nodes.push(makeNode('Conv', ['x', 'w'], ['y'], { kernel_shape: attr.ints([1, 1]) }));
-  const model: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
-  assert.ok(isPointwise({ node: g.nodes[0]!, weight: 'w', channelAxis: 0 }, g));
+/** Σ p·pᵀ over batch and output positions, patches read by hand from an NCHW input. */
+function handMoments(x: Float32Array, [n, c, h, w]: number[], k: number, stride: number, pad: number): Float64Array {
+  const size = c * k * k;
+  const out = new Float64Array(size * size);
+  const oh = Math.floor((h + 2 * pad - k) / stride) + 1;
+  const ow = Math.floor((w + 2 * pad - k) / stride) + 1;
+  for (let b = 0; b < n; b++)
+    for (let y = 0; y < oh; y++)
+      for (let z = 0; z < ow; z++) {
+        const p = new Float64Array(size);
+        for (let ch = 0; ch < c; ch++)
+          for (let i = 0; i < k; i++)
+            for (let j = 0; j < k; j++) {
+              const yy = y * stride + i - pad;
+              const zz = z * stride + j - pad;
+              if (yy >= 0 && yy < h && zz >= 0 && zz < w) p[(ch * k + i) * k + j] = x[((b * c + ch) * h + yy) * w + zz]!;
+            }
+        for (let i = 0; i < size; i++) for (let j = 0; j < size; j++) out[i * size + j]! += p[i]! * p[j]!;
+      }
+  return out;
+}
 
-  const x = randomFloats(2 * 3 * 4, 9);
-  const { model: probed, outputs } = withInputMoments(model, ['x']);
-  const session = await openSession(probed);
-  const out = await runSession(session, { x: floatTensor([2, 3, 2, 2], x) });
-  await session.release();
-  const moments = new InputMoments();
-  moments.observe(out[outputs.get('x')!]!.data as Float32Array);
-  const expected = new Float64Array(9);
-  for (let n = 0; n < 2; n++)
-    for (let p = 0; p < 4; p++)
-      for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) expected[i * 3 + j]! += x[(n * 3 + i) * 4 + p]! * x[(n * 3 + j) * 4 + p]!;
-  moments.total().forEach((v, i) => assert.ok(Math.abs(v - expected[i]!) < 1e-5, `moment ${i}: ${v} vs ${expected[i]}`));
+for (const { k, stride, pad } of [
+  { k: 1, stride: 1, pad: 0 },
+  { k: 3, stride: 2, pad: 1 },
+]) {
+  test(`patch moments of a ${k}x${k} conv (stride ${stride}, pad ${pad}) sum p·pᵀ over batch and positions, as by hand`, async () => {
+    const g = createGraph('conv');
+    const dims = [2, 3, 5, 4];
+    g.inputs.push({ name: 'x', dataType: 'float32', shape: dims });
+    g.outputs.push({ name: 'y', dataType: 'float32' });
+    g.initializers.set('w', randomTensor([4, 3, k, k], 2));
+    g.nodes.push(
+      makeNode('Conv', ['x', 'w'], ['y'], { kernel_shape: attr.ints([k, k]), strides: attr.ints([stride, stride]), pads: attr.ints([pad, pad, pad, pad]) }),
+    );
+    const model: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
+    const layer = { node: g.nodes[0]!, weight: 'w', channelAxis: 0 };
+    assert.ok(hasPatchMoments(layer, g));
+
+    const x = randomFloats(dims.reduce((a, b) => a * b, 1), 9);
+    const { model: probed, outputs } = withPatchMoments(model, [layer]);
+    const session = await openSession(probed);
+    const out = await runSession(session, { x: floatTensor(dims, x) });
+    await session.release();
+    const moments = new PatchMoments();
+    moments.observe(out[outputs.get(layer.node.name)!]!.data as Float32Array);
+    const expected = handMoments(x, dims, k, stride, pad);
+    assert.equal(moments.total().length, expected.length);
+    moments.total().forEach((v, i) => assert.ok(Math.abs(v - expected[i]!) < 1e-4, `moment ${i}: ${v} vs ${expected[i]}`));
+  });
+}
+
+test('patch moments skip grouped convolutions', () => {
+  const g = createGraph('dw');
+  g.initializers.set('w', randomTensor([3, 1, 3, 3], 2));
+  const node = makeNode('Conv', ['x', 'w'], ['y'], { group: attr.int(3) });
+  assert.equal(hasPatchMoments({ node, weight: 'w', channelAxis: 0 }, g), false);
 });

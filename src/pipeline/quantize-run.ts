@@ -76,7 +76,7 @@ export interface QuantizeRunOptions {
   preset?: PresetName;
   /** Default true. */
   biasCorrection?: boolean;
-  /** GPTQ rounding of 1x1 convolutions below 8 bits (see `QuantizeOptions.gptq`); default true. */
+  /** GPTQ rounding of convolutions without groups below 8 bits (see `QuantizeOptions.gptq`); default true. */
   gptq?: boolean;
   equalize?: boolean;
   /** Labelled folder on which float and quantized top-1/top-5 are measured. */

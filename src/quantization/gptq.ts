@@ -6,11 +6,12 @@ import { quantize } from './weights.js';
  * E‖(Ŵ − W)·x‖² is small, not each weight's own error. Columns (inputs) are rounded one at a
  * time, most energetic input first; the error each rounding leaves is pushed onto the
  * columns not yet rounded, in the proportions that cancel it best given how the inputs
- * correlate (the inverse of H = E[x·xᵀ]). At 4 bits a 1x1 convolution's output error is a
- * sum of hundreds of rounding errors, and rounding each to nearest ignores that they add up.
+ * correlate (the inverse of H = E[x·xᵀ], x what one row reads: a convolution's input patch).
+ * At 4 bits a 1x1 convolution's output error is a sum of hundreds of rounding errors, and
+ * rounding each to nearest ignores that they add up.
  *
- * `w`: weights, rows (output channels) first; `scale`: one step per row; `moments`: E[x·xᵀ],
- * row-major [cols, cols]. Returns the integers on the narrow grid [−qmax, qmax].
+ * `w`: weights, rows (output channels) first; `scale`: one step per row; `moments`: E[x·xᵀ]
+ * up to a factor, row-major [cols, cols]. Returns the integers on the narrow grid [−qmax, qmax].
  */
 export function gptqRound(w: Float32Array, scale: Float32Array, moments: Float64Array, qmax: number): Int8Array {
   const rows = scale.length;

@@ -13,7 +13,7 @@ import { outputChannelsFirst, planQuantization, type QuantizationPlan, type Weig
 import { resolveLayer, type TargetProfile } from './profile.js';
 import { dequantize, qmaxOf, quantizeWeights, sqnrDb } from './weights.js';
 import { gptqRound } from './gptq.js';
-import { InputMoments, isPointwise, withInputMoments } from './input-covariance.js';
+import { hasPatchMoments, PatchMoments, withPatchMoments } from './patch-moments.js';
 import { biasCorrection, ChannelMeans } from './bias-correction.js';
 import { equalizeCrossLayer } from '../passes/equalize.js';
 
@@ -32,8 +32,9 @@ export interface QuantizeOptions {
   /** Subtract the expected output shift that weight rounding causes from each bias (default true). */
   biasCorrection?: boolean;
   /**
-   * Round the weights of 1x1 convolutions below 8 bits for the least output error on the
-   * calibration images (`gptqRound`) instead of to nearest (default true).
+   * Round the weights of convolutions without groups below 8 bits for the least output error
+   * on the calibration images (`gptqRound` on their patch moments) instead of to nearest
+   * (default true).
    */
   gptq?: boolean;
   onProgress?: (done: number, total: number) => void;
@@ -96,10 +97,10 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
   const layerInputs = (options.biasCorrection ?? true) ? [...new Set(plan.layers.map((l) => l.node.inputs[0]!))] : [];
   const means = new Map(layerInputs.map((name) => [name, new ChannelMeans()]));
   const specs = plan.layers.map((layer, i) => resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 }));
-  const gptqInputs = (options.gptq ?? true) ? [...new Set(plan.layers.filter((l, i) => specs[i]!.bits < 8 && isPointwise(l, model.graph)).map((l) => l.node.inputs[0]!))] : [];
+  const gptqLayers = (options.gptq ?? true) ? plan.layers.filter((l, i) => specs[i]!.bits < 8 && hasPatchMoments(l, model.graph)) : [];
   const fetched = [...new Set([...plan.activations, ...layerInputs])];
-  const probed = withInputMoments(withOutputs(model, fetched), gptqInputs);
-  const moments = new Map(gptqInputs.map((name) => [name, new InputMoments()]));
+  const probed = withPatchMoments(withOutputs(model, fetched), gptqLayers);
+  const moments = new Map(gptqLayers.map((l) => [l.node.name, new PatchMoments()]));
   const session = await openSession(probed.model);
   let done = 0;
   let firstBatch: Float32Array | undefined;
@@ -141,9 +142,9 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
       powerOfTwo: profile.powerOfTwoScales,
       kernelTaps: layer.node.opType === 'Conv' ? tensor.dims.slice(2).reduce((p, d) => p * d, 1) : 1,
     });
-    const inputMoments = isPointwise(layer, model.graph) ? moments.get(layer.node.inputs[0]!) : undefined;
-    if (inputMoments) {
-      quantized.q = gptqRound(original, quantized.scale, inputMoments.total(), qmaxOf(spec.bits));
+    const patchMoments = moments.get(layer.node.name);
+    if (patchMoments) {
+      quantized.q = gptqRound(original, quantized.scale, patchMoments.total(), qmaxOf(spec.bits));
       quantized.sqnrDb = sqnrDb(original, dequantize(quantized));
     }
     const inputMeans = means.get(layer.node.inputs[0]!);
