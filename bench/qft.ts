@@ -7,7 +7,7 @@
  *   npm run build && node dist/bench/qft.js [--model F] [--profile P] [--calib-limit N]
  *     [--epochs N] [--batch N] [--lr-weights X] [--lr-scales X] [--eval-limit N] [--seed N]
  *     [--schedule cosine|constant] [--train weights,biases,scales,equalization]
- *     [--data imagenet-val-650|cifar10-test] [--preset raw|...] [--fixed-shifts]
+ *     [--data imagenet-val-650|cifar10-test] [--preset raw|...] [--rechoose-shifts]
  *     [--holdout N] [--loss kl|l2|kl+l2] [--loss-layers a,b] [--no-gptq]
  *
  * `--holdout N` also measures the KL on the N calibration images after the first
@@ -39,7 +39,7 @@ const { values: args } = parseArgs({
     'eval-limit': { type: 'string', default: '650' },
     seed: { type: 'string', default: '0' },
     data: { type: 'string', default: 'imagenet-val-650' },
-    'fixed-shifts': { type: 'boolean', default: false },
+    'rechoose-shifts': { type: 'boolean', default: false },
     'no-gptq': { type: 'boolean', default: false },
     preset: { type: 'string' },
     schedule: { type: 'string', default: QFT_DEFAULTS.schedule },
@@ -87,7 +87,7 @@ const tuned = await finetuneImages(model, ptq.params, images, {
   lrScales: Number(args['lr-scales']),
   seed: Number(args.seed),
   schedule: args.schedule as LrSchedule,
-  rechooseShifts: !args['fixed-shifts'],
+  rechooseShifts: args['rechoose-shifts'],
   loss: args.loss as LossKind,
   lossLayers: args['loss-layers']?.split(','),
   train: Object.fromEntries(TRAINED_GROUPS.map((g) => [g, args.train!.split(',').includes(g)])),
@@ -142,7 +142,7 @@ console.log(
       lrScales: Number(args['lr-scales']),
       schedule: args.schedule,
       train: args.train,
-      fixedShifts: args['fixed-shifts'],
+      rechooseShifts: args['rechoose-shifts'],
       gptq: !args['no-gptq'],
       loss: args.loss,
       lossLayers: args['loss-layers'],

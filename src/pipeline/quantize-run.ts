@@ -47,7 +47,7 @@ export interface QftRunOptions {
   lossLayers?: string[];
   train?: readonly TrainedGroup[];
   /** Keep PTQ's WESS shifts instead of re-choosing them between epochs (default false). */
-  fixedShifts?: boolean;
+  rechooseShifts?: boolean;
   seed?: number;
   timeBudgetSeconds?: number;
   /** Folder for QFT checkpoints; a rerun of the same run continues from it. */
@@ -200,7 +200,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       loss: q.loss ?? QFT_DEFAULTS.loss,
       lossLayers: q.lossLayers,
       train: Object.fromEntries(TRAINED_GROUPS.map((g) => [g, train.includes(g)])),
-      rechooseShifts: !q.fixedShifts,
+      rechooseShifts: !!q.rechooseShifts,
       seed: q.seed ?? 0,
     };
     // Steps per epoch as finetune counts them: whole batches of the decoded images.

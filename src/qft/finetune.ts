@@ -14,7 +14,7 @@ import { TeacherTargets } from './teacher.js';
 import { seededRandom } from '../util/random.js';
 
 /** QFT's default schedule: docs/RESULTS.md has the runs that chose it. */
-export const QFT_DEFAULTS = { epochs: 4, batch: 16, lrWeights: 0.001, lrScales: 0.0001, schedule: 'cosine', loss: 'kl' } as const;
+export const QFT_DEFAULTS = { epochs: 4, batch: 16, lrWeights: 0.001, lrScales: 0.00005, schedule: 'cosine', loss: 'kl' } as const;
 
 export interface FinetuneOptions {
   /** Passes over the calibration images (default 4). */
@@ -23,7 +23,7 @@ export interface FinetuneOptions {
   batch?: number;
   /** Peak Adam learning rate of weights (in PTQ quantization steps) and biases (in output steps); default 0.001. */
   lrWeights?: number;
-  /** Peak Adam learning rate of step sizes and equalization factors, relative to their PTQ values; default 0.0001. */
+  /** Peak Adam learning rate of step sizes and equalization factors, relative to their PTQ values; default 0.00005. */
   lrScales?: number;
   /**
    * Learning-rate schedule over the planned steps: 'cosine' (default) warms up linearly over
@@ -32,7 +32,11 @@ export interface FinetuneOptions {
   schedule?: LrSchedule;
   /** Which groups of quantities train (default: all); the others keep their PTQ values. */
   train?: Partial<Record<TrainedGroup, boolean>>;
-  /** Re-choose WESS shifts for the trained weights between epochs (default true); false keeps PTQ's. */
+  /**
+   * Re-choose WESS shifts for the trained weights between epochs (default false: PTQ's are
+   * kept; re-choosing re-rounds whole channels, which cost 2 points on MobileNetV2 and more on
+   * MobileNetV3-Small, see docs/RESULTS.md).
+   */
   rechooseShifts?: boolean;
   /** Distillation loss (default 'kl'). */
   loss?: LossKind;
@@ -162,7 +166,7 @@ export async function finetuneImages(
       }
       progress.epochLosses.push(mean(progress.stepLosses.slice(epoch * perEpoch)));
       // Shifts follow the weights between epochs; the last epoch's are the ones it trained with.
-      if (progress.step < total && (options.rechooseShifts ?? true) && student.layers.some((l) => l.shifts)) {
+      if (progress.step < total && (options.rechooseShifts ?? false) && student.layers.some((l) => l.shifts)) {
         const current = trainedShifts(model, student, currentValues(student, trainer));
         progress.shifts = Object.fromEntries([...current].map(([w, k]) => [w, [...k]]));
       }

@@ -35,7 +35,7 @@ interface QuantizeCliOptions {
   lossLayers?: string[];
   checkpoint?: string;
   train: TrainedGroup[];
-  fixedShifts?: boolean;
+  rechooseShifts?: boolean;
 }
 
 function choice<T extends string>(name: string, values: readonly T[]): (value: string) => T {
@@ -87,7 +87,7 @@ export function registerQuantize(program: Command): void {
     .option('--loss <kind>', 'QFT distillation loss: kl (logits), l2 (normalized, on --loss-layers) or kl+l2', choice('--loss', ['kl', 'l2', 'kl+l2'] as const), QFT_DEFAULTS.loss)
     .option('--loss-layers <names>', 'comma-separated values of the float model for the L2 loss (default: the input of the last layer)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--train <groups>', `QFT groups to train, comma-separated: ${TRAINED_GROUPS.join(', ')}`, groupList, [...TRAINED_GROUPS])
-    .option('--fixed-shifts', 'QFT keeps PTQ\'s WESS shifts instead of re-choosing them between epochs (better on MobileNetV3-Small here; see docs/RESULTS.md)')
+    .option('--rechoose-shifts', 'QFT re-chooses the WESS shifts for the trained weights between epochs instead of keeping PTQ\'s (worse on the models measured; see docs/RESULTS.md)')
     .option('--checkpoint <dir>', 'save QFT progress here; rerunning the same command continues from it')
     .option('--time-budget <seconds>', 'stop QFT after this many seconds', positiveNumber('--time-budget'))
     .option('--seed <n>', 'QFT shuffling seed', (v: string) => {
@@ -131,7 +131,7 @@ export function registerQuantize(program: Command): void {
               loss: opts.loss,
               lossLayers: opts.lossLayers,
               train: opts.train,
-              fixedShifts: opts.fixedShifts,
+              rechooseShifts: opts.rechooseShifts,
               seed: opts.seed,
               timeBudgetSeconds: opts.timeBudget,
               checkpoint: opts.checkpoint,
