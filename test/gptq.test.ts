@@ -8,10 +8,7 @@ import { hasPatchMoments, PatchMoments, withPatchMoments } from '../src/quantiza
 import { quantize } from '../src/quantization/weights.js';
 import { openSession, runSession } from '../src/runtime/session.js';
 import { randomFloats, randomTensor } from './fixtures.js';
-import { sharedPath } from './shared.js';
-import { loadModel } from '../src/import/load.js';
-import { prepareModel } from '../src/import/prepare.js';
-import { loadDataset } from '../src/data/dataset.js';
+import { loadShared } from './shared.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
 import { decodeImages } from '../src/qft/images.js';
@@ -132,14 +129,9 @@ test('patch moments skip grouped convolutions', () => {
 });
 
 test('end to end on MobileNetV2 w4a8-channel: GPTQ rounding brings the quantized outputs closer to float than rounding to nearest', async (t) => {
-  const modelFile = sharedPath('models', 'mobilenet_v2_1.0_224_int8.tflite');
-  const calibDir = sharedPath('data', 'imagenet-sample-1k');
-  const valDir = sharedPath('data', 'imagenet-val-650');
-  const skip = modelFile.skip || calibDir.skip || valDir.skip;
-  if (skip) return t.skip(skip);
-  const model = await prepareModel(loadModel(modelFile.path));
-  const calib = await loadDataset(calibDir.path);
-  const val = await loadDataset(valDir.path);
+  const shared = await loadShared('mobilenet_v2_1.0_224_int8.tflite', 'imagenet-sample-1k', 'imagenet-val-650');
+  if ('skip' in shared) return t.skip(shared.skip);
+  const { model, data: [calib, val] } = shared;
   const quantize = (gptq: boolean) => quantizeModel(model, calib, { profile: loadProfile('w4a8-channel'), calibLimit: 64, gptq });
   const nearest = await quantize(false);
   const gptq = await quantize(true);

@@ -11,10 +11,7 @@ import { parseOnnx } from '../src/onnx/read.js';
 import { serializeModel } from '../src/onnx/write.js';
 import { tinyCnn } from './fixtures.js';
 import { foldBatchNorm } from '../src/passes/fold-batchnorm.js';
-import { sharedPath } from './shared.js';
-import { loadModel } from '../src/import/load.js';
-import { prepareModel } from '../src/import/prepare.js';
-import { loadDataset } from '../src/data/dataset.js';
+import { loadShared } from './shared.js';
 import { evaluate } from '../src/eval/evaluate.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
 import { loadProfile } from '../src/quantization/profile.js';
@@ -92,14 +89,9 @@ test('4-bit weights are exported as int4 at opset 21', async () => {
 });
 
 test('end to end on MobileNetV2: per-tensor W8A8 loses far more than WESS shift scalers', async (t) => {
-  const modelFile = sharedPath('models', 'mobilenet_v2_1.0_224_int8.tflite');
-  const calibDir = sharedPath('data', 'imagenet-sample-1k');
-  const valDir = sharedPath('data', 'imagenet-val-650');
-  const skip = modelFile.skip || calibDir.skip || valDir.skip;
-  if (skip) return t.skip(skip);
-  const model = await prepareModel(loadModel(modelFile.path));
-  const calib = await loadDataset(calibDir.path);
-  const val = await loadDataset(valDir.path);
+  const shared = await loadShared('mobilenet_v2_1.0_224_int8.tflite', 'imagenet-sample-1k', 'imagenet-val-650');
+  if ('skip' in shared) return t.skip(shared.skip);
+  const { model, data: [calib, val] } = shared;
   const top1 = async (m: Model) => (await evaluate(m, val, { limit: 100 })).top1;
   const float = await top1(model);
   const quantized = async (profile: string) =>
