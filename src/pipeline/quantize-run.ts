@@ -46,7 +46,7 @@ export interface QftRunOptions {
   /** Values of the float model the L2 loss compares (default: the input of the last layer). */
   lossLayers?: string[];
   train?: readonly TrainedGroup[];
-  /** Keep PTQ's WESS shifts instead of re-choosing them between epochs (default false). */
+  /** Re-choose the WESS shifts between epochs instead of keeping PTQ's (default false). */
   rechooseShifts?: boolean;
   seed?: number;
   timeBudgetSeconds?: number;

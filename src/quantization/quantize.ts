@@ -137,12 +137,13 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
     const tensor = model.graph.initializers.get(layer.weight)!;
     const original = outputChannelsFirst(toFloat32(tensor), tensor.dims, layer);
     const channels = tensor.dims[layer.channelAxis]!;
+    const patchMoments = moments.get(layer.node.name);
     const quantized = quantizeWeights(original, channels, spec, {
       method: method === 'minmax' ? 'minmax' : 'mse',
       powerOfTwo: profile.powerOfTwoScales,
-      kernelTaps: layer.node.opType === 'Conv' ? tensor.dims.slice(2).reduce((p, d) => p * d, 1) : 1,
+      // GPTQ re-rounds these layers anyway, kernel sums included in what it minimizes.
+      kernelTaps: layer.node.opType === 'Conv' && !patchMoments ? tensor.dims.slice(2).reduce((p, d) => p * d, 1) : 1,
     });
-    const patchMoments = moments.get(layer.node.name);
     if (patchMoments) {
       quantized.q = gptqRound(original, quantized.scale, patchMoments.total(), qmaxOf(spec.bits));
       quantized.sqnrDb = sqnrDb(original, dequantize(quantized));
