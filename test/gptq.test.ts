@@ -121,6 +121,19 @@ for (const { k, stride, pad } of [
   });
 }
 
+test('patch moments: two 1x1 convolutions reading the same value share one product', () => {
+  const g = createGraph('branches');
+  g.inputs.push({ name: 'x', dataType: 'float32', shape: [1, 3, 4, 4] });
+  g.initializers.set('w1', randomTensor([4, 3, 1, 1], 2));
+  g.initializers.set('w2', randomTensor([2, 3, 1, 1], 3));
+  g.nodes.push(makeNode('Conv', ['x', 'w1'], ['y1'], {}, 'a'), makeNode('Conv', ['x', 'w2'], ['y2'], {}, 'b'));
+  const model: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
+  const layers = g.nodes.map((node, i) => ({ node, weight: `w${i + 1}`, channelAxis: 0 }));
+  const { model: probed, outputs } = withPatchMoments(model, layers);
+  assert.equal(outputs.get('a'), outputs.get('b'));
+  assert.equal(probed.graph.nodes.filter((n) => n.opType === 'Gemm').length, 1);
+});
+
 test('patch moments skip grouped convolutions', () => {
   const g = createGraph('dw');
   g.initializers.set('w', randomTensor([3, 1, 3, 3], 2));

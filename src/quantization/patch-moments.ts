@@ -29,7 +29,7 @@ export function hasPatchMoments(layer: WeightedLayer, graph: Graph): boolean {
 /**
  * A copy of `model` (sharing its tensors) that also outputs, for each layer of `layers` (see
  * `hasPatchMoments`), the [P, P] matrix Σ over batch and output positions of p·pᵀ. Returns
- * the model and the output name per layer node. Patches come from a convolution with the
+ * the model and the output name per layer node (layers with the same patches share one). Patches come from a convolution with the
  * layer's geometry and one-hot filters, and the products run in onnxruntime: in JavaScript
  * they would cost more than the model itself.
  */
@@ -38,11 +38,19 @@ export function withPatchMoments(model: Model, layers: readonly WeightedLayer[])
   const copy: Model = { ...model, graph };
   const b = new GraphBuilder(copy);
   const outputs = new Map<string, string>();
+  // Layers reading the same patches of the same value (branches of one input) share one product.
+  const byPatches = new Map<string, string>();
   for (const { node, weight } of layers) {
     const [, channels, kh, kw] = graph.initializers.get(weight)!.dims as [number, number, number, number];
     const strides = attrInts(node, 'strides', [1, 1]);
     const pads = attrInts(node, 'pads', [0, 0, 0, 0]);
     const dilations = attrInts(node, 'dilations', [1, 1]);
+    const key = JSON.stringify([node.inputs[0], kh, kw, strides, pads, dilations]);
+    const shared = byPatches.get(key);
+    if (shared) {
+      outputs.set(node.name, shared);
+      continue;
+    }
     let patches = node.inputs[0]!;
     const plain = kh === 1 && kw === 1 && [...strides, ...dilations].every((v) => v === 1) && pads.every((v) => v === 0);
     if (!plain) {
@@ -56,6 +64,7 @@ export function withPatchMoments(model: Model, layers: readonly WeightedLayer[])
     const rows = b.op('Flatten', [b.transpose(patches, [0, 2, 3, 1])], { axis: attr.int(3) });
     const moments = b.op('Gemm', [rows, rows], { transA: attr.int(1) }, `${node.name}_moments`);
     graph.outputs.push({ name: moments, dataType: 'float32' });
+    byPatches.set(key, moments);
     outputs.set(node.name, moments);
   }
   return { model: copy, outputs };

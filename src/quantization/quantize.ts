@@ -100,7 +100,7 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
   const gptqLayers = (options.gptq ?? true) ? plan.layers.filter((l, i) => specs[i]!.bits < 8 && hasPatchMoments(l, model.graph)) : [];
   const fetched = [...new Set([...plan.activations, ...layerInputs])];
   const probed = withPatchMoments(withOutputs(model, fetched), gptqLayers);
-  const moments = new Map(gptqLayers.map((l) => [l.node.name, new PatchMoments()]));
+  const moments = new Map([...new Set(probed.outputs.values())].map((output) => [output, new PatchMoments()]));
   const session = await openSession(probed.model);
   let done = 0;
   let firstBatch: Float32Array | undefined;
@@ -109,13 +109,13 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
       const n = b.items.length;
       const input = new ort.Tensor('float32', b.data.subarray(0, n * geometry.size), [n, 3, geometry.height, geometry.width]);
       firstBatch ??= b.data.slice(0, n * geometry.size);
-      const out = await session.run({ [geometry.name]: input }, [...fetched, ...probed.outputs.values()]);
+      const out = await session.run({ [geometry.name]: input }, [...fetched, ...moments.keys()]);
       for (const a of plan.activations) {
         const values = (out[a] as ort.Tensor).data as Float32Array;
         observers.get(a)!.observe(method === 'minmax' ? values : strided(values, HISTOGRAM_SAMPLE));
       }
       for (const [name, m] of means) m.observe((out[name] as ort.Tensor).data as Float32Array, (out[name] as ort.Tensor).dims);
-      for (const [name, m] of moments) m.observe((out[probed.outputs.get(name)!] as ort.Tensor).data as Float32Array);
+      for (const [output, m] of moments) m.observe((out[output] as ort.Tensor).data as Float32Array);
       done += n;
       options.onProgress?.(done, items.length);
     }
@@ -137,7 +137,8 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
     const tensor = model.graph.initializers.get(layer.weight)!;
     const original = outputChannelsFirst(toFloat32(tensor), tensor.dims, layer);
     const channels = tensor.dims[layer.channelAxis]!;
-    const patchMoments = moments.get(layer.node.name);
+    const momentsOutput = probed.outputs.get(layer.node.name);
+    const patchMoments = momentsOutput === undefined ? undefined : moments.get(momentsOutput);
     const quantized = quantizeWeights(original, channels, spec, {
       method: method === 'minmax' ? 'minmax' : 'mse',
       powerOfTwo: profile.powerOfTwoScales,
