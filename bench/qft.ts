@@ -5,7 +5,7 @@
  * QFT on imagenet-val-650 (fake-quant simulation).
  *
  *   npm run build && node dist/bench/qft.js [--model F] [--profile P] [--calib-limit N]
- *     [--epochs N] [--batch N] [--lr-weights X] [--lr-scales X] [--eval-limit N] [--seed N]
+ *     [--epochs N] [--batch N] [--lr-weights X] [--lr-biases X] [--lr-scales X] [--eval-limit N] [--seed N]
  *     [--schedule cosine|constant] [--train weights,biases,scales,equalization]
  *     [--data imagenet-val-650|cifar10-test] [--preset raw|...] [--rechoose-shifts]
  *     [--holdout N] [--loss kl|l2|kl+l2] [--loss-layers a,b] [--no-gptq]
@@ -35,6 +35,7 @@ const { values: args } = parseArgs({
     epochs: { type: 'string', default: String(QFT_DEFAULTS.epochs) },
     batch: { type: 'string', default: String(QFT_DEFAULTS.batch) },
     'lr-weights': { type: 'string', default: String(QFT_DEFAULTS.lrWeights) },
+    'lr-biases': { type: 'string', default: String(QFT_DEFAULTS.lrBiases) },
     'lr-scales': { type: 'string', default: String(QFT_DEFAULTS.lrScales) },
     'eval-limit': { type: 'string', default: '650' },
     seed: { type: 'string', default: '0' },
@@ -84,6 +85,7 @@ const tuned = await finetuneImages(model, ptq.params, images, {
   epochs: Number(args.epochs),
   batch,
   lrWeights: Number(args['lr-weights']),
+  lrBiases: Number(args['lr-biases']),
   lrScales: Number(args['lr-scales']),
   seed: Number(args.seed),
   schedule: args.schedule as LrSchedule,
@@ -139,6 +141,7 @@ console.log(
       epochs: Number(args.epochs),
       batch,
       lrWeights: Number(args['lr-weights']),
+      lrBiases: Number(args['lr-biases']),
       lrScales: Number(args['lr-scales']),
       schedule: args.schedule,
       train: args.train,

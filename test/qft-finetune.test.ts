@@ -194,6 +194,33 @@ test('frozen groups keep their PTQ values; the L2 loss starts at the QDQ model\'
   await assert.rejects(finetuneImages(model, params, images, { loss: 'l2', lossLayers: ['nope'], threads: 1 }), /'nope' is not a value/);
 });
 
+test('biases learn at their own rate: one Adam step moves each by lr-biases output steps', async () => {
+  const model = floatModel();
+  const images = new ImageSet('x', [3, 5, 5], randomTensor([IMAGES, 3, 5, 5], 59).data as Float32Array);
+  const params = await ptq(model, images, 4, 'channel');
+  const lrBiases = 0.02;
+  const step = await finetuneImages(model, params, images, {
+    batch: IMAGES,
+    epochs: 1,
+    schedule: 'constant',
+    train: { weights: false, scales: false, equalization: false },
+    lrBiases,
+    threads: 1,
+  });
+  // With unit ratio the student's bias units are the output steps themselves.
+  const units = buildStudent(model, params, 'y', { scaleRatio: 1, biasRatio: 1, batch: IMAGES }).layers;
+  const ratios: number[] = [];
+  for (const { layer, bias } of units) {
+    if (!bias) continue;
+    const start = toFloat32(model.graph.initializers.get(layer.bias!)!);
+    const after = toFloat32(step.model.graph.initializers.get(layer.bias!)!);
+    start.forEach((b0, c) => ratios.push(Math.abs(after[c]! - b0) / (lrBiases * bias.unit)));
+  }
+  // Adam's first step is lr·g/(|g| + ε): lr units where the gradient is large, a little less where ε counts.
+  assert.ok(ratios.length > 0 && ratios.every((r) => r > 0.95 && r < 1 + 1e-4), `moves in units of lr-biases output steps: ${ratios}`);
+  assert.ok(ratios.filter((r) => Math.abs(r - 1) < 1e-4).length > ratios.length / 2, `moves: ${ratios}`);
+});
+
 test('equalization factors: trained between conv → ReLU → conv and folded into both layers on export', async () => {
   const g = createGraph('pair');
   g.inputs.push({ name: 'x', dataType: 'float32', shape: ['batch', 2, 4, 4] });
@@ -212,7 +239,7 @@ test('equalization factors: trained between conv → ReLU → conv and folded in
   const model: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
   const images = new ImageSet('x', [2, 4, 4], randomTensor([16, 2, 4, 4], 63).data as Float32Array);
   const params = await ptq(model, images, 8, 'channel');
-  const student = buildStudent(model, params, 'y', { scaleRatio: 1, batch: 4 });
+  const student = buildStudent(model, params, 'y', { scaleRatio: 1, biasRatio: 1, batch: 4 });
   assert.equal(student.equalization.length, 1);
   const trained = await finetuneImages(model, params, images, { batch: 4, epochs: 2, lrScales: 0.05, threads: 1 });
   assert.equal(trained.equalizedPairs, 1);
@@ -278,7 +305,7 @@ test('QFT starts where PTQ ended: untrained, the student exports PTQ\'s integers
   const per = w.length / conv.quantized.scale.length;
   const nearest = w.map((v, i) => Math.max(-7, Math.min(7, Math.round(v / conv.quantized.scale[Math.floor(i / per)]!))));
   assert.ok(conv.quantized.q.some((q, i) => q !== nearest[i]), 'kernel sums re-rounded some weights');
-  const student = buildStudent(model, params, 'y', { scaleRatio: 0.05, batch: 8 });
+  const student = buildStudent(model, params, 'y', { scaleRatio: 0.05, biasRatio: 10, batch: 8 });
   const untrained = new Map(TRAINED_GROUPS.flatMap((g) => student.params[g]).map((p) => [p, student.model.graph.initializers.get(p)!]));
   const exported = exportStudent(model, params, student, untrained);
   exported.params.weights.forEach(({ quantized }, i) => assert.deepEqual(quantized.q, params.weights[i]!.quantized.q));

@@ -40,6 +40,7 @@ export interface StageReporter {
 export interface QftRunOptions {
   epochs?: number;
   lrWeights?: number;
+  lrBiases?: number;
   lrScales?: number;
   schedule?: LrSchedule;
   loss?: LossKind;
@@ -195,6 +196,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       epochs: q.epochs ?? QFT_DEFAULTS.epochs,
       batch,
       lrWeights: q.lrWeights ?? QFT_DEFAULTS.lrWeights,
+      lrBiases: q.lrBiases ?? QFT_DEFAULTS.lrBiases,
       lrScales: q.lrScales ?? QFT_DEFAULTS.lrScales,
       schedule: q.schedule ?? QFT_DEFAULTS.schedule,
       loss: q.loss ?? QFT_DEFAULTS.loss,

@@ -14,15 +14,17 @@ import { TeacherTargets } from './teacher.js';
 import { seededRandom } from '../util/random.js';
 
 /** QFT's default schedule: docs/RESULTS.md has the runs that chose it. */
-export const QFT_DEFAULTS = { epochs: 4, batch: 16, lrWeights: 0.001, lrScales: 0.00005, schedule: 'cosine', loss: 'kl' } as const;
+export const QFT_DEFAULTS = { epochs: 4, batch: 16, lrWeights: 0.0005, lrBiases: 0.03, lrScales: 0.00005, schedule: 'cosine', loss: 'kl' } as const;
 
 export interface FinetuneOptions {
   /** Passes over the calibration images (default 4). */
   epochs?: number;
   /** Images per step (default 16); the last partial batch of an epoch is skipped. */
   batch?: number;
-  /** Peak Adam learning rate of weights (in PTQ quantization steps) and biases (in output steps); default 0.001. */
+  /** Peak Adam learning rate of weights, in PTQ quantization steps; default 0.0005. */
   lrWeights?: number;
+  /** Peak Adam learning rate of biases, in steps of the layer's quantized output; default 0.03. */
+  lrBiases?: number;
   /** Peak Adam learning rate of step sizes and equalization factors, relative to their PTQ values; default 0.00005. */
   lrScales?: number;
   /**
@@ -104,12 +106,13 @@ export async function finetuneImages(
   options: FinetuneOptions & { biases?: ReadonlyMap<string, Float32Array> } = {},
 ): Promise<FinetuneResult> {
   const t0 = performance.now();
-  const { epochs = QFT_DEFAULTS.epochs, lrWeights = QFT_DEFAULTS.lrWeights, lrScales = QFT_DEFAULTS.lrScales, seed = 0, checkpointSteps = 25 } = options;
+  const { epochs = QFT_DEFAULTS.epochs, lrWeights = QFT_DEFAULTS.lrWeights, lrBiases = QFT_DEFAULTS.lrBiases, lrScales = QFT_DEFAULTS.lrScales, seed = 0, checkpointSteps = 25 } = options;
   const batch = Math.min(options.batch ?? QFT_DEFAULTS.batch, images.count);
-  if (!(lrWeights > 0) || !(lrScales > 0)) throw new QuantflowError('QFT learning rates must be positive');
+  if (!(lrWeights > 0) || !(lrBiases > 0) || !(lrScales > 0)) throw new QuantflowError('QFT learning rates must be positive');
   const logits = logitsOf(model);
   const student = buildStudent(withBatchInput(model, batch), params, logits, {
     scaleRatio: lrScales / lrWeights,
+    biasRatio: lrBiases / lrWeights,
     batch,
     biases: options.biases,
     loss: options.loss,
@@ -124,7 +127,7 @@ export async function finetuneImages(
     const perEpoch = Math.floor(images.count / batch);
     const total = perEpoch * epochs;
     const rate = learningRate(options.schedule ?? QFT_DEFAULTS.schedule, total);
-    const fingerprint = options.checkpoint ? runFingerprint(student, trainedParams, images, { ...options, epochs, batch, lrWeights, lrScales, seed }) : '';
+    const fingerprint = options.checkpoint ? runFingerprint(student, trainedParams, images, { ...options, epochs, batch, lrWeights, lrBiases, lrScales, seed }) : '';
     const saved = options.checkpoint ? loadCheckpoint(options.checkpoint, fingerprint) : undefined;
     const progress: QftProgress = saved?.progress ?? {
       step: 0,
@@ -267,8 +270,8 @@ function epochSeed(seed: number, epoch: number): number {
 function runFingerprint(student: Student, trained: string[], images: ImageSet, options: FinetuneOptions): string {
   const hash = createHash('sha256');
   const shapes = trained.map((p) => [p, student.model.graph.initializers.get(p)!.dims]);
-  const { epochs, batch, lrWeights, lrScales, seed, schedule, loss, lossLayers, train, rechooseShifts } = options;
-  hash.update(JSON.stringify({ shapes, epochs, batch, lrWeights, lrScales, seed, schedule, loss, lossLayers, train, rechooseShifts }));
+  const { epochs, batch, lrWeights, lrBiases, lrScales, seed, schedule, loss, lossLayers, train, rechooseShifts } = options;
+  hash.update(JSON.stringify({ shapes, epochs, batch, lrWeights, lrBiases, lrScales, seed, schedule, loss, lossLayers, train, rechooseShifts }));
   hash.update(new Uint8Array(images.data.buffer, images.data.byteOffset, images.data.byteLength));
   return hash.digest('hex');
 }

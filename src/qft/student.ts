@@ -22,8 +22,9 @@ import { QuantflowError } from '../util/errors.js';
  * - weights: u = the PTQ step size of their channel, so lr is a fraction of a quantization step;
  * - step sizes: u = ratio·s₀, so lr·ratio is a relative change (one learning rate serves
  *   two groups: ratio = lrScales / lrWeights); equalization factors likewise, from 1;
- * - biases: u = the step size of the layer's quantized output (that of the clamp after it,
- *   if fused), so lr is a fraction of an output step; the weight step where there is none.
+ * - biases: u = biasRatio·(the step size of the layer's quantized output, that of the clamp
+ *   after it if fused; the weight step where there is none), so lr·biasRatio is a fraction of
+ *   an output step (biasRatio = lrBiases / lrWeights).
  */
 
 /** One weighted layer's trained values in the student. */
@@ -97,6 +98,8 @@ export interface Student {
 export interface StudentOptions {
   /** lrScales / lrWeights: see the module comment. */
   scaleRatio: number;
+  /** lrBiases / lrWeights: see the module comment. */
+  biasRatio: number;
   /** Float biases to start from (name → values), e.g. PTQ's bias-corrected ones; the model's otherwise. */
   biases?: ReadonlyMap<string, Float32Array>;
   /** Images per training batch; losses are means over them. */
@@ -213,7 +216,7 @@ export function buildStudent(model: Model, params: QuantizationParams, logits: s
     let bias: StudentLayer['bias'];
     if (layer.bias) {
       const start = options.biases?.get(layer.bias) ?? toFloat32(graph.initializers.get(layer.bias)!);
-      const unit = outputStep(graph, layer, params) ?? Math.max(...quantized.scale);
+      const unit = options.biasRatio * (outputStep(graph, layer, params) ?? Math.max(...quantized.scale));
       const theta = trained('biases', `${layer.bias}_qft`, [start.length]);
       const trainedBias = affine(b.tensor(floatTensor([start.length], start), `${layer.bias}_start`), b.scalar(unit), theta);
       node.inputs[2] = divide ? b.op('Mul', [trainedBias, divide]) : trainedBias;

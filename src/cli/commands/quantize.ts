@@ -27,6 +27,7 @@ interface QuantizeCliOptions {
   qft?: boolean;
   epochs: number;
   lrWeights: number;
+  lrBiases: number;
   lrScales: number;
   timeBudget?: number;
   seed: number;
@@ -81,7 +82,8 @@ export function registerQuantize(program: Command): void {
     .option('--no-gptq', 'round weights to nearest instead (each spatial kernel still keeps its integer sum)')
     .option('--qft', 'after PTQ, finetune weights, biases, step sizes and equalization factors jointly by distillation from the float model (QFT)')
     .option('--epochs <n>', 'QFT passes over the calibration images', positiveInt('--epochs'), QFT_DEFAULTS.epochs)
-    .option('--lr-weights <x>', 'QFT peak Adam learning rate of weights and biases (in quantization steps)', positiveNumber('--lr-weights'), QFT_DEFAULTS.lrWeights)
+    .option('--lr-weights <x>', 'QFT peak Adam learning rate of weights (in quantization steps)', positiveNumber('--lr-weights'), QFT_DEFAULTS.lrWeights)
+    .option('--lr-biases <x>', 'QFT peak Adam learning rate of biases (in steps of the layer\'s quantized output)', positiveNumber('--lr-biases'), QFT_DEFAULTS.lrBiases)
     .option('--lr-scales <x>', 'QFT peak Adam learning rate of step sizes and equalization factors (relative)', positiveNumber('--lr-scales'), QFT_DEFAULTS.lrScales)
     .option('--schedule <name>', 'QFT learning-rate schedule: cosine (5% warm-up, then cosine decay) or constant', choice('--schedule', ['cosine', 'constant'] as const), QFT_DEFAULTS.schedule)
     .option('--loss <kind>', 'QFT distillation loss: kl (logits), l2 (normalized, on --loss-layers) or kl+l2', choice('--loss', ['kl', 'l2', 'kl+l2'] as const), QFT_DEFAULTS.loss)
@@ -126,6 +128,7 @@ export function registerQuantize(program: Command): void {
           ? {
               epochs: opts.epochs,
               lrWeights: opts.lrWeights,
+              lrBiases: opts.lrBiases,
               lrScales: opts.lrScales,
               schedule: opts.schedule,
               loss: opts.loss,
