@@ -91,8 +91,8 @@ export interface FinetuneResult {
  * QFT (arXiv 2212.02634): finetunes a PTQ result by distillation from the float model on
  * unlabeled images. Weights, biases, weight and activation step sizes and cross-layer
  * equalization factors are all trained jointly through fake quantization with
- * straight-through rounding (see student.ts); WESS shifts are re-chosen for the trained
- * weights and layer scales between epochs; zero points stay fixed. The loss compares the
+ * straight-through rounding (see student.ts); WESS shifts stay PTQ's unless
+ * `rechooseShifts` re-chooses them between epochs; zero points stay fixed. The loss compares the
  * float (teacher) and quantized (student) logits by KL divergence and/or chosen features by
  * normalized L2.
  *
