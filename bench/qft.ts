@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import type { PresetName } from '../src/data/preprocess.js';
 import { loadDataset } from '../src/data/dataset.js';
 import { evaluate } from '../src/eval/evaluate.js';
+import { outputKl } from '../src/eval/output-kl.js';
 import { buildQdqModel } from '../src/export/qdq.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
@@ -106,26 +107,8 @@ const qft = buildQdqModel(tuned.model, tuned.params).model;
 const wallSeconds = (performance.now() - start) / 1000;
 const peakRssGiB = process.resourceUsage().maxRSS / 2 ** 20;
 
-/** Mean KL(float ‖ quantized) over the first `limit` images of `set`, QDQ models simulated in float. */
-async function distillation(quantized: typeof model, set = images, limit = 64): Promise<number> {
-  const n = Math.min(limit, set.count);
-  const logits = async (m: typeof model, simulate: boolean) => {
-    const s = await openSession(m, { simulate });
-    const out: number[] = [];
-    for (let i = 0; i < n; i += batch) {
-      const r = await runSession(s, { [set.input]: set.slice(i, Math.min(batch, n - i)) });
-      out.push(...(r[m.graph.outputs[0]!.name]!.data as Float32Array));
-    }
-    await s.release();
-    return out;
-  };
-  // The models end in Softmax: compare probabilities.
-  const p = await logits(model, false);
-  const q = await logits(quantized, true);
-  let kl = 0;
-  p.forEach((v, i) => (kl += v > 0 ? v * (Math.log(v) - Math.log(Math.max(q[i]!, 1e-12))) : 0));
-  return kl / n;
-}
+/** Mean KL(float ‖ quantized) over the first `limit` images of `set` (see outputKl). */
+const distillation = (quantized: typeof model, set = images, limit = 64) => outputKl(model, quantized, set, { batch, limit });
 
 const limit = Number(args['eval-limit']);
 const top1 = async (m: typeof model) => (await evaluate(m, val, { preset: ptq.preset, limit })).top1;

@@ -12,6 +12,7 @@ import { loadShared } from './shared.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
 import { decodeImages } from '../src/qft/images.js';
+import { outputKl } from '../src/eval/output-kl.js';
 
 /** tr(ΔW·H·ΔWᵀ): the output error E‖(Ŵ − W)x‖² for inputs with second moments H. */
 function outputError(w: Float32Array, q: Int8Array, scale: Float32Array, h: Float64Array): number {
@@ -150,18 +151,7 @@ test('end to end on MobileNetV2 w4a8-channel: GPTQ rounding brings the quantized
   const gptq = await quantize(true);
   const images = await decodeImages(model, val, { limit: 64, preset: gptq.preset, batch: 32 });
   // Mean KL(float ‖ quantized) of the softmax outputs on images calibration never saw.
-  const probabilities = async (m: Model, simulate: boolean) => {
-    const session = await openSession(m, { simulate });
-    const out: number[] = [];
-    for (let i = 0; i < images.count; i += 32) out.push(...((await runSession(session, { [images.input]: images.slice(i, 32) }))[m.graph.outputs[0]!.name]!.data as Float32Array));
-    await session.release();
-    return out;
-  };
-  const p = await probabilities(model, false);
-  const kl = async (m: Model) => {
-    const q = await probabilities(m, true);
-    return p.reduce((sum, v, i) => sum + (v > 0 ? v * (Math.log(v) - Math.log(Math.max(q[i]!, 1e-12))) : 0), 0) / images.count;
-  };
+  const kl = (m: Model) => outputKl(model, m, images, { batch: 32 });
   const [klNearest, klGptq] = [await kl(nearest.model), await kl(gptq.model)];
   assert.ok(klGptq < 0.75 * klNearest, `KL with GPTQ ${klGptq.toFixed(3)} vs nearest ${klNearest.toFixed(3)}`);
 });

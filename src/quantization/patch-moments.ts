@@ -29,9 +29,9 @@ export function hasPatchMoments(layer: WeightedLayer, graph: Graph): boolean {
 /**
  * A copy of `model` (sharing its tensors) that also outputs, for each layer of `layers` (see
  * `hasPatchMoments`), the [P, P] matrix Σ over batch and output positions of p·pᵀ. Returns
- * the model and the output name per layer node (layers with the same patches share one). Patches come from a convolution with the
- * layer's geometry and one-hot filters, and the products run in onnxruntime: in JavaScript
- * they would cost more than the model itself.
+ * the model and the output name per layer node (layers with the same patches share one).
+ * Patches come from a convolution with the layer's geometry and one-hot filters, and the
+ * products run in onnxruntime: in JavaScript they would cost more than the model itself.
  */
 export function withPatchMoments(model: Model, layers: readonly WeightedLayer[]): { model: Model; outputs: Map<string, string> } {
   const graph: Graph = { ...model.graph, nodes: [...model.graph.nodes], initializers: new Map(model.graph.initializers), outputs: [...model.graph.outputs] };
