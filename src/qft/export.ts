@@ -1,7 +1,7 @@
 import type { QuantizationParams } from '../export/qdq.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { Model, TensorData } from '../graph/types.js';
-import { dequantize, qmaxOf, quantize, shiftsForReference, sqnrDb, type QuantizedWeights } from '../quantization/weights.js';
+import { dequantize, qmaxOf, quantize, shiftsForReference, shiftsForScale, sqnrDb, type QuantizedWeights } from '../quantization/weights.js';
 import { outputChannelsFirst } from '../quantization/plan.js';
 import type { Student } from './student.js';
 
@@ -72,8 +72,9 @@ export function exportStudent(
 }
 
 /**
- * WESS shifts re-chosen for the student's current weights and layer scales (see
- * `shiftsForReference`), by weight name, for every 'shift' layer.
+ * WESS shifts re-chosen for the student's current weights and layer scales by the rule PTQ
+ * chose them with (`shiftsForScale`, or `shiftsForReference` with PTQ's reference scaled as
+ * the layer scale trained), by weight name, for every 'shift' layer.
  */
 export function trainedShifts(model: Model, student: Student, values: ReadonlyMap<string, TensorData>): Map<string, Int32Array> {
   const trained = new TrainedValues(model, student, values);
@@ -81,8 +82,15 @@ export function trainedShifts(model: Model, student: Student, values: ReadonlyMa
   student.layers.forEach(({ layer, ptq, scale }, index) => {
     if (ptq.granularity !== 'shift') return;
     const layerScale = trained.relative(ptq.layerScale!, trained.theta(scale)[0]!);
-    const reference = (ptq.shiftReference ?? ptq.layerScale! * qmaxOf(ptq.bits)) * (layerScale / ptq.layerScale!);
-    out.set(layer.weight, shiftsForReference(trained.weights(index), ptq.scale.length, reference, ptq.maxShift ?? Math.max(...ptq.shifts!)));
+    const maxShift = ptq.maxShift ?? Math.max(...ptq.shifts!);
+    const weights = trained.weights(index);
+    const channels = ptq.scale.length;
+    out.set(
+      layer.weight,
+      ptq.shiftReference === undefined
+        ? shiftsForScale(weights, channels, layerScale, { bits: ptq.bits, maxShift })
+        : shiftsForReference(weights, channels, ptq.shiftReference * (layerScale / ptq.layerScale!), maxShift),
+    );
   });
   return out;
 }

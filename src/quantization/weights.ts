@@ -18,11 +18,13 @@ import type { LayerWeights, WeightGranularity } from './profile.js';
  * - An all-zero tensor or channel gets scale 1: any positive scale represents it exactly,
  *   and 1 keeps its requantization multiplier ordinary.
  *
- * WESS (arXiv 2008.05767): channel c is scaled by 2^k[c], k[c] ∈ [0, 2^shiftBits − 1] the
- * largest shift with max|w_c|·2^k[c] ≤ max|w| (all-zero channels get k = 0), and the shifted
- * weights share one layer scale s: q = round(w·2^k[c] / s). The effective scale of channel c
- * is s·2^−k[c]; the NPU applies the extra right shift k[c] in requantization, on top of the
- * layer's shift n.
+ * WESS (arXiv 2008.05767): channel c is scaled by 2^k[c], k[c] ∈ [0, 2^shiftBits − 1], and
+ * the shifted weights share one layer scale s: q = round(w·2^k[c] / s). The effective scale
+ * of channel c is s·2^−k[c]; the NPU applies the extra right shift k[c] in requantization, on
+ * top of the layer's shift n. With 'minmax' scales k[c] is the paper's rule, the largest
+ * shift that keeps max|w_c|·2^k[c] within a reference range (all-zero channels get k = 0);
+ * with 'mse' scales s and k are chosen for least squared error, which lets a channel take
+ * the finer grid and clip a little where that costs less than the coarser one.
  */
 
 /** How a scale is chosen: the full range, or the clipping that minimizes squared error. */
@@ -53,7 +55,7 @@ export interface QuantizedWeights {
   shifts?: Int32Array;
   /** The largest shift the target allows, 2^shiftBits − 1 ('shift' only). */
   maxShift?: number;
-  /** The range the shifted channels were fitted into ('shift' only; see `shiftsForReference`). */
+  /** The range the shifted channels were fitted into ('shift' with 'minmax' scales; see `shiftsForReference`). */
   shiftReference?: number;
   /** Integer weights in the narrow symmetric grid, same layout as the input (int4 unpacked). */
   q: Int8Array;
@@ -77,7 +79,7 @@ export function quantizePerChannel(w: Float32Array, channels: number, options: W
   return finish(g, options, 'channel', scale, {});
 }
 
-/** WESS: per-channel power-of-two shifts, then one layer scale (see the module comment). */
+/** WESS: per-channel power-of-two shifts and one layer scale (see the module comment). */
 export function quantizeWithShifts(
   w: Float32Array,
   channels: number,
@@ -85,6 +87,11 @@ export function quantizeWithShifts(
 ): QuantizedWeights {
   const g = new ChannelGroups(w, channels);
   const maxShift = 2 ** options.shiftBits - 1;
+  if ((options.method ?? 'mse') === 'mse') {
+    const { layerScale, shifts } = mseShifts(g, options, maxShift);
+    const scale = Float32Array.from(shifts, (k) => layerScale * 2 ** -k);
+    return finish(g, options, 'shift', scale, { layerScale, shifts, maxShift });
+  }
   const reference = shiftReference(g.absMax, maxShift);
   const shifts = new Int32Array(channels);
   const factors = new Float64Array(channels);
@@ -102,7 +109,7 @@ export function quantizeWithShifts(
 /**
  * WESS shifts of weights (output channels first) against a given reference range: per
  * channel the largest k ≤ maxShift with max|w|·2^k ≤ reference, the rule `quantizeWithShifts`
- * applies. QFT re-chooses shifts this way between epochs, with PTQ's reference scaled as the
+ * applies with 'minmax' scales. QFT re-chooses shifts this way between epochs, with PTQ's reference scaled as the
  * layer scale trained: a channel keeps its shift unless its trained range crossed a power of
  * two, so the rounding QFT has learned elsewhere stays where it was.
  */
@@ -115,6 +122,97 @@ export function shiftsForReference(w: Float32Array, channels: number, reference:
 function shiftFor(m: number, reference: number, maxShift: number): number {
   if (m <= 0) return 0;
   return Math.max(0, Math.min(maxShift, Math.floor(Math.log2(reference / m) + 1e-12)));
+}
+
+/** Candidate layer scales tried per octave by `mseShifts`. */
+const LAYER_SCALE_STEPS = 48;
+
+/**
+ * WESS for least squared error: the layer scale s and the shifts k[c] that keep every
+ * channel's error closest to what its own MSE-optimal scale would give (Σ log(err_c/own_c),
+ * so the choice does not depend on how large each channel's weights are). For a given s each
+ * channel takes the better of the two shifts around its own optimum (`ChannelOptima.shift`),
+ * and s is searched over two octaves around the largest channel's own scale.
+ */
+function mseShifts(g: ChannelGroups, options: WeightQuantOptions, maxShift: number): { layerScale: number; shifts: Int32Array } {
+  const optima = new ChannelOptima(g, options, maxShift);
+  if (optima.top === 0) return { layerScale: 1, shifts: new Int32Array(g.channels) };
+  const candidates = new Set(Array.from({ length: 2 * LAYER_SCALE_STEPS }, (_, i) => toScale(optima.top * 2 ** (i / LAYER_SCALE_STEPS - 1), options.powerOfTwo ?? false)));
+  let best = Infinity;
+  let layerScale = optima.top;
+  for (const s of candidates) {
+    let score = 0;
+    for (let c = 0; c < g.channels && score < best; c++) score += optima.shift(c, s).cost;
+    if (score < best) {
+      best = score;
+      layerScale = s;
+    }
+  }
+  return { layerScale, shifts: Int32Array.from({ length: g.channels }, (_, c) => optima.shift(c, layerScale).k) };
+}
+
+/**
+ * WESS shifts of weights (output channels first) for a given layer scale, by the rule
+ * `quantizeWithShifts` applies with MSE scales (each channel the shift whose grid gives it
+ * the least squared error). QFT re-chooses shifts this way between epochs, with the layer
+ * scale it trained.
+ */
+export function shiftsForScale(w: Float32Array, channels: number, layerScale: number, options: WeightQuantOptions & { maxShift: number }): Int32Array {
+  const optima = new ChannelOptima(new ChannelGroups(w, channels), options, options.maxShift);
+  return Int32Array.from({ length: channels }, (_, c) => optima.shift(c, layerScale).k);
+}
+
+/** Each channel's own MSE-optimal scale and error, against which shifted grids are scored. */
+class ChannelOptima {
+  /** The largest own scale (0 when every channel is zero). */
+  readonly top: number = 0;
+  private readonly own: Float64Array;
+  private readonly ownError: Float64Array;
+  private readonly floor: Float64Array;
+  private readonly qmax: number;
+
+  constructor(
+    private readonly g: ChannelGroups,
+    options: WeightQuantOptions,
+    private readonly maxShift: number,
+  ) {
+    this.qmax = qmaxOf(options.bits);
+    this.own = new Float64Array(g.channels);
+    this.ownError = new Float64Array(g.channels);
+    this.floor = new Float64Array(g.channels);
+    const one = new Float64Array([1]);
+    for (let c = 0; c < g.channels; c++) {
+      if (g.absMax[c] === 0) continue;
+      this.own[c] = chooseScale(g, [c], one, { ...options, method: 'mse', powerOfTwo: false });
+      this.ownError[c] = channelError(g, c, this.own[c]!, this.qmax);
+      let energy = 0;
+      for (let i = c * g.size; i < (c + 1) * g.size; i++) energy += g.w[i]! * g.w[i]!;
+      // 60 dB below the channel's energy: keeps channels that a grid represents exactly finite.
+      this.floor[c] = 1e-6 * energy;
+      this.top = Math.max(this.top, this.own[c]!);
+    }
+  }
+
+  /**
+   * Channel c's shift under layer scale s: of the two around its own optimum (the finer grid
+   * with some clipping, or the coarser one without), the one with less squared error; `cost`
+   * is log(err/own err), 0 for an all-zero channel.
+   */
+  shift(c: number, s: number): { k: number; cost: number } {
+    if (this.g.absMax[c] === 0) return { k: 0, cost: 0 };
+    const ideal = Math.log2(s / this.own[c]!);
+    let k = 0;
+    let error = Infinity;
+    for (const candidate of [Math.floor(ideal), Math.ceil(ideal)]) {
+      const clamped = Math.max(0, Math.min(this.maxShift, candidate));
+      const e = channelError(this.g, c, Math.fround(s * 2 ** -clamped), this.qmax);
+      if (e < error) {
+        error = e;
+        k = clamped;
+      }
+    }
+    return { k, cost: Math.log(error + this.floor[c]!) - Math.log(this.ownError[c]! + this.floor[c]!) };
+  }
 }
 
 /** Candidate references tried per octave by `shiftReference`. */
