@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor } from '../src/graph/tensor.js';
 import type { Model } from '../src/graph/types.js';
-import { gptqRound } from '../src/quantization/gptq.js';
+import { gptqQuantize, gptqRound, gptqRoundChoosing } from '../src/quantization/gptq.js';
 import { hasPatchMoments, PatchMoments, withPatchMoments } from '../src/quantization/patch-moments.js';
-import { quantize } from '../src/quantization/weights.js';
+import { dequantize, quantize, quantizeWithShifts, shiftChoices, sqnrDb } from '../src/quantization/weights.js';
 import { openSession, runSession } from '../src/runtime/session.js';
 import { randomFloats, randomTensor } from './fixtures.js';
 import { loadShared } from './shared.js';
@@ -46,10 +46,8 @@ test('GPTQ: uncorrelated inputs leave nothing to trade, so it rounds to nearest'
   assert.deepEqual([...gptqRound(w, scale, h, 7)], [...nearest(w, scale, 7)]);
 });
 
-test('GPTQ: on correlated inputs the output error is well below rounding to nearest', () => {
-  const rows = 8;
-  const cols = 24;
-  // Inputs mixing 6 latent factors: strongly correlated channels, as after a 1x1 expansion.
+/** Σ x·xᵀ of inputs mixing 6 latent factors: strongly correlated channels, as after a 1x1 expansion. */
+function correlatedMoments(cols: number): Float64Array {
   const mix = randomFloats(cols * 6, 5);
   const samples = 400;
   const latent = randomFloats(samples * 6, 6);
@@ -62,12 +60,55 @@ test('GPTQ: on correlated inputs the output error is well below rounding to near
     });
     for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) h[i * cols + j]! += x[i]! * x[j]!;
   }
+  return h;
+}
+
+test('GPTQ: on correlated inputs the output error is well below rounding to nearest', () => {
+  const rows = 8;
+  const cols = 24;
+  const h = correlatedMoments(cols);
   const w = randomFloats(rows * cols, 8);
   const scale = new Float32Array(rows).fill(2 / 7);
   const q = gptqRound(w, scale, h, 7);
   assert.ok(q.every((v) => v >= -7 && v <= 7));
   const ratio = outputError(w, q, scale, h) / outputError(w, nearest(w, scale, 7), scale, h);
   assert.ok(ratio < 0.5, `GPTQ / nearest output error ${ratio.toFixed(3)}`);
+});
+
+test('GPTQ with a choice of step: each row keeps the candidate whose rounding has the least output error', () => {
+  const rows = 12;
+  const cols = 24;
+  const h = correlatedMoments(cols);
+  // Row r's weights span r/4 of the grid of step 1/7 at most: some rows want the finer step, some the coarser.
+  const w = randomFloats(rows * cols, 9).map((v, i) => v * (0.3 + Math.floor(i / cols) / 8));
+  const candidates = [1 / 7, 0.5 / 7, 0.25 / 7].map((s) => new Float32Array(rows).fill(s));
+  const { q, chosen } = gptqRoundChoosing(w, candidates, h, 7);
+  const row = <T extends Float32Array | Int8Array>(x: T, r: number) => x.slice(r * cols, (r + 1) * cols) as T;
+  for (let r = 0; r < rows; r++) {
+    const errors = candidates.map((s) => outputError(row(w, r), gptqRound(row(w, r), s.subarray(r, r + 1), h, 7), s.subarray(r, r + 1), h));
+    assert.equal(errors[chosen[r]!], Math.min(...errors), `row ${r}: errors ${errors.map((e) => e.toFixed(4))}, chose ${chosen[r]}`);
+    assert.deepEqual(row(q, r), gptqRound(row(w, r), candidates[chosen[r]!]!.subarray(r, r + 1), h, 7));
+  }
+  assert.ok(new Set(chosen).size > 1, `every row chose candidate ${chosen[0]}`);
+});
+
+test('GPTQ on WESS weights: each channel takes one of its two shifts, and the output error is at most that of the MSE shifts', () => {
+  const rows = 16;
+  const cols = 24;
+  const h = correlatedMoments(cols);
+  const w = randomFloats(rows * cols, 10).map((v, i) => v * 2 ** -((Math.floor(i / cols) * 5) % 7) * (1 + (Math.floor(i / cols) % 3) / 3));
+  const ptq = quantizeWithShifts(w, rows, { bits: 4, shiftBits: 4 });
+  const [coarser, finer] = shiftChoices(w, rows, ptq.layerScale!, { bits: 4, maxShift: 15 });
+  const plain = { ...ptq, q: gptqRound(w, ptq.scale, h, 7) };
+  const chosen = { ...ptq };
+  gptqQuantize(w, chosen, h);
+  chosen.shifts!.forEach((k, c) => {
+    assert.ok(k === coarser[c] || k === finer[c], `channel ${c}: shift ${k} not in {${coarser[c]}, ${finer[c]}}`);
+    assert.equal(chosen.scale[c], Math.fround(ptq.layerScale! * 2 ** -k));
+  });
+  assert.notDeepEqual(chosen.shifts, ptq.shifts, 'some channel changed its shift');
+  assert.ok(outputError(w, chosen.q, chosen.scale, h) < outputError(w, plain.q, plain.scale, h));
+  assert.equal(chosen.sqnrDb, sqnrDb(w, dequantize(chosen)));
 });
 
 /** Σ p·pᵀ over batch and output positions, patches read by hand from an NCHW input. */

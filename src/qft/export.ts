@@ -72,9 +72,10 @@ export function exportStudent(
 }
 
 /**
- * WESS shifts re-chosen for the student's current weights and layer scales by the rule PTQ
- * chose them with (`shiftsForScale`, or `shiftsForReference` with PTQ's reference scaled as
- * the layer scale trained), by weight name, for every 'shift' layer.
+ * WESS shifts re-chosen for the student's current weights and layer scales by the rule of
+ * PTQ's scale choice (`shiftsForScale`, or `shiftsForReference` with PTQ's reference scaled as
+ * the layer scale trained; GPTQ's own choice needs input moments that QFT does not keep), by
+ * weight name, for every 'shift' layer.
  */
 export function trainedShifts(model: Model, student: Student, values: ReadonlyMap<string, TensorData>): Map<string, Int32Array> {
   const trained = new TrainedValues(model, student, values);

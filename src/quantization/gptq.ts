@@ -1,4 +1,26 @@
-import { quantize } from './weights.js';
+import { dequantize, qmaxOf, quantize, shiftChoices, sqnrDb, type QuantizedWeights } from './weights.js';
+
+/**
+ * Re-rounds a layer's weights with GPTQ, in place, on the steps PTQ chose; for 'shift', each
+ * output channel also chooses between the two shifts around its own MSE step (under PTQ's
+ * layer scale) by the output error of its GPTQ rounding, since weight error is a poor guide
+ * to which grid GPTQ does better on (the finer one clips, the coarser one rounds coarsely).
+ * `w`: the float weights, output channels first; `moments`: E[x·xᵀ] of the layer's input patches.
+ */
+export function gptqQuantize(w: Float32Array, quantized: QuantizedWeights, moments: Float64Array): void {
+  const qmax = qmaxOf(quantized.bits);
+  const channels = quantized.scale.length;
+  if (quantized.granularity === 'shift') {
+    const layerScale = quantized.layerScale!;
+    const choices = shiftChoices(w, channels, layerScale, { bits: quantized.bits, maxShift: quantized.maxShift! });
+    const scales = choices.map((k) => Float32Array.from(k, (kc) => layerScale * 2 ** -kc));
+    const { q, chosen } = gptqRoundChoosing(w, scales, moments, qmax);
+    quantized.shifts = Int32Array.from(chosen, (i, c) => choices[i]![c]!);
+    quantized.scale = Float32Array.from(chosen, (i, c) => scales[i]![c]!);
+    quantized.q = q;
+  } else quantized.q = gptqRound(w, quantized.scale, moments, qmax);
+  quantized.sqnrDb = sqnrDb(w, dequantize(quantized));
+}
 
 /**
  * GPTQ rounding (Frantar et al., arXiv 2210.17323, after Optimal Brain Quantization): rounds
@@ -14,9 +36,20 @@ import { quantize } from './weights.js';
  * up to a factor, row-major [cols, cols]. Returns the integers on the narrow grid [−qmax, qmax].
  */
 export function gptqRound(w: Float32Array, scale: Float32Array, moments: Float64Array, qmax: number): Int8Array {
-  const rows = scale.length;
+  return gptqRoundChoosing(w, [scale], moments, qmax).q;
+}
+
+/**
+ * GPTQ with a choice of step per row: each row is rounded on every candidate step (each
+ * candidate holds one step per row) and keeps the one whose output error
+ * (w − ŵ)ᵀH(w − ŵ) is least; `chosen[r]` says which. A step that clips a row's largest
+ * weights can still win, since GPTQ pushes clipping error onto the other inputs too.
+ */
+export function gptqRoundChoosing(w: Float32Array, candidates: Float32Array[], moments: Float64Array, qmax: number): { q: Int8Array; chosen: Int32Array } {
+  const rows = candidates[0]?.length ?? 0;
   const cols = w.length / rows;
-  if (!Number.isInteger(cols) || moments.length !== cols * cols) throw new RangeError(`gptqRound: ${w.length} weights, ${rows} scales and a ${moments.length}-element moment matrix do not fit`);
+  if (!Number.isInteger(cols) || moments.length !== cols * cols || candidates.some((c) => c.length !== rows))
+    throw new RangeError(`gptqRound: ${w.length} weights, ${rows} scales and a ${moments.length}-element moment matrix do not fit`);
   const diagonal = Array.from({ length: cols }, (_, i) => moments[i * cols + i]!);
   const order = diagonal.map((_, i) => i).sort((a, b) => diagonal[b]! - diagonal[a]! || a - b);
   // A small ridge keeps H invertible where inputs are constant, zero or collinear.
@@ -27,18 +60,43 @@ export function gptqRound(w: Float32Array, scale: Float32Array, moments: Float64
   const u = upperCholeskyOfInverse(h, cols);
 
   const work = new Float64Array(cols);
+  const error = new Float64Array(cols);
   const q = new Int8Array(w.length);
+  const chosen = new Int32Array(rows);
+  const row = new Int8Array(cols);
   for (let r = 0; r < rows; r++) {
-    const s = scale[r]!;
-    for (let i = 0; i < cols; i++) work[i] = w[r * cols + order[i]!]!;
-    for (let i = 0; i < cols; i++) {
-      const qi = quantize(work[i]!, s, qmax);
-      q[r * cols + order[i]!] = qi;
-      const e = (work[i]! - qi * s) / u[i * cols + i]!;
-      for (let j = i + 1; j < cols; j++) work[j]! -= e * u[i * cols + j]!;
-    }
+    let best = Infinity;
+    candidates.forEach((scale, index) => {
+      const s = scale[r]!;
+      for (let i = 0; i < cols; i++) work[i] = w[r * cols + order[i]!]!;
+      for (let i = 0; i < cols; i++) {
+        const qi = quantize(work[i]!, s, qmax);
+        row[i] = qi;
+        error[i] = w[r * cols + order[i]!]! - qi * s;
+        const e = (work[i]! - qi * s) / u[i * cols + i]!;
+        for (let j = i + 1; j < cols; j++) work[j]! -= e * u[i * cols + j]!;
+      }
+      // Only a choice needs the output error; h carries the ridge, which is not part of it.
+      const cost = candidates.length > 1 ? quadraticForm(h, error, cols) - ridge * error.reduce((sum, e) => sum + e * e, 0) : 0;
+      if (cost < best) {
+        best = cost;
+        chosen[r] = index;
+        for (let i = 0; i < cols; i++) q[r * cols + order[i]!] = row[i]!;
+      }
+    });
   }
-  return q;
+  return { q, chosen };
+}
+
+/** xᵀAx for A n×n row-major. */
+function quadraticForm(a: Float64Array, x: Float64Array, n: number): number {
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    let dot = 0;
+    for (let j = 0; j < n; j++) dot += a[i * n + j]! * x[j]!;
+    sum += x[i]! * dot;
+  }
+  return sum;
 }
 
 /** Ridge added to H's diagonal, as a fraction of its mean (GPTQ's default). */

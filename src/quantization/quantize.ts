@@ -11,8 +11,8 @@ import { QuantflowError } from '../util/errors.js';
 import { activationQuantParams, HistogramObserver, MinMaxObserver, type Observer, type RangeMethod } from './calibration.js';
 import { outputChannelsFirst, planQuantization, type QuantizationPlan, type WeightedLayer } from './plan.js';
 import { resolveLayer, type TargetProfile } from './profile.js';
-import { dequantize, qmaxOf, quantizeWeights, sqnrDb } from './weights.js';
-import { gptqRound } from './gptq.js';
+import { quantizeWeights, sqnrDb } from './weights.js';
+import { gptqQuantize } from './gptq.js';
 import { hasPatchMoments, PatchMoments, withPatchMoments } from './patch-moments.js';
 import { biasCorrection, ChannelMeans } from './bias-correction.js';
 import { equalizeCrossLayer } from '../passes/equalize.js';
@@ -145,10 +145,7 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
       // GPTQ re-rounds these layers anyway, kernel sums included in what it minimizes.
       kernelTaps: layer.node.opType === 'Conv' && !patchMoments ? tensor.dims.slice(2).reduce((p, d) => p * d, 1) : 1,
     });
-    if (patchMoments) {
-      quantized.q = gptqRound(original, quantized.scale, patchMoments.total(), qmaxOf(spec.bits));
-      quantized.sqnrDb = sqnrDb(original, dequantize(quantized));
-    }
+    if (patchMoments) gptqQuantize(original, quantized, patchMoments.total());
     const inputMeans = means.get(layer.node.inputs[0]!);
     const correction = inputMeans && layer.bias ? biasCorrection(layer, channels, original, quantized, inputMeans.means()) : undefined;
     return { layer, quantized, correction };

@@ -162,6 +162,17 @@ export function shiftsForScale(w: Float32Array, channels: number, layerScale: nu
   return Int32Array.from({ length: channels }, (_, c) => optima.shift(c, layerScale).k);
 }
 
+/**
+ * The two shifts around each channel's own MSE-optimal scale under layer scale s (the finer
+ * grid and the coarser one; equal where maxShift bounds them), for a rounding that judges
+ * them by something other than weight error (`gptqRoundChoosing`).
+ */
+export function shiftChoices(w: Float32Array, channels: number, layerScale: number, options: WeightQuantOptions & { maxShift: number }): [Int32Array, Int32Array] {
+  const optima = new ChannelOptima(new ChannelGroups(w, channels), options, options.maxShift);
+  const pairs = Array.from({ length: channels }, (_, c) => optima.around(c, layerScale));
+  return [Int32Array.from(pairs, (p) => p[0]), Int32Array.from(pairs, (p) => p[1])];
+}
+
 /** Each channel's own MSE-optimal scale and error, against which shifted grids are scored. */
 class ChannelOptima {
   /** The largest own scale (0 when every channel is zero). */
@@ -200,18 +211,24 @@ class ChannelOptima {
    */
   shift(c: number, s: number): { k: number; cost: number } {
     if (this.g.absMax[c] === 0) return { k: 0, cost: 0 };
-    const ideal = Math.log2(s / this.own[c]!);
     let k = 0;
     let error = Infinity;
-    for (const candidate of [Math.floor(ideal), Math.ceil(ideal)]) {
-      const clamped = Math.max(0, Math.min(this.maxShift, candidate));
-      const e = channelError(this.g, c, Math.fround(s * 2 ** -clamped), this.qmax);
+    for (const candidate of this.around(c, s)) {
+      const e = channelError(this.g, c, Math.fround(s * 2 ** -candidate), this.qmax);
       if (e < error) {
         error = e;
-        k = clamped;
+        k = candidate;
       }
     }
     return { k, cost: Math.log(error + this.floor[c]!) - Math.log(this.ownError[c]! + this.floor[c]!) };
+  }
+
+  /** The coarser and the finer shift around channel c's own scale under layer scale s (0, 0 for an all-zero channel). */
+  around(c: number, s: number): [number, number] {
+    if (this.g.absMax[c] === 0) return [0, 0];
+    const ideal = Math.log2(s / this.own[c]!);
+    const clamp = (k: number) => Math.max(0, Math.min(this.maxShift, k));
+    return [clamp(Math.floor(ideal)), clamp(Math.ceil(ideal))];
   }
 }
 
