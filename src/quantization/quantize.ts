@@ -33,8 +33,8 @@ export interface QuantizeOptions {
   biasCorrection?: boolean;
   /**
    * Round the weights of convolutions without groups below 8 bits for the least output error
-   * on the calibration images (`gptqRound` on their patch moments) instead of to nearest
-   * (default true).
+   * on the calibration images (`gptqQuantize` on their patch moments, which also picks each
+   * WESS channel's shift) instead of to nearest (default true).
    */
   gptq?: boolean;
   onProgress?: (done: number, total: number) => void;
