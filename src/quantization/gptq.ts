@@ -68,6 +68,8 @@ export function gptqRoundChoosing(w: Float32Array, candidates: Float32Array[], m
     let best = Infinity;
     candidates.forEach((scale, index) => {
       const s = scale[r]!;
+      // A step an earlier candidate already tried for this row would round it the same way.
+      if (candidates.slice(0, index).some((earlier) => earlier[r] === s)) return;
       for (let i = 0; i < cols; i++) work[i] = w[r * cols + order[i]!]!;
       for (let i = 0; i < cols; i++) {
         const qi = quantize(work[i]!, s, qmax);

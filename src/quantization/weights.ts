@@ -213,7 +213,7 @@ class ChannelOptima {
     if (this.g.absMax[c] === 0) return { k: 0, cost: 0 };
     let k = 0;
     let error = Infinity;
-    for (const candidate of this.around(c, s)) {
+    for (const candidate of new Set(this.around(c, s))) {
       const e = channelError(this.g, c, Math.fround(s * 2 ** -candidate), this.qmax);
       if (e < error) {
         error = e;
