@@ -1,28 +1,37 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { imageBatches, imageInputGeometry } from '../src/data/batches.js';
 import { loadDataset } from '../src/data/dataset.js';
+import type { Model } from '../src/graph/types.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { buildNpuPackage } from '../src/npu/package.js';
+import type { NpuPackage } from '../src/npu/types.js';
 import { verifyPackage, type TensorAgreement } from '../src/npu/verify.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
+import { tileSqueezeExcite } from '../src/tse/rewrite.js';
 import { sharedPath } from './shared.js';
 
 const exact = (list: TensorAgreement[]) => list.reduce((n, a) => n + a.exact, 0) / list.reduce((n, a) => n + a.elements, 0);
 
-test('MobileNetV2 w8a8-shift on 2 images: integer ONNX model = executor; QDQ simulation within 1 LSB per layer', async (t) => {
-  const modelFile = sharedPath('models', 'mobilenet_v2_1.0_224_int8.tflite');
+/**
+ * w8a8-shift PTQ of `modelName` (as `prepare` turns it, calibrated on 4 images of
+ * imagenet-sample-1k), its NPU package, and `verify` on 2 images of imagenet-val-650: the
+ * integer ONNX model equals the executor, the QDQ simulation is within 1 LSB per layer.
+ */
+async function checkPackage(t: TestContext, modelName: string, prepare: (m: Model) => Model, check: (pkg: NpuPackage) => void): Promise<void> {
+  const modelFile = sharedPath('models', modelName);
+  const calibDir = sharedPath('data', 'imagenet-sample-1k');
   const dataDir = sharedPath('data', 'imagenet-val-650');
-  const skip = modelFile.skip || dataDir.skip;
-  if (skip) return t.skip(skip);
-  const model = await prepareModel(loadModel(modelFile.path));
+  const skip = modelFile.skip || calibDir.skip || dataDir.skip;
+  if (skip) return void t.skip(skip);
+  const model = prepare(await prepareModel(loadModel(modelFile.path)));
   const data = await loadDataset(dataDir.path);
   const profile = loadProfile('w8a8-shift');
-  const result = await quantizeModel(model, data, { profile, calibration: 'minmax', calibLimit: 4, batch: 4 });
+  const result = await quantizeModel(model, await loadDataset(calibDir.path), { profile, calibration: 'minmax', calibLimit: 4, batch: 4 });
   const pkg = await buildNpuPackage(result.model, profile, { preset: result.preset });
-  assert.equal(pkg.layers.filter((l) => l.op === 'conv').length, 53);
+  check(pkg);
   const geometry = imageInputGeometry(model);
   async function* batches() {
     for await (const b of imageBatches(data.items.slice(100, 102), { ...geometry, preset: result.preset, batch: 2 })) yield { data: b.data, count: b.items.length };
@@ -32,7 +41,18 @@ test('MobileNetV2 w8a8-shift on 2 images: integer ONNX model = executor; QDQ sim
   assert.equal(exact(report.integerModel!), 1);
   assert.ok(Math.max(...report.isolated.map((a) => a.maxDiff)) <= 1);
   assert.ok(exact(report.isolated) > 0.999, `per layer ${exact(report.isolated)}`);
-  // Float32 MobileNetV2 sums stay far below 2^24, where the integer ONNX model stays exact.
+  // Float32 MobileNet sums stay far below 2^24, where the integer ONNX model stays exact.
   assert.ok(Math.max(...Object.values(report.peaks)) < 2 ** 24);
   t.diagnostic(`QDQ simulation vs executor: outputs ${(100 * exact(report.outputs)).toFixed(1)}% exact, max ${report.outputs[0]!.maxDiff} LSB; per layer ${(100 * exact(report.isolated)).toFixed(3)}%`);
-});
+}
+
+test('MobileNetV2 w8a8-shift on 2 images: integer ONNX model = executor; QDQ simulation within 1 LSB per layer', (t) =>
+  checkPackage(t, 'mobilenet_v2_1.0_224_int8.tflite', (m) => m, (pkg) => assert.equal(pkg.layers.filter((l) => l.op === 'conv').length, 53)));
+
+test('MobileNetV3-Small with 7-row TSE tiles, w8a8-shift: the tiled gates lower (nearest Resize) and verify like the rest', (t) =>
+  checkPackage(t, 'mobilenet_v3_small_1.0_224_uint8.tflite', (m) => tileSqueezeExcite(m, { tileRows: 7 }), (pkg) => {
+    const selects = pkg.layers.filter((l) => l.op === 'select');
+    // 6 of the 9 SE blocks have maps taller than 7 rows (56, 28, 14: no crop needed): one upsampling Resize each.
+    assert.equal(selects.length, 6);
+    for (const l of selects) assert.deepEqual(pkg.tensors[l.output]!.grid, pkg.tensors[l.inputs[0]!]!.grid);
+  }));

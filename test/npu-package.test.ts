@@ -180,6 +180,33 @@ test('a nonlinearity the profile runs on the host is refused', async () => {
   await assert.rejects(buildNpuPackage(qdq, host), /node 'hs' \(HardSwish\).*'float'/);
 });
 
+test('a tiled gate (nearest Resize, then a crop Slice) lowers to select layers on the gate\'s grid, exact against the simulation', async () => {
+  const profile = loadProfile('w8a8-shift');
+  const model = zooCnn((nodes) => {
+    const mul = nodes.findIndex((n) => n.outputs[0] === 'se');
+    nodes.splice(
+      mul,
+      1,
+      makeNode('Resize', ['gate', '', 'tile_scales'], ['gate_up'], { mode: attr.string('nearest'), coordinate_transformation_mode: attr.string('asymmetric'), nearest_mode: attr.string('floor') }),
+      makeNode('Slice', ['gate_up', 'crop_starts', 'crop_ends', 'crop_axes'], ['gate_px']),
+      makeNode('Mul', ['r2', 'gate_px'], ['se']),
+    );
+  });
+  model.graph.initializers.set('tile_scales', floatTensor([4], [1, 1, 5, 5]));
+  model.graph.initializers.set('crop_starts', int64Tensor([2], [0, 0]));
+  model.graph.initializers.set('crop_ends', int64Tensor([2], [4, 4]));
+  model.graph.initializers.set('crop_axes', int64Tensor([2], [2, 3]));
+  const qdq = await quantizeZoo(model, profile);
+  const pkg = await buildNpuPackage(qdq, profile);
+  const selects = pkg.layers.filter((l) => l.op === 'select');
+  assert.deepEqual(selects.map((l) => pkg.tensors[l.output]!.shape), [[1, 8, 5, 5], [1, 8, 4, 4]]);
+  for (const l of selects) assert.deepEqual(pkg.tensors[l.output]!.grid, pkg.tensors[l.inputs[0]!]!.grid, 'no requantization');
+  const report = await verifyPackage(pkg, qdq, batches(), { integerModel: true });
+  assert.equal(share(report.integerModel!), 1, 'integer ONNX model vs executor');
+  for (const a of report.isolated.filter((x) => selects.some((l) => l.output === x.tensor))) assert.equal(a.exact, a.elements, `${a.layer} only moves integers`);
+  assert.ok(share(report.isolated) > 0.99, `per layer ${share(report.isolated)}`);
+});
+
 test('reshape constants: Reshape with 0 and −1 keeps the grid', async () => {
   const profile = loadProfile('w8a8-channel');
   const model = zooCnn((nodes) => {

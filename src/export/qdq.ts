@@ -2,7 +2,7 @@ import { attr, makeNode, nameAllocator, producerMap, pruneUnusedInitializers } f
 import { toFloat32 } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, Node, TensorData } from '../graph/types.js';
 import type { ActivationQuantParams } from '../quantization/calibration.js';
-import { SAME_GRID_OPS, weightLayout, type WeightedLayer } from '../quantization/plan.js';
+import { keepsGrid, weightLayout, type WeightedLayer } from '../quantization/plan.js';
 import type { QuantizedWeights } from '../quantization/weights.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
 import { roundHalfToEven } from '../quantization/fixedpoint.js';
@@ -177,7 +177,7 @@ function gridScale(
     const p = activations.get(current);
     if (p) return p.scale;
     const producer = producers.get(current);
-    current = producer && SAME_GRID_OPS.has(producer.opType) ? producer.inputs[0] : undefined;
+    current = producer && keepsGrid(producer) ? producer.inputs[0] : undefined;
   }
   return undefined;
 }

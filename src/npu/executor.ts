@@ -1,5 +1,5 @@
 import { QuantflowError } from '../util/errors.js';
-import { add, averagePool, concat, conv, fullyConnected, lookup, maxPool, mul, transpose, type KernelResult, type Operand } from './kernels.js';
+import { add, averagePool, concat, conv, fullyConnected, lookup, maxPool, mul, select, transpose, type KernelResult, type Operand } from './kernels.js';
 import type { NpuLayer, NpuPackage } from './types.js';
 
 /**
@@ -86,6 +86,8 @@ function run(layer: NpuLayer, x: Operand, y: Operand, all: Operand[], outShape: 
       return { output: x.data, peak: 0 };
     case 'transpose':
       return transpose(layer, x);
+    case 'select':
+      return select(layer, x);
     case 'concat':
       return concat(layer, all, outShape);
   }

@@ -123,6 +123,12 @@ class Builder {
       case 'transpose':
         value = this.op('Transpose', [x], { perm: attr.ints(l.perm) });
         break;
+      case 'select':
+        value = l.index.reduce((v, index, axis) => {
+          if (index.length === xi.shape[axis] && index.every((i, o) => i === o)) return v;
+          return this.op('Gather', [v, this.constant({ dataType: 'int64', dims: [index.length], data: BigInt64Array.from(index, BigInt) })], { axis: attr.int(axis) });
+        }, x);
+        break;
       case 'concat':
         value = this.op('Concat', l.inputs.map((name, i) => this.lookup(this.values.get(name)!, this.pkg.tensors[name]!.grid, l.tables[i]!)), { axis: attr.int(l.axis) });
         break;

@@ -1,6 +1,6 @@
 import { multiplyByQuantizedMultiplier, roundingRightShift } from '../quantization/fixedpoint.js';
 import { tapRange, windowOutput } from './window.js';
-import type { AddLayer, AvgPoolLayer, ConcatLayer, ConvLayer, FullyConnectedLayer, Grid, IntTensor, LutLayer, MaxPoolLayer, MulLayer, Requantization, TransposeLayer } from './types.js';
+import type { AddLayer, AvgPoolLayer, ConcatLayer, ConvLayer, FullyConnectedLayer, Grid, IntTensor, LutLayer, MaxPoolLayer, MulLayer, Requantization, SelectLayer, TransposeLayer } from './types.js';
 
 /**
  * Integer kernels of the reference executor, batch 1, NCHW. Accumulators are integers held
@@ -380,6 +380,20 @@ export function transpose(l: TransposeLayer, x: Operand): KernelResult {
   const moved = l.perm.map((p) => inStrides[p]!);
   const source = stridedIndex(outShape, moved);
   return { output: Int32Array.from(source, (i) => x.data[i]!), peak: 0 };
+}
+
+export function select(l: SelectLayer, x: Operand): KernelResult {
+  const strides = x.shape.map((_, i) => x.shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  const size = l.index.reduce((p, axis) => p * axis.length, 1);
+  const output = new Int32Array(size);
+  const pos = l.index.map(() => 0);
+  for (let i = 0; i < size; i++) {
+    let at = 0;
+    for (let d = 0; d < pos.length; d++) at += l.index[d]![pos[d]!]! * strides[d]!;
+    output[i] = x.data[at]!;
+    for (let d = pos.length - 1; d >= 0 && ++pos[d]! === l.index[d]!.length; d--) pos[d] = 0;
+  }
+  return { output, peak: 0 };
 }
 
 export function concat(l: ConcatLayer, xs: Operand[], outShape: number[]): KernelResult {

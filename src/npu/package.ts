@@ -8,6 +8,7 @@ import { quantizeValue } from './grid.js';
 import { regridTable, unaryTables, type TableRequest } from './lut.js';
 import { qdqView, type DequantizedConstant, type QdqView } from './qdq-view.js';
 import { reshapeOutput } from './reshape.js';
+import { resizeSelection, sliceSelection } from './select.js';
 import type { Grid, IntTensor, LutLayer, NpuLayer, NpuPackage, Requantization, TensorInfo, Window } from './types.js';
 import { broadcastShape, nodeError, windowCount, windowOf } from './window.js';
 
@@ -144,6 +145,9 @@ class Lowering {
         return this.lowerTranspose(node);
       case 'Concat':
         return this.lowerConcat(node);
+      case 'Resize':
+      case 'Slice':
+        return this.lowerSelect(node);
     }
     if (RESHAPES.has(node.opType)) return this.lowerReshape(node);
     throw nodeError(node, 'has no integer lowering for the NPU package');
@@ -391,6 +395,12 @@ class Lowering {
     const x = this.info(node, node.inputs[0]!);
     const perm = attrInts(node, 'perm', x.shape.map((_, i) => x.shape.length - 1 - i));
     this.emitSameGrid(node, { op: 'transpose', name: node.name, inputs: [x.name], output: node.outputs[0]!, perm }, perm.map((p) => x.shape[p]!), x.grid);
+  }
+
+  private lowerSelect(node: Node): void {
+    const x = this.info(node, node.inputs[0]!);
+    const { index, shape } = (node.opType === 'Resize' ? resizeSelection : sliceSelection)(node, x.shape, this.graph.initializers);
+    this.emitSameGrid(node, { op: 'select', name: node.name, inputs: [x.name], output: node.outputs[0]!, index }, shape, x.grid);
   }
 
   /** Ops that keep their input's grid write their own output name, which nothing may requantize. */

@@ -175,6 +175,16 @@ export interface TransposeLayer extends LayerBase {
   perm: number[];
 }
 
+/**
+ * Resize (nearest neighbour) and Slice: output element (o_0, …, o_n) copies input element
+ * (index[0][o_0], …, index[n][o_n]); same integers, same grid.
+ */
+export interface SelectLayer extends LayerBase {
+  op: 'select';
+  /** Per axis, the input coordinate of each output coordinate. */
+  index: number[][];
+}
+
 /** Concat: each input is mapped onto the output grid by its own table, as in `LutLayer`. */
 export interface ConcatLayer extends LayerBase {
   op: 'concat';
@@ -192,4 +202,5 @@ export type NpuLayer =
   | LutLayer
   | ReshapeLayer
   | TransposeLayer
+  | SelectLayer
   | ConcatLayer;

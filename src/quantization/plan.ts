@@ -1,4 +1,4 @@
-import { attrInt, consumerMap } from '../graph/graph.js';
+import { attrInt, attrString, consumerMap } from '../graph/graph.js';
 import type { Graph, Node } from '../graph/types.js';
 
 /** A layer whose constant weights get quantized. */
@@ -42,11 +42,16 @@ export interface QuantizationPlan {
 
 /** Activations the NPU applies inside the producing layer's requantization (a clamp). */
 const FUSIBLE_ACTIVATIONS = new Set(['Relu', 'Clip']);
+const SAME_GRID_OPS: ReadonlySet<string> = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Transpose', 'MaxPool', 'Identity', 'Dropout', 'Slice']);
+
 /**
- * Ops whose output lies on the same integer grid as their input, so the target needs no new
- * scale: they move or select values without arithmetic.
+ * Whether `node`'s output lies on the same integer grid as its (first) input, so the target
+ * needs no new scale: it moves or selects values without arithmetic (a nearest-neighbour
+ * Resize included, unlike an interpolating one).
  */
-export const SAME_GRID_OPS: ReadonlySet<string> = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Transpose', 'MaxPool', 'Identity', 'Dropout']);
+export function keepsGrid(node: Node): boolean {
+  return SAME_GRID_OPS.has(node.opType) || (node.opType === 'Resize' && attrString(node, 'mode', 'nearest') === 'nearest');
+}
 
 function weightedLayer(node: Node, graph: Graph): WeightedLayer | undefined {
   const weight = node.inputs[1];
@@ -80,7 +85,7 @@ export function planQuantization(graph: Graph): QuantizationPlan {
   for (const node of graph.nodes) {
     const layer = weightedLayer(node, graph);
     if (layer) layers.push(layer);
-    if (SAME_GRID_OPS.has(node.opType)) continue;
+    if (keepsGrid(node)) continue;
     if (node.opType === 'Softmax' && graphOutputs.has(node.outputs[0]!)) continue;
     for (const out of node.outputs) {
       if (!out || !isFloat(out) || graph.initializers.has(out)) continue;
