@@ -400,6 +400,7 @@ class Lowering {
   private lowerSelect(node: Node): void {
     const x = this.info(node, node.inputs[0]!);
     const { index, shape } = (node.opType === 'Resize' ? resizeSelection : sliceSelection)(node, x.shape, this.graph.initializers);
+    if (shape[0] !== x.shape[0]) throw nodeError(node, 'changes the batch axis, which a package running one image at a time cannot');
     this.emitSameGrid(node, { op: 'select', name: node.name, inputs: [x.name], output: node.outputs[0]!, index }, shape, x.grid);
   }
 
