@@ -1,20 +1,13 @@
 import { attrInt, attrInts } from '../graph/graph.js';
-import { toNumbers } from '../graph/tensor.js';
 import type { Node, TensorData } from '../graph/types.js';
-import { nodeError } from './window.js';
+import { constantInput } from './window.js';
 
 /**
  * Output shape of a node that only reshapes (Reshape, Flatten, Squeeze, Unsqueeze, Identity,
  * Dropout) on a static input shape; shape and axes inputs must be constants.
  */
 export function reshapeOutput(node: Node, shape: number[], initializers: Map<string, TensorData>): number[] {
-  const constant = (i: number): number[] | undefined => {
-    const name = node.inputs[i];
-    if (!name) return undefined;
-    const t = initializers.get(name);
-    if (!t) throw nodeError(node, `input '${name}' must be a constant`);
-    return toNumbers(t);
-  };
+  const constant = (i: number) => constantInput(node, i, initializers);
   const size = shape.reduce((a, b) => a * b, 1);
   switch (node.opType) {
     case 'Reshape': {

@@ -1,7 +1,6 @@
 import { attrInts, attrString } from '../graph/graph.js';
-import { toNumbers } from '../graph/tensor.js';
 import type { Node, TensorData } from '../graph/types.js';
-import { nodeError } from './window.js';
+import { constantInput, nodeError } from './window.js';
 
 /**
  * Resize (nearest neighbour) and Slice as per-axis index maps: output element
@@ -11,15 +10,6 @@ import { nodeError } from './window.js';
 export interface Selection {
   index: number[][];
   shape: number[];
-}
-
-/** A constant input of `node` (an initializer), or an error naming it. */
-function constantInput(node: Node, i: number, constants: ReadonlyMap<string, TensorData>): number[] | undefined {
-  const name = node.inputs[i];
-  if (!name) return undefined;
-  const t = constants.get(name);
-  if (!t) throw nodeError(node, `input '${name}' must be a constant for the NPU package`);
-  return toNumbers(t);
 }
 
 /** Axes given as a list that may count from the end, as non-negative axes of a rank-r tensor. */
