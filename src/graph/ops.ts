@@ -50,9 +50,17 @@ const reduce = (axesInputSince: number): OpSchema => ({
   attributes: REDUCE,
 });
 
+const argReduce: OpSchema = {
+  inputs: fixed(1),
+  outputs: [1, 1],
+  attributes: { axis: 'int', keepdims: 'int', select_last_index: 'int' },
+};
+
 const OP_SCHEMAS = {
   Abs: unary,
   Add: binary,
+  ArgMax: argReduce,
+  ArgMin: argReduce,
   AveragePool: {
     inputs: fixed(1),
     outputs: [1, 1],
@@ -85,6 +93,7 @@ const OP_SCHEMAS = {
     outputs: [1, 1],
     attributes: { ...WINDOW, group: 'int', output_padding: 'ints', output_shape: 'ints' },
   },
+  DepthToSpace: { inputs: fixed(1), outputs: [1, 1], attributes: { blocksize: 'int', mode: 'string' } },
   DequantizeLinear: {
     inputs: fixed(2, 3),
     outputs: [1, 1],
@@ -100,7 +109,9 @@ const OP_SCHEMAS = {
   Erf: unary,
   Exp: unary,
   Flatten: { inputs: fixed(1), outputs: [1, 1], attributes: { axis: 'int' } },
+  Floor: unary,
   Gather: { inputs: fixed(2), outputs: [1, 1], attributes: { axis: 'int' } },
+  GatherND: { inputs: fixed(2), outputs: [1, 1], attributes: { batch_dims: 'int' } },
   Gemm: {
     inputs: since(11, [3, 3], [2, 3]),
     outputs: [1, 1],
@@ -130,11 +141,13 @@ const OP_SCHEMAS = {
     attributes: { mode: 'string', pads: 'ints', value: 'float' },
   },
   Pow: binary,
+  PRelu: binary,
   QuantizeLinear: {
     inputs: fixed(2, 3),
     outputs: [1, 1],
     attributes: { axis: 'int', block_size: 'int', output_dtype: 'int', saturate: 'int', precision: 'int' },
   },
+  Reciprocal: unary,
   ReduceMax: reduce(18),
   ReduceMean: reduce(18),
   ReduceSum: reduce(13),
@@ -163,6 +176,7 @@ const OP_SCHEMAS = {
     attributes: { starts: 'ints', ends: 'ints', axes: 'ints' },
   },
   Softmax: softmax,
+  SpaceToDepth: { inputs: fixed(1), outputs: [1, 1], attributes: { blocksize: 'int' } },
   Split: {
     inputs: since(13, [1, 1], [1, 2]),
     outputs: [1, Infinity],

@@ -524,6 +524,16 @@ function reduce(c: Context): Value[] {
   return [{ dataType: x.dataType, shape }];
 }
 
+/** ArgMax/ArgMin: int64 indices, the axis kept as 1 or dropped. */
+function argReduce(c: Context): Value[] {
+  const x = c.input(0);
+  if (!x.shape) return [{ dataType: 'int64' }];
+  const axis = axisIn(c, attrInt(c.node, 'axis', 0), x.shape.length);
+  const keep = attrInt(c.node, 'keepdims', 1) !== 0;
+  const shape = keep ? x.shape.map((d, i) => (i === axis ? 1 : d)) : x.shape.filter((_, i) => i !== axis);
+  return [{ dataType: 'int64', shape }];
+}
+
 /** Element count of a shape as a number times symbols; null when some dim is unknown. */
 function countOf(dims: readonly Dim[]): { n: number; symbols: string[] } | null {
   let n = 1;
@@ -713,6 +723,25 @@ function batchNormalization(c: Context): Value[] {
   return [{ dataType: x.dataType, shape: x.shape }, stats, stats, stats, stats];
 }
 
+/** DepthToSpace/SpaceToDepth on NCHW: channels trade places with blocksize² spatial pixels. */
+function blockRearrange(c: Context, direction: 'depth-to-space' | 'space-to-depth'): Value[] {
+  const x = c.input(0);
+  const b = requiredInt(c, 'blocksize');
+  if (b < 1) c.fail(`blocksize ${b} must be at least 1`);
+  if (!x.shape) return [{ dataType: x.dataType, shape: unknownDims(4) }];
+  if (x.shape.length !== 4) c.fail(`expects a 4-D input, found ${formatShape(x.shape)}`);
+  const [n, ch, h, w] = x.shape;
+  const divide = (d: Dim, k: number, what: string): Dim => {
+    if (!isNum(d)) return null;
+    if (d % k !== 0) c.fail(`${what} ${d} is not a multiple of ${k}`);
+    return d / k;
+  };
+  const times = (d: Dim, k: number): Dim => (isNum(d) ? d * k : k === 1 ? d : null);
+  if (direction === 'depth-to-space')
+    return [{ dataType: x.dataType, shape: [n, divide(ch, b * b, 'channel count'), times(h, b), times(w, b)] }];
+  return [{ dataType: x.dataType, shape: [n, times(ch, b * b), divide(h, b, 'height'), divide(w, b, 'width')] }];
+}
+
 /** floor(d · scale) in float32, as onnxruntime computes it. */
 function scaledDim(c: Context, d: Dim, scale: Dim): Dim {
   if (isNum(scale) && scale <= 0) c.fail(`scale ${scale} should be positive`);
@@ -777,6 +806,20 @@ function gather(c: Context): Value[] {
   const from = data.elements;
   const elements = rank === 1 && from && picks ? picks.map((i) => from[i < 0 ? i + from.length : i]) : undefined;
   return [{ dataType: data.dataType, shape, elements }];
+}
+
+/** GatherND: indices' leading dims, then the data dims its last index dim does not address. */
+function gatherNd(c: Context): Value[] {
+  const data = c.input(0);
+  const indices = c.input(1);
+  if (!INTEGER_TYPES.has(indices.dataType)) c.fail(`indices must be integers, are ${indices.dataType}`);
+  if (!data.shape || !indices.shape) return [{ dataType: data.dataType }];
+  const batchDims = attrInt(c.node, 'batch_dims', 0);
+  const depth = indices.shape[indices.shape.length - 1];
+  if (indices.shape.length < 1 || !isNum(depth)) return [{ dataType: data.dataType }];
+  if (depth < 1 || batchDims + depth > data.shape.length)
+    c.fail(`indices ${formatShape(indices.shape)} address ${depth} dims of data ${formatShape(data.shape)} after ${batchDims} batch dims`);
+  return [{ dataType: data.dataType, shape: [...indices.shape.slice(0, -1), ...data.shape.slice(batchDims + depth)] }];
 }
 
 /** First index and length of a slice of an axis of `size`, clamped as ONNX does. */
@@ -935,6 +978,8 @@ function split(c: Context): Value[] {
 const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Abs: sameAsInput,
   Add: arithmetic,
+  ArgMax: argReduce,
+  ArgMin: argReduce,
   AveragePool: pool,
   BatchNormalization: batchNormalization,
   Cast: cast,
@@ -943,6 +988,7 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Constant: constant,
   Conv: conv,
   ConvTranspose: convTranspose,
+  DepthToSpace: (c) => blockRearrange(c, 'depth-to-space'),
   DequantizeLinear: dequantizeLinear,
   Div: arithmetic,
   Dropout: dropout,
@@ -950,7 +996,9 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Erf: sameAsInput,
   Exp: sameAsInput,
   Flatten: flatten,
+  Floor: sameAsInput,
   Gather: gather,
+  GatherND: gatherNd,
   Gemm: gemm,
   GlobalAveragePool: globalPool,
   GlobalMaxPool: globalPool,
@@ -968,7 +1016,9 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Neg: sameAsInput,
   Pad: pad,
   Pow: elementwise,
+  PRelu: elementwise,
   QuantizeLinear: quantizeLinear,
+  Reciprocal: sameAsInput,
   ReduceMax: reduce,
   ReduceMean: reduce,
   ReduceSum: reduce,
@@ -979,6 +1029,7 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Sigmoid: sameAsInput,
   Slice: slice,
   Softmax: softmax,
+  SpaceToDepth: (c) => blockRearrange(c, 'space-to-depth'),
   Split: split,
   Sqrt: sameAsInput,
   Squeeze: squeeze,

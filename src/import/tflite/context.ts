@@ -5,7 +5,7 @@
  */
 import { attr, makeNode, nameAllocator } from '../../graph/graph.js';
 import { floatTensor, int64Tensor } from '../../graph/tensor.js';
-import type { AttributeValue, Dim, Graph, TensorData } from '../../graph/types.js';
+import type { AttributeValue, DataType, Dim, Graph, TensorData } from '../../graph/types.js';
 import { QuantflowError } from '../../util/errors.js';
 import { NCHW_TO_NHWC, NHWC_TO_NCHW, onnxAxis, onnxShape, permute, sameOrderAsNchw, transposeData } from './layout.js';
 import { dequantize, expectedBytes, isDecodable, rawValues, representableRange } from './quant.js';
@@ -244,16 +244,33 @@ export class ImportContext {
     return this.initializer(base, int64Tensor([values.length], values));
   }
 
-  /** Appends a node; `outputs[i]` gets value info `shapes[i]`. */
+  /**
+   * Appends a node; `outputs[i]` gets value info `shapes[i]` and element type `types[i]`,
+   * by default the type of the first input (data movement keeps it).
+   */
   node(
     opType: string,
     inputs: string[],
     outputs: string[],
     shapes: Dim[][],
     attributes: Record<string, AttributeValue> = {},
+    types: DataType[] = [],
   ): void {
     this.graph.nodes.push(makeNode(opType, inputs, outputs, attributes));
-    outputs.forEach((o, i) => this.graph.valueInfo.set(o, { name: o, dataType: 'float32', shape: shapes[i]! }));
+    const inherited = inputs[0] ? this.typeOf(inputs[0]) : 'float32';
+    outputs.forEach((o, i) =>
+      this.graph.valueInfo.set(o, { name: o, dataType: types[i] ?? inherited, shape: shapes[i]! }),
+    );
+  }
+
+  /** Element type of an ONNX value made so far (graph input, initializer or node output). */
+  typeOf(name: string): DataType {
+    return (
+      this.graph.valueInfo.get(name)?.dataType ??
+      this.graph.initializers.get(name)?.dataType ??
+      this.graph.inputs.find((v) => v.name === name)?.dataType ??
+      'float32'
+    );
   }
 
   /** Binds TFLite tensor `t` to ONNX value `name` (the first binding of a value keeps its metadata). */
@@ -280,6 +297,12 @@ export class ImportContext {
     if (v !== undefined) return v;
     if (!this.isConstant(t)) op.fail(`reads tensor '${t.name}' before any operator writes it`);
     let name = this.initializerOf.get(t.index);
+    if (!name && valueType(t) !== 'float32') {
+      const values = this.constantValues(op, t);
+      const data = t.shape.length === 4 ? transposeData(values, t.shape, NHWC_TO_NCHW) : values;
+      name = this.initializer(this.baseName(t), integerTensor(valueType(t), onnxShape(t.shape), data));
+      this.initializerOf.set(t.index, name);
+    }
     if (!name) {
       let data = this.constantValues(op, t);
       if (t.shape.length === 4) data = transposeData(data, t.shape, NHWC_TO_NCHW);
@@ -410,6 +433,21 @@ export class ImportContext {
   boundValue(t: TfliteTensor): string | undefined {
     return this.values.get(t.index);
   }
+}
+
+/**
+ * The ONNX element type that holds a TFLite tensor's values: float32 for float and quantized
+ * tensors (the import is a float graph), the integer type itself for plain indices and counts.
+ */
+export function valueType(t: TfliteTensor): DataType {
+  if (t.quantization) return 'float32';
+  return t.type === 'int32' || t.type === 'int64' || t.type === 'bool' ? t.type : 'float32';
+}
+
+function integerTensor(dataType: DataType, dims: number[], values: Float32Array): TensorData {
+  if (dataType === 'int64') return int64Tensor(dims, Array.from(values));
+  if (dataType === 'int32') return { dataType, dims, data: Int32Array.from(values) };
+  return { dataType, dims, data: Uint8Array.from(values, (v) => (v ? 1 : 0)) };
 }
 
 /** Constant data of TFLite shape `dims` as a float tensor transposed by `perm` (into ONNX layout). */

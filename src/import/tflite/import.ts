@@ -110,13 +110,14 @@ function convert(bytes: Uint8Array, source: string): Model {
     const t = tensor(i, `graph output ${k}`);
     let name = ctx.boundValue(t);
     if (name === undefined) throw new QuantflowError(`${source}: no operator writes graph output '${t.name}'`);
+    const dataType = ctx.typeOf(name);
     // ONNX needs every graph output to be some node's result.
     if (!computed.has(name) || graph.outputs.some((o) => o.name === name)) {
       const copy = ctx.fresh(`${name}_output`);
       graph.nodes.push(makeNode('Identity', [name], [copy]));
       name = copy;
     }
-    graph.outputs.push({ name, dataType: 'float32', shape: ctx.onnxDims(t) });
+    graph.outputs.push({ name, dataType, shape: ctx.onnxDims(t) });
     graph.valueInfo.delete(name);
   });
   topologicalSort(graph);
