@@ -69,9 +69,9 @@ function require4d(op: Op, ...tensors: { name: string; shape: number[] }[]): voi
   for (const t of tensors) if (t.shape.length !== 4) op.fail(`tensor '${t.name}' must be 4-D, has shape [${t.shape}]`);
 }
 
-/** The bias initializer (length `channels`), or none when the op has no bias input. */
-function bias(ctx: ImportContext, op: Op, channels: number): string[] {
-  const b = op.optionalInput(2);
+/** The bias initializer (length `channels`) from input `k`, or none when the op has no bias input. */
+function bias(ctx: ImportContext, op: Op, channels: number, k = 2): string[] {
+  const b = op.optionalInput(k);
   if (!b) return [];
   const data = ctx.constantValues(op, b);
   if (data.length !== channels) op.fail(`bias '${b.name}' has ${data.length} values for ${channels} output channels`);
@@ -141,4 +141,52 @@ export function fullyConnected(ctx: ImportContext, op: Op): void {
   const inputs = [input, weights(ctx, op, 1, [0, 1]), ...bias(ctx, op, units)];
   const out = ctx.output(op, 0, { activation: op.activation(o, Options.fullyConnected.activation) });
   ctx.node('Gemm', inputs, [out], [ctx.onnxDims(y)], { transB: attr.int(1) });
+}
+
+/** ConvTranspose weights OHWI → IOHW. */
+const TRANSPOSE_CONV_WEIGHTS = [3, 0, 1, 2];
+
+/**
+ * TRANSPOSE_CONV → ConvTranspose. TFLite states the output size (input 0) and pads as the
+ * forward convolution from that output back to the input would; ONNX gets those pads and
+ * whatever output_padding makes up the stated size.
+ */
+export function transposeConv(ctx: ImportContext, op: Op): void {
+  op.arity(3, 4);
+  const o = op.options(Options.transposeConv);
+  const [w, x, y] = [op.input(1), op.input(2), op.output()];
+  require4d(op, x, w, y);
+  const stated = ctx.constantInts(op, op.input(0));
+  if (stated.slice(1).join() !== y.shape.slice(1).join())
+    op.fail(`output_shape [${stated}] disagrees with the output tensor [${y.shape}]`);
+  const [outChannels, kh, kw, depth] = w.shape as [number, number, number, number];
+  if (depth !== x.shape[3] || outChannels !== y.shape[3])
+    op.fail(`weights [${w.shape}] do not fit input [${x.shape}] and output [${y.shape}]`);
+  const padding = op.padding(o, Options.transposeConv.padding);
+  const strides = [
+    op.positive(o, Options.transposeConv.strideH, 'stride_h', 1),
+    op.positive(o, Options.transposeConv.strideW, 'stride_w', 1),
+  ];
+  const kernel = [kh, kw];
+  const pads = [0, 0, 0, 0];
+  const outputPadding = [0, 0];
+  for (const a of [0, 1]) {
+    const [n, out, k, s] = [x.shape[a + 1]!, y.shape[a + 1]!, kernel[a]!, strides[a]!];
+    const [begin, end] = spatialPadding(padding, out, k, s, 1);
+    const extra = out - ((n - 1) * s + k - begin - end);
+    if (extra < 0 || extra >= s)
+      op.fail(`output is ${y.shape[1]}x${y.shape[2]}, which a ${kh}x${kw} window with ${padding} padding and strides ${strides.join('x')} cannot produce from ${x.shape[1]}x${x.shape[2]}`);
+    pads[a] = begin;
+    pads[a + 2] = end;
+    outputPadding[a] = extra;
+  }
+  const attributes: Record<string, AttributeValue> = {
+    kernel_shape: attr.ints(kernel),
+    strides: attr.ints(strides),
+    pads: attr.ints(pads),
+  };
+  if (outputPadding.some((p) => p !== 0)) attributes.output_padding = attr.ints(outputPadding);
+  const inputs = [ctx.value(op, x), weights(ctx, op, 1, TRANSPOSE_CONV_WEIGHTS), ...bias(ctx, op, outChannels, 3)];
+  const out = ctx.output(op, 0, { activation: op.activation(o, Options.transposeConv.activation) });
+  ctx.node('ConvTranspose', inputs, [out], [ctx.onnxDims(y)], attributes);
 }

@@ -19,7 +19,7 @@ const RELU6 = 3;
  * aligns trailing NHWC dims; against a 4-D NCHW value a lower-rank operand is first given
  * leading 1s and moved to NCHW as well.
  */
-function operand(ctx: ImportContext, op: Op, t: TfliteTensor, rank: number): string {
+export function operand(ctx: ImportContext, op: Op, t: TfliteTensor, rank: number): string {
   if (rank !== 4 || t.shape.length === 4 || t.shape.length === 0) return ctx.value(op, t);
   if (t.shape.length > 4) op.fail(`operand '${t.name}' of rank ${t.shape.length} does not broadcast to rank 4`);
   const dims = [...Array<number>(4 - t.shape.length).fill(1), ...t.shape];
@@ -33,7 +33,7 @@ function operand(ctx: ImportContext, op: Op, t: TfliteTensor, rank: number): str
   return name;
 }
 
-function binary(onnxOp: 'Add' | 'Sub' | 'Mul', options: { type: number; activation: number }) {
+function binary(onnxOp: 'Add' | 'Div' | 'Mul' | 'Sub', options: { type: number; activation: number }) {
   return (ctx: ImportContext, op: Op): void => {
     op.arity(2, 2);
     const o = op.options(options);
@@ -48,10 +48,12 @@ function binary(onnxOp: 'Add' | 'Sub' | 'Mul', options: { type: number; activati
 export const add = binary('Add', Options.add);
 /** SUB → Sub. */
 export const sub = binary('Sub', Options.sub);
+/** DIV → Div. */
+export const div = binary('Div', Options.div);
 /** MUL → Mul. */
 export const mul = binary('Mul', Options.mul);
 
-function unary(onnxOp: string, bounds: Interval) {
+export function unary(onnxOp: string, bounds: Interval) {
   return (ctx: ImportContext, op: Op): void => {
     op.arity(1, 1);
     const input = ctx.value(op, op.input(0));

@@ -1,5 +1,6 @@
 /** AVERAGE_POOL_2D, MAX_POOL_2D and MEAN: reductions whose results stay within their input's range. */
 import { attr } from '../../../graph/graph.js';
+import type { AttributeValue, Dim } from '../../../graph/types.js';
 import type { ImportContext, Op } from '../context.js';
 import { onnxAxis } from '../layout.js';
 import { Options } from '../schema.js';
@@ -35,34 +36,46 @@ export const averagePool2d = pool('AveragePool');
 /** MAX_POOL_2D → MaxPool. */
 export const maxPool2d = pool('MaxPool');
 
-/** MEAN over constant axes → ReduceMean (keepdims, then a reshape when TFLite drops the axes). */
-export function mean(ctx: ImportContext, op: Op): void {
-  op.arity(2, 2);
-  const [x, axesTensor, y] = [op.input(0), op.input(1), op.output()];
-  const rank = x.shape.length;
-  const axes = [...new Set(ctx.constantInts(op, axesTensor).map((a) => (a < 0 ? a + rank : a)))].sort((a, b) => a - b);
-  if (axes.length === 0 || axes.some((a) => a < 0 || a >= rank)) op.fail(`axes [${axes}] do not fit input [${x.shape}]`);
-  const keptDims = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-  const keepDims = op.options(Options.reducer)?.bool(Options.reducer.keepDims) ?? false;
-  const expected = keepDims ? keptDims : x.shape.filter((_, i) => !axes.includes(i));
-  if (expected.join() !== y.shape.join()) op.fail(`output [${y.shape}] should be [${expected}]`);
+/**
+ * MEAN, SUM and REDUCE_MAX over constant axes → ReduceMean, ReduceSum, ReduceMax (keepdims,
+ * then a reshape when TFLite drops the axes of a 4-D value). ReduceSum takes its axes as an
+ * input at opset 17, the others as an attribute.
+ */
+function reducer(onnxOp: 'ReduceMax' | 'ReduceMean' | 'ReduceSum') {
+  return (ctx: ImportContext, op: Op): void => {
+    op.arity(2, 2);
+    const [x, axesTensor, y] = [op.input(0), op.input(1), op.output()];
+    const rank = x.shape.length;
+    const axes = [...new Set(ctx.constantInts(op, axesTensor).map((a) => (a < 0 ? a + rank : a)))].sort((a, b) => a - b);
+    if (axes.length === 0 || axes.some((a) => a < 0 || a >= rank)) op.fail(`axes [${axes}] do not fit input [${x.shape}]`);
+    const keptDims = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    const keepDims = op.options(Options.reducer)?.bool(Options.reducer.keepDims) ?? false;
+    const expected = keepDims ? keptDims : x.shape.filter((_, i) => !axes.includes(i));
+    if (expected.join() !== y.shape.join()) op.fail(`output [${y.shape}] should be [${expected}]`);
 
-  const input = ctx.value(op, x);
-  const out = ctx.output(op, 0, { bounds: ctx.rangeOf(x) });
-  const onnxAxes = axes.map((a) => onnxAxis(a, rank)).sort((a, b) => a - b);
-  if (keepDims || rank !== 4) {
-    ctx.node('ReduceMean', [input], [out], [ctx.onnxDims(y)], {
-      axes: attr.ints(onnxAxes),
-      keepdims: attr.int(keepDims ? 1 : 0),
-    });
-    return;
-  }
-  // Dropping axes of an NCHW value can leave the rest in a different order than TFLite's.
-  const kept = ctx.fresh(`${out}_keepdims`);
-  const batched = ctx.isBatched(x.index);
-  ctx.node('ReduceMean', [input], [kept], [ctx.onnxDims({ ...x, shape: keptDims })], {
-    axes: attr.ints(onnxAxes),
-    keepdims: attr.int(1),
-  });
-  ctx.reshape({ name: kept, dims: keptDims, batched }, y.shape, ctx.outputBatched(op, y), out);
+    const input = ctx.value(op, x);
+    const out = ctx.output(op, 0, { bounds: onnxOp === 'ReduceSum' ? undefined : ctx.rangeOf(x) });
+    const onnxAxes = axes.map((a) => onnxAxis(a, rank)).sort((a, b) => a - b);
+    const reduce = (output: string, keep: boolean, dims: Dim[]): void => {
+      const axesInput = onnxOp === 'ReduceSum' ? [ctx.int64s(`${output}_axes`, onnxAxes)] : [];
+      const attributes: Record<string, AttributeValue> = { keepdims: attr.int(keep ? 1 : 0) };
+      if (onnxOp !== 'ReduceSum') attributes.axes = attr.ints(onnxAxes);
+      ctx.node(onnxOp, [input, ...axesInput], [output], [dims], attributes);
+    };
+    if (keepDims || rank !== 4) {
+      reduce(out, keepDims, ctx.onnxDims(y));
+      return;
+    }
+    // Dropping axes of an NCHW value can leave the rest in a different order than TFLite's.
+    const kept = ctx.fresh(`${out}_keepdims`);
+    reduce(kept, true, ctx.onnxDims({ ...x, shape: keptDims }));
+    ctx.reshape({ name: kept, dims: keptDims, batched: ctx.isBatched(x.index) }, y.shape, ctx.outputBatched(op, y), out);
+  };
 }
+
+/** MEAN → ReduceMean. */
+export const mean = reducer('ReduceMean');
+/** REDUCE_MAX → ReduceMax. */
+export const reduceMax = reducer('ReduceMax');
+/** SUM → ReduceSum. */
+export const sum = reducer('ReduceSum');
