@@ -550,3 +550,28 @@ test('inferShapes throws a QuantflowError naming the node on a proven mismatch',
   const unsorted = model({ x: [1] }, {}, [makeNode('Relu', ['y'], ['z'], {}, 'late'), makeNode('Relu', ['x'], ['y'])]);
   assert.throws(() => inferShapes(unsorted), /node 'late' \(Relu\): input 'y' is not produced before this node/);
 });
+
+test('ArgMax/ArgMin give int64 with the axis kept or dropped; GatherND; DepthToSpace/SpaceToDepth', () => {
+  const arg = infer({ x: ['batch', 21, 5, 7] }, {}, [
+    makeNode('ArgMax', ['x'], ['a'], { axis: attr.int(1), keepdims: attr.int(0) }),
+    makeNode('ArgMin', ['x'], ['b'], { axis: attr.int(-1) }),
+  ]);
+  assert.deepEqual(arg.get('a'), { name: 'a', dataType: 'int64', shape: ['batch', 5, 7] });
+  assert.deepEqual(arg.get('b')!.shape, ['batch', 21, 5, 1]);
+  const nd = shapeOf({ x: [2, 3, 4, 5] }, { i: int64Tensor([6, 2], new Array(12).fill(0)) }, [makeNode('GatherND', ['x', 'i'], ['y'])]);
+  assert.deepEqual(nd, [6, 4, 5]);
+  const d2s = shapeOf({ x: ['batch', 8, 3, 5] }, {}, [makeNode('DepthToSpace', ['x'], ['y'], { blocksize: attr.int(2) })]);
+  assert.deepEqual(d2s, ['batch', 2, 6, 10]);
+  const s2d = shapeOf({ x: ['batch', 2, 6, 10] }, {}, [makeNode('SpaceToDepth', ['x'], ['y'], { blocksize: attr.int(2) })]);
+  assert.deepEqual(s2d, ['batch', 8, 3, 5]);
+  assert.throws(
+    () => infer({ x: [1, 2, 5, 6] }, {}, [makeNode('SpaceToDepth', ['x'], ['y'], { blocksize: attr.int(2) }, 'S')]),
+    (e) => e instanceof QuantflowError && /node 'S' \(SpaceToDepth\): height 5 is not a multiple of 2/.test(e.message),
+  );
+  const misc = infer({ x: [1, 3, 4, 4] }, { s: floatTensor([3, 1, 1], [0.1, 0.2, 0.3]) }, [
+    makeNode('PRelu', ['x', 's'], ['p']),
+    makeNode('Reciprocal', ['p'], ['r']),
+    makeNode('Floor', ['r'], ['f']),
+  ]);
+  assert.deepEqual(misc.get('f'), { name: 'f', dataType: 'float32', shape: [1, 3, 4, 4] });
+});
