@@ -44,6 +44,11 @@ export function fixInputSize(model: Model, size?: InputSize): void {
     if (!(e instanceof QuantflowError)) throw e;
     throw new QuantflowError(`at input size ${height}x${width}: ${e.message}`, { cause: e });
   }
+  // Declared output shapes were for the old size; onnxruntime checks results against them.
+  for (const o of model.graph.outputs) {
+    const inferred = model.graph.valueInfo.get(o.name)?.shape;
+    if (inferred) o.shape = [...inferred];
+  }
 }
 
 /** Unpadded AveragePools whose kernel covers their whole (fixed) map become GlobalAveragePool. */
