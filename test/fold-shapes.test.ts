@@ -130,12 +130,13 @@ test('Reshape target from Shape → Gather → Concat folds at a fixed size; the
 });
 
 /**
- * x [1, 2, h, w] → Resize (nearest) to sizes [1, 2, floor(1.5·h), floor(1.5·w)], computed
- * from Shape → Slice → Cast → Mul → Floor → Cast → Concat.
+ * x [batch, 2, h, w] → Resize (nearest) to sizes [batch, 2, floor(1.5·h), floor(1.5·w)],
+ * computed from Shape → Slice → Cast → Mul → Floor → Cast → Concat, as PyTorch exports
+ * interpolate.
  */
-function dynamicResize(): Model {
+function dynamicResize(batch: Dim = 1): Model {
   return model(
-    { x: [1, 2, 'h', 'w'] },
+    { x: [batch, 2, 'h', 'w'] },
     {
       zero: ints([0]),
       two: ints([2]),
@@ -169,6 +170,22 @@ test('Resize sizes from Shape arithmetic (Slice, Cast, Mul, Floor) fold to a con
   const [a, b] = [(await runModel(original, { x })).y!, (await runModel(prepared, { x })).y!];
   assert.deepEqual(b.dims, [1, 2, 6, 7]);
   assert.deepEqual(Array.from(b.data as Float32Array), Array.from(a.data as Float32Array));
+});
+
+test('Resize sizes that copy a dynamic batch become constant scales, with the same results', async () => {
+  const original = dynamicResize('batch');
+  const prepared = await prepareModel(dynamicResize('batch'), undefined, { inputSize: [4, 5] });
+  assert.deepEqual(prepared.graph.nodes.map((n) => n.opType), ['Resize']);
+  const resize = prepared.graph.nodes[0]!;
+  assert.equal(resize.inputs.length, 3, 'scales instead of sizes');
+  assert.deepEqual(Array.from(prepared.graph.initializers.get(resize.inputs[2]!)!.data as Float32Array), [1, 1, 1.5, Math.fround(1.4)]);
+  assert.deepEqual(prepared.graph.valueInfo.get('y')!.shape, ['batch', 2, 6, 7]);
+  for (const batch of [1, 3]) {
+    const x = randomTensor([batch, 2, 4, 5], 10 + batch);
+    const [a, b] = [(await runModel(original, { x })).y!, (await runModel(prepared, { x })).y!];
+    assert.deepEqual(b.dims, [batch, 2, 6, 7]);
+    assert.deepEqual(Array.from(b.data as Float32Array), Array.from(a.data as Float32Array));
+  }
 });
 
 test('a dynamic height or width without an input size is a one-line error naming the input and the option', async () => {

@@ -1,7 +1,7 @@
 import type { Dim, Graph, Model, Node } from '../graph/types.js';
-import { attrInt, nameAllocator, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
+import { attrInt, attrString, nameAllocator, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
 import { inferShapes } from '../graph/shapes.js';
-import { int64Tensor } from '../graph/tensor.js';
+import { floatTensor, int64Tensor } from '../graph/tensor.js';
 import { foldConstants } from './fold-constants.js';
 
 /** Integer types whose shape arithmetic inference computes exactly. */
@@ -23,7 +23,10 @@ export async function foldShapes(model: Model): Promise<number> {
   const before = model.graph.nodes.length;
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const elements = inferShapes(model);
-    const changed = copyBatchDims(model.graph, elements) + constantValues(model.graph, elements);
+    const changed =
+      copyBatchDims(model.graph, elements) +
+      sizesAsScales(model, elements) +
+      constantValues(model.graph, elements);
     if (!changed) break;
     removeUnread(model.graph);
     inferShapes(model);
@@ -92,6 +95,41 @@ function copyBatchDims(graph: Graph, elements: Map<string, Dim[]>): number {
     const name = newName(`${n.name}_shape`);
     graph.initializers.set(name, int64Tensor([copied.length], copied as number[]));
     n.inputs[1] = name;
+    count++;
+  }
+  return count;
+}
+
+/**
+ * Resize sizes computed at run time from the input's own (batch) dims and fixed spatial sizes,
+ * as PyTorch exports interpolate: constant scales, out/in in float32, are what onnxruntime
+ * derives from sizes itself, so they resize identically wherever floor(in · scale) gives the
+ * size back; elsewhere the sizes stay.
+ */
+function sizesAsScales(model: Model, elements: Map<string, Dim[]>): number {
+  const { graph } = model;
+  if (model.opset < 11) return 0;
+  const newName = nameAllocator(graph);
+  let count = 0;
+  for (const n of graph.nodes) {
+    const sizes = n.inputs[3];
+    if (n.opType !== 'Resize' || !sizes || graph.initializers.has(sizes) || n.attributes.axes) continue;
+    if (attrString(n, 'keep_aspect_ratio_policy', 'stretch') !== 'stretch') continue;
+    if (attrString(n, 'coordinate_transformation_mode', 'half_pixel') === 'tf_crop_and_resize') continue;
+    const target = elements.get(sizes);
+    const x = graph.valueInfo.get(n.inputs[0]!)?.shape ?? graph.inputs.find((v) => v.name === n.inputs[0])?.shape;
+    if (!target || !x || target.length !== x.length || target.every(isNum)) continue;
+    const scales = target.map((d, i) => {
+      const from = x[i];
+      if (typeof d === 'string') return d === from ? 1 : null;
+      if (!isNum(d) || !isNum(from) || from === 0) return null;
+      const scale = Math.fround(d / from);
+      return Math.floor(Math.fround(from * scale)) === d ? scale : null;
+    });
+    if (!scales.every(isNum)) continue;
+    const name = newName(`${n.name}_scales`);
+    graph.initializers.set(name, floatTensor([scales.length], scales as number[]));
+    n.inputs = [n.inputs[0]!, n.inputs[1] ?? '', name];
     count++;
   }
   return count;
