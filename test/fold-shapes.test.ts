@@ -7,6 +7,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { inferShapes } from '../src/graph/shapes.js';
 import { floatTensor, int64Tensor, toNumbers } from '../src/graph/tensor.js';
@@ -14,6 +20,7 @@ import type { Dim, Model, Node, TensorData } from '../src/graph/types.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { readOnnxFile } from '../src/onnx/read.js';
+import { writeOnnxFile } from '../src/onnx/write.js';
 import { runModel } from '../src/runtime/session.js';
 import { detectSqueezeExcite } from '../src/tse/detect.js';
 import { QuantflowError } from '../src/util/errors.js';
@@ -224,6 +231,31 @@ test('TSE: an SE block on a dynamic-size map is found once the input size is fix
   assert.equal(detectSqueezeExcite(se()).blocks.length, 0, 'no block on symbolic map sizes');
   const { blocks } = detectSqueezeExcite(await prepareModel(se(), undefined, { inputSize: [8, 6] }));
   assert.deepEqual(blocks.map((b) => [b.channels, b.height, b.width]), [[4, 8, 6]]);
+});
+
+test('CLI: --input-size on inspect and buffers (--input kept as its alias); without it a one-line error, exit code 2', async () => {
+  const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  const cli = (...args: string[]) => promisify(execFile)(process.execPath, [main, ...args]);
+  const dir = mkdtempSync(join(tmpdir(), 'fold-shapes-cli-'));
+  try {
+    const file = join(dir, 'dynamic.onnx');
+    writeOnnxFile(dynamicReshape(), file);
+    const failed = await cli('buffers', file).then(
+      () => assert.fail('should exit with an error'),
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(failed.code, 2);
+    assert.equal(failed.stderr.trim().split('\n').length, 1);
+    assert.match(failed.stderr, /input 'x' has a dynamic height or width .*--input-size HxW/);
+    assert.match((await cli('buffers', file, '--input-size', '3x4')).stdout, /at input \[batch, 2, 3, 4\]/);
+    assert.match((await cli('buffers', file, '--input', '3x4')).stdout, /at input \[batch, 2, 3, 4\]/);
+    assert.match((await cli('inspect', file)).stdout, /problems:\n  input 'x' has a dynamic height or width/);
+    const inspected = (await cli('inspect', file, '--input-size', '3x4')).stdout;
+    assert.match(inspected, /output y: float32 \[batch, 2, 12\]/);
+    assert.match(inspected, /operators: Reshape 1\n/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 const blazeface = sharedPath('models', 'blazeface_128_float.onnx');
