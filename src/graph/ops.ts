@@ -72,6 +72,7 @@ const OP_SCHEMAS = {
     attributes: { epsilon: 'float', momentum: 'float', training_mode: 'int', spatial: 'int' },
   },
   Cast: { inputs: fixed(1), outputs: [1, 1], attributes: { to: 'int', saturate: 'int' } },
+  Ceil: unary,
   Clip: { inputs: since(11, [1, 1], [1, 3]), outputs: [1, 1], attributes: { min: 'float', max: 'float' } },
   Concat: { inputs: fixed(1, Infinity), outputs: [1, 1], attributes: { axis: 'int' } },
   Constant: {
@@ -87,6 +88,7 @@ const OP_SCHEMAS = {
       value_strings: 'strings',
     },
   },
+  ConstantOfShape: { inputs: fixed(1), outputs: [1, 1], attributes: { value: 'tensor' } },
   Conv: { inputs: fixed(2, 3), outputs: [1, 1], attributes: { ...WINDOW, group: 'int' } },
   ConvTranspose: {
     inputs: fixed(2, 3),
@@ -108,6 +110,7 @@ const OP_SCHEMAS = {
   Equal: binary,
   Erf: unary,
   Exp: unary,
+  Expand: binary,
   Flatten: { inputs: fixed(1), outputs: [1, 1], attributes: { axis: 'int' } },
   Floor: unary,
   Gather: { inputs: fixed(2), outputs: [1, 1], attributes: { axis: 'int' } },
@@ -147,6 +150,7 @@ const OP_SCHEMAS = {
     outputs: [1, 1],
     attributes: { axis: 'int', block_size: 'int', output_dtype: 'int', saturate: 'int', precision: 'int' },
   },
+  Range: { inputs: fixed(3), outputs: [1, 1], attributes: {} },
   Reciprocal: unary,
   ReduceMax: reduce(18),
   ReduceMean: reduce(18),
@@ -186,6 +190,7 @@ const OP_SCHEMAS = {
   Squeeze: { inputs: since(13, [1, 1], [1, 2]), outputs: [1, 1], attributes: { axes: 'ints' } },
   Sub: binary,
   Tanh: unary,
+  Tile: binary,
   Transpose: { inputs: fixed(1), outputs: [1, 1], attributes: { perm: 'ints' } },
   Unsqueeze: { inputs: since(13, [1, 1], [2, 2]), outputs: [1, 1], attributes: { axes: 'ints' } },
   Upsample: {

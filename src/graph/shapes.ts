@@ -16,9 +16,10 @@ import { QuantflowError } from '../util/errors.js';
  * Fills `model.graph.valueInfo` (replacing what it held) with the element type and shape of
  * every node output, walking the nodes in their (topological) order. Throws a QuantflowError
  * for an unsupported operator, an input not produced before its reader, or a shape
- * inconsistency.
+ * inconsistency. Returns the elements known before run time of the node outputs that have
+ * them (shape arithmetic; see `Value.elements`), which shape folding turns into constants.
  */
-export function inferShapes(model: Model): void {
+export function inferShapes(model: Model): Map<string, Dim[]> {
   const { graph } = model;
   const known = new Map<string, Value>();
   for (const v of graph.inputs) known.set(v.name, { dataType: v.dataType, shape: v.shape });
@@ -33,6 +34,7 @@ export function inferShapes(model: Model): void {
   };
 
   const valueInfo = new Map<string, ValueInfo>();
+  const elements = new Map<string, Dim[]>();
   for (const node of graph.nodes) {
     if (!schemaOf(node)) throw new QuantflowError(unsupportedOperatorMessage(node));
     const inputs = node.inputs.map((name) => {
@@ -47,6 +49,7 @@ export function inferShapes(model: Model): void {
       if (name === '') return;
       const v = outputs[i] ?? c.fail(`has ${node.outputs.length} outputs, the operator produces ${outputs.length}`);
       known.set(name, v);
+      if (v.elements) elements.set(name, v.elements);
       valueInfo.set(
         name,
         v.shape ? { name, dataType: v.dataType, shape: [...v.shape] } : { name, dataType: v.dataType },
@@ -54,6 +57,7 @@ export function inferShapes(model: Model): void {
     });
   }
   graph.valueInfo = valueInfo;
+  return elements;
 }
 
 /** A shape as one would write it in a message: `[N, 3, ?, 224]` (`?` for an unknown dim). */
@@ -273,12 +277,21 @@ function arithmetic(c: Context): Value[] {
       const x = a[a.length === 1 ? 0 : i];
       const y = b[b.length === 1 ? 0 : i];
       if (!isNum(x) || !isNum(y)) return null;
-      const r = integer ? Math.trunc(op(x, y)) : op(x, y);
+      // onnxruntime computes float32 shape arithmetic in float32 and integer division truncates.
+      const r = integer ? Math.trunc(op(x, y)) : out.dataType === 'float32' ? Math.fround(op(x, y)) : op(x, y);
       // A division by zero is the model's bug; it must not turn into a dim.
       return Number.isFinite(r) ? r : null;
     });
   }
   return [out];
+}
+
+/** A unary op that also maps known elements (Floor, Ceil on shape arithmetic). */
+function unaryElements(f: (x: number) => number): ShapeFunction {
+  return (c) => {
+    const x = c.input(0);
+    return [{ dataType: x.dataType, shape: x.shape, elements: x.elements?.map((e) => (isNum(e) ? f(e) : null)) }];
+  };
 }
 
 function cast(c: Context): Value[] {
@@ -974,6 +987,83 @@ function split(c: Context): Value[] {
   return range(count).map(() => withDim(size / count));
 }
 
+/** A 1-D int operand that lists a shape (ConstantOfShape, Expand, Tile): its elements, if known. */
+function shapeOperand(c: Context, i: number, what: string): Dim[] | undefined {
+  const v = c.input(i);
+  if (v.shape && v.shape.length !== 1) c.fail(`${what} must be 1-D, found ${formatShape(v.shape)}`);
+  if (v.elements?.some((d) => isNum(d) && d < 0)) c.fail(`${what} ${formatShape(v.elements)} has a negative value`);
+  return v.elements;
+}
+
+/** Elements of a small tensor of known `shape`, each computed from its flat index. */
+function fillElements(shape: readonly Dim[], at: (i: number) => Dim): Dim[] | undefined {
+  const dims = numbers(shape);
+  if (!dims) return undefined;
+  const n = dims.reduce((a, b) => a * b, 1);
+  return n <= MAX_TRACKED_ELEMENTS ? range(n).map(at) : undefined;
+}
+
+function constantOfShape(c: Context): Value[] {
+  const value = attrTensor(c.node, 'value');
+  if (value && sizeOf(value.dims) !== 1) c.fail(`value should hold one element, found ${formatShape(value.dims)}`);
+  // Without a value ONNX fills float32 zeros.
+  const dataType = value?.dataType ?? 'float32';
+  const fill = value ? (tensorValue(value).elements?.[0] ?? null) : 0;
+  const dims = shapeOperand(c, 0, 'shape');
+  if (!dims) {
+    const rank = c.input(0).shape?.[0] ?? null;
+    return [{ dataType, shape: isNum(rank) ? unknownDims(rank) : undefined }];
+  }
+  return [{ dataType, shape: [...dims], elements: fillElements(dims, () => fill) }];
+}
+
+/** Expand broadcasts both ways: the target may hold 1 where the input has more. */
+function expand(c: Context): Value[] {
+  const x = c.input(0);
+  const target = shapeOperand(c, 1, 'shape');
+  if (!target) {
+    const rank = c.input(1).shape?.[0] ?? null;
+    return [{ dataType: x.dataType, shape: x.shape && isNum(rank) ? unknownDims(Math.max(rank, x.shape.length)) : undefined }];
+  }
+  const shape = broadcast(c, [x.shape, target]);
+  const from = x.elements;
+  const elements =
+    shape && shape.length <= 1 && from ? fillElements(shape, (i) => from[from.length === 1 ? 0 : i] ?? null) : undefined;
+  return [{ dataType: x.dataType, shape, elements }];
+}
+
+function rangeOp(c: Context): Value[] {
+  const operands = ['start', 'limit', 'delta'].map((what, i) => {
+    const v = c.input(i);
+    if (v.shape && numbers(v.shape)?.reduce((a, b) => a * b, 1) !== 1) c.fail(`${what} must be a scalar, found ${formatShape(v.shape)}`);
+    return v.elements?.[0] ?? null;
+  });
+  const { dataType } = c.input(0);
+  const [start, limit, delta] = operands;
+  if (!isNum(start) || !isNum(limit) || !isNum(delta)) return [{ dataType, shape: [null] }];
+  if (delta === 0) c.fail('delta must not be 0');
+  const count = Math.max(Math.ceil((limit - start) / delta), 0);
+  return [{ dataType, shape: [count], elements: fillElements([count], (i) => start + i * delta) }];
+}
+
+function tile(c: Context): Value[] {
+  const x = c.input(0);
+  const repeats = shapeOperand(c, 1, 'repeats');
+  if (!x.shape) return [{ dataType: x.dataType }];
+  if (!repeats) return [{ dataType: x.dataType, shape: unknownDims(x.shape.length) }];
+  if (repeats.length !== x.shape.length)
+    c.fail(`repeats ${formatShape(repeats)} should hold ${x.shape.length} values, one per axis of ${formatShape(x.shape)}`);
+  const shape = x.shape.map((d, i) => {
+    const k = repeats[i];
+    if (k === 1 || k === 0) return k === 1 ? d : 0;
+    return isNum(d) && isNum(k) ? d * k : null;
+  });
+  const from = x.elements;
+  const size = from?.length ?? 0;
+  const elements = shape.length === 1 && from ? fillElements(shape, (i) => from[i % size] ?? null) : undefined;
+  return [{ dataType: x.dataType, shape, elements }];
+}
+
 /** One shape function per supported operator; the key type makes the table complete. */
 const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Abs: sameAsInput,
@@ -983,9 +1073,11 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   AveragePool: pool,
   BatchNormalization: batchNormalization,
   Cast: cast,
+  Ceil: unaryElements(Math.ceil),
   Clip: sameAsInput,
   Concat: concat,
   Constant: constant,
+  ConstantOfShape: constantOfShape,
   Conv: conv,
   ConvTranspose: convTranspose,
   DepthToSpace: (c) => blockRearrange(c, 'depth-to-space'),
@@ -995,8 +1087,9 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Equal: (c) => elementwise(c, 'bool'),
   Erf: sameAsInput,
   Exp: sameAsInput,
+  Expand: expand,
   Flatten: flatten,
-  Floor: sameAsInput,
+  Floor: unaryElements(Math.floor),
   Gather: gather,
   GatherND: gatherNd,
   Gemm: gemm,
@@ -1018,6 +1111,7 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Pow: elementwise,
   PRelu: elementwise,
   QuantizeLinear: quantizeLinear,
+  Range: rangeOp,
   Reciprocal: sameAsInput,
   ReduceMax: reduce,
   ReduceMean: reduce,
@@ -1035,6 +1129,7 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Squeeze: squeeze,
   Sub: arithmetic,
   Tanh: sameAsInput,
+  Tile: tile,
   Transpose: transpose,
   Unsqueeze: unsqueeze,
   Upsample: upsample,

@@ -10,6 +10,7 @@ import { evaluate } from '../eval/evaluate.js';
 import type { Model } from '../graph/types.js';
 import { loadModel } from '../import/load.js';
 import { prepareModel } from '../import/prepare.js';
+import type { InputSize } from '../passes/input-size.js';
 import { writeNpuPackage } from '../npu/io.js';
 import { buildNpuPackage } from '../npu/package.js';
 import type { NpuPackage } from '../npu/types.js';
@@ -63,6 +64,8 @@ export interface QuantizeRunOptions {
   model: string;
   /** Calibration images (labels.csv or class folders; labels unused). */
   calib: string;
+  /** Height and width the model is prepared at (`PrepareOptions.inputSize`). */
+  inputSize?: InputSize;
   /** Built-in profile name or a profile JSON file. */
   profile: string;
   /** Output folder for model.qdq.onnx, npu/, report.json and report.html. */
@@ -151,6 +154,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       calibration,
       calibLimit,
       batch,
+      inputSize: options.inputSize ?? null,
       preset: options.preset ?? null,
       biasCorrection,
       gptq,
@@ -162,7 +166,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     inputs: [options.model, options.calib, ...(/[/\\]|\.json$/.test(options.profile) ? [options.profile] : [])],
   });
   const passes = new PassLog();
-  const model = await prepareModel(loadModel(options.model), passes);
+  const model = await prepareModel(loadModel(options.model), passes, { inputSize: options.inputSize });
   const calib = await loadDataset(options.calib);
   const evalData = options.eval ? await loadDataset(options.eval) : undefined;
   const stage = async <T>(name: QuantizeStage, total: number, work: (reporter: StageReporter) => Promise<T>): Promise<T> => {

@@ -8,7 +8,7 @@ import { formatShape } from '../graph/shapes.js';
 import type { Model, ValueInfo } from '../graph/types.js';
 import { schemaOf } from '../graph/ops.js';
 import { detectFormat, loadModel, type ModelFormat } from '../import/load.js';
-import { prepareModel } from '../import/prepare.js';
+import { prepareModel, type PrepareOptions } from '../import/prepare.js';
 import { planQuantization } from '../quantization/plan.js';
 import { builtinProfiles, loadProfile, resolveLayer, type LayerWeights } from '../quantization/profile.js';
 import { detectSqueezeExcite, type NearMiss } from '../tse/detect.js';
@@ -72,17 +72,18 @@ export interface InspectReport {
 const FLOAT_TYPES = new Set(['float32', 'float16', 'float64']);
 
 /**
- * Inspects the model file at `path`. Throws a QuantflowError only when the file cannot be
- * read as a model at all; anything found later is listed in `problems`.
+ * Inspects the model file at `path`, prepared at `options.inputSize` when given. Throws a
+ * QuantflowError only when the file cannot be read as a model at all; anything found later
+ * (a dynamic input size without `inputSize` included) is listed in `problems`.
  */
-export async function inspectModel(path: string): Promise<InspectReport> {
+export async function inspectModel(path: string, options: PrepareOptions = {}): Promise<InspectReport> {
   const loaded = loadModel(path);
   const format = detectFormat(fileHead(path));
   const problems = unsupportedOperators(loaded);
   let model = loaded;
   let prepared = false;
   try {
-    model = await prepareModel(loaded);
+    model = await prepareModel(loaded, undefined, options);
     prepared = true;
   } catch (e) {
     if (!(e instanceof QuantflowError)) throw e;

@@ -1,6 +1,5 @@
 import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
 import { loadModel } from '../../import/load.js';
 import { prepareModel } from '../../import/prepare.js';
 import { PassLog } from '../../passes/pass-log.js';
@@ -8,12 +7,12 @@ import { runManifest } from '../../report/manifest.js';
 import { tseReport } from '../../report/tse.js';
 import { detectSqueezeExcite, type NearMiss } from '../../tse/detect.js';
 import type { BufferReport } from '../../tse/buffers.js';
-import { withInputSize } from '../../tse/input-size.js';
 import { checkTileOptions, type TileOptions } from '../../tse/tile.js';
 import { formatTable, percent } from '../table.js';
 import { writeJsonResult } from '../../util/fs.js';
 import { reportFilesIn, writeReportFiles } from '../../report/files.js';
 import { positiveInt } from './eval.js';
+import { addInputSizeOption, sizePair, type InputSizeCliOptions } from '../input-size.js';
 
 /** Rows the paper finds enough context for (arXiv 2107.02145): the default tile height. */
 export const DEFAULT_TILE_ROWS = 7;
@@ -23,16 +22,6 @@ export interface TileCliOptions {
   tileRows?: number;
   tileCols?: number;
   tile?: [number, number];
-}
-
-/** Parses "HxW" (or "N" for NxN) into two positive integers, with a message naming the option. */
-export function sizePair(name: string): (value: string) => [number, number] {
-  return (value) => {
-    const m = /^(\d+)(?:x(\d+))?$/i.exec(value.trim());
-    const pair = m ? ([Number(m[1]), Number(m[2] ?? m[1])] as [number, number]) : undefined;
-    if (!pair || pair.some((v) => v <= 0)) throw new InvalidArgumentError(`${name} takes positive integers as HxW (7x7) or one size (7), got '${value}'`);
-    return pair;
-  };
 }
 
 /** Adds --tile-rows, --tile-cols and --tile to a command. */
@@ -76,7 +65,7 @@ export function nearMissLines(nearMisses: readonly NearMiss[]): string[] {
   return nearMisses.map((m) => `not an SE block: Mul '${m.node}': ${m.reason}`);
 }
 
-interface BuffersOptions extends TileCliOptions {
+interface BuffersOptions extends TileCliOptions, InputSizeCliOptions {
   input?: [number, number];
   json?: string;
   report?: string;
@@ -84,11 +73,12 @@ interface BuffersOptions extends TileCliOptions {
 
 export function registerBuffers(program: Command): void {
   addTileOptions(
-    program
-      .command('buffers')
-      .description('Activation buffering of squeeze-and-excite blocks on a streaming accelerator: SE vs tiled SE.')
-      .argument('<model>', 'model file (.tflite or .onnx)')
-      .option('--input <HxW>', 'input resolution to evaluate at (default: the model\'s own)', sizePair('--input')),
+    addInputSizeOption(
+      program
+        .command('buffers')
+        .description('Activation buffering of squeeze-and-excite blocks on a streaming accelerator: SE vs tiled SE.')
+        .argument('<model>', 'model file (.tflite or .onnx)'),
+    ).option('--input <HxW>', 'the same as --input-size (its older name)', sizePair('--input')),
   )
     .option('--json <file>', 'write per-block and total buffering as JSON')
     .option('--report <dir>', 'write report.html and report.json (blocks, buffering chart, run manifest) into <dir>')
@@ -97,14 +87,14 @@ export function registerBuffers(program: Command): void {
       '\nAn SE block holds its whole input map (C·H·W elements) until the global mean exists;\n' +
         'with tiles of K rows it holds one band of K rows (C·K·W), also for KxK tiles. Column\n' +
         'tiles span every row and save nothing on a row-streaming pipeline.\n\nExample:\n' +
-        '  quantflow buffers mobilenet_v3_small_1.0_224_uint8.tflite --input 512x512 --tile-rows 7 --report out/',
+        '  quantflow buffers mobilenet_v3_small_1.0_224_uint8.tflite --input-size 512x512 --tile-rows 7 --report out/',
     )
     .action(async (modelPath: string, opts: BuffersOptions) => {
       const tiles = tileOptionsFrom(opts);
-      const manifest = runManifest({ options: { tiles, input: opts.input ?? null }, inputs: [modelPath] });
+      const inputSize = opts.inputSize ?? opts.input;
+      const manifest = runManifest({ options: { tiles, input: inputSize ?? null }, inputs: [modelPath] });
       const passes = new PassLog();
-      const prepared = await prepareModel(loadModel(modelPath), passes);
-      const model = opts.input ? withInputSize(prepared, ...opts.input) : prepared;
+      const model = await prepareModel(loadModel(modelPath), passes, { inputSize });
       const detection = detectSqueezeExcite(model);
       const input = model.graph.inputs[0]?.shape;
       const report = tseReport({ model: modelPath, input, detection, tiles, manifest, passes: passes.changes });

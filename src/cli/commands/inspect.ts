@@ -4,8 +4,9 @@ import { shortLabels } from '../../report/markup.js';
 import { formatTable } from '../table.js';
 import { writeJsonResult } from '../../util/fs.js';
 import { formatCount } from './buffers.js';
+import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 
-interface InspectOptions {
+interface InspectOptions extends InputSizeCliOptions {
   layers?: boolean;
   json?: string;
 }
@@ -57,10 +58,12 @@ export function formatInspect(r: InspectReport, perLayer: boolean): string {
 }
 
 export function registerInspect(program: Command): void {
-  program
-    .command('inspect')
-    .description('Show what a model contains and how each built-in target profile would quantize it.')
-    .argument('<model>', 'model file (.tflite or .onnx)')
+  addInputSizeOption(
+    program
+      .command('inspect')
+      .description('Show what a model contains and how each built-in target profile would quantize it.')
+      .argument('<model>', 'model file (.tflite or .onnx)'),
+  )
     .option('--layers', 'list every layer under every built-in profile')
     .option('--json <file>', 'write everything, per-layer plans included, as JSON')
     .addHelpText(
@@ -70,7 +73,7 @@ export function registerInspect(program: Command): void {
         '  quantflow inspect ../shared/models/mobilenet_v3_small_1.0_224_uint8.tflite --layers',
     )
     .action(async (modelPath: string, opts: InspectOptions) => {
-      const report = await inspectModel(modelPath);
+      const report = await inspectModel(modelPath, { inputSize: opts.inputSize });
       console.log(formatInspect(report, !!opts.layers));
       if (opts.json) writeJsonResult(opts.json, report);
     });

@@ -9,10 +9,11 @@ import type { PresetName } from '../../data/preprocess.js';
 import { QFT_DEFAULTS, type LrSchedule } from '../../qft/finetune.js';
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../../qft/student.js';
 import { runQuantize } from '../../pipeline/quantize-run.js';
+import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 
 const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
 
-interface QuantizeCliOptions {
+interface QuantizeCliOptions extends InputSizeCliOptions {
   calib: string;
   profile: string;
   calibration: RangeMethod;
@@ -62,10 +63,12 @@ function positiveNumber(name: string): (value: string) => number {
 }
 
 export function registerQuantize(program: Command): void {
-  program
-    .command('quantize')
-    .description('Post-training quantization for an integer target profile; writes a QDQ ONNX model and a report.')
-    .argument('<model>', 'float model (.tflite or .onnx)')
+  addInputSizeOption(
+    program
+      .command('quantize')
+      .description('Post-training quantization for an integer target profile; writes a QDQ ONNX model and a report.')
+      .argument('<model>', 'float model (.tflite or .onnx)'),
+  )
     .requiredOption('--calib <dir>', 'calibration images (unlabeled use; labels.csv or class folders)')
     .option('--profile <name|file.json>', `target profile: ${builtinProfiles().join(', ')}, or a JSON file`, 'w8a8-shift')
     .option('--calibration <method>', `activation ranges: ${METHODS.join(', ')}`, (v: string) => {
@@ -114,6 +117,7 @@ export function registerQuantize(program: Command): void {
       const { quantization: result, profile, accuracy, files, npuProblem, finetune: tuned } = await runQuantize({
         model: modelPath,
         calib: opts.calib,
+        inputSize: opts.inputSize,
         profile: opts.profile,
         output: opts.output,
         calibration: opts.calibration,

@@ -19,8 +19,9 @@ import { writeJsonResult } from '../../util/fs.js';
 import { reportFilesBeside, reportFilesIn, writeReportFiles } from '../../report/files.js';
 import { positiveInt, presetOption } from './eval.js';
 import { addTileOptions, bufferTable, nearMissLines, tileOptionsFrom, type TileCliOptions } from './buffers.js';
+import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 
-interface TseOptions extends TileCliOptions {
+interface TseOptions extends TileCliOptions, InputSizeCliOptions {
   output: string;
   analyze?: boolean;
   data?: string;
@@ -32,10 +33,12 @@ interface TseOptions extends TileCliOptions {
 
 export function registerTse(program: Command): void {
   addTileOptions(
-    program
-      .command('tse')
-      .description('Tile the squeeze-and-excite blocks of a model (TSE): local context instead of a global mean, no retraining.')
-      .argument('<model>', 'model file (.tflite or .onnx)'),
+    addInputSizeOption(
+      program
+        .command('tse')
+        .description('Tile the squeeze-and-excite blocks of a model (TSE): local context instead of a global mean, no retraining.')
+        .argument('<model>', 'model file (.tflite or .onnx)'),
+    ),
   )
     .requiredOption('-o, --output <file>', 'ONNX file to write (the tiled model)')
     .option('--analyze', 'measure how similar tile gates are to the global gate and to each other')
@@ -58,11 +61,11 @@ export function registerTse(program: Command): void {
       const tiles = tileOptionsFrom(opts);
       if (opts.analyze && !opts.data) throw new QuantflowError('--analyze needs --data <dir> (calibration images)');
       const manifest = runManifest({
-        options: { tiles, analyze: !!opts.analyze, limit: opts.analyze ? opts.limit : null, preset: opts.preset ?? null },
+        options: { tiles, inputSize: opts.inputSize ?? null, analyze: !!opts.analyze, limit: opts.analyze ? opts.limit : null, preset: opts.preset ?? null },
         inputs: [modelPath, ...(opts.analyze ? [opts.data!] : [])],
       });
       const passes = new PassLog();
-      const model = await prepareModel(loadModel(modelPath), passes);
+      const model = await prepareModel(loadModel(modelPath), passes, { inputSize: opts.inputSize });
       const detection = detectSqueezeExcite(model);
       const { blocks, nearMisses } = detection;
       for (const line of nearMissLines(nearMisses)) console.log(line);

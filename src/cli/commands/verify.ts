@@ -14,8 +14,9 @@ import { writeJsonResult } from '../../util/fs.js';
 import { progressBar } from '../progress.js';
 import { formatTable } from '../table.js';
 import { positiveInt, presetOption } from './eval.js';
+import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 
-interface VerifyOptions {
+interface VerifyOptions extends InputSizeCliOptions {
   data: string;
   limit: number;
   qdq?: string;
@@ -27,10 +28,12 @@ interface VerifyOptions {
 }
 
 export function registerVerify(program: Command): void {
-  program
-    .command('verify')
-    .description('Run the integer NPU package and the fake-quant QDQ simulation on the same images and compare their integers.')
-    .argument('<dir>', 'output folder of quantize (model.qdq.onnx and npu/)')
+  addInputSizeOption(
+    program
+      .command('verify')
+      .description('Run the integer NPU package and the fake-quant QDQ simulation on the same images and compare their integers.')
+      .argument('<dir>', 'output folder of quantize (model.qdq.onnx and npu/)'),
+  )
     .requiredOption('--data <dir>', 'image folder (labels are not used)')
     .option('--limit <n>', 'images to run; the integer executor takes 1-3 s per MobileNet image', positiveInt('--limit'), 4)
     .option('--qdq <file>', 'QDQ model (default <dir>/model.qdq.onnx)')
@@ -66,6 +69,11 @@ export function registerVerify(program: Command): void {
       const dataset = await loadDataset(opts.data);
       const items = dataset.items.slice(0, opts.limit);
       const geometry = imageInputGeometry(qdq);
+      // The QDQ model and the package were built at one size; any other would not be what they compute.
+      if (opts.inputSize && (opts.inputSize[0] !== geometry.height || opts.inputSize[1] !== geometry.width))
+        throw new QuantflowError(
+          `${qdqPath} was quantized at input size ${geometry.height}x${geometry.width}, not --input-size ${opts.inputSize.join('x')}: quantize again at that size or drop the option`,
+        );
       const bar = progressBar('verify', items.length);
       const batches = (async function* () {
         for await (const b of imageBatches(items, { ...geometry, preset, batch: 4 })) yield { data: b.data, count: b.items.length };
