@@ -82,7 +82,7 @@ function fromFolders(root: string, dir: string): Dataset {
   const file = (path: string) => relative(root, path).split(sep).join('/');
   // Plain code-unit order, as Python's sorted() in torchvision's ImageFolder.
   const subfolders = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
-  const ownInputs = entries.some((e) => e.isFile() && INPUT_FILES.test(e.name));
+  const ownInputs = entries.some((e) => INPUT_FILES.test(e.name) && (e.isFile() || (e.isSymbolicLink() && isFile(join(root, e.name)))));
   if (!ownInputs && subfolders.length >= 2) {
     const items = subfolders.flatMap((name, label) => inputsUnder(join(root, name)).map((path) => ({ file: file(path), path, label })));
     if (items.length === 0) throw new QuantflowError(`dataset folder '${dir}' has no images (jpg, jpeg, png, webp) or .npy files at any depth`);
@@ -96,7 +96,12 @@ function fromFolders(root: string, dir: string): Dataset {
 /** Input files at any depth below `folder`, sorted by path. */
 function inputsUnder(folder: string): string[] {
   return readdirSync(folder, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile() && INPUT_FILES.test(e.name) && !e.name.startsWith('.'))
+    .filter((e) => INPUT_FILES.test(e.name) && !e.name.startsWith('.') && (e.isFile() || (e.isSymbolicLink() && isFile(join(e.parentPath, e.name)))))
     .map((e) => join(e.parentPath, e.name))
     .sort();
+}
+
+/** Whether a link leads to a file (datasets are often folders of links to one copy of the images). */
+function isFile(path: string): boolean {
+  return existsSync(path) && statSync(path).isFile();
 }
