@@ -21,6 +21,7 @@ import type { Model } from '../src/graph/types.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
+import { decodeImages } from '../src/qft/images.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { tinyCnn } from './fixtures.js';
 
@@ -275,5 +276,15 @@ describe('calibration on a flat folder with a broken image', () => {
     // The QDQ model records what it was calibrated with, and later commands default to it.
     assert.deepEqual(JSON.parse(r.model.metadata['quantflow.preprocess']!), { ...presetSpec('unit'), channels: 'bgr' });
     assert.equal(resolvePreprocess(r.model, undefined, 3).spec.channels, 'bgr');
+  });
+
+  it('QFT decodes the same images, skipping the broken one only when asked', async () => {
+    const model = await prepareModel(tinyCnn());
+    const calib = await loadDataset(dir);
+    const options = { limit: 10, preprocess: presetSpec('unit'), batch: 2 };
+    await assert.rejects(decodeImages(model, calib, options), oneLine(/cannot decode image '.*nested\/broken\.jpg'/));
+    const images = await decodeImages(model, calib, { ...options, skipBadImages: true });
+    assert.equal(images.count, 4);
+    assert.deepEqual(images.dims, [3, 5, 5]);
   });
 });
