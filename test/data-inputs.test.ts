@@ -155,7 +155,8 @@ describe('choosing the preprocessing', () => {
 
   it('the preset name labels a spec equal to it, whatever its origin', () => {
     assert.equal(resolvePreprocess(modelWith({}), { preset: 'raw', std: [1, 1, 1] }, 3).label, 'raw');
-    assert.equal(resolvePreprocess(modelWith({}), { preset: 'raw', std: [2, 2, 2] }, 3).label, 'mean 0,0,0 std 2,2,2 rgb crop 0.875');
+    assert.equal(resolvePreprocess(modelWith({}), { preset: 'raw', mean: [5, 5, 5] }, 3).label, 'raw + mean=5,5,5');
+    assert.equal(resolvePreprocess(modelWith({}), { preset: 'inception', channels: 'bgr', resize: 'letterbox' }, 3).label, 'inception + channels=bgr resize=letterbox');
   });
 
   it('a model that records its preprocessing (quantflow.preprocess) defaults to it', () => {

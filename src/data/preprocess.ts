@@ -83,18 +83,17 @@ export function imageChannels(spec: Preprocess): number {
   return spec.channels === 'gray' ? 1 : 3;
 }
 
-/** The preset `spec` equals, if any. */
-export function presetOf(spec: Preprocess): PresetName | undefined {
-  return PRESETS.find((p) => JSON.stringify(presetSpec(p)) === JSON.stringify(spec));
-}
-
-/** Short name for messages and reports: the preset it equals, or its fields. */
+/**
+ * Short name for messages and reports: the preset it equals, else the closest preset and the
+ * fields that differ from it (`inception + channels=bgr`).
+ */
 export function describePreprocess(spec: Preprocess): string {
-  const preset = presetOf(spec);
-  if (preset) return preset;
-  const list = (v: number[]) => v.map((x) => +x.toFixed(4)).join(',');
-  const geometry = spec.resize === 'letterbox' ? `letterbox pad ${spec.padValue}` : spec.resize === 'stretch' ? 'stretch' : `${spec.resize} ${spec.crop}`;
-  return `mean ${list(spec.mean)} std ${list(spec.std)} ${spec.channels} ${geometry}`;
+  const show = (v: unknown) => (Array.isArray(v) ? v.map((x: number) => +x.toFixed(4)).join(',') : String(v));
+  const keys = Object.keys(spec) as (keyof Preprocess)[];
+  const differing = (p: PresetName) => keys.filter((k) => show(spec[k]) !== show(presetSpec(p)[k]));
+  const closest = PRESETS.reduce((a, b) => (differing(b).length < differing(a).length ? b : a));
+  const fields = differing(closest);
+  return fields.length ? `${closest} + ${fields.map((k) => `${k}=${show(spec[k])}`).join(' ')}` : closest;
 }
 
 function normalization(spec: Preprocess): Normalization {
