@@ -44,12 +44,13 @@ export function registerEval(program: Command): void {
         '  quantflow eval mobilenet_v2.onnx --data ../shared/data/imagenet-val-650 --json result.json',
     )
     .action(async (modelPath: string, opts: EvalOptions) => {
+      const preprocess = preprocessRequest(opts);
       const model = await prepareModel(loadModel(modelPath));
       const dataset = await loadDataset(opts.data);
       const total = Math.min(opts.limit ?? Infinity, dataset.items.length);
       const bar = progressBar('eval', total);
       const result = await evaluate(model, dataset, {
-        preprocess: preprocessRequest(opts),
+        preprocess,
         batch: opts.batch,
         limit: opts.limit,
         skipBadImages: opts.skipBadImages,

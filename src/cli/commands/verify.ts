@@ -50,6 +50,7 @@ export function registerVerify(program: Command): void {
         'Example:\n  quantflow verify out/ --data ../shared/data/imagenet-val-650 --limit 2 --per-layer',
     )
     .action(async (dir: string, opts: VerifyOptions) => {
+      const request = preprocessRequest(opts);
       const qdqPath = opts.qdq ?? join(dir, 'model.qdq.onnx');
       if (!existsSync(qdqPath)) throw new QuantflowError(`no QDQ model at '${qdqPath}' (give --qdq)`);
       const qdq = readOnnxFile(qdqPath);
@@ -65,7 +66,7 @@ export function registerVerify(program: Command): void {
       const geometry = imageInputGeometry(qdq);
       // Packages record only a preset name; QDQ models from before the metadata existed have nothing else.
       const packaged = qdq.metadata[PREPROCESS_METADATA] === undefined && PRESETS.includes(pkg.preset as PresetName) ? { preset: pkg.preset as PresetName } : undefined;
-      const preprocess = resolvePreprocess(qdq, preprocessRequest(opts) ?? packaged, geometry.channels);
+      const preprocess = resolvePreprocess(qdq, request ?? packaged, geometry.channels);
       const preset = preprocess.label;
       const dataset = await loadDataset(opts.data);
       const items = dataset.items.slice(0, opts.limit);
