@@ -16,7 +16,7 @@ import {
   resolvePreprocess,
   type Preprocess,
 } from '../src/data/preprocess.js';
-import { createGraph } from '../src/graph/graph.js';
+import { createGraph, makeNode } from '../src/graph/graph.js';
 import type { Model } from '../src/graph/types.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { loadProfile } from '../src/quantization/profile.js';
@@ -277,6 +277,21 @@ describe('calibration on a flat folder with a broken image', () => {
     // The QDQ model records what it was calibrated with, and later commands default to it.
     assert.deepEqual(JSON.parse(r.model.metadata['quantflow.preprocess']!), { ...presetSpec('unit'), channels: 'bgr' });
     assert.equal(resolvePreprocess(r.model, undefined, 3).spec.channels, 'bgr');
+  });
+
+  it('calibrates a model with two image inputs, feeding both the same image', async () => {
+    // x + x2 doubles the image: the first layer's input range is twice that of the one-input model.
+    const two = tinyCnn();
+    two.graph.inputs.push({ name: 'x2', dataType: 'float32', shape: ['batch', 3, 5, 5] });
+    two.graph.nodes.unshift(makeNode('Add', ['x', 'x2'], ['xx']));
+    two.graph.nodes[1]!.inputs[0] = 'xx';
+    const calib = await loadDataset(dir);
+    const options = { profile: loadProfile('w8a8-shift'), batch: 2, calibration: 'minmax' as const, skipBadImages: true, preprocess: { preset: 'unit' as const } };
+    const r = await quantizeModel(await prepareModel(two), calib, options);
+    assert.deepEqual(r.model.graph.inputs.map((i) => i.name), ['x', 'x2']);
+    const one = await quantizeModel(await prepareModel(tinyCnn()), calib, options);
+    const scale = (q: typeof r, name: string) => q.params.activations.get(name)!.scale;
+    assert.ok(Math.abs(scale(r, 'xx') / scale(one, 'x') - 2) < 1e-6, `${scale(r, 'xx')} vs ${scale(one, 'x')}`);
   });
 
   it('QFT decodes the same images, skipping the broken one only when asked', async () => {
