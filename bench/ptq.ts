@@ -61,7 +61,7 @@ for (const m of models) {
   const val = await loadDataset(sharedPath('data', m.val).path);
   let calib = await loadDataset(sharedPath('data', m.calib).path);
   if (m.calib === m.val) calib = spread(calib);
-  const float = await evaluate(model, val, { preset: m.preset });
+  const float = await evaluate(model, val, { preprocess: { preset: m.preset } });
   console.log(`| ${m.file} | float | – | ${(100 * float.top1).toFixed(1)}% | ${(100 * float.top5).toFixed(1)}% | – |`);
   rows.push({ model: m.file, profile: 'float', top1: float.top1, top5: float.top5 });
   for (const profile of profiles)
@@ -71,11 +71,11 @@ for (const m of models) {
         profile: loadProfile(profile),
         calibration: method,
         calibLimit,
-        preset: m.preset,
+        preprocess: { preset: m.preset },
         biasCorrection: args['bias-correction'],
       });
       const seconds = (performance.now() - t0) / 1000;
-      const r = await evaluate(q.model, val, { preset: m.preset });
+      const r = await evaluate(q.model, val, { preprocess: q.preprocess.spec });
       console.log(
         `| ${m.file} | ${profile} | ${method}${args['bias-correction'] ? ' + bias corr.' : ''} | ${(100 * r.top1).toFixed(1)}% | ${(100 * r.top5).toFixed(1)}% | ${seconds.toFixed(0)} |`,
       );

@@ -61,14 +61,14 @@ const profile = loadProfile(args.profile);
 const calibLimit = Number(args['calib-limit']);
 
 let t0 = performance.now();
-const ptq = await quantizeModel(model, calib, { profile, calibLimit, batch, biasCorrection: true, gptq: !args['no-gptq'], preset: args.preset as PresetName | undefined });
+const ptq = await quantizeModel(model, calib, { profile, calibLimit, batch, biasCorrection: true, gptq: !args['no-gptq'], preprocess: { preset: args.preset as PresetName | undefined } });
 const ptqSeconds = (performance.now() - t0) / 1000;
-const images = await decodeImages(model, calib, { limit: calibLimit, preset: ptq.preset, batch });
+const images = await decodeImages(model, calib, { limit: calibLimit, preprocess: ptq.preprocess.spec, batch });
 const holdoutCount = Number(args.holdout);
 if (holdoutCount && calib.items.length < calibLimit + holdoutCount)
   throw new Error(`--holdout ${holdoutCount}: imagenet-sample-1k has ${calib.items.length} images, fewer than --calib-limit + --holdout`);
 const holdout = holdoutCount
-  ? await decodeImages(model, { ...calib, items: calib.items.slice(calibLimit) }, { limit: holdoutCount, preset: ptq.preset, batch })
+  ? await decodeImages(model, { ...calib, items: calib.items.slice(calibLimit) }, { limit: holdoutCount, preprocess: ptq.preprocess.spec, batch })
   : undefined;
 
 // One float forward pass of a training batch, the unit a training step is compared with.
@@ -111,7 +111,7 @@ const peakRssGiB = process.resourceUsage().maxRSS / 2 ** 20;
 const distillation = (quantized: typeof model, set = images, limit = 64) => outputKl(model, quantized, set, { batch, limit });
 
 const limit = Number(args['eval-limit']);
-const top1 = async (m: typeof model) => (await evaluate(m, val, { preset: ptq.preset, limit })).top1;
+const top1 = async (m: typeof model) => (await evaluate(m, val, { preprocess: ptq.preprocess.spec, limit })).top1;
 // The first step also builds the training graph and opens its session.
 const steady = stepTimes.slice(1);
 const perStep = steady.length ? steady.reduce((s, t) => s + t, 0) / steady.length : NaN;

@@ -123,6 +123,7 @@ describe('loadDataset with one subfolder per class', () => {
       ],
     );
     assert.equal(ds.items[0]!.path, join(dir, 'Bee/x.jpeg'));
+    assert.equal(ds.labelled, true);
   });
 
   it('keeps the index of an empty class folder', async () => {
@@ -144,11 +145,37 @@ describe('loadDataset with one subfolder per class', () => {
     await rejects(folder({}), /dataset folder '.*' is empty/);
   });
 
-  it('rejects a folder with images but no labels.csv or class folders', async () => {
-    await rejects(folder({ 'a.jpg': 'x' }), /has no labels\.csv and no images in class subfolders/);
+  it('rejects class folders without images', async () => {
+    await rejects(folder({ 'cat/readme.txt': 'x', 'dog/': '' }), /has no images \(jpg, jpeg, png, webp\) or \.npy files at any depth/);
+  });
+});
+
+describe('loadDataset without labels', () => {
+  it('takes a flat folder of images as an unlabelled set, sorted by path', async () => {
+    const dir = folder({ 'b.jpg': 'x', 'a.png': 'x', 'notes.txt': 'x', 'c.npy': 'x' });
+    const ds = await loadDataset(dir);
+    assert.equal(ds.labelled, false);
+    assert.deepEqual(ds.items, [
+      { file: 'a.png', path: join(dir, 'a.png') },
+      { file: 'b.jpg', path: join(dir, 'b.jpg') },
+      { file: 'c.npy', path: join(dir, 'c.npy') },
+    ]);
+    assert.equal(ds.classNames, undefined);
   });
 
-  it('rejects class folders without images', async () => {
-    await rejects(folder({ 'cat/readme.txt': 'x', 'dog/': '' }), /has no labels\.csv and no images in class subfolders/);
+  it('takes images at any depth when the root holds images of its own', async () => {
+    const ds = await loadDataset(folder({ 'top.jpg': 'x', 'x/1.jpg': 'x', 'y/deep/2.webp': 'x' }));
+    assert.equal(ds.labelled, false);
+    assert.deepEqual(ds.items.map((i) => i.file), ['top.jpg', 'x/1.jpg', 'y/deep/2.webp']);
+  });
+
+  it('takes a single subfolder as a nested plain folder, not one class', async () => {
+    const ds = await loadDataset(folder({ 'photos/2019/a.jpg': 'x', 'photos/2020/b.jpg': 'x' }));
+    assert.equal(ds.labelled, false);
+    assert.deepEqual(ds.items.map((i) => [i.file, i.label]), [['photos/2019/a.jpg', undefined], ['photos/2020/b.jpg', undefined]]);
+  });
+
+  it('rejects a folder without images at any depth', async () => {
+    await rejects(folder({ 'notes.txt': 'x', 'sub/readme.md': 'x' }), /has no images \(jpg, jpeg, png, webp\) or \.npy files at any depth/);
   });
 });

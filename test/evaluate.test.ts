@@ -55,7 +55,7 @@ async function colourDataset(name: string, labels: number[], broken: number[] = 
       return { file, path, label };
     }),
   );
-  return { dir: root, items };
+  return { dir: root, items, labelled: true };
 }
 
 describe('evaluate', () => {
@@ -67,7 +67,7 @@ describe('evaluate', () => {
 
   it('scores top-1 and top-5 over batches, the last one partial', async () => {
     const progress: [number, number][] = [];
-    const r = await evaluate(colourModel(10), seven, { preset: 'raw', batch: 3, onProgress: (d, t) => progress.push([d, t]) });
+    const r = await evaluate(colourModel(10), seven, { preprocess: { preset: 'raw' }, batch: 3, onProgress: (d, t) => progress.push([d, t]) });
     assert.equal(r.n, 7);
     assert.equal(r.top1, 6 / 7);
     // Red image labelled 1: class 1 (-1/1000) ranks second, inside the top 5.
@@ -86,14 +86,14 @@ describe('evaluate', () => {
   });
 
   it('drops a background column when a 1001-way model scores labels below 1000', async () => {
-    const r = await evaluate(colourModel(1001, 1), seven, { preset: 'raw', batch: 4 });
+    const r = await evaluate(colourModel(1001, 1), seven, { preprocess: { preset: 'raw' }, batch: 4 });
     assert.equal(r.labelOffset, 1);
     assert.equal(r.top1, 6 / 7);
     assert.deepEqual(r.predictions[0]!.top5, [0, 1, 2, 3, 4]);
   });
 
   it('honours limit and a model with a fixed batch size', async () => {
-    const r = await evaluate(colourModel(3, 0, 2), seven, { preset: 'unit', batch: 32, limit: 5 });
+    const r = await evaluate(colourModel(3, 0, 2), seven, { preprocess: { preset: 'unit' }, batch: 32, limit: 5 });
     assert.equal(r.n, 5);
     assert.equal(r.top1, 1);
     assert.equal(r.predictions[0]!.top5.length, 3);
@@ -108,7 +108,7 @@ describe('evaluate', () => {
 
   it('fails on an unreadable image, naming it', async () => {
     const ds = await colourDataset('bad', [0, 1, 2, 0, 1], [3]);
-    await assert.rejects(evaluate(colourModel(3), ds, { preset: 'raw', batch: 2 }), (e: unknown) => {
+    await assert.rejects(evaluate(colourModel(3), ds, { preprocess: { preset: 'raw' }, batch: 2 }), (e: unknown) => {
       assert.ok(e instanceof QuantflowError);
       assert.match(e.message, /cannot decode image '.*bad-3\.png'/);
       return true;
@@ -117,24 +117,58 @@ describe('evaluate', () => {
 
   it('skips unreadable images when asked', async () => {
     const ds = await colourDataset('skip', [0, 1, 2, 0, 1, 2], [1, 4, 5]);
-    const r = await evaluate(colourModel(3), ds, { preset: 'raw', batch: 2, skipBadImages: true });
+    const r = await evaluate(colourModel(3), ds, { preprocess: { preset: 'raw' }, batch: 2, skipBadImages: true });
     assert.deepEqual(r.skipped, ['skip-1.png', 'skip-4.png', 'skip-5.png']);
     assert.equal(r.n, 3);
     assert.equal(r.top1, 1);
     assert.deepEqual(r.predictions.map((p) => p.file), ['skip-0.png', 'skip-2.png', 'skip-3.png']);
   });
 
-  it('rejects a model whose input is not [N, 3, H, W]', async () => {
+  it('rejects a model whose input is not [N, C, H, W] with fixed C, H and W', async () => {
     const m = colourModel(3);
     m.graph.inputs[0]!.shape = ['N', 3, 'H', 8];
-    await assert.rejects(evaluate(m, seven), /wrong input shape: input 'x' has shape \[N, 3, H, 8\]/);
-    m.graph.inputs[0]!.shape = ['N', 1, 8, 8];
-    await assert.rejects(evaluate(m, seven), /input 'x' has shape \[N, 1, 8, 8\], expected \[N, 3, H, W\]/);
+    await assert.rejects(evaluate(m, seven), /wrong input shape: input 'x' has shape \[N, 3, H, 8\], expected \[N, C, H, W\] with fixed C, H and W/);
+    const two = colourModel(3);
+    two.graph.inputs.push({ name: 'y', dataType: 'float32', shape: ['N', 3, 4, 4] });
+    await assert.rejects(evaluate(two, seven), /^QuantflowError: input 'y' has shape \[N, 3, 4, 4\], input 'x' \[N, 3, 8, 8\]: .* must agree$/);
+  });
+
+  it('feeds the same image to every image input', async () => {
+    // scores = colour means of x + colour means of y: twice the one-input scores.
+    const m = colourModel(3);
+    m.graph.inputs.push({ name: 'y', dataType: 'float32', shape: ['N', 3, 8, 8] });
+    m.graph.nodes.unshift(makeNode('Add', ['x', 'y'], ['xy']));
+    m.graph.nodes[1]!.inputs = ['xy'];
+    const r = await evaluate(m, seven, { preprocess: { preset: 'raw' }, batch: 4 });
+    assert.equal(r.top1, 6 / 7);
+  });
+
+  it('runs on an unlabelled folder: predictions without top-1', async () => {
+    const unlabelled = { ...seven, items: seven.items.map(({ file, path }) => ({ file, path })), labelled: false };
+    const r = await evaluate(colourModel(3), unlabelled, { preprocess: { preset: 'raw' } });
+    assert.equal(r.labelled, false);
+    assert.equal(r.n, 7);
+    assert.deepEqual(r.predictions[6], { file: 'seven-6.png', top5: [0, 1, 2] });
+  });
+
+  it('feeds a 1-channel model grayscale', async () => {
+    // One input plane, one score: decodeImage's tests check the gray values themselves.
+    const g = createGraph('gray');
+    g.inputs.push({ name: 'x', dataType: 'float32', shape: ['N', 1, 8, 8] });
+    g.outputs.push({ name: 'scores', dataType: 'float32', shape: ['N', 1] });
+    g.nodes.push(makeNode('GlobalAveragePool', ['x'], ['pooled']), makeNode('Flatten', ['pooled'], ['scores'], { axis: attr.int(1) }));
+    const m: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
+    const unlabelled = { ...seven, items: seven.items.map(({ file, path }) => ({ file, path })), labelled: false };
+    const r = await evaluate(m, unlabelled, { preprocess: { preset: 'raw' }, limit: 3 });
+    assert.match(r.presetReason, /grayscale for its 1-channel input/);
+    assert.equal(r.preprocess.channels, 'gray');
+    assert.equal(r.predictions.length, 3);
+    await assert.rejects(evaluate(m, seven, { preprocess: { preset: 'raw', channels: 'bgr' } }), /channels 'bgr' gives 3 planes but the model's image input has 1 channel/);
   });
 
   it('rejects labels the model has no score for', async () => {
     const ds = await colourDataset('range', [0, 1, 5]);
-    await assert.rejects(evaluate(colourModel(3), ds, { preset: 'raw' }), /dataset label 5 is out of range for a model with 3 output classes/);
+    await assert.rejects(evaluate(colourModel(3), ds, { preprocess: { preset: 'raw' } }), /dataset label 5 is out of range for a model with 3 output classes/);
   });
 });
 

@@ -190,7 +190,7 @@ test('end to end on MobileNetV2 w4a8-channel: GPTQ rounding brings the quantized
   const quantize = (gptq: boolean) => quantizeModel(model, calib, { profile: loadProfile('w4a8-channel'), calibLimit: 64, gptq });
   const nearest = await quantize(false);
   const gptq = await quantize(true);
-  const images = await decodeImages(model, val, { limit: 64, preset: gptq.preset, batch: 32 });
+  const images = await decodeImages(model, val, { limit: 64, preprocess: gptq.preprocess.spec, batch: 32 });
   // Mean KL(float ‖ quantized) of the softmax outputs on images calibration never saw.
   const kl = (m: Model) => outputKl(model, m, images, { batch: 32 });
   const [klNearest, klGptq] = [await kl(nearest.model), await kl(gptq.model)];

@@ -30,11 +30,11 @@ async function checkPackage(t: TestContext, modelName: string, prepare: (m: Mode
   const data = await loadDataset(dataDir.path);
   const profile = loadProfile('w8a8-shift');
   const result = await quantizeModel(model, await loadDataset(calibDir.path), { profile, calibration: 'minmax', calibLimit: 4, batch: 4 });
-  const pkg = await buildNpuPackage(result.model, profile, { preset: result.preset });
+  const pkg = await buildNpuPackage(result.model, profile, { preset: result.preprocess.label });
   check(pkg);
   const geometry = imageInputGeometry(model);
   async function* batches() {
-    for await (const b of imageBatches(data.items.slice(100, 102), { ...geometry, preset: result.preset, batch: 2 })) yield { data: b.data, count: b.items.length };
+    for await (const b of imageBatches(data.items.slice(100, 102), { ...geometry, preprocess: result.preprocess.spec, batch: 2 })) yield { data: b.data, count: b.items.length };
   }
   const report = await verifyPackage(pkg, result.model, batches(), { integerModel: true });
   assert.equal(report.images, 2);

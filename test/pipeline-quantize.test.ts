@@ -127,9 +127,10 @@ test('quantflow quantize prints its summary over the pipeline and exits with 2 w
   const lines = stdout.trim().split('\n');
   assert.match(lines[0]!, /^layer \(worst output SQNR first\)\s+op\s+bits\s+weights\s+weight SQNR dB\s+output SQNR dB$/);
   assert.match(lines[4]!, /^2 layers, 4 activations quantized for profile w8a8-shift; calibrated on 8 images \(mse, preset \S+\) in \d+\.\d s$/);
-  assert.match(lines[5]!, new RegExp(`^top-1 on ${data}: float \\d+\\.\\d%, quantized \\d+\\.\\d% \\(n = 12\\)$`));
-  assert.equal(lines[6], `wrote ${join(output, 'model.qdq.onnx')}, ${join(output, 'npu')}/ (integer NPU package), ${join(output, 'report.json')} and ${join(output, 'report.html')}`);
-  assert.equal(lines.length, 7);
+  assert.match(lines[5]!, /^preprocessing: \S+ \(.+\)$/);
+  assert.match(lines[6]!, new RegExp(`^top-1 on ${data}: float \\d+\\.\\d%, quantized \\d+\\.\\d% \\(n = 12\\)$`));
+  assert.equal(lines[7], `wrote ${join(output, 'model.qdq.onnx')}, ${join(output, 'npu')}/ (integer NPU package), ${join(output, 'report.json')} and ${join(output, 'report.html')}`);
+  assert.equal(lines.length, 8);
 
   const file = join(root, 'cli-file');
   writeFileSync(file, '');

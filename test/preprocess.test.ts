@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { choosePreset, decodeImage, type PresetName } from '../src/data/preprocess.js';
+import { choosePreset, decodeImage, presetSpec, type PresetName } from '../src/data/preprocess.js';
 import { createGraph } from '../src/graph/graph.js';
 import type { Model } from '../src/graph/types.js';
 import { QuantflowError } from '../src/util/errors.js';
@@ -74,7 +74,7 @@ async function png(name: string, width: number, height: number, pixel: (x: numbe
 
 async function decode(path: string, preset: PresetName, height: number, width: number): Promise<Float32Array> {
   const out = new Float32Array(3 * height * width + 2).fill(NaN);
-  await decodeImage(path, preset, height, width, out, 1);
+  await decodeImage(path, presetSpec(preset), height, width, out, 1);
   assert.ok(Number.isNaN(out[0]!) && Number.isNaN(out[out.length - 1]!), 'writes only its own slot');
   return out.subarray(1, out.length - 1);
 }
@@ -183,7 +183,7 @@ describe('decodeImage', () => {
       [bad, `cannot decode image '${bad}': `],
       [missing, `cannot read image '${missing}': ENOENT`],
     ] as const) {
-      await assert.rejects(decodeImage(path, 'inception', 4, 4, new Float32Array(48), 0), (e: unknown) => {
+      await assert.rejects(decodeImage(path, presetSpec('inception'), 4, 4, new Float32Array(48), 0), (e: unknown) => {
         assert.ok(e instanceof QuantflowError);
         assert.ok(e.message.startsWith(message), e.message);
         assert.ok(!e.message.includes('\n'), 'one line');

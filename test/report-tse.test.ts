@@ -147,7 +147,7 @@ test('CLI: tse writes its report beside the model or into --report; diff refuses
     assert.equal(json.output, join(dir, 'se-tse.onnx'));
     assert.equal(json.buffers.tse, 96);
     assert.deepEqual(Object.keys(json.manifest.inputHashes), [model]);
-    assert.deepEqual(json.manifest.options, { tiles: { tileRows: 2 }, inputSize: null, analyze: false, limit: null, preset: null });
+    assert.deepEqual(json.manifest.options, { tiles: { tileRows: 2 }, inputSize: null, analyze: false, limit: null, preprocess: null, skipBadImages: false });
     const html = readFileSync(join(dir, 'se-tse.report.html'), 'utf8');
     assert.deepEqual(sectionIds(html), ['summary', 'buffers', 'passes', 'manifest']);
 

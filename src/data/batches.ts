@@ -1,6 +1,6 @@
 import type { DatasetItem } from './dataset.js';
 import type { Model } from '../graph/types.js';
-import type { PresetName } from './preprocess.js';
+import type { Preprocess } from './preprocess.js';
 import { DecodePool, sharedFloat32 } from './decode-pool.js';
 import { QuantflowError } from '../util/errors.js';
 
@@ -14,7 +14,9 @@ export interface ImageBatch {
 }
 
 export interface BatchOptions {
-  preset: PresetName;
+  preprocess: Preprocess;
+  /** Planes per input: 1 or 3 for images, any depth for .npy tensors. */
+  channels: number;
   height: number;
   width: number;
   batch: number;
@@ -28,13 +30,13 @@ export interface BatchOptions {
  * QuantflowError naming the file, or with `skipBadImages` are left out and listed.
  */
 export async function* imageBatches(items: DatasetItem[], o: BatchOptions): AsyncGenerator<ImageBatch> {
-  const size = 3 * o.height * o.width;
+  const size = o.channels * o.height * o.width;
   const shared = [sharedFloat32(o.batch * size), sharedFloat32(o.batch * size)];
   const packed = new Float32Array(o.batch * size);
   const pool = new DecodePool();
   const decode = (index: number) => {
     const chunk = items.slice(index * o.batch, (index + 1) * o.batch);
-    const p = pool.decode(chunk.map((it) => it.path), o.preset, o.height, o.width, shared[index % 2]!).then((errors) => ({ chunk, errors }));
+    const p = pool.decode(chunk.map((it) => it.path), o.preprocess, o.channels, o.height, o.width, shared[index % 2]!).then((errors) => ({ chunk, errors }));
     // Awaited one step later; without a handler now, a failure during the consumer's work would count as unhandled.
     p.catch(() => {});
     return p;
@@ -61,32 +63,55 @@ export async function* imageBatches(items: DatasetItem[], o: BatchOptions): Asyn
   }
 }
 
-/** Where and how images enter a model: its single NCHW RGB float input. */
+/**
+ * Where and how images enter a model: its float NCHW inputs, all of one [C, H, W], each fed
+ * the same image (a model with a second view of its input, or a stereo pair given one image).
+ */
 export interface ImageInput {
-  name: string;
+  /** Every graph input, in graph order. */
+  names: string[];
   /** The batch size the model fixes, or null when the batch dimension is dynamic. */
   fixedBatch: number | null;
+  channels: number;
   height: number;
   width: number;
-  /** Elements of one image: 3·height·width. */
+  /** Elements of one image: channels·height·width. */
   size: number;
 }
 
-/** The image input of a model, or a QuantflowError saying why it has none. */
+/** The image inputs of a model, or a QuantflowError naming the input that is not one. */
 export function imageInputGeometry(model: Model): ImageInput {
   const inputs = model.graph.inputs;
-  if (inputs.length !== 1)
-    throw new QuantflowError(`this command needs a model with one input (an image batch), this one has ${inputs.length}`);
-  const input = inputs[0]!;
-  const shape = input.shape;
+  if (inputs.length === 0) throw new QuantflowError(`this command needs a model with an image input, this one has none`);
   const fixed = (d: unknown): d is number => typeof d === 'number' && d > 0;
-  if (!shape || shape.length !== 4 || shape[1] !== 3 || !fixed(shape[2]) || !fixed(shape[3])) {
-    const shown = shape ? `[${shape.map((d) => d ?? '?').join(', ')}]` : 'unknown';
-    throw new QuantflowError(
-      `wrong input shape: input '${input.name}' has shape ${shown}, expected [N, 3, H, W] with fixed H and W`,
-    );
+  const shown = (shape: unknown[] | undefined) => (shape ? `[${shape.map((d) => d ?? '?').join(', ')}]` : 'unknown');
+  const first = inputs[0]!;
+  for (const input of inputs) {
+    const shape = input.shape;
+    if (!shape || shape.length !== 4 || !fixed(shape[1]) || !fixed(shape[2]) || !fixed(shape[3])) {
+      throw new QuantflowError(
+        `wrong input shape: input '${input.name}' has shape ${shown(shape)}, expected [N, C, H, W] with fixed C, H and W (an image batch)`,
+      );
+    }
+    if (input.dataType !== 'float32')
+      throw new QuantflowError(`input '${input.name}' is ${input.dataType}; quantflow feeds float32 images`);
+    if (shape.slice(1).join() !== first.shape!.slice(1).join())
+      throw new QuantflowError(
+        `input '${input.name}' has shape ${shown(shape)}, input '${first.name}' ${shown(first.shape)}: quantflow feeds every input the same image, so they must agree`,
+      );
   }
-  if (input.dataType !== 'float32')
-    throw new QuantflowError(`input '${input.name}' is ${input.dataType}; quantflow feeds float32 images`);
-  return { name: input.name, fixedBatch: fixed(shape[0]) ? shape[0] : null, height: shape[2], width: shape[3], size: 3 * shape[2] * shape[3] };
+  const [batch, channels, height, width] = first.shape! as number[];
+  return {
+    names: inputs.map((i) => i.name),
+    fixedBatch: fixed(batch) ? batch : null,
+    channels: channels!,
+    height: height!,
+    width: width!,
+    size: channels! * height! * width!,
+  };
+}
+
+/** The feeds of one batch: the same tensor for every image input. */
+export function imageFeeds<T>(geometry: ImageInput, tensor: T): Record<string, T> {
+  return Object.fromEntries(geometry.names.map((name) => [name, tensor]));
 }

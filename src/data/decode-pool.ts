@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 // libraries would otherwise be unloaded when a worker exits (sharp's install docs).
 import 'sharp';
 import { QuantflowError } from '../util/errors.js';
-import type { PresetName } from './preprocess.js';
+import type { Preprocess } from './preprocess.js';
 
 /** A request to one worker: decode `paths` into `buffer`, image i at `offsets[i]`. */
 export interface DecodeRequest {
@@ -12,7 +12,8 @@ export interface DecodeRequest {
   paths: string[];
   offsets: number[];
   buffer: SharedArrayBuffer;
-  preset: PresetName;
+  preprocess: Preprocess;
+  channels: number;
   height: number;
   width: number;
 }
@@ -59,18 +60,19 @@ export class DecodePool {
   }
 
   /**
-   * Decodes `paths` with `preset` into `out` (from `sharedFloat32`), image i at
-   * i * 3 * height * width. Resolves to one entry per image: undefined when it decoded,
+   * Decodes `paths` with `preprocess` into `out` (from `sharedFloat32`), image i at
+   * i * channels * height * width. Resolves to one entry per image: undefined when it decoded,
    * else the QuantflowError naming it. Other failures (bugs) reject.
    */
   async decode(
     paths: string[],
-    preset: PresetName,
+    preprocess: Preprocess,
+    channels: number,
     height: number,
     width: number,
     out: Float32Array,
   ): Promise<(QuantflowError | undefined)[]> {
-    const size = 3 * height * width;
+    const size = channels * height * width;
     const per = Math.ceil(paths.length / this.workers.length);
     const replies = await Promise.all(
       this.workers.map((worker, w) => {
@@ -83,7 +85,8 @@ export class DecodePool {
           paths: chunk,
           offsets: chunk.map((_, i) => out.byteOffset / 4 + (first + i) * size),
           buffer: out.buffer as SharedArrayBuffer,
-          preset,
+          preprocess,
+          channels,
           height,
           width,
         };

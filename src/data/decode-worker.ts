@@ -1,8 +1,8 @@
-/** Worker side of DecodePool: decodes the images of each request into shared memory. */
+/** Worker side of DecodePool: decodes the images (or .npy tensors) of each request into shared memory. */
 import { parentPort } from 'node:worker_threads';
 import { QuantflowError } from '../util/errors.js';
 import type { DecodeReply, DecodeRequest } from './decode-pool.js';
-import { decodeImage } from './preprocess.js';
+import { decodeInput } from './decode-input.js';
 
 /**
  * Images in flight per worker: two, so that sharp decodes the next image on libuv's pool
@@ -18,7 +18,7 @@ async function handle(request: DecodeRequest): Promise<DecodeReply> {
   const run = async () => {
     for (let i = next++; i < request.paths.length; i = next++) {
       try {
-        await decodeImage(request.paths[i]!, request.preset, request.height, request.width, out, request.offsets[i]!);
+        await decodeInput(request.paths[i]!, request.preprocess, request.channels, request.height, request.width, out, request.offsets[i]!);
       } catch (e) {
         failures.push({ index: i, message: (e as Error).message ?? String(e), user: e instanceof QuantflowError });
       }

@@ -1,14 +1,14 @@
 import * as ort from 'onnxruntime-node';
-import { imageBatches, imageInputGeometry } from '../data/batches.js';
+import { imageBatches, imageFeeds, imageInputGeometry } from '../data/batches.js';
 import type { Dataset, DatasetItem } from '../data/dataset.js';
-import { choosePreset, type PresetName } from '../data/preprocess.js';
+import { resolvePreprocess, type Preprocess, type PreprocessRequest } from '../data/preprocess.js';
 import type { Model } from '../graph/types.js';
 import { isQdqModel, openSession, runSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 
 export interface EvalOptions {
-  /** Preprocessing; chosen from the model (`choosePreset`) when absent. */
-  preset?: PresetName;
+  /** Preprocessing: a preset and/or fields; the rest is chosen from the model (`resolvePreprocess`). */
+  preprocess?: PreprocessRequest;
   /** Images per inference (default 32). Ignored when the model fixes its batch size. */
   batch?: number;
   /** Evaluate only the first `limit` images. */
@@ -28,35 +28,40 @@ export interface EvalOptions {
 export interface EvalResult {
   /** Images scored (skipped ones excluded). */
   n: number;
+  /** Whether the dataset has labels: without them top1 and top5 are 0 and mean nothing. */
+  labelled: boolean;
   /** Fractions in 0..1. */
   top1: number;
   top5: number;
   /** End to end: decoding, preprocessing and inference. */
   imagesPerSecond: number;
-  preset: PresetName;
+  preprocess: Preprocess;
+  /** Short name of `preprocess` (its preset's, when it is one). */
+  preset: string;
   presetReason: string;
   /** 1 when the model's first output column is a background class, which is dropped. */
   labelOffset: number;
   /** Files that could not be decoded (only with `skipBadImages`). */
   skipped: string[];
   /** Top-5 class indices (label space, background removed), per scored image. */
-  predictions: { file: string; label: number; top5: number[] }[];
+  predictions: { file: string; label?: number; top5: number[] }[];
 }
 
 /**
- * Top-1/top-5 accuracy of `model` on `dataset`, run by onnxruntime. Decoding of the next
+ * Top-1/top-5 accuracy of `model` on `dataset` (predictions only, when it has no labels), run by onnxruntime. Decoding of the next
  * batch overlaps inference of the current one (double-buffered). A model with 1001 outputs
  * on labels below 1000 is taken to have a background class at index 0.
  */
 export async function evaluate(model: Model, dataset: Dataset, options: EvalOptions = {}): Promise<EvalResult> {
-  const { name, fixedBatch, height, width, size } = imageInputGeometry(model);
+  const geometry = imageInputGeometry(model);
+  const { fixedBatch, channels, height, width, size } = geometry;
   const outputName = model.graph.outputs[0]?.name;
   if (!outputName) throw new QuantflowError(`model '${model.graph.name}' has no output`);
-  const chosen = options.preset ? { preset: options.preset, reason: 'given explicitly' } : choosePreset(model);
+  const chosen = resolvePreprocess(model, options.preprocess, channels);
   const items = dataset.items.slice(0, options.limit ?? dataset.items.length);
   const batch = fixedBatch ?? options.batch ?? 32;
   if (!Number.isInteger(batch) || batch <= 0) throw new QuantflowError(`batch size must be a positive integer, got ${batch}`);
-  const batches = imageBatches(items, { preset: chosen.preset, height, width, batch, skipBadImages: options.skipBadImages });
+  const batches = imageBatches(items, { preprocess: chosen.spec, channels, height, width, batch, skipBadImages: options.skipBadImages });
   // The first batch decodes while the session is created (seconds for large models).
   const first = batches.next();
   first.catch(() => {});
@@ -81,8 +86,8 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
       const n = current.items.length;
       if (n > 0) {
         const fed = fixedBatch ?? n;
-        const input = { dataType: 'float32' as const, dims: [fed, 3, height, width], data: current.data.subarray(0, fed * size) };
-        const output = (await runSession(session, { [name]: input }, [outputName]))[outputName]!;
+        const input = { dataType: 'float32' as const, dims: [fed, channels, height, width], data: current.data.subarray(0, fed * size) };
+        const output = (await runSession(session, imageFeeds(geometry, input), [outputName]))[outputName]!;
         if (output.dataType !== 'float32')
           throw new QuantflowError(`output '${outputName}' is ${output.dataType}; evaluation needs float32 scores`);
         const scores = output.data as Float32Array;
@@ -90,9 +95,12 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
         labelOffset ??= backgroundOffset(classes, items);
         current.items.forEach((item, i) => {
           const top = topK(scores, i * classes + labelOffset!, classes - labelOffset!, 5);
-          if (top[0] === item.label) top1++;
-          if (top.includes(item.label)) top5++;
-          predictions.push({ file: item.file, label: item.label, top5: top });
+          const label = item.label;
+          if (label !== undefined) {
+            if (top[0] === label) top1++;
+            if (top.includes(label)) top5++;
+          }
+          predictions.push({ file: item.file, ...(label !== undefined && { label }), top5: top });
         });
       }
       done += n + current.skipped.length;
@@ -105,10 +113,12 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
   const n = predictions.length;
   return {
     n,
+    labelled: dataset.labelled,
     top1: n ? top1 / n : 0,
     top5: n ? top5 / n : 0,
     imagesPerSecond: seconds > 0 ? n / seconds : 0,
-    preset: chosen.preset,
+    preprocess: chosen.spec,
+    preset: chosen.label,
     presetReason: chosen.reason,
     labelOffset: labelOffset ?? 0,
     skipped,
@@ -121,7 +131,7 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
  * else 0; throws when some label has no score column.
  */
 function backgroundOffset(classes: number, items: DatasetItem[]): number {
-  const maxLabel = items.reduce((m, it) => Math.max(m, it.label), 0);
+  const maxLabel = items.reduce((m, it) => Math.max(m, it.label ?? 0), 0);
   const offset = classes === 1001 && maxLabel < 1000 ? 1 : 0;
   if (maxLabel >= classes - offset)
     throw new QuantflowError(`dataset label ${maxLabel} is out of range for a model with ${classes} output classes`);

@@ -4,7 +4,7 @@ import { QuantflowError } from '../util/errors.js';
 /** One image's prediction, as `evaluate` reports it. */
 export interface Prediction {
   file: string;
-  label: number;
+  label?: number;
   top5: number[];
 }
 

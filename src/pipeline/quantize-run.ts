@@ -5,7 +5,7 @@
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../data/dataset.js';
-import type { PresetName } from '../data/preprocess.js';
+import type { PreprocessRequest } from '../data/preprocess.js';
 import { evaluate } from '../eval/evaluate.js';
 import type { Model } from '../graph/types.js';
 import { loadModel } from '../import/load.js';
@@ -76,8 +76,10 @@ export interface QuantizeRunOptions {
   calibLimit?: number;
   /** Images per calibration and QFT batch (default 16). */
   batch?: number;
-  /** Preprocessing; chosen from the model when absent. */
-  preset?: PresetName;
+  /** Preprocessing: a preset and/or fields; the rest is chosen from the model. */
+  preprocess?: PreprocessRequest;
+  /** Leave out unreadable calibration images (listed in the report) instead of failing on the first. */
+  skipBadImages?: boolean;
   /** Default true. */
   biasCorrection?: boolean;
   /** GPTQ rounding of convolutions without groups below 8 bits (see `QuantizeOptions.gptq`); default true. */
@@ -155,7 +157,8 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       calibLimit,
       batch,
       inputSize: options.inputSize ?? null,
-      preset: options.preset ?? null,
+      preprocess: options.preprocess ?? null,
+      skipBadImages: !!options.skipBadImages,
       biasCorrection,
       gptq,
       equalize: !!options.equalize,
@@ -169,6 +172,8 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   const model = await prepareModel(loadModel(options.model), passes, { inputSize: options.inputSize });
   const calib = await loadDataset(options.calib);
   const evalData = options.eval ? await loadDataset(options.eval) : undefined;
+  if (evalData && !evalData.labelled)
+    throw new QuantflowError(`--eval measures top-1 against labels, and '${options.eval}' has none: give a folder with labels.csv or one subfolder per class`);
   const stage = async <T>(name: QuantizeStage, total: number, work: (reporter: StageReporter) => Promise<T>): Promise<T> => {
     const reporter = options.onStage?.(name, total) ?? SILENT;
     try {
@@ -184,7 +189,8 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       calibration,
       calibLimit,
       batch,
-      preset: options.preset,
+      preprocess: options.preprocess,
+      skipBadImages: options.skipBadImages,
       biasCorrection,
       gptq,
       equalize: !!options.equalize,
@@ -216,6 +222,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
         ...qftOptions,
         timeBudgetSeconds: q.timeBudgetSeconds,
         calibLimit,
+        skipBadImages: options.skipBadImages,
         checkpoint: q.checkpoint,
         signal: q.signal,
         onProgress: (step, _total, loss) => r.update(step, { loss }),
@@ -237,7 +244,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   if (evalData) {
     const measure = (m: Model, name: QuantizeStage): Promise<AccuracyReport> =>
       stage(name, Math.min(options.evalLimit ?? Infinity, evalData.items.length), async (r) => {
-        const e = await evaluate(m, evalData, { preset: result.preset, limit: options.evalLimit, onProgress: (d) => r.update(d) });
+        const e = await evaluate(m, evalData, { preprocess: result.preprocess.spec, limit: options.evalLimit, onProgress: (d) => r.update(d) });
         return { data: options.eval!, n: e.n, top1: e.top1, top5: e.top5 };
       });
     accuracy = { float: options.floatAccuracy ?? (await measure(model, 'eval float')), quantized: await measure(result.model, 'eval quantized') };
@@ -248,7 +255,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   let npu: NpuPackage | undefined;
   let npuProblem: string | undefined;
   try {
-    npu = await buildNpuPackage(result.model, profile, { preset: result.preset });
+    npu = await buildNpuPackage(result.model, profile, { preset: result.preprocess.label });
   } catch (e) {
     if (!(e instanceof QuantflowError)) throw e;
     npuProblem = e.message;
@@ -260,7 +267,14 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   const report: QuantizeReportJson = {
     model: options.model,
     profile,
-    calibration: { method: calibration, images: result.calibrationImages, preset: result.preset, folder: options.calib },
+    calibration: {
+      method: calibration,
+      images: result.calibrationImages,
+      preset: result.preprocess.label,
+      folder: options.calib,
+      preprocess: { ...result.preprocess.spec, reason: result.preprocess.reason },
+      skipped: result.skipped,
+    },
     biasCorrection,
     seconds: { ...result.seconds, ...(qft ? { qft: qft.seconds } : {}) },
     accuracy,

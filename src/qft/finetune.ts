@@ -203,8 +203,17 @@ export async function finetuneImages(
  * `calib` once, with PTQ's preprocessing, and starts from the float model PTQ quantized
  * (equalized if it was) with PTQ's (bias-corrected) biases.
  */
-export async function finetune(ptq: QuantizeResult, calib: Dataset, options: FinetuneOptions & { calibLimit: number }): Promise<FinetuneResult> {
-  const images = await decodeImages(ptq.float, calib, { limit: options.calibLimit, preset: ptq.preset, batch: options.batch ?? QFT_DEFAULTS.batch });
+export async function finetune(
+  ptq: QuantizeResult,
+  calib: Dataset,
+  options: FinetuneOptions & { calibLimit: number; skipBadImages?: boolean },
+): Promise<FinetuneResult> {
+  const images = await decodeImages(ptq.float, calib, {
+    limit: options.calibLimit,
+    preprocess: ptq.preprocess.spec,
+    batch: options.batch ?? QFT_DEFAULTS.batch,
+    skipBadImages: options.skipBadImages,
+  });
   return finetuneImages(ptq.float, ptq.params, images, { ...options, biases: qdqBiases(ptq) });
 }
 

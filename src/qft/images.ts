@@ -1,6 +1,6 @@
 import { imageBatches, imageInputGeometry } from '../data/batches.js';
 import type { Dataset } from '../data/dataset.js';
-import type { PresetName } from '../data/preprocess.js';
+import type { Preprocess } from '../data/preprocess.js';
 import type { Model, TensorData } from '../graph/types.js';
 import { QuantflowError } from '../util/errors.js';
 
@@ -38,18 +38,28 @@ export class ImageSet {
 /** Decoding everything up front must stay within this many bytes (about 4000 images at 224x224). */
 const MAX_BYTES = 2.5e9;
 
-/** Decodes up to `limit` images of `calib` for `model`'s image input, all into memory. */
-export async function decodeImages(model: Model, calib: Dataset, options: { limit: number; preset: PresetName; batch: number }): Promise<ImageSet> {
+/**
+ * Decodes up to `limit` images of `calib` for `model`'s image input, all into memory;
+ * unreadable ones fail, or with `skipBadImages` are left out.
+ */
+export async function decodeImages(
+  model: Model,
+  calib: Dataset,
+  options: { limit: number; preprocess: Preprocess; batch: number; skipBadImages?: boolean },
+): Promise<ImageSet> {
   const geometry = imageInputGeometry(model);
+  // The student graph QFT trains has one input.
+  if (geometry.names.length > 1)
+    throw new QuantflowError(`QFT trains models with one image input; '${model.graph.name}' has ${geometry.names.length}: quantize it without --qft`);
   const items = calib.items.slice(0, options.limit);
   if (items.length * geometry.size * 4 > MAX_BYTES)
     throw new QuantflowError(`QFT holds its calibration images in memory: ${items.length} images exceed ${MAX_BYTES / 1e9} GB, lower the calibration limit`);
   const data = new Float32Array(items.length * geometry.size);
   let count = 0;
-  for await (const b of imageBatches(items, { ...geometry, preset: options.preset, batch: options.batch })) {
+  for await (const b of imageBatches(items, { ...geometry, preprocess: options.preprocess, batch: options.batch, skipBadImages: options.skipBadImages })) {
     data.set(b.data.subarray(0, b.items.length * geometry.size), count * geometry.size);
     count += b.items.length;
   }
   if (!count) throw new QuantflowError(`calibration folder '${calib.dir}' gave no images`);
-  return new ImageSet(geometry.name, [3, geometry.height, geometry.width], data.subarray(0, count * geometry.size));
+  return new ImageSet(geometry.names[0]!, [geometry.channels, geometry.height, geometry.width], data.subarray(0, count * geometry.size));
 }

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import type { Dataset } from '../data/dataset.js';
-import { imageBatches, imageInputGeometry } from '../data/batches.js';
-import { choosePreset, type PresetName } from '../data/preprocess.js';
+import { imageBatches, imageFeeds, imageInputGeometry } from '../data/batches.js';
+import { preprocessMetadata, resolvePreprocess, type PreprocessChoice, type PreprocessRequest } from '../data/preprocess.js';
 import type { Model, Node, TensorData } from '../graph/types.js';
 import { consumerMap } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
@@ -25,8 +25,10 @@ export interface QuantizeOptions {
   calibLimit?: number;
   /** Images per calibration batch (default 16). */
   batch?: number;
-  /** Preprocessing; chosen from the model when absent. */
-  preset?: PresetName;
+  /** Preprocessing: a preset and/or fields; the rest is chosen from the model (`resolvePreprocess`). */
+  preprocess?: PreprocessRequest;
+  /** Leave out unreadable calibration images (listed in `skipped`) instead of failing on the first. */
+  skipBadImages?: boolean;
   /** Cross-layer equalization of conv pairs around ReLUs before quantizing (default false). */
   equalize?: boolean;
   /** Subtract the expected output shift that weight rounding causes from each bias (default true). */
@@ -66,8 +68,11 @@ export interface QuantizeResult {
   float: Model;
   /** The first calibration batch, as fed to the model: the per-layer SQNRs are measured on it. */
   sample: TensorData;
-  preset: PresetName;
+  /** The preprocessing used, also recorded in the metadata of `float` and `model` (`quantflow.preprocess`). */
+  preprocess: PreprocessChoice;
   calibrationImages: number;
+  /** Calibration files that could not be decoded (only with `skipBadImages`). */
+  skipped: string[];
   seconds: { calibration: number; weights: number; export: number; evaluation: number };
 }
 
@@ -81,13 +86,15 @@ const HISTOGRAM_SAMPLE = 1 << 16;
  * layer), and builds the QDQ model.
  */
 export async function quantizeModel(input: Model, calib: Dataset, options: QuantizeOptions): Promise<QuantizeResult> {
-  const model = options.equalize ? equalized(input) : input;
+  const geometry = imageInputGeometry(input);
+  const preprocess = resolvePreprocess(input, options.preprocess, geometry.channels);
+  // Recorded in the float model, so that the QDQ models PTQ and QFT build from it carry it.
+  const prepared = options.equalize ? equalized(input) : input;
+  const model: Model = { ...prepared, metadata: { ...prepared.metadata, ...preprocessMetadata(preprocess.spec) } };
   const method = options.calibration ?? 'mse';
   const profile = options.profile;
   const plan = planQuantization(model.graph);
   if (!plan.layers.length) throw new QuantflowError(`model '${model.graph.name}' has no Conv/Gemm/MatMul layer with constant weights to quantize`);
-  const geometry = imageInputGeometry(model);
-  const preset = options.preset ?? choosePreset(model).preset;
   const items = calib.items.slice(0, options.calibLimit ?? 1000);
 
   let t0 = performance.now();
@@ -103,13 +110,16 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
   const moments = new Map([...new Set(probed.outputs.values())].map((output) => [output, new PatchMoments()]));
   const session = await openSession(probed.model);
   let done = 0;
+  const skipped: string[] = [];
   let firstBatch: Float32Array | undefined;
   try {
-    for await (const b of imageBatches(items, { ...geometry, preset, batch: options.batch ?? 16 })) {
+    for await (const b of imageBatches(items, { ...geometry, preprocess: preprocess.spec, batch: options.batch ?? 16, skipBadImages: options.skipBadImages })) {
+      skipped.push(...b.skipped);
       const n = b.items.length;
-      const input = new ort.Tensor('float32', b.data.subarray(0, n * geometry.size), [n, 3, geometry.height, geometry.width]);
+      if (!n) continue;
+      const input = new ort.Tensor('float32', b.data.subarray(0, n * geometry.size), [n, geometry.channels, geometry.height, geometry.width]);
       firstBatch ??= b.data.slice(0, n * geometry.size);
-      const out = await session.run({ [geometry.name]: input }, [...fetched, ...moments.keys()]);
+      const out = await session.run(imageFeeds(geometry, input), [...fetched, ...moments.keys()]);
       for (const a of plan.activations) {
         const values = (out[a] as ort.Tensor).data as Float32Array;
         observers.get(a)!.observe(method === 'minmax' ? values : strided(values, HISTOGRAM_SAMPLE));
@@ -117,7 +127,7 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
       for (const [name, m] of means) m.observe((out[name] as ort.Tensor).data as Float32Array, (out[name] as ort.Tensor).dims);
       for (const [output, m] of moments) m.observe((out[output] as ort.Tensor).data as Float32Array);
       done += n;
-      options.onProgress?.(done, items.length);
+      options.onProgress?.(done + skipped.length, items.length);
     }
   } finally {
     await session.release();
@@ -154,7 +164,7 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
   const weightSeconds = (performance.now() - t0) / 1000;
 
   const params: QuantizationParams = { activations, weights: weights.map(({ layer, quantized }) => ({ layer, quantized })) };
-  const sample = { dataType: 'float32' as const, dims: [firstBatch!.length / geometry.size, 3, geometry.height, geometry.width], data: firstBatch! };
+  const sample = { dataType: 'float32' as const, dims: [firstBatch!.length / geometry.size, geometry.channels, geometry.height, geometry.width], data: firstBatch! };
   const built = await buildQuantizedModel(corrected, params, profile, sample, model);
   return {
     model: built.model,
@@ -163,8 +173,9 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
     layers: built.layers,
     float: model,
     sample,
-    preset,
+    preprocess,
     calibrationImages: done,
+    skipped,
     seconds: { calibration, weights: weightSeconds, export: built.seconds.export, evaluation: built.seconds.evaluation },
   };
 }
@@ -263,7 +274,7 @@ async function layerOutputSqnr(
   const names = layers.map((l) => l.node.outputs[0]!);
   // A quantized layer output keeps its name after Q/DQ; compare the value before rounding.
   const qNames = names.map((n) => floatNames.get(n) ?? n);
-  const feed = { [float.graph.inputs[0]!.name]: sample };
+  const feed = Object.fromEntries(float.graph.inputs.map((i) => [i.name, sample]));
   const run = async (m: Model, outs: string[], simulate: boolean) => {
     const s = await openSession(withOutputs(m, outs), { simulate });
     try {

@@ -69,7 +69,17 @@ export interface QuantizeReportJson {
   /** Path of the float model as given on the command line. */
   model: string;
   profile: TargetProfile;
-  calibration: { method: string; images: number; preset: string; folder: string };
+  calibration: {
+    method: string;
+    images: number;
+    /** Short name of the preprocessing (its preset's, when it is one). */
+    preset: string;
+    folder: string;
+    /** The preprocessing in full, and why it was chosen. */
+    preprocess?: { mean: number[]; std: number[]; channels: string; resize: string; crop: number; padValue: number; reason: string };
+    /** Calibration files that could not be decoded and were left out (--skip-bad-images). */
+    skipped?: string[];
+  };
   biasCorrection: boolean;
   /** Wall time per stage, in seconds. */
   seconds: Record<string, number>;

@@ -6,8 +6,8 @@
  * tiled blocks do not mix in.
  */
 import type { Dataset } from '../data/dataset.js';
-import { imageBatches, imageInputGeometry } from '../data/batches.js';
-import { choosePreset, type PresetName } from '../data/preprocess.js';
+import { imageBatches, imageFeeds, imageInputGeometry } from '../data/batches.js';
+import { resolvePreprocess, type PreprocessRequest } from '../data/preprocess.js';
 import type { Model } from '../graph/types.js';
 import { nameAllocator } from '../graph/graph.js';
 import { inferShapes } from '../graph/shapes.js';
@@ -24,8 +24,10 @@ export interface SimilarityOptions {
   limit?: number;
   /** Images per inference (default 16). */
   batch?: number;
-  /** Preprocessing; chosen from the model when absent. */
-  preset?: PresetName;
+  /** Preprocessing: a preset and/or fields; the rest is chosen from the model (`resolvePreprocess`). */
+  preprocess?: PreprocessRequest;
+  /** Leave out unreadable images (listed in `skipped`) instead of failing on the first. */
+  skipBadImages?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -52,7 +54,10 @@ export interface BlockSimilarity extends BlockGeometry {
 export interface SimilarityReport {
   tiles: string;
   images: number;
-  preset: PresetName;
+  /** Short name of the preprocessing used (its preset's, when it is one). */
+  preset: string;
+  /** Files that could not be decoded (only with `skipBadImages`; absent in reports from before it existed). */
+  skipped?: string[];
   blocks: BlockSimilarity[];
 }
 
@@ -68,25 +73,30 @@ export async function gateSimilarity(
 ): Promise<SimilarityReport> {
   checkTileOptions(tiles);
   const { probe, blocks } = probeModel(model, tiles);
-  const { name, fixedBatch, height, width, size } = imageInputGeometry(probe);
-  const preset = options.preset ?? choosePreset(model).preset;
+  const geometry = imageInputGeometry(probe);
+  const { fixedBatch, channels, height, width, size } = geometry;
+  const preprocess = resolvePreprocess(model, options.preprocess, channels);
   const items = dataset.items.slice(0, options.limit ?? 100);
   const batch = fixedBatch ?? options.batch ?? 16;
   const sums = blocks.map(() => ({ toGlobal: 0, tiles: 0, neighbours: 0, pairs: 0 }));
   const session = await openSession(probe);
   let done = 0;
+  const skipped: string[] = [];
   try {
-    for await (const b of imageBatches(items, { preset, height, width, batch })) {
+    for await (const b of imageBatches(items, { preprocess: preprocess.spec, channels, height, width, batch, skipBadImages: options.skipBadImages })) {
+      skipped.push(...b.skipped);
       const n = b.items.length;
+      if (!n) continue;
       const fed = fixedBatch ?? n;
-      const out = await runSession(session, { [name]: { dataType: 'float32', dims: [fed, 3, height, width], data: b.data.subarray(0, fed * size) } });
+      const input = { dataType: 'float32' as const, dims: [fed, channels, height, width], data: b.data.subarray(0, fed * size) };
+      const out = await runSession(session, imageFeeds(geometry, input));
       blocks.forEach((block, k) => {
         const global = out[block.global]!.data as Float32Array;
         const local = out[block.local]!.data as Float32Array;
         accumulate(sums[k]!, global, local, n, block.channels, block.grid);
       });
       done += n;
-      options.onProgress?.(done, items.length);
+      options.onProgress?.(done + skipped.length, items.length);
     }
   } finally {
     await session.release();
@@ -94,7 +104,8 @@ export async function gateSimilarity(
   return {
     tiles: describeTile(tiles),
     images: done,
-    preset,
+    preset: preprocess.label,
+    skipped,
     blocks: blocks.map((b, k) => {
       const s = sums[k]!;
       return {

@@ -57,7 +57,7 @@ export function registerDemo(program: Command): void {
         const dataset = await loadDataset(join(shared, 'data', run.data));
         const total = Math.min(opts.limit ?? Infinity, dataset.items.length);
         const bar = progressBar(run.model, total);
-        const result = await evaluate(model, dataset, { limit: opts.limit, preset: run.preset, onProgress: (d) => bar.update(d) });
+        const result = await evaluate(model, dataset, { limit: opts.limit, preprocess: { preset: run.preset }, onProgress: (d) => bar.update(d) });
         bar.stop();
         const refPath = join(shared, 'reference', `${run.model.replace(/\.tflite$/, '')}__${run.data}.csv`);
         const agreement = existsSync(refPath) ? compareWithReference(result.predictions, refPath) : undefined;
@@ -105,7 +105,7 @@ export function registerDemo(program: Command): void {
           const bar = progressBar(`quantize ${profile}`, PTQ_CALIB_IMAGES);
           const quantized = await quantizeModel(model, calib, { profile: loadProfile(profile), calibLimit: PTQ_CALIB_IMAGES, onProgress: (d) => bar.update(d) });
           bar.stop();
-          const r = await evaluate(quantized.model, val, { limit: opts.limit, preset: quantized.preset });
+          const r = await evaluate(quantized.model, val, { limit: opts.limit, preprocess: quantized.preprocess.spec });
           q = { calibrationImages: quantized.calibrationImages, n: r.n, top1: r.top1, top5: r.top5 };
         }
         ptqRows.push([PTQ_MODEL, profile, q.calibrationImages, percent(q.top1), percent(q.top5)]);

@@ -3,12 +3,12 @@ import { InvalidArgumentError } from 'commander';
 import { loadModel } from '../../import/load.js';
 import { prepareModel } from '../../import/prepare.js';
 import { loadDataset } from '../../data/dataset.js';
-import { PRESETS, type PresetName } from '../../data/preprocess.js';
 import { evaluate } from '../../eval/evaluate.js';
 import { progressBar } from '../progress.js';
 import { formatTable, percent } from '../table.js';
 import { writeJsonResult } from '../../util/fs.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
+import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '../preprocess-options.js';
 
 /** Parses a positive integer option, with a message that names the option. */
 export function positiveInt(name: string): (value: string) => number {
@@ -19,34 +19,24 @@ export function positiveInt(name: string): (value: string) => number {
   };
 }
 
-export function presetOption(value: string): PresetName {
-  if (!(PRESETS as readonly string[]).includes(value))
-    throw new InvalidArgumentError(`unknown preset '${value}' (choose one of ${PRESETS.join(', ')})`);
-  return value as PresetName;
-}
-
-interface EvalOptions extends InputSizeCliOptions {
+interface EvalOptions extends PreprocessFlags, InputSizeCliOptions {
   data: string;
-  preset?: PresetName;
   batch: number;
   limit?: number;
   json?: string;
-  skipBadImages?: boolean;
   integerKernels?: boolean;
 }
 
 export function registerEval(program: Command): void {
-  addInputSizeOption(
+  const command = addInputSizeOption(
     program
       .command('eval')
-      .description('Measure top-1/top-5 accuracy and throughput of a model on a labeled image folder.')
+      .description('Measure top-1/top-5 accuracy (on a labelled folder) and throughput of a model on an image folder.')
       .argument('<model>', 'model file (.onnx, including QDQ models, or .tflite)'),
-  )
-    .requiredOption('--data <dir>', 'image folder: labels.csv (file,label) or one subfolder per class')
-    .option('--preset <name>', `preprocessing (${PRESETS.join(', ')}); default chosen from the model`, presetOption)
+  ).requiredOption('--data <dir>', 'image folder at any depth; labels from labels.csv (file,label) or one subfolder per class');
+  addPreprocessOptions(command)
     .option('--batch <n>', 'images per inference batch', positiveInt('--batch'), 32)
     .option('--limit <n>', 'evaluate only the first n images', positiveInt('--limit'))
-    .option('--skip-bad-images', 'skip unreadable images (listed in the result) instead of failing')
     .option('--integer-kernels', "QDQ models: measure onnxruntime's fused integer kernels instead of the fake-quant simulation")
     .option('--json <file>', 'write the result, with per-image top-5 predictions, as JSON')
     .addHelpText(
@@ -56,12 +46,13 @@ export function registerEval(program: Command): void {
         '  quantflow eval mobilenet_v2.onnx --data ../shared/data/imagenet-val-650 --json result.json',
     )
     .action(async (modelPath: string, opts: EvalOptions) => {
+      const preprocess = preprocessRequest(opts);
       const model = await prepareModel(loadModel(modelPath), undefined, { inputSize: opts.inputSize });
       const dataset = await loadDataset(opts.data);
       const total = Math.min(opts.limit ?? Infinity, dataset.items.length);
       const bar = progressBar('eval', total);
       const result = await evaluate(model, dataset, {
-        preset: opts.preset,
+        preprocess,
         batch: opts.batch,
         limit: opts.limit,
         skipBadImages: opts.skipBadImages,
@@ -69,14 +60,16 @@ export function registerEval(program: Command): void {
         onProgress: (done) => bar.update(done),
       });
       bar.stop();
+      const label = (v: number) => (result.labelled ? percent(v) : '-');
       console.log(
         formatTable([
           ['model', 'n', 'top-1', 'top-5', 'images/s'],
-          [modelPath, result.n, percent(result.top1), percent(result.top5), result.imagesPerSecond.toFixed(1)],
+          [modelPath, result.n, label(result.top1), label(result.top5), result.imagesPerSecond.toFixed(1)],
         ]),
       );
-      console.log(`preset: ${result.preset} (${result.presetReason})`);
-      if (result.skipped.length) console.log(`skipped ${result.skipped.length} unreadable image(s)`);
+      console.log(`preprocessing: ${result.preset} (${result.presetReason})`);
+      if (!result.labelled) console.log(`top-1/top-5 need labels: '${opts.data}' has no labels.csv or class subfolders (predictions are in --json)`);
+      if (result.skipped.length) console.log(`skipped ${result.skipped.length} unreadable image(s): ${result.skipped.slice(0, 5).join(', ')}${result.skipped.length > 5 ? ', ...' : ''}`);
       if (opts.json) writeJsonResult(opts.json, { model: modelPath, data: opts.data, ...result });
     });
 }

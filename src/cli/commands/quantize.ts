@@ -4,8 +4,8 @@ import { builtinProfiles } from '../../quantization/profile.js';
 import type { RangeMethod } from '../../quantization/calibration.js';
 import { progressBar } from '../progress.js';
 import { formatTable, percent } from '../table.js';
-import { positiveInt, presetOption } from './eval.js';
-import type { PresetName } from '../../data/preprocess.js';
+import { positiveInt } from './eval.js';
+import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '../preprocess-options.js';
 import { QFT_DEFAULTS, type LrSchedule } from '../../qft/finetune.js';
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../../qft/student.js';
 import { runQuantize } from '../../pipeline/quantize-run.js';
@@ -13,13 +13,12 @@ import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 
 const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
 
-interface QuantizeCliOptions extends InputSizeCliOptions {
+interface QuantizeCliOptions extends PreprocessFlags, InputSizeCliOptions {
   calib: string;
   profile: string;
   calibration: RangeMethod;
   calibLimit: number;
   batch: number;
-  preset?: PresetName;
   biasCorrection?: boolean;
   gptq?: boolean;
   equalize?: boolean;
@@ -63,13 +62,13 @@ function positiveNumber(name: string): (value: string) => number {
 }
 
 export function registerQuantize(program: Command): void {
-  addInputSizeOption(
+  const command = addInputSizeOption(
     program
       .command('quantize')
       .description('Post-training quantization for an integer target profile; writes a QDQ ONNX model and a report.')
       .argument('<model>', 'float model (.tflite or .onnx)'),
-  )
-    .requiredOption('--calib <dir>', 'calibration images (unlabeled use; labels.csv or class folders)')
+  ).requiredOption('--calib <dir>', 'calibration images: any folder of images at any depth (labels unused)');
+  addPreprocessOptions(command)
     .option('--profile <name|file.json>', `target profile: ${builtinProfiles().join(', ')}, or a JSON file`, 'w8a8-shift')
     .option('--calibration <method>', `activation ranges: ${METHODS.join(', ')}`, (v: string) => {
       if (!(METHODS as string[]).includes(v)) throw new InvalidArgumentError(`choose one of ${METHODS.join(', ')}`);
@@ -77,7 +76,6 @@ export function registerQuantize(program: Command): void {
     }, 'mse')
     .option('--calib-limit <n>', 'calibration images used', positiveInt('--calib-limit'), 1000)
     .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), 16)
-    .option('--preset <name>', 'preprocessing; default chosen from the model', presetOption)
     .option('--equalize', 'cross-layer equalization: balance the weight ranges of convolution pairs around ReLUs before quantizing')
     .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes, measured on the calibration images (default)')
     .option('--no-bias-correction', 'keep the float biases as they are')
@@ -123,7 +121,8 @@ export function registerQuantize(program: Command): void {
         calibration: opts.calibration,
         calibLimit: opts.calibLimit,
         batch: opts.batch,
-        preset: opts.preset,
+        preprocess: preprocessRequest(opts),
+        skipBadImages: opts.skipBadImages,
         biasCorrection: opts.biasCorrection,
         gptq: opts.gptq,
         equalize: !!opts.equalize,
@@ -173,8 +172,10 @@ export function registerQuantize(program: Command): void {
       );
       console.log(
         `${result.layers.length} layers, ${result.params.activations.size} activations quantized for profile ${profile.name}; ` +
-          `calibrated on ${result.calibrationImages} images (${opts.calibration}, preset ${result.preset}) in ${result.seconds.calibration.toFixed(1)} s`,
+          `calibrated on ${result.calibrationImages} images (${opts.calibration}, preset ${result.preprocess.label}) in ${result.seconds.calibration.toFixed(1)} s`,
       );
+      console.log(`preprocessing: ${result.preprocess.label} (${result.preprocess.reason})`);
+      if (result.skipped.length) console.log(`skipped ${result.skipped.length} unreadable calibration image(s), listed in ${files.json}`);
       if (accuracy?.float && accuracy.quantized)
         console.log(`top-1 on ${opts.eval}: float ${percent(accuracy.float.top1)}, quantized ${percent(accuracy.quantized.top1)} (n = ${accuracy.float.n})`);
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);

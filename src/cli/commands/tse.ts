@@ -3,7 +3,6 @@ import type { Command } from 'commander';
 import { loadModel } from '../../import/load.js';
 import { prepareModel } from '../../import/prepare.js';
 import { loadDataset } from '../../data/dataset.js';
-import type { PresetName } from '../../data/preprocess.js';
 import { writeOnnxFile } from '../../onnx/write.js';
 import { PassLog } from '../../passes/pass-log.js';
 import { runManifest } from '../../report/manifest.js';
@@ -17,22 +16,22 @@ import { progressBar } from '../progress.js';
 import { formatTable } from '../table.js';
 import { writeJsonResult } from '../../util/fs.js';
 import { reportFilesBeside, reportFilesIn, writeReportFiles } from '../../report/files.js';
-import { positiveInt, presetOption } from './eval.js';
+import { positiveInt } from './eval.js';
+import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '../preprocess-options.js';
 import { addTileOptions, bufferTable, nearMissLines, tileOptionsFrom, type TileCliOptions } from './buffers.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 
-interface TseOptions extends TileCliOptions, InputSizeCliOptions {
+interface TseOptions extends TileCliOptions, PreprocessFlags, InputSizeCliOptions {
   output: string;
   analyze?: boolean;
   data?: string;
   limit: number;
-  preset?: PresetName;
   json?: string;
   report?: string;
 }
 
 export function registerTse(program: Command): void {
-  addTileOptions(
+  const command = addTileOptions(
     addInputSizeOption(
       program
         .command('tse')
@@ -42,9 +41,9 @@ export function registerTse(program: Command): void {
   )
     .requiredOption('-o, --output <file>', 'ONNX file to write (the tiled model)')
     .option('--analyze', 'measure how similar tile gates are to the global gate and to each other')
-    .option('--data <dir>', 'images for --analyze (labels.csv or class folders; labels unused)')
-    .option('--limit <n>', 'images for --analyze', positiveInt('--limit'), 100)
-    .option('--preset <name>', 'preprocessing for --analyze; default chosen from the model', presetOption)
+    .option('--data <dir>', 'images for --analyze (any folder of images; labels unused)')
+    .option('--limit <n>', 'images for --analyze', positiveInt('--limit'), 100);
+  addPreprocessOptions(command)
     .option('--json <file>', 'write blocks, near misses, buffering and the analysis as JSON')
     .option('--report <dir>', 'write report.html and report.json into <dir> instead of beside the tiled model')
     .addHelpText(
@@ -60,8 +59,9 @@ export function registerTse(program: Command): void {
     .action(async (modelPath: string, opts: TseOptions) => {
       const tiles = tileOptionsFrom(opts);
       if (opts.analyze && !opts.data) throw new QuantflowError('--analyze needs --data <dir> (calibration images)');
+      const preprocess = preprocessRequest(opts);
       const manifest = runManifest({
-        options: { tiles, inputSize: opts.inputSize ?? null, analyze: !!opts.analyze, limit: opts.analyze ? opts.limit : null, preset: opts.preset ?? null },
+        options: { tiles, inputSize: opts.inputSize ?? null, analyze: !!opts.analyze, limit: opts.analyze ? opts.limit : null, preprocess: preprocess ?? null, skipBadImages: !!opts.skipBadImages },
         inputs: [modelPath, ...(opts.analyze ? [opts.data!] : [])],
       });
       const passes = new PassLog();
@@ -76,14 +76,21 @@ export function registerTse(program: Command): void {
       console.log(blockTable(report));
       const tiled = tileSqueezeExcite(model, tiles);
       console.log(bufferTable(buffers));
+      const files = opts.report === undefined ? reportFilesBeside(opts.output) : reportFilesIn(opts.report);
       if (opts.analyze) {
         const dataset = await loadDataset(opts.data!);
         const bar = progressBar('analyze', Math.min(opts.limit, dataset.items.length));
-        report.analysis = await gateSimilarity(model, dataset, tiles, { limit: opts.limit, preset: opts.preset, onProgress: (done) => bar.update(done) });
+        report.analysis = await gateSimilarity(model, dataset, tiles, {
+          limit: opts.limit,
+          preprocess,
+          skipBadImages: opts.skipBadImages,
+          onProgress: (done) => bar.update(done),
+        });
         bar.stop();
+        const skipped = report.analysis.skipped ?? [];
+        if (skipped.length) console.log(`skipped ${skipped.length} unreadable image(s), listed in ${files.json}`);
         console.log(similarityTable(report.analysis));
       }
-      const files = opts.report === undefined ? reportFilesBeside(opts.output) : reportFilesIn(opts.report);
       writeOnnxFile(tiled, opts.output);
       try {
         if (opts.json) {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { imageBatches, imageInputGeometry } from '../../data/batches.js';
 import { loadDataset } from '../../data/dataset.js';
-import { choosePreset, type PresetName } from '../../data/preprocess.js';
+import { PREPROCESS_METADATA, PRESETS, resolvePreprocess, type PresetName } from '../../data/preprocess.js';
 import { buildNpuPackage } from '../../npu/package.js';
 import { readNpuPackage } from '../../npu/io.js';
 import { verifyPackage, type TensorAgreement } from '../../npu/verify.js';
@@ -13,22 +13,22 @@ import { QuantflowError } from '../../util/errors.js';
 import { writeJsonResult } from '../../util/fs.js';
 import { progressBar } from '../progress.js';
 import { formatTable } from '../table.js';
-import { positiveInt, presetOption } from './eval.js';
+import { positiveInt } from './eval.js';
+import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '../preprocess-options.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 
-interface VerifyOptions extends InputSizeCliOptions {
+interface VerifyOptions extends PreprocessFlags, InputSizeCliOptions {
   data: string;
   limit: number;
   qdq?: string;
   package?: string;
   profile?: string;
-  preset?: PresetName;
   perLayer?: boolean;
   json?: string;
 }
 
 export function registerVerify(program: Command): void {
-  addInputSizeOption(
+  const command = addInputSizeOption(
     program
       .command('verify')
       .description('Run the integer NPU package and the fake-quant QDQ simulation on the same images and compare their integers.')
@@ -38,8 +38,8 @@ export function registerVerify(program: Command): void {
     .option('--limit <n>', 'images to run; the integer executor takes 1-3 s per MobileNet image', positiveInt('--limit'), 4)
     .option('--qdq <file>', 'QDQ model (default <dir>/model.qdq.onnx)')
     .option('--package <dir>', 'NPU package (default <dir>/npu; built from the QDQ model when that folder is absent)')
-    .option('--profile <name|file.json>', 'target profile for building the package (default: the profile named in the QDQ model)')
-    .option('--preset <name>', 'preprocessing (default: the package\'s, else chosen from the model)', presetOption)
+    .option('--profile <name|file.json>', 'target profile for building the package (default: the profile named in the QDQ model)');
+  addPreprocessOptions(command)
     .option('--per-layer', 'print every layer, not only the worst')
     .option('--json <file>', 'write the full comparison as JSON')
     .addHelpText(
@@ -53,6 +53,7 @@ export function registerVerify(program: Command): void {
         'Example:\n  quantflow verify out/ --data ../shared/data/imagenet-val-650 --limit 2 --per-layer',
     )
     .action(async (dir: string, opts: VerifyOptions) => {
+      const request = preprocessRequest(opts);
       const qdqPath = opts.qdq ?? join(dir, 'model.qdq.onnx');
       if (!existsSync(qdqPath)) throw new QuantflowError(`no QDQ model at '${qdqPath}' (give --qdq)`);
       const qdq = readOnnxFile(qdqPath);
@@ -65,18 +66,25 @@ export function registerVerify(program: Command): void {
         pkg = await buildNpuPackage(qdq, loadProfile(profileName));
         console.log(`built the NPU package from ${qdqPath} for profile ${pkg.profile.name} (not written)`);
       }
-      const preset = opts.preset ?? (pkg.preset as PresetName | undefined) ?? choosePreset(qdq).preset;
+      const geometry = imageInputGeometry(qdq);
+      // Packages record only a preset name; QDQ models from before the metadata existed have nothing else.
+      const packaged = qdq.metadata[PREPROCESS_METADATA] === undefined && PRESETS.includes(pkg.preset as PresetName) ? { preset: pkg.preset as PresetName } : undefined;
+      const preprocess = resolvePreprocess(qdq, request ?? packaged, geometry.channels);
+      const preset = preprocess.label;
       const dataset = await loadDataset(opts.data);
       const items = dataset.items.slice(0, opts.limit);
-      const geometry = imageInputGeometry(qdq);
       // The QDQ model and the package were built at one size; any other would not be what they compute.
       if (opts.inputSize && (opts.inputSize[0] !== geometry.height || opts.inputSize[1] !== geometry.width))
         throw new QuantflowError(
           `${qdqPath} was quantized at input size ${geometry.height}x${geometry.width}, not --input-size ${opts.inputSize.join('x')}: quantize again at that size or drop the option`,
         );
       const bar = progressBar('verify', items.length);
+      const skipped: string[] = [];
       const batches = (async function* () {
-        for await (const b of imageBatches(items, { ...geometry, preset, batch: 4 })) yield { data: b.data, count: b.items.length };
+        for await (const b of imageBatches(items, { ...geometry, preprocess: preprocess.spec, batch: 4, skipBadImages: opts.skipBadImages })) {
+          skipped.push(...b.skipped);
+          if (b.items.length) yield { data: b.data, count: b.items.length };
+        }
       })();
       const report = await verifyPackage(pkg, qdq, batches, { integerModel: true, onImage: (done) => bar.update(done) });
       bar.stop();
@@ -84,7 +92,8 @@ export function registerVerify(program: Command): void {
       const opOf = new Map(pkg.layers.map((l) => [l.output, l.op]));
       const row = (a: TensorAgreement) => [a.tensor, a.elements, exactShare(a), a.maxDiff];
       console.log(formatTable([['package output (end to end)', 'elements', 'exact', 'max |diff| LSB'], ...report.outputs.map(row)]));
-      console.log(`\n${report.images} image(s), profile ${pkg.profile.name}, preset ${preset}`);
+      console.log(`\n${report.images} image(s), profile ${pkg.profile.name}, preset ${preset} (${preprocess.reason})`);
+      if (skipped.length) console.log(`skipped ${skipped.length} unreadable image(s): ${skipped.join(', ')}`);
       console.log(`all tensors, end to end: ${summary(report.chained)}`);
       console.log(`all tensors, each layer fed the simulation's inputs: ${summary(report.isolated)}`);
       console.log(`all tensors, the package's integer ONNX model (onnxruntime) vs the executor: ${summary(report.integerModel!)}`);
@@ -101,7 +110,7 @@ export function registerVerify(program: Command): void {
           ]),
       );
       console.log(`\nexecutor ${report.seconds.executor.toFixed(1)} s, QDQ simulation ${report.seconds.simulation.toFixed(1)} s, integer model ${report.seconds.integerModel!.toFixed(1)} s`);
-      if (opts.json) writeJsonResult(opts.json, { qdq: qdqPath, profile: pkg.profile.name, preset, data: opts.data, ...report });
+      if (opts.json) writeJsonResult(opts.json, { qdq: qdqPath, profile: pkg.profile.name, preset, preprocess: preprocess.spec, skipped, data: opts.data, ...report });
     });
 }
 

@@ -22,7 +22,7 @@ export const summarySection: ReportSection = {
       ['activations', esc(`${p.activations.bits}-bit ${p.activations.symmetric ? 'symmetric' : 'asymmetric'} per-tensor, ${Object.keys(report.activations).length} tensors`)],
       ['requantization', esc(requantText(p))],
       ['non-linearities', esc(nonlinearityText(p))],
-      ['calibration', esc(`${c.method} ranges on ${c.images} images of ${c.folder}, preset ${c.preset}`)],
+      ['calibration', esc(`${c.method} ranges on ${c.images} images of ${c.folder}, preset ${c.preset}`) + skippedText(c.skipped)],
       ['bias correction', report.biasCorrection ? 'on' : 'off'],
     ];
     const size = weightBytes(report.layers);
@@ -85,4 +85,10 @@ function accuracyTable(a: ReportContext['accuracy'], profile: string): string {
     body.push(['difference', '', { html: '', numeric: true }, { html: d(a.quantized.top1 - a.float.top1), numeric: true }, { html: d(a.quantized.top5 - a.float.top5), numeric: true }]);
   }
   return `<h3>Accuracy</h3>` + table(['model', 'data', 'images', 'top-1', 'top-5'], body);
+}
+
+/** The unreadable calibration files left out, named on hover. */
+function skippedText(skipped: string[] | undefined): string {
+  if (!skipped?.length) return '';
+  return ` <span class="dim" title="${esc(skipped.join('\n'))}">(${skipped.length} unreadable file${skipped.length > 1 ? 's' : ''} skipped)</span>`;
 }
