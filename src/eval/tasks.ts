@@ -67,7 +67,7 @@ function fits(task: Exclude<Task, 'detect'>, v: ValueInfo): boolean {
   if (!s) return false;
   switch (task) {
     case 'classify':
-      return !isInteger(v) && s.length >= 2 && s.slice(2).every((d) => d === 1);
+      return !isInteger(v) && (s.length === 2 || (s.length === 4 && s[2] === 1 && s[3] === 1));
     case 'segment':
       return isInteger(v) ? outputKind(v) === 'segment' : s.length === 4 && wide(s[1]);
     case 'dense':
