@@ -106,6 +106,94 @@ describe('compareModels', () => {
   });
 });
 
+/** Per-box scores of a batch-1 image: its three channel means, [1, 3]. */
+function channelMeans(g: ReturnType<typeof createGraph>, shape: number[], out: string): void {
+  g.initializers.set('score_shape', int64Tensor([shape.length], shape));
+  g.nodes.push(makeNode('GlobalAveragePool', ['x'], ['pooled']), makeNode('Reshape', ['pooled', 'score_shape'], [out]));
+}
+
+const BOXES = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5];
+/** The third box moved right by 0.6: IoU 0.4 / 1.6 with the original. */
+const MOVED = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4.6, 5, 5.6];
+
+/** Three boxes scored by the image's channel means, through NonMaxSuppression; output: the selected indices. */
+function nmsModel(boxes: number[]): Model {
+  const g = createGraph('nms');
+  g.inputs.push({ name: 'x', dataType: 'float32', shape: [1, 3, 4, 4] });
+  g.outputs.push({ name: 'selected', dataType: 'int64', shape: ['K', 3] });
+  g.initializers.set('boxes', floatTensor([1, 3, 4], boxes));
+  g.initializers.set('max', int64Tensor([1], [10]));
+  g.initializers.set('iou', floatTensor([1], [0.5]));
+  channelMeans(g, [1, 1, 3], 'scores');
+  g.nodes.push(makeNode('NonMaxSuppression', ['boxes', 'scores', 'max', 'iou'], ['selected']));
+  return { graph: g, opset: 17, producerName: 'test', metadata: {} };
+}
+
+/** TFLite_Detection_PostProcess's four outputs: three boxes of the given classes, scored by channel means, count 2. */
+function postprocessModel(boxes: number[], classes: number[]): Model {
+  const g = createGraph('postprocess');
+  g.inputs.push({ name: 'x', dataType: 'float32', shape: [1, 3, 4, 4] });
+  g.outputs.push(
+    { name: 'boxes', dataType: 'float32', shape: [1, 3, 4] },
+    { name: 'classes', dataType: 'float32', shape: [1, 3] },
+    { name: 'scores', dataType: 'float32', shape: [1, 3] },
+    { name: 'count', dataType: 'float32', shape: [1] },
+  );
+  g.initializers.set('b', floatTensor([1, 3, 4], boxes));
+  g.initializers.set('c', floatTensor([1, 3], classes));
+  g.initializers.set('n', floatTensor([1], [2]));
+  channelMeans(g, [1, 3], 'scores');
+  g.nodes.push(makeNode('Identity', ['b'], ['boxes']), makeNode('Identity', ['c'], ['classes']), makeNode('Identity', ['n'], ['count']));
+  return { graph: g, opset: 17, producerName: 'test', metadata: {} };
+}
+
+describe('compareModels on detectors', () => {
+  let photos: Dataset;
+  before(async () => {
+    // Channel means 0.78, 0.59, 0.39 and 0.39, 0.59, 0.78: every box scores above 0.3.
+    const colours = [
+      { r: 200, g: 150, b: 100 },
+      { r: 100, g: 150, b: 200 },
+    ];
+    const items = await Promise.all(
+      colours.map(async (background, i) => {
+        const path = join(root, `photo-${i}.png`);
+        await sharp({ create: { width: 4, height: 4, channels: 3, background } }).png().toFile(path);
+        return { file: `photo-${i}.png`, path, label: 0 };
+      }),
+    );
+    photos = { dir: root, items };
+  });
+
+  it('NonMaxSuppression: detections from its selected indices, boxes and scores', async () => {
+    const r = await compareModels(nmsModel(BOXES), nmsModel(MOVED), photos, { preset: 'unit' });
+    const d = r.detection!;
+    assert.equal(d.source, 'nms');
+    assert.deepEqual(d.outputs, ['boxes', 'scores', 'selected']);
+    // Per image: 3 float and 3 quantized detections, the moved box unmatched.
+    assert.deepEqual([d.floatDetections, d.quantizedDetections, d.matched], [6, 6, 4]);
+    close(d.precision, 2 / 3);
+    close(d.recall, 2 / 3);
+    assert.equal(r.outputs[0]!.kind, 'detect');
+  });
+
+  it("TFLite_Detection_PostProcess outputs: the first count detections, same class only", async () => {
+    const r = await compareModels(postprocessModel(BOXES, [1, 2, 1]), postprocessModel(BOXES, [1, 1, 1]), photos, { preset: 'unit' });
+    const d = r.detection!;
+    assert.equal(d.source, 'postprocess');
+    // Count 2: boxes 0 and 1; box 1 changed class.
+    assert.deepEqual([d.floatDetections, d.quantizedDetections, d.matched], [4, 4, 2]);
+    assert.equal(d.precision, 0.5);
+    assert.equal(r.outputs[1]!.sqnrDb! < 10, true);
+    assert.equal(r.outputs[0]!.sqnrDb, null);
+  });
+
+  it('a score threshold above every score leaves nothing to match: precision and recall 1', async () => {
+    const r = await compareModels(nmsModel(BOXES), nmsModel(MOVED), photos, { preset: 'unit', scoreThreshold: 0.9 });
+    assert.deepEqual([r.detection!.floatDetections, r.detection!.precision, r.detection!.recall], [0, 1, 1]);
+  });
+});
+
 describe('quantflow compare', () => {
   it('takes a quantize output folder, prints the table and writes JSON', async () => {
     const float = join(root, 'float.onnx');
