@@ -99,6 +99,15 @@ describe('compareModels', () => {
     assert.equal(r.outputs[0]!.segment!.meanIou, 1);
   });
 
+  it('matches outputs by position when the names differ', async () => {
+    const renamed = mixModel(SWAPPED);
+    renamed.graph.nodes.push(makeNode('Identity', ['seg'], ['a']), makeNode('Identity', ['cls'], ['b']));
+    renamed.graph.outputs = renamed.graph.outputs.map((o, i) => ({ ...o, name: ['a', 'b'][i]! }));
+    const r = await compareModels(mixModel(IDENTITY), renamed, dataset, { preset: 'raw' });
+    assert.deepEqual(r.outputs.map((o) => [o.name, o.quantizedName]), [['seg', 'a'], ['cls', 'b']]);
+    close(r.outputs[0]!.segment!.pixelAgreement, 0.5);
+  });
+
   it('refuses models whose output counts differ', async () => {
     const one = mixModel(IDENTITY);
     one.graph.outputs.pop();
