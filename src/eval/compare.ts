@@ -189,8 +189,7 @@ export async function compareModels(float: Model, quantized: Model, dataset: Dat
   const plan = planTasks(float, options);
   const source = plan.detection;
   // NonMaxSuppression's inputs and indices are fetched as extra outputs, found in each model by its own node.
-  const nmsOf = (m: Model) => (source?.kind === 'nms' ? planTasks(m).detection : undefined);
-  const qSource = source?.kind === 'nms' ? nmsOf(quantized) : source;
+  const qSource = source?.kind === 'nms' ? planTasks(quantized).detection : source;
   if (source?.kind === 'nms' && qSource?.kind !== 'nms') throw new QuantflowError('the float model ends in NonMaxSuppression and the quantized model does not');
   const withFetches = (m: Model, s: DetectionSource | undefined): { model: Model; extra: string[] } => {
     if (s?.kind !== 'nms') return { model: m, extra: [] };
@@ -294,8 +293,10 @@ export async function compareModels(float: Model, quantized: Model, dataset: Dat
       const a = fv.subarray(i * perImage, (i + 1) * perImage);
       const b = qv.subarray(i * perImage, (i + 1) * perImage);
       if (kind === 'classify') {
-        s.classify ??= new ClassifyAccumulator(perImage, perImage === 1001 && maxLabel >= 0 && maxLabel < 1000 ? 1 : 0);
-        if (maxLabel >= perImage) throw new QuantflowError(`dataset label ${maxLabel} is out of range for output '${name}' with ${perImage} classes`);
+        if (!s.classify) {
+          if (maxLabel >= perImage) throw new QuantflowError(`dataset label ${maxLabel} is out of range for output '${name}' with ${perImage} classes`);
+          s.classify = new ClassifyAccumulator(perImage, perImage === 1001 && maxLabel >= 0 && maxLabel < 1000 ? 1 : 0);
+        }
         s.classify.add(a, b, itemLabels[i]);
       } else if (kind === 'segment') {
         s.segment ??= new SegmentAccumulator();
