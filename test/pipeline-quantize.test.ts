@@ -141,3 +141,19 @@ test('quantflow quantize prints its summary over the pipeline and exits with 2 w
   assert.equal(failed.code, 2);
   assert.equal(failed.stderr, `quantflow: ${file}: the output folder is a file\n`);
 });
+
+test('runQuantize --compare measures the quantized outputs against the float ones into the report', async () => {
+  const output = join(root, 'compare');
+  const { compare, report } = await runQuantize({ model: modelFile, calib: data, calibLimit: 8, profile: 'w8a8-shift', output, compare: data, compareLimit: 6 });
+  assert.equal(compare!.n, 6);
+  assert.equal(compare!.data, data);
+  const out = compare!.outputs[0]!;
+  assert.equal(out.kind, 'classify');
+  assert.ok(out.sqnrDb! > 15, `SQNR ${out.sqnrDb}`);
+  assert.equal(out.classify!.labelled, 6);
+  assert.deepEqual(report.compare, compare);
+  const written = JSON.parse(readFileSync(join(output, 'report.json'), 'utf8'));
+  assert.equal(written.compare.outputs[0].name, 'y');
+  assert.equal(written.manifest.options.compare, data);
+  assert.match(readFileSync(join(output, 'report.html'), 'utf8'), /<section id="compare">/);
+});

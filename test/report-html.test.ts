@@ -14,6 +14,7 @@ import { niceTicks } from '../src/report/charts.js';
 import { stepsPerEpoch } from '../src/report/sections/qft.js';
 import { layerWeightStats } from '../src/report/weight-stats.js';
 import type { QftReport, QuantizeReportJson } from '../src/report/types.js';
+import { presetSpec } from '../src/data/preprocess.js';
 
 /** A small WESS report: a depthwise layer with unequal channels, a projection, a classifier. */
 function sampleReport(): QuantizeReportJson {
@@ -224,4 +225,32 @@ test('niceTicks spans the range with round steps', () => {
   assert.deepEqual(niceTicks(0, 47.3), [0, 10, 20, 30, 40]);
   assert.deepEqual(niceTicks(-2, 3, 5), [-2, -1, 0, 1, 2, 3]);
   assert.deepEqual(niceTicks(5, 5), [5]);
+});
+
+test('compare section: a row per output with the figures of its kind, detection below; null SQNR is infinity', () => {
+  const report: QuantizeReportJson = {
+    ...sampleReport(),
+    compare: {
+      data: 'data/<faces>',
+      n: 40,
+      preprocess: presetSpec('inception'),
+      preset: 'inception',
+      presetReason: 'given explicitly',
+      skipped: ['bad.jpg'],
+      simulate: true,
+      outputs: [
+        { name: 'seg', quantizedName: 'seg', kind: 'segment', sqnrDb: 21.25, cosine: 0.99123, maxAbsError: 0.5, segment: { pixelAgreement: 0.955, meanIou: 0.8, classIou: { 0: 0.9, 3: 0.7 } } },
+        { name: 'cls', quantizedName: 'cls', kind: 'classify', sqnrDb: null, cosine: 1, maxAbsError: 0, classify: { top1Agreement: 1, labelled: 0, labelOffset: 0 } },
+        { name: 'boxes', quantizedName: 'boxes', kind: 'detect' },
+      ],
+      detection: { scoreThreshold: 0.3, iouThreshold: 0.5, precision: 0.9, recall: 0.75, matched: 9, floatDetections: 12, quantizedDetections: 10, source: 'postprocess', outputs: ['boxes'] },
+    },
+  };
+  const html = renderReportHtml(report);
+  assert.deepEqual(sectionIds(html), ['summary', 'compare', 'sqnr', 'wess', 'layers', 'activations']);
+  assert.match(html, /same 40 images of <code>data\/&#60;faces&#62;<\/code>.*1 unreadable image\(s\) skipped/);
+  assert.match(html, /<td><code>seg<\/code><\/td><td>segment<\/td><td class="n">21\.3<\/td><td class="n">0\.9912<\/td><td class="n">0\.5<\/td><td>pixel agreement 95\.5%, mean IoU 80\.0% over 2 classes<\/td>/);
+  assert.match(html, /<td><code>cls<\/code><\/td><td>classify<\/td><td class="n">∞<\/td><td class="n">1\.0000<\/td><td class="n">0<\/td><td>top-1 agreement 100\.0%<\/td>/);
+  assert.match(html, /<td><code>boxes<\/code><\/td><td>detect<\/td><td class="n">–<\/td>/);
+  assert.match(html, /Precision <b>90\.0%<\/b>, recall <b>75\.0%<\/b>: 9 of the quantized model's 10 detections match one of the float model's 12/);
 });

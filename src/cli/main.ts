@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { QuantflowError } from '../util/errors.js';
 import { registerImport } from './commands/import.js';
 import { registerEval } from './commands/eval.js';
+import { registerCompare } from './commands/compare.js';
 import { registerDemo } from './commands/demo.js';
 import { registerQuantize } from './commands/quantize.js';
 import { registerVerify } from './commands/verify.js';
@@ -26,6 +27,7 @@ function buildProgram(): Command {
     .exitOverride();
   registerImport(program);
   registerEval(program);
+  registerCompare(program);
   registerQuantize(program);
   registerVerify(program);
   registerTse(program);

@@ -40,7 +40,17 @@ export function upgradeOpset(model: Model, target: number): void {
     const since = AXES_TO_INPUT[node.opType];
     if (since !== undefined && model.opset < since && target >= since) moveInts(node, 'axes', 1);
     if (node.opType === 'Split' && model.opset < 13 && target >= 13) moveInts(node, 'split', 1);
-    if (node.opType === 'Pad' && model.opset < 11 && target >= 11) moveInts(node, 'pads', 1);
+    if (node.opType === 'Pad' && model.opset < 11 && target >= 11) {
+      moveInts(node, 'pads', 1);
+      // The constant fill moved to input 2 as well; 0 is its default there too.
+      const value = attrFloat(node, 'value', 0);
+      delete node.attributes.value;
+      if (value !== 0) {
+        const name = fresh(`${node.name}_value`);
+        graph.initializers.set(name, floatTensor([], [value]));
+        node.inputs[2] = name;
+      }
+    }
     if (node.opType === 'Clip' && model.opset < 11 && target >= 11) {
       const min = attrFloat(node, 'min', -3.4028234663852886e38);
       const max = attrFloat(node, 'max', 3.4028234663852886e38);

@@ -6,6 +6,7 @@ import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../data/dataset.js';
 import type { PreprocessRequest } from '../data/preprocess.js';
+import { compareModels, type CompareOptions } from '../eval/compare.js';
 import { evaluate } from '../eval/evaluate.js';
 import type { Model } from '../graph/types.js';
 import { loadModel } from '../import/load.js';
@@ -22,13 +23,13 @@ import type { RangeMethod } from '../quantization/calibration.js';
 import { loadProfile, type TargetProfile } from '../quantization/profile.js';
 import { buildQuantizedModel, quantizeModel, type QuantizeResult } from '../quantization/quantize.js';
 import { runManifest } from '../report/manifest.js';
-import type { AccuracyReport, QftReport, QuantizeReportJson } from '../report/types.js';
+import type { AccuracyReport, CompareReport, QftReport, QuantizeReportJson } from '../report/types.js';
 import { layerWeightStats } from '../report/weight-stats.js';
 import { QuantflowError } from '../util/errors.js';
 import { reportFilesIn, writeReportFiles } from '../report/files.js';
 
 /** The stages of a run that take long enough to show progress for, in the order they run. */
-export type QuantizeStage = 'calibrate' | 'qft' | 'eval float' | 'eval quantized';
+export type QuantizeStage = 'calibrate' | 'qft' | 'eval float' | 'eval quantized' | 'compare';
 
 /** Receives one stage's progress; `stop` is called when the stage ends, also when it fails. */
 export interface StageReporter {
@@ -94,6 +95,12 @@ export interface QuantizeRunOptions {
    * it already: it goes into the report instead of being measured again.
    */
   floatAccuracy?: AccuracyReport;
+  /** Folder (labels optional) on which the quantized model is compared with the float one (`compareModels`). */
+  compare?: string;
+  /** Only the first `compareLimit` images of `compare`. */
+  compareLimit?: number;
+  /** What the outputs are and the thresholds of their figures (see `compareModels`). */
+  compareOptions?: Pick<CompareOptions, 'task' | 'boxes' | 'scores' | 'boxFormat' | 'scoreThreshold' | 'threshold'>;
   qft?: QftRunOptions;
   /** Called as each stage starts, with the amount of work; the reporter it returns follows that stage. */
   onStage?: (stage: QuantizeStage, total: number) => StageReporter;
@@ -118,6 +125,8 @@ export interface QuantizeRun {
   files: QuantizeRunFiles;
   /** Float and quantized accuracy when `eval` was given (as in `report`). */
   accuracy?: QuantizeReportJson['accuracy'];
+  /** Float vs quantized output figures when `compare` was given (as in `report`). */
+  compare?: CompareReport;
   /** Why the integer NPU package was not written, when it was not. */
   npuProblem?: string;
   /** What QFT did, when it ran. */
@@ -139,8 +148,9 @@ const SILENT: StageReporter = { update() {}, stop() {} };
  * `<output>/npu/` (the integer NPU package, unless a layer cannot be lowered: see
  * `npuProblem`), `<output>/report.json` and `<output>/report.html`. PTQ runs first; with
  * `qft`, finetuning by distillation follows; with `eval`, float and quantized accuracy are
- * measured. Writing is all or nothing: when any output fails, those already written are
- * removed. User errors (unreadable inputs, bad options, an unwritable folder) are
+ * measured; with `compare`, the quantized model's outputs against the float model's.
+ * Writing is all or nothing: when any output fails, those already written are removed.
+ * User errors (unreadable inputs, bad options, an unwritable folder) are
  * QuantflowErrors.
  */
 export async function runQuantize(options: QuantizeRunOptions): Promise<QuantizeRun> {
@@ -164,6 +174,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       equalize: !!options.equalize,
       eval: options.eval ?? null,
       ...(options.evalLimit ? { evalLimit: options.evalLimit } : {}),
+      ...(options.compare ? { compare: options.compare, ...(options.compareLimit ? { compareLimit: options.compareLimit } : {}), ...options.compareOptions } : {}),
     },
     profile,
     inputs: [options.model, options.calib, ...(/[/\\]|\.json$/.test(options.profile) ? [options.profile] : [])],
@@ -174,6 +185,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   const evalData = options.eval ? await loadDataset(options.eval) : undefined;
   if (evalData && !evalData.labelled)
     throw new QuantflowError(`--eval measures top-1 against labels, and '${options.eval}' has none: give a folder with labels.csv or one subfolder per class`);
+  const compareData = options.compare ? await loadDataset(options.compare) : undefined;
   const stage = async <T>(name: QuantizeStage, total: number, work: (reporter: StageReporter) => Promise<T>): Promise<T> => {
     const reporter = options.onStage?.(name, total) ?? SILENT;
     try {
@@ -250,6 +262,21 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     accuracy = { float: options.floatAccuracy ?? (await measure(model, 'eval float')), quantized: await measure(result.model, 'eval quantized') };
   }
 
+  let compare: CompareReport | undefined;
+  if (compareData) {
+    const r = await stage('compare', Math.min(options.compareLimit ?? Infinity, compareData.items.length), (rep) =>
+      compareModels(model, result.model, compareData, {
+        ...options.compareOptions,
+        preprocess: result.preprocess.spec,
+        skipBadImages: options.skipBadImages,
+        batch,
+        limit: options.compareLimit,
+        onProgress: (d) => rep.update(d),
+      }),
+    );
+    compare = { data: options.compare!, ...r };
+  }
+
   // The QDQ model is useful on its own; a layer the integer package cannot express yet
   // costs only the package.
   let npu: NpuPackage | undefined;
@@ -278,6 +305,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     biasCorrection,
     seconds: { ...result.seconds, ...(qft ? { qft: qft.seconds } : {}) },
     accuracy,
+    ...(compare ? { compare } : {}),
     layers: result.layers.map((l) => ({ ...l, ...stats.get(l.name) })),
     activations: Object.fromEntries(result.params.activations),
     manifest,
@@ -295,5 +323,5 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     for (const path of createdOutput ? [options.output] : [files.model, npuDir]) if (existsSync(path)) rmSync(path, { recursive: true, force: true });
     throw e;
   }
-  return { quantization: result, profile, report, files, accuracy, npuProblem, finetune: tuned };
+  return { quantization: result, profile, report, files, accuracy, compare, npuProblem, finetune: tuned };
 }

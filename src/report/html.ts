@@ -8,6 +8,7 @@ import { esc, shortLabels } from './markup.js';
 import type { ReportContext, ReportSection } from './section.js';
 import { activationsSection } from './sections/activations.js';
 import { buffersSection } from './sections/buffers.js';
+import { compareSection } from './sections/compare.js';
 import { layersSection } from './sections/layers.js';
 import { manifestSection } from './sections/manifest.js';
 import { passesSection } from './sections/passes.js';
@@ -21,6 +22,7 @@ import type { ReportExtras, ReportJson } from './types.js';
 /** In page order. */
 const SECTIONS: ReportSection[] = [
   summarySection,
+  compareSection,
   qftSection,
   sqnrSection,
   wessSection,

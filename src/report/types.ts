@@ -12,6 +12,7 @@ import type { NearMiss } from '../tse/detect.js';
 import type { RunManifest } from './manifest.js';
 import type { PassChange } from '../passes/pass-log.js';
 import type { LayerReport } from '../quantization/quantize.js';
+import type { CompareResult } from '../eval/compare.js';
 
 /**
  * SQNR in dB as stored in JSON. `null` stands for +Infinity (no error at all), because
@@ -38,6 +39,12 @@ export interface AccuracyReport {
   n: number;
   top1: number;
   top5: number;
+}
+
+/** Float vs quantized outputs on one image folder (`quantize --compare`), as `compareModels` measures them. */
+export interface CompareReport extends CompareResult {
+  /** The folder as given. */
+  data: string;
 }
 
 /** An activation's per-tensor grid. */
@@ -87,6 +94,8 @@ export interface QuantizeReportJson {
   activations: Record<string, ReportActivation>;
   /** Float vs quantized accuracy, when the run measured them. */
   accuracy?: { float?: AccuracyReport; quantized?: AccuracyReport };
+  /** Float vs quantized output figures, when the run compared them. */
+  compare?: CompareReport;
   manifest?: RunManifest;
   /** What each pass changed, in order. */
   passes?: PassChange[];

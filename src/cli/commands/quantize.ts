@@ -10,10 +10,11 @@ import { QFT_DEFAULTS, type LrSchedule } from '../../qft/finetune.js';
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../../qft/student.js';
 import { runQuantize } from '../../pipeline/quantize-run.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
+import { addTaskOptions, formatComparison, taskOptions, type TaskCliOptions } from './compare.js';
 
 const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
 
-interface QuantizeCliOptions extends PreprocessFlags, InputSizeCliOptions {
+interface QuantizeCliOptions extends PreprocessFlags, InputSizeCliOptions, TaskCliOptions {
   calib: string;
   profile: string;
   calibration: RangeMethod;
@@ -23,6 +24,8 @@ interface QuantizeCliOptions extends PreprocessFlags, InputSizeCliOptions {
   gptq?: boolean;
   equalize?: boolean;
   eval?: string;
+  compare?: string;
+  compareLimit?: number;
   output: string;
   qft?: boolean;
   epochs: number;
@@ -99,7 +102,10 @@ export function registerQuantize(program: Command): void {
       return n;
     }, 0)
     .option('--eval <dir>', 'also measure float and quantized top-1/top-5 on this labeled folder (never the calibration set)')
-    .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, npu/, report.json, report.html)')
+    .option('--compare <dir>', 'also compare the quantized outputs with the float ones on this image folder (as quantflow compare; into the report)')
+    .option('--compare-limit <n>', 'compare on the first n images of --compare only', positiveInt('--compare-limit'))
+    .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, npu/, report.json, report.html)');
+  addTaskOptions(command)
     .addHelpText(
       'after',
       '\nBuilt-in profiles: w8a8-* and w4a8-* with weight granularity tensor (one scale per layer),\n' +
@@ -112,7 +118,7 @@ export function registerQuantize(program: Command): void {
       // Ctrl-C during QFT ends the current step and saves the checkpoint; a second one exits at once.
       const interrupt = new AbortController();
       const onSigint = () => interrupt.abort();
-      const { quantization: result, profile, accuracy, files, npuProblem, finetune: tuned } = await runQuantize({
+      const { quantization: result, profile, accuracy, compare, files, npuProblem, finetune: tuned } = await runQuantize({
         model: modelPath,
         calib: opts.calib,
         inputSize: opts.inputSize,
@@ -127,6 +133,9 @@ export function registerQuantize(program: Command): void {
         gptq: opts.gptq,
         equalize: !!opts.equalize,
         eval: opts.eval,
+        compare: opts.compare,
+        compareLimit: opts.compareLimit,
+        compareOptions: taskOptions(opts),
         qft: opts.qft
           ? {
               epochs: opts.epochs,
@@ -178,6 +187,7 @@ export function registerQuantize(program: Command): void {
       if (result.skipped.length) console.log(`skipped ${result.skipped.length} unreadable calibration image(s), listed in ${files.json}`);
       if (accuracy?.float && accuracy.quantized)
         console.log(`top-1 on ${opts.eval}: float ${percent(accuracy.float.top1)}, quantized ${percent(accuracy.quantized.top1)} (n = ${accuracy.float.n})`);
+      if (compare) console.log(`outputs on ${compare.n} images of ${opts.compare}, float vs quantized:\n${formatComparison(compare)}`);
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
       console.log(`wrote ${files.model}${files.npu ? `, ${files.npu}/ (integer NPU package)` : ''}, ${files.json} and ${files.html}`);
     });
