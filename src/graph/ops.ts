@@ -53,6 +53,7 @@ const reduce = (axesInputSince: number): OpSchema => ({
 const OP_SCHEMAS = {
   Abs: unary,
   Add: binary,
+  ArgMax: { inputs: fixed(1), outputs: [1, 1], attributes: { axis: 'int', keepdims: 'int', select_last_index: 'int' } },
   AveragePool: {
     inputs: fixed(1),
     outputs: [1, 1],

@@ -508,6 +508,14 @@ function globalPool(c: Context): Value[] {
   return [{ dataType: x.dataType, shape: [x.shape[0], x.shape[1], ...x.shape.slice(2).map(() => 1)] }];
 }
 
+function argMax(c: Context): Value[] {
+  const x = c.input(0);
+  if (!x.shape) return [{ dataType: 'int64' }];
+  const axis = axisIn(c, attrInt(c.node, 'axis', 0), x.shape.length);
+  const keep = attrInt(c.node, 'keepdims', 1) !== 0;
+  return [{ dataType: 'int64', shape: keep ? x.shape.map((d, i) => (i === axis ? 1 : d)) : x.shape.filter((_, i) => i !== axis) }];
+}
+
 function reduce(c: Context): Value[] {
   const x = c.input(0);
   const axesInputSince = c.node.opType === 'ReduceSum' ? 13 : 18;
@@ -935,6 +943,7 @@ function split(c: Context): Value[] {
 const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Abs: sameAsInput,
   Add: arithmetic,
+  ArgMax: argMax,
   AveragePool: pool,
   BatchNormalization: batchNormalization,
   Cast: cast,

@@ -2,6 +2,7 @@ import { attrFloat, attrInt, attrInts } from '../graph/graph.js';
 import { toFloat32, toNumbers } from '../graph/tensor.js';
 import type { Graph, Model, Node } from '../graph/types.js';
 import { quantizeMultiplier, type FixedPointMultiplier } from '../quantization/fixedpoint.js';
+import { hostTail } from '../quantization/plan.js';
 import { resolveLayer, type Nonlinearity, type TargetProfile } from '../quantization/profile.js';
 import { QuantflowError } from '../util/errors.js';
 import { quantizeValue } from './grid.js';
@@ -24,13 +25,17 @@ export interface BuildOptions {
  * that model describe one network, whatever passes produced it. The profile adds what the
  * QDQ form leaves open: multiplier width and shift range, WESS shift width, accumulator
  * and bias widths, which nonlinearities the target may run. A node without an integer
- * lowering, or one the profile runs as 'float', is a QuantflowError naming it.
+ * lowering, or one the profile runs as 'float', is a QuantflowError naming it; the host
+ * tail (index and post-processing nodes and what follows them) is not lowered: the package
+ * outputs its inputs and names it in `hostTail`.
  */
 export async function buildNpuPackage(qdq: Model, profile: TargetProfile, options: BuildOptions = {}): Promise<NpuPackage> {
   const view = qdqView(qdq.graph);
   const l = new Lowering(qdq.graph, view, profile);
   for (const input of qdq.graph.inputs) l.addInput(input.name, input.shape);
-  for (const node of view.nodes) l.lower(node);
+  const tail = hostTail(qdq.graph);
+  const onHost = new Set(tail);
+  for (const node of view.nodes) if (!onHost.has(node)) l.lower(node);
   const tables = await unaryTables(qdq.graph, qdq.opset, l.tableRequests.map((t) => t.request));
   l.tableRequests.forEach((t, i) => {
     const [lo, hi] = t.clamp;
@@ -43,10 +48,22 @@ export async function buildNpuPackage(qdq: Model, profile: TargetProfile, option
     profile,
     ...(options.preset !== undefined && { preset: options.preset }),
     inputs: qdq.graph.inputs.map((i) => i.name),
-    outputs: qdq.graph.outputs.map((o) => l.packageOutput(o.name)),
+    outputs: packageOutputs(qdq.graph, tail, l),
+    ...(tail.length && { hostTail: tail.map((n) => ({ name: n.name, opType: n.opType })) }),
     tensors: l.tensors,
     layers: l.layers,
   };
+}
+
+/**
+ * What the package hands over: the model outputs it computes, then the values the host tail
+ * reads from it (the cut), each once.
+ */
+function packageOutputs(graph: Graph, tail: readonly Node[], l: Lowering): string[] {
+  const onHost = new Set(tail.flatMap((n) => n.outputs));
+  const cut = tail.flatMap((n) => n.inputs.filter((i) => i && !onHost.has(i) && !graph.initializers.has(i)));
+  const names = [...graph.outputs.map((o) => o.name).filter((o) => !onHost.has(o)), ...cut];
+  return [...new Set(names.map((name) => l.packageOutput(name)))];
 }
 
 /** Elementwise ops that run as a lookup table when all inputs but one are scalar constants. */
@@ -112,7 +129,7 @@ class Lowering {
 
   packageOutput(name: string): string {
     const out = this.hostSoftmax.get(name) ?? this.view.tensorOf.get(name) ?? name;
-    if (!this.tensors[out]) throw new QuantflowError(`model output '${name}' is not computed in integers`);
+    if (!this.tensors[out]) throw new QuantflowError(`model output or host-tail input '${name}' is not computed in integers`);
     return out;
   }
 

@@ -31,10 +31,22 @@ export interface NpuPackage {
    * input (the logits): the host applies Softmax, which changes no ranking.
    */
   outputs: string[];
+  /**
+   * Index and post-processing nodes of the model (ArgMax, TopK, NonMaxSuppression, Cast and
+   * what follows them; see `hostTail` in quantization/plan.ts) that the host runs, as in the
+   * QDQ model, on the package outputs they read. Absent when the package computes every output.
+   */
+  hostTail?: HostNode[];
   /** Every tensor the layers read or write: static shape (NCHW, batch 1) and grid. */
   tensors: Record<string, TensorInfo>;
   /** Layers in execution order. */
   layers: NpuLayer[];
+}
+
+/** A node of the host tail, as named in the QDQ model. */
+export interface HostNode {
+  name: string;
+  opType: string;
 }
 
 /** Integer grid of an activation: real value (q − zeroPoint)·scale, q ∈ [qmin, qmax]. */

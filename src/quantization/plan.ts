@@ -70,19 +70,57 @@ function weightedLayer(node: Node, graph: Graph): WeightedLayer | undefined {
 }
 
 /**
+ * Index and post-processing ops: they compare, select by computed indices or change types.
+ * Their results are indices, counts or picked values that requantization would corrupt and
+ * that an integer NPU does not compute, so they run on the host as in the float model.
+ */
+const HOST_OPS: ReadonlySet<string> = new Set(['ArgMax', 'ArgMin', 'Cast', 'GatherElements', 'GatherND', 'NonMaxSuppression', 'TopK']);
+
+/** Quantization's own ops, whose integer outputs are not the model's values. */
+const QDQ_OPS: ReadonlySet<string> = new Set(['QuantizeLinear', 'DequantizeLinear']);
+
+/**
+ * The host tail of a float or QDQ graph, in graph order: index and post-processing nodes (see
+ * HOST_OPS; a Gather whose indices are computed; a node with an output known to be non-float)
+ * and every node that reads what one of them computes. The tail stays as in the float model,
+ * unquantized; the integer NPU package ends at its inputs.
+ */
+export function hostTail(graph: Graph): Node[] {
+  const tailValues = new Set<string>();
+  const tail: Node[] = [];
+  const nonFloat = (name: string) => {
+    const type = graph.valueInfo.get(name)?.dataType;
+    return type !== undefined && type !== 'float32';
+  };
+  for (const node of graph.nodes) {
+    const starts =
+      HOST_OPS.has(node.opType) ||
+      (node.opType === 'Gather' && !graph.initializers.has(node.inputs[1] ?? '')) ||
+      (!QDQ_OPS.has(node.opType) && node.outputs.some((o) => o && nonFloat(o)));
+    if (!starts && !node.inputs.some((i) => tailValues.has(i))) continue;
+    tail.push(node);
+    for (const o of node.outputs) if (o) tailValues.add(o);
+  }
+  return tail;
+}
+
+/**
  * Decides what gets quantized: the weights of Conv/Gemm/MatMul layers, and every float
  * activation at a layer boundary — model inputs and node outputs, except (a) an output read
  * only by a ReLU/Clip, whose clamp the target fuses into the producer's requantization (the
- * clamp's output is quantized instead), (b) outputs of ops that keep their input's grid, and (c) a final
- * Softmax, which stays float as the model's probability output.
+ * clamp's output is quantized instead), (b) outputs of ops that keep their input's grid, (c) a final
+ * Softmax, which stays float as the model's probability output, and (d) the host tail
+ * (`hostTail`), which stays as in the float model.
  */
 export function planQuantization(graph: Graph): QuantizationPlan {
   const consumers = consumerMap(graph);
   const graphOutputs = new Set(graph.outputs.map((o) => o.name));
   const isFloat = (name: string) => (graph.valueInfo.get(name)?.dataType ?? 'float32') === 'float32';
+  const tail = new Set(hostTail(graph));
   const layers: WeightedLayer[] = [];
   const activations: string[] = graph.inputs.filter((v) => v.dataType === 'float32').map((v) => v.name);
   for (const node of graph.nodes) {
+    if (tail.has(node)) continue;
     const layer = weightedLayer(node, graph);
     if (layer) layers.push(layer);
     if (keepsGrid(node)) continue;
