@@ -218,7 +218,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       }),
     );
     const built = await buildQuantizedModel(tuned.model, tuned.params, profile, result.sample, result.float);
-    result = { ...result, model: built.model, params: tuned.params, layers: built.layers };
+    result = { ...result, model: built.model, params: tuned.params, layers: built.layers, outputs: built.outputs };
     qft = {
       options: { ...qftOptions, train, equalizedPairs: tuned.equalizedPairs, teacherCached: tuned.teacherCached },
       steps: tuned.steps,
@@ -261,6 +261,8 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     seconds: { ...result.seconds, ...(qft ? { qft: qft.seconds } : {}) },
     accuracy,
     layers: result.layers.map((l) => ({ ...l, ...stats.get(l.name) })),
+    outputs: result.outputs,
+    ...(npu && { npu: { outputs: npu.outputs, ...(npu.hostTail && { hostTail: npu.hostTail }) } }),
     activations: Object.fromEntries(result.params.activations),
     manifest,
     passes: passes.changes,

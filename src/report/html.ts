@@ -10,6 +10,7 @@ import { activationsSection } from './sections/activations.js';
 import { buffersSection } from './sections/buffers.js';
 import { layersSection } from './sections/layers.js';
 import { manifestSection } from './sections/manifest.js';
+import { outputsSection } from './sections/outputs.js';
 import { passesSection } from './sections/passes.js';
 import { qftSection } from './sections/qft.js';
 import { similaritySection } from './sections/similarity.js';
@@ -22,6 +23,7 @@ import type { ReportExtras, ReportJson } from './types.js';
 const SECTIONS: ReportSection[] = [
   summarySection,
   qftSection,
+  outputsSection,
   sqnrSection,
   wessSection,
   layersSection,

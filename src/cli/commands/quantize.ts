@@ -111,7 +111,7 @@ export function registerQuantize(program: Command): void {
       // Ctrl-C during QFT ends the current step and saves the checkpoint; a second one exits at once.
       const interrupt = new AbortController();
       const onSigint = () => interrupt.abort();
-      const { quantization: result, profile, accuracy, files, npuProblem, finetune: tuned } = await runQuantize({
+      const { quantization: result, profile, accuracy, files, npuProblem, finetune: tuned, report } = await runQuantize({
         model: modelPath,
         calib: opts.calib,
         profile: opts.profile,
@@ -173,7 +173,10 @@ export function registerQuantize(program: Command): void {
       );
       if (accuracy?.float && accuracy.quantized)
         console.log(`top-1 on ${opts.eval}: float ${percent(accuracy.float.top1)}, quantized ${percent(accuracy.quantized.top1)} (n = ${accuracy.float.n})`);
+      if (result.outputs.length > 1 || result.outputs.some((o) => o.sqnrDb === undefined))
+        console.log(`outputs: ${result.outputs.map((o) => `${o.name} ${o.sqnrDb !== undefined ? `SQNR ${o.sqnrDb.toFixed(1)} dB` : `agreement ${percent(o.agreement!)}`}`).join(', ')}`);
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
+      if (report.npu?.hostTail) console.log(`host tail: ${report.npu.hostTail.map((n) => `${n.opType} (node ${n.name})`).join(', ')}; the NPU package outputs ${report.npu.outputs.join(', ')}`);
       console.log(`wrote ${files.model}${files.npu ? `, ${files.npu}/ (integer NPU package)` : ''}, ${files.json} and ${files.html}`);
     });
 }

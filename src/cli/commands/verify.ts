@@ -77,6 +77,7 @@ export function registerVerify(program: Command): void {
       const row = (a: TensorAgreement) => [a.tensor, a.elements, exactShare(a), a.maxDiff];
       console.log(formatTable([['package output (end to end)', 'elements', 'exact', 'max |diff| LSB'], ...report.outputs.map(row)]));
       console.log(`\n${report.images} image(s), profile ${pkg.profile.name}, preset ${preset}`);
+      if (pkg.hostTail) console.log(`host tail (not verified, runs on the host): ${pkg.hostTail.map((n) => `${n.opType} (node ${n.name})`).join(', ')}`);
       console.log(`all tensors, end to end: ${summary(report.chained)}`);
       console.log(`all tensors, each layer fed the simulation's inputs: ${summary(report.isolated)}`);
       console.log(`all tensors, the package's integer ONNX model (onnxruntime) vs the executor: ${summary(report.integerModel!)}`);
