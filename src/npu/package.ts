@@ -1,8 +1,8 @@
 import { attrFloat, attrInt, attrInts } from '../graph/graph.js';
+import { hostTail, tailInputs } from '../graph/host-tail.js';
 import { toFloat32, toNumbers } from '../graph/tensor.js';
 import type { Graph, Model, Node } from '../graph/types.js';
 import { quantizeMultiplier, type FixedPointMultiplier } from '../quantization/fixedpoint.js';
-import { hostTail } from '../quantization/plan.js';
 import { resolveLayer, type Nonlinearity, type TargetProfile } from '../quantization/profile.js';
 import { QuantflowError } from '../util/errors.js';
 import { quantizeValue } from './grid.js';
@@ -61,8 +61,7 @@ export async function buildNpuPackage(qdq: Model, profile: TargetProfile, option
  */
 function packageOutputs(graph: Graph, tail: readonly Node[], l: Lowering): string[] {
   const onHost = new Set(tail.flatMap((n) => n.outputs));
-  const cut = tail.flatMap((n) => n.inputs.filter((i) => i && !onHost.has(i) && !graph.initializers.has(i)));
-  const names = [...graph.outputs.map((o) => o.name).filter((o) => !onHost.has(o)), ...cut];
+  const names = [...graph.outputs.map((o) => o.name).filter((o) => !onHost.has(o)), ...tailInputs(graph, tail)];
   return [...new Set(names.map((name) => l.packageOutput(name)))];
 }
 

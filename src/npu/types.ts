@@ -33,7 +33,7 @@ export interface NpuPackage {
   outputs: string[];
   /**
    * Index and post-processing nodes of the model (ArgMax, TopK, NonMaxSuppression, Cast and
-   * what follows them; see `hostTail` in quantization/plan.ts) that the host runs, as in the
+   * what follows them; see graph/host-tail.ts) that the host runs, as in the
    * QDQ model, on the package outputs they read. Absent when the package computes every output.
    */
   hostTail?: HostNode[];
