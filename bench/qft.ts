@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import type { PresetName } from '../src/data/preprocess.js';
 import { loadDataset } from '../src/data/dataset.js';
 import { evaluate } from '../src/eval/evaluate.js';
-import { outputKl } from '../src/eval/output-kl.js';
+import { outputError } from '../src/eval/output-error.js';
 import { buildQdqModel } from '../src/export/qdq.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
@@ -107,8 +107,8 @@ const qft = buildQdqModel(tuned.model, tuned.params).model;
 const wallSeconds = (performance.now() - start) / 1000;
 const peakRssGiB = process.resourceUsage().maxRSS / 2 ** 20;
 
-/** Mean KL(float ‖ quantized) over the first `limit` images of `set` (see outputKl). */
-const distillation = (quantized: typeof model, set = images, limit = 64) => outputKl(model, quantized, set, { batch, limit });
+/** The output error (KL of the classifier's probabilities) over the first `limit` images of `set` (see outputError). */
+const distillation = (quantized: typeof model, set = images, limit = 64) => outputError(model, quantized, set, { batch, limit });
 
 const limit = Number(args['eval-limit']);
 const top1 = async (m: typeof model) => (await evaluate(m, val, { preset: ptq.preset, limit })).top1;
