@@ -8,7 +8,7 @@
  *     [--epochs N] [--batch N] [--lr-weights X] [--lr-biases X] [--lr-scales X] [--eval-limit N] [--seed N]
  *     [--schedule cosine|constant] [--train weights,biases,scales,equalization]
  *     [--data imagenet-val-650|cifar10-test] [--preset raw|...] [--rechoose-shifts]
- *     [--holdout N] [--loss kl|l2|kl+l2] [--loss-layers a,b] [--no-gptq]
+ *     [--holdout N] [--loss auto|kl|l2|kl+l2] [--loss-layers a,b] [--no-gptq]
  *
  * `--holdout N` also measures the KL on the N calibration images after the first
  * `--calib-limit` ones, which neither PTQ nor QFT saw: the signal to choose defaults by,

@@ -86,7 +86,7 @@ export function registerQuantize(program: Command): void {
     .option('--lr-biases <x>', 'QFT peak Adam learning rate of biases (in steps of the layer\'s quantized output)', positiveNumber('--lr-biases'), QFT_DEFAULTS.lrBiases)
     .option('--lr-scales <x>', 'QFT peak Adam learning rate of step sizes and equalization factors (relative)', positiveNumber('--lr-scales'), QFT_DEFAULTS.lrScales)
     .option('--schedule <name>', 'QFT learning-rate schedule: cosine (5% warm-up, then cosine decay) or constant', choice('--schedule', ['cosine', 'constant'] as const), QFT_DEFAULTS.schedule)
-    .option('--loss <kind>', 'QFT distillation loss: kl (logits), l2 (normalized, on --loss-layers) or kl+l2', choice('--loss', ['kl', 'l2', 'kl+l2'] as const), QFT_DEFAULTS.loss)
+    .option('--loss <kind>', 'QFT distillation loss: auto (KL on a classifier, normalized L2 summed over other outputs), kl (logits), l2 (normalized, on --loss-layers) or kl+l2', choice('--loss', ['auto', 'kl', 'l2', 'kl+l2'] as const), QFT_DEFAULTS.loss)
     .option('--loss-layers <names>', 'comma-separated values of the float model for the L2 loss (default: the input of the last layer)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--train <groups>', `QFT groups to train, comma-separated: ${TRAINED_GROUPS.join(', ')}`, groupList, [...TRAINED_GROUPS])
     .option('--rechoose-shifts', 'QFT re-chooses the WESS shifts for the trained weights between epochs instead of keeping PTQ\'s (worse on the models measured; see docs/RESULTS.md)')
