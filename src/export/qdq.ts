@@ -17,6 +17,8 @@ export interface QuantizationParams {
 
 /** int4 DequantizeLinear exists from opset 21 on. */
 const INT4_OPSET = 21;
+/** Per-axis DequantizeLinear (per-channel weights and biases) exists from opset 13 on. */
+const QDQ_OPSET = 13;
 
 /**
  * Builds the QDQ model: every quantized activation becomes QuantizeLinear → DequantizeLinear
@@ -31,7 +33,7 @@ const INT4_OPSET = 21;
 export function buildQdqModel(model: Model, params: QuantizationParams): { model: Model; floatNames: Map<string, string> } {
   const graph = cloneGraph(model.graph);
   const out: Model = { ...model, graph, metadata: { ...model.metadata } };
-  if (params.weights.some((w) => w.quantized.bits === 4)) upgradeOpset(out, INT4_OPSET);
+  upgradeOpset(out, params.weights.some((w) => w.quantized.bits === 4) ? INT4_OPSET : QDQ_OPSET);
   const fresh = nameAllocator(graph);
   const newNodes = new Map<Node | 'inputs', Node[]>();
   const after = (anchor: Node | 'inputs', nodes: Node[]) => newNodes.set(anchor, [...(newNodes.get(anchor) ?? []), ...nodes]);

@@ -197,6 +197,13 @@ export interface SelectLayer extends LayerBase {
   index: number[][];
 }
 
+/** Pad with zeros: the input surrounded by its grid's zero point; same grid. */
+export interface PadLayer extends LayerBase {
+  op: 'pad';
+  /** ONNX order: the start of every axis, then the end of every axis. */
+  pads: number[];
+}
+
 /** Concat: each input is mapped onto the output grid by its own table, as in `LutLayer`. */
 export interface ConcatLayer extends LayerBase {
   op: 'concat';
@@ -215,4 +222,5 @@ export type NpuLayer =
   | ReshapeLayer
   | TransposeLayer
   | SelectLayer
+  | PadLayer
   | ConcatLayer;

@@ -16,7 +16,7 @@ const AXES_TO_INPUT: Record<string, number> = {
 
 /**
  * Raises the model's default-domain opset to `target`, rewriting the nodes whose signature
- * changed on the way (axes, pads, clip bounds and split sizes became inputs). Needed when an
+ * changed on the way (axes, pads and pad value, clip bounds and split sizes became inputs). Needed when an
  * export uses an operator form that only newer opsets have, such as int4 DequantizeLinear.
  */
 export function upgradeOpset(model: Model, target: number): void {
@@ -40,7 +40,15 @@ export function upgradeOpset(model: Model, target: number): void {
     const since = AXES_TO_INPUT[node.opType];
     if (since !== undefined && model.opset < since && target >= since) moveInts(node, 'axes', 1);
     if (node.opType === 'Split' && model.opset < 13 && target >= 13) moveInts(node, 'split', 1);
-    if (node.opType === 'Pad' && model.opset < 11 && target >= 11) moveInts(node, 'pads', 1);
+    if (node.opType === 'Pad' && model.opset < 11 && target >= 11) {
+      moveInts(node, 'pads', 1);
+      const value = attrFloat(node, 'value', 0);
+      delete node.attributes.value;
+      if (value !== 0) {
+        node.inputs[2] = fresh(`${node.name}_value`);
+        graph.initializers.set(node.inputs[2], floatTensor([], [value]));
+      }
+    }
     if (node.opType === 'Clip' && model.opset < 11 && target >= 11) {
       const min = attrFloat(node, 'min', -3.4028234663852886e38);
       const max = attrFloat(node, 'max', 3.4028234663852886e38);

@@ -1,4 +1,4 @@
-import { attrInt, attrString, consumerMap } from '../graph/graph.js';
+import { attrFloat, attrInt, attrString, consumerMap } from '../graph/graph.js';
 import { hostTail } from '../graph/host-tail.js';
 import type { Graph, Node } from '../graph/types.js';
 
@@ -48,10 +48,15 @@ const SAME_GRID_OPS: ReadonlySet<string> = new Set(['Reshape', 'Flatten', 'Squee
 /**
  * Whether `node`'s output lies on the same integer grid as its (first) input, so the target
  * needs no new scale: it moves or selects values without arithmetic (a nearest-neighbour
- * Resize included, unlike an interpolating one).
+ * Resize included, unlike an interpolating one; zero padding too).
  */
 export function keepsGrid(node: Node): boolean {
-  return SAME_GRID_OPS.has(node.opType) || (node.opType === 'Resize' && attrString(node, 'mode', 'nearest') === 'nearest');
+  return SAME_GRID_OPS.has(node.opType) || (node.opType === 'Resize' && attrString(node, 'mode', 'nearest') === 'nearest') || padsWithZeros(node);
+}
+
+/** A constant-mode Pad whose value is 0, which every grid holds exactly (its zero point). */
+function padsWithZeros(node: Node): boolean {
+  return node.opType === 'Pad' && attrString(node, 'mode', 'constant') === 'constant' && !node.inputs[2] && attrFloat(node, 'value', 0) === 0;
 }
 
 function weightedLayer(node: Node, graph: Graph): WeightedLayer | undefined {
