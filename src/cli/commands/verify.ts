@@ -67,8 +67,11 @@ export function registerVerify(program: Command): void {
       const items = dataset.items.slice(0, opts.limit);
       const geometry = imageInputGeometry(qdq);
       const bar = progressBar('verify', items.length);
+      // A model exported with a fixed batch (often 1) takes only that many images at a time.
+      const fixedBatch = qdq.graph.inputs[0]?.shape?.[0];
+      const batch = typeof fixedBatch === 'number' ? fixedBatch : 4;
       const batches = (async function* () {
-        for await (const b of imageBatches(items, { ...geometry, preset, batch: 4 })) yield { data: b.data, count: b.items.length };
+        for await (const b of imageBatches(items, { ...geometry, preset, batch })) yield { data: b.data, count: b.items.length };
       })();
       const report = await verifyPackage(pkg, qdq, batches, { integerModel: true, onImage: (done) => bar.update(done) });
       bar.stop();
