@@ -10,6 +10,9 @@ import { equalizablePairs } from '../passes/equalize.js';
 import { qmaxOf, quantize, type QuantizedWeights } from '../quantization/weights.js';
 import { QuantflowError } from '../util/errors.js';
 import { outputTerms, type OutputTerm } from '../eval/output-error.js';
+import { upgradeOpset } from '../passes/upgrade-opset.js';
+
+const STUDENT_OPSET = 13;
 
 /**
  * The QFT student: the float graph with every quantizer of the PTQ result as a fake
@@ -151,6 +154,8 @@ export function buildStudent(model: Model, params: QuantizationParams, options: 
     valueInfo: new Map(src.valueInfo),
   };
   const student: Model = { ...model, graph, metadata: { ...model.metadata } };
+  // Gradient rules are written for opset 13 forms (e.g. ReduceSum axes as an input).
+  upgradeOpset(student, STUDENT_OPSET);
   const b = new GraphBuilder(student);
   const byName = new Map(graph.nodes.map((n) => [n.name, n]));
   const trainedNames: Record<TrainedGroup, string[]> = { weights: [], biases: [], scales: [], equalization: [] };
