@@ -8,7 +8,7 @@
  *     [--epochs N] [--batch N] [--lr-weights X] [--lr-biases X] [--lr-scales X] [--eval-limit N] [--seed N]
  *     [--schedule cosine|constant] [--train weights,biases,scales,equalization]
  *     [--data imagenet-val-650|cifar10-test] [--preset raw|...] [--rechoose-shifts]
- *     [--holdout N] [--loss kl|l2|kl+l2] [--loss-layers a,b] [--no-gptq]
+ *     [--holdout N] [--loss auto|kl|l2|kl+l2] [--loss-layers a,b] [--no-gptq]
  *
  * `--holdout N` also measures the KL on the N calibration images after the first
  * `--calib-limit` ones, which neither PTQ nor QFT saw: the signal to choose defaults by,
@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import type { PresetName } from '../src/data/preprocess.js';
 import { loadDataset } from '../src/data/dataset.js';
 import { evaluate } from '../src/eval/evaluate.js';
-import { outputKl } from '../src/eval/output-kl.js';
+import { outputError } from '../src/eval/output-error.js';
 import { buildQdqModel } from '../src/export/qdq.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
@@ -107,8 +107,8 @@ const qft = buildQdqModel(tuned.model, tuned.params).model;
 const wallSeconds = (performance.now() - start) / 1000;
 const peakRssGiB = process.resourceUsage().maxRSS / 2 ** 20;
 
-/** Mean KL(float ‖ quantized) over the first `limit` images of `set` (see outputKl). */
-const distillation = (quantized: typeof model, set = images, limit = 64) => outputKl(model, quantized, set, { batch, limit });
+/** The output error (KL of the classifier's probabilities) over the first `limit` images of `set` (see outputError). */
+const distillation = (quantized: typeof model, set = images, limit = 64) => outputError(model, quantized, set, { batch, limit });
 
 const limit = Number(args['eval-limit']);
 const top1 = async (m: typeof model) => (await evaluate(m, val, { preprocess: ptq.preprocess.spec, limit })).top1;

@@ -16,6 +16,8 @@ interface Case {
   out: string;
   wrt: string[];
   epsilon?: number;
+  /** Elements checked per tensor (default 4); more where most gradients are zero. */
+  samples?: number;
 }
 
 /** Builds the case's model with loss = Σ out·r, so that d loss / d out = r, any tensor. */
@@ -42,6 +44,7 @@ async function check(c: Case): Promise<void> {
     wrt: c.wrt,
     feeds,
     epsilon: c.epsilon ?? 1e-2,
+    samples: c.samples,
   });
   assert.deepEqual(failures, []);
   for (const w of c.wrt)
@@ -232,6 +235,15 @@ test('AveragePool tiles (kernel = stride), ceil mode with partial tiles and floo
     ],
     out: 'y',
     wrt: ['x'],
+  }));
+
+test('MaxPool 2x2 stride 2 (non-overlapping), floor mode leaving a row and column unread', () =>
+  check({
+    inputs: input([2, 2, 5, 5], 3),
+    nodes: [makeNode('MaxPool', ['x'], ['y'], { kernel_shape: ints([2, 2]), strides: ints([2, 2]) })],
+    out: 'y',
+    wrt: ['x'],
+    samples: 50,
   }));
 
 test('ReduceMean (axes attribute) and ReduceSum (axes input), with and without keepdims', () =>

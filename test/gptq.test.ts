@@ -12,7 +12,7 @@ import { loadShared } from './shared.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
 import { decodeImages } from '../src/qft/images.js';
-import { outputKl } from '../src/eval/output-kl.js';
+import { outputError as modelOutputError } from '../src/eval/output-error.js';
 
 /** tr(ΔW·H·ΔWᵀ): the output error E‖(Ŵ − W)x‖² for inputs with second moments H. */
 function outputError(w: Float32Array, q: Int8Array, scale: Float32Array, h: Float64Array): number {
@@ -192,7 +192,7 @@ test('end to end on MobileNetV2 w4a8-channel: GPTQ rounding brings the quantized
   const gptq = await quantize(true);
   const images = await decodeImages(model, val, { limit: 64, preprocess: gptq.preprocess.spec, batch: 32 });
   // Mean KL(float ‖ quantized) of the softmax outputs on images calibration never saw.
-  const kl = (m: Model) => outputKl(model, m, images, { batch: 32 });
+  const kl = (m: Model) => modelOutputError(model, m, images, { batch: 32 });
   const [klNearest, klGptq] = [await kl(nearest.model), await kl(gptq.model)];
   assert.ok(klGptq < 0.75 * klNearest, `KL with GPTQ ${klGptq.toFixed(3)} vs nearest ${klNearest.toFixed(3)}`);
 });

@@ -208,7 +208,7 @@ test('biases learn at their own rate: one Adam step moves each by lr-biases outp
     threads: 1,
   });
   // With unit ratio the student's bias units are the output steps themselves.
-  const units = buildStudent(model, params, 'y', { scaleRatio: 1, biasRatio: 1, batch: IMAGES }).layers;
+  const units = buildStudent(model, params, { loss: 'kl', logits: 'y', scaleRatio: 1, biasRatio: 1, batch: IMAGES }).layers;
   const ratios: number[] = [];
   for (const { layer, bias } of units) {
     if (!bias) continue;
@@ -239,7 +239,7 @@ test('equalization factors: trained between conv → ReLU → conv and folded in
   const model: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
   const images = new ImageSet('x', [2, 4, 4], randomTensor([16, 2, 4, 4], 63).data as Float32Array);
   const params = await ptq(model, images, 8, 'channel');
-  const student = buildStudent(model, params, 'y', { scaleRatio: 1, biasRatio: 1, batch: 4 });
+  const student = buildStudent(model, params, { loss: 'kl', logits: 'y', scaleRatio: 1, biasRatio: 1, batch: 4 });
   assert.equal(student.equalization.length, 1);
   const trained = await finetuneImages(model, params, images, { batch: 4, epochs: 2, lrScales: 0.05, threads: 1 });
   assert.equal(trained.equalizedPairs, 1);
@@ -305,7 +305,7 @@ test('QFT starts where PTQ ended: untrained, the student exports PTQ\'s integers
   const per = w.length / conv.quantized.scale.length;
   const nearest = w.map((v, i) => Math.max(-7, Math.min(7, Math.round(v / conv.quantized.scale[Math.floor(i / per)]!))));
   assert.ok(conv.quantized.q.some((q, i) => q !== nearest[i]), 'kernel sums re-rounded some weights');
-  const student = buildStudent(model, params, 'y', { scaleRatio: 0.05, biasRatio: 10, batch: 8 });
+  const student = buildStudent(model, params, { loss: 'kl', logits: 'y', scaleRatio: 0.05, biasRatio: 10, batch: 8 });
   const untrained = new Map(TRAINED_GROUPS.flatMap((g) => student.params[g]).map((p) => [p, student.model.graph.initializers.get(p)!]));
   const exported = exportStudent(model, params, student, untrained);
   exported.params.weights.forEach(({ quantized }, i) => assert.deepEqual(quantized.q, params.weights[i]!.quantized.q));

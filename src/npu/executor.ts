@@ -1,5 +1,5 @@
 import { QuantflowError } from '../util/errors.js';
-import { add, averagePool, concat, conv, fullyConnected, lookup, maxPool, mul, select, transpose, type KernelResult, type Operand } from './kernels.js';
+import { add, averagePool, concat, conv, fullyConnected, lookup, maxPool, mul, pad, select, transpose, type KernelResult, type Operand } from './kernels.js';
 import type { NpuLayer, NpuPackage } from './types.js';
 
 /**
@@ -88,6 +88,8 @@ function run(layer: NpuLayer, x: Operand, y: Operand, all: Operand[], outShape: 
       return transpose(layer, x);
     case 'select':
       return select(layer, x);
+    case 'pad':
+      return pad(layer, x, outShape);
     case 'concat':
       return concat(layer, all, outShape);
   }

@@ -129,6 +129,9 @@ class Builder {
           return this.op('Gather', [v, this.constant({ dataType: 'int64', dims: [index.length], data: BigInt64Array.from(index, BigInt) })], { axis: attr.int(axis) });
         }, x);
         break;
+      case 'pad':
+        value = this.op('Pad', [x, this.constant({ dataType: 'int64', dims: [l.pads.length], data: BigInt64Array.from(l.pads, BigInt) }), this.float32(xi.grid.zeroPoint)]);
+        break;
       case 'concat':
         value = this.op('Concat', l.inputs.map((name, i) => this.lookup(this.values.get(name)!, this.pkg.tensors[name]!.grid, l.tables[i]!)), { axis: attr.int(l.axis) });
         break;

@@ -1,6 +1,6 @@
 import { multiplyByQuantizedMultiplier, roundingRightShift } from '../quantization/fixedpoint.js';
 import { tapRange, windowOutput } from './window.js';
-import type { AddLayer, AvgPoolLayer, ConcatLayer, ConvLayer, FullyConnectedLayer, Grid, IntTensor, LutLayer, MaxPoolLayer, MulLayer, Requantization, SelectLayer, TransposeLayer } from './types.js';
+import type { AddLayer, AvgPoolLayer, ConcatLayer, ConvLayer, FullyConnectedLayer, Grid, IntTensor, LutLayer, MaxPoolLayer, MulLayer, PadLayer, Requantization, SelectLayer, TransposeLayer } from './types.js';
 
 /**
  * Integer kernels of the reference executor, batch 1, NCHW. Accumulators are integers held
@@ -392,6 +392,20 @@ export function select(l: SelectLayer, x: Operand): KernelResult {
     for (let d = 0; d < pos.length; d++) at += l.index[d]![pos[d]!]! * strides[d]!;
     output[i] = x.data[at]!;
     for (let d = pos.length - 1; d >= 0 && ++pos[d]! === l.index[d]!.length; d--) pos[d] = 0;
+  }
+  return { output, peak: 0 };
+}
+
+export function pad(l: PadLayer, x: Operand, outShape: number[]): KernelResult {
+  const rank = x.shape.length;
+  const output = new Int32Array(outShape.reduce((a, b) => a * b, 1)).fill(x.grid.zeroPoint);
+  const outStrides = outShape.map((_, i) => outShape.slice(i + 1).reduce((a, b) => a * b, 1));
+  const pos = x.shape.map(() => 0);
+  for (let i = 0; i < x.data.length; i++) {
+    let at = 0;
+    for (let d = 0; d < rank; d++) at += (pos[d]! + l.pads[d]!) * outStrides[d]!;
+    output[at] = x.data[i]!;
+    for (let d = rank - 1; d >= 0 && ++pos[d]! === x.shape[d]!; d--) pos[d] = 0;
   }
   return { output, peak: 0 };
 }

@@ -1,6 +1,9 @@
 import { attrFloat, attrInt, attrInts } from '../graph/graph.js';
+import { hostTail, shapeArithmetic, tailInputs } from '../graph/host-tail.js';
+import { inferShapes } from '../graph/shapes.js';
+import { keepsGrid } from '../quantization/plan.js';
 import { toFloat32, toNumbers } from '../graph/tensor.js';
-import type { Graph, Model, Node } from '../graph/types.js';
+import type { Graph, Model, Node, ValueInfo } from '../graph/types.js';
 import { quantizeMultiplier, type FixedPointMultiplier } from '../quantization/fixedpoint.js';
 import { resolveLayer, type Nonlinearity, type TargetProfile } from '../quantization/profile.js';
 import { QuantflowError } from '../util/errors.js';
@@ -10,7 +13,7 @@ import { qdqView, type DequantizedConstant, type QdqView } from './qdq-view.js';
 import { reshapeOutput } from './reshape.js';
 import { resizeSelection, sliceSelection } from './select.js';
 import type { Grid, IntTensor, LutLayer, NpuLayer, NpuPackage, Requantization, TensorInfo, Window } from './types.js';
-import { broadcastShape, nodeError, windowCount, windowOf } from './window.js';
+import { broadcastShape, constantInput, nodeError, windowCount, windowOf } from './window.js';
 
 export interface BuildOptions {
   /** Preprocessing preset of the images (recorded in the manifest for `verify`). */
@@ -24,13 +27,18 @@ export interface BuildOptions {
  * that model describe one network, whatever passes produced it. The profile adds what the
  * QDQ form leaves open: multiplier width and shift range, WESS shift width, accumulator
  * and bias widths, which nonlinearities the target may run. A node without an integer
- * lowering, or one the profile runs as 'float', is a QuantflowError naming it.
+ * lowering, or one the profile runs as 'float', is a QuantflowError naming it; the host
+ * tail (index and post-processing nodes and what follows them) is not lowered: the package
+ * outputs its inputs and names it in `hostTail`.
  */
 export async function buildNpuPackage(qdq: Model, profile: TargetProfile, options: BuildOptions = {}): Promise<NpuPackage> {
   const view = qdqView(qdq.graph);
-  const l = new Lowering(qdq.graph, view, profile);
+  const l = new Lowering(qdq.graph, view, profile, qdq.opset);
   for (const input of qdq.graph.inputs) l.addInput(input.name, input.shape);
-  for (const node of view.nodes) l.lower(node);
+  const tail = hostTail(qdq.graph);
+  // Shape arithmetic only sizes Reshapes, whose output shapes come from inference at batch 1.
+  const skipped = new Set([...tail, ...shapeArithmetic(qdq.graph)]);
+  for (const node of view.nodes) if (!skipped.has(node)) l.lower(node);
   const tables = await unaryTables(qdq.graph, qdq.opset, l.tableRequests.map((t) => t.request));
   l.tableRequests.forEach((t, i) => {
     const [lo, hi] = t.clamp;
@@ -43,10 +51,21 @@ export async function buildNpuPackage(qdq: Model, profile: TargetProfile, option
     profile,
     ...(options.preset !== undefined && { preset: options.preset }),
     inputs: qdq.graph.inputs.map((i) => i.name),
-    outputs: qdq.graph.outputs.map((o) => l.packageOutput(o.name)),
+    outputs: packageOutputs(qdq.graph, tail, l),
+    ...(tail.length && { hostTail: tail.map((n) => ({ name: n.name, opType: n.opType })) }),
     tensors: l.tensors,
     layers: l.layers,
   };
+}
+
+/**
+ * What the package hands over: the model outputs it computes, then the values the host tail
+ * reads from it (the cut), each once.
+ */
+function packageOutputs(graph: Graph, tail: readonly Node[], l: Lowering): string[] {
+  const onHost = new Set(tail.flatMap((n) => n.outputs));
+  const names = [...graph.outputs.map((o) => o.name).filter((o) => !onHost.has(o)), ...tailInputs(graph, tail)];
+  return [...new Set(names.map((name) => l.packageOutput(name)))];
 }
 
 /** Elementwise ops that run as a lookup table when all inputs but one are scalar constants. */
@@ -92,11 +111,14 @@ class Lowering {
   private readonly hostSoftmax = new Map<string, string>();
   /** Nodes with quantized weights, in order: the profile's @first/@last refer to them. */
   private readonly weighted: Node[];
+  /** Value shapes at batch 1, inferred when a Reshape first needs them. */
+  private batchOne: Map<string, ValueInfo> | undefined;
 
   constructor(
     private readonly graph: Graph,
     private readonly view: QdqView,
     private readonly profile: TargetProfile,
+    private readonly opset: number,
   ) {
     this.weighted = view.nodes.filter((n) => WEIGHTED.has(n.opType) && view.constants.has(n.inputs[1] ?? ''));
   }
@@ -112,7 +134,7 @@ class Lowering {
 
   packageOutput(name: string): string {
     const out = this.hostSoftmax.get(name) ?? this.view.tensorOf.get(name) ?? name;
-    if (!this.tensors[out]) throw new QuantflowError(`model output '${name}' is not computed in integers`);
+    if (!this.tensors[out]) throw new QuantflowError(`model output or host-tail input '${name}' is not computed in integers`);
     return out;
   }
 
@@ -148,6 +170,8 @@ class Lowering {
       case 'Resize':
       case 'Slice':
         return this.lowerSelect(node);
+      case 'Pad':
+        return this.lowerPad(node);
     }
     if (RESHAPES.has(node.opType)) return this.lowerReshape(node);
     throw nodeError(node, 'has no integer lowering for the NPU package');
@@ -387,7 +411,8 @@ class Lowering {
 
   private lowerReshape(node: Node): void {
     const x = this.info(node, node.inputs[0]!);
-    const shape = reshapeOutput(node, x.shape, this.graph.initializers);
+    const computed = node.opType === 'Reshape' && !this.graph.initializers.has(node.inputs[1]!);
+    const shape = computed ? this.inferredShape(node) : reshapeOutput(node, x.shape, this.graph.initializers);
     this.emitSameGrid(node, { op: 'reshape', name: node.name, inputs: [x.name], output: node.outputs[0]! }, shape, x.grid);
   }
 
@@ -402,6 +427,30 @@ class Lowering {
     const { index, shape } = (node.opType === 'Resize' ? resizeSelection : sliceSelection)(node, x.shape, this.graph.initializers);
     if (shape[0] !== x.shape[0]) throw nodeError(node, 'changes the batch axis, which a package running one image at a time cannot');
     this.emitSameGrid(node, { op: 'select', name: node.name, inputs: [x.name], output: node.outputs[0]!, index }, shape, x.grid);
+  }
+
+  /** Zero padding (the plan keeps the grid of such a Pad, see `keepsGrid`): the zero point around the input. */
+  private lowerPad(node: Node): void {
+    const x = this.info(node, node.inputs[0]!);
+    if (!keepsGrid(node)) throw nodeError(node, 'only constant zero padding is supported');
+    const pads = constantInput(node, 1, this.graph.initializers);
+    if (!pads || pads.length !== 2 * x.shape.length || pads.some((p) => p < 0)) throw nodeError(node, 'needs constant non-negative pads, two per axis');
+    if (pads[0] || pads[x.shape.length]) throw nodeError(node, 'pads the batch axis, which a package running one image at a time cannot');
+    const shape = x.shape.map((d, i) => d + pads[i]! + pads[i + x.shape.length]!);
+    this.emitSameGrid(node, { op: 'pad', name: node.name, inputs: [x.name], output: node.outputs[0]!, pads }, shape, x.grid);
+  }
+
+  /** The static output shape of `node` at batch 1, for a Reshape whose target the graph computes. */
+  private inferredShape(node: Node): number[] {
+    if (!this.batchOne) {
+      const inputs = this.graph.inputs.map((v) => ({ ...v, shape: v.shape && [1, ...v.shape.slice(1)] }));
+      const copy: Model = { graph: { ...this.graph, inputs, valueInfo: new Map() }, opset: this.opset, producerName: '', metadata: {} };
+      inferShapes(copy);
+      this.batchOne = copy.graph.valueInfo;
+    }
+    const shape = this.batchOne.get(node.outputs[0]!)?.shape;
+    if (!shape?.every((d): d is number => typeof d === 'number')) throw nodeError(node, 'its target shape is computed and not static at batch 1');
+    return shape;
   }
 
   /** Ops that keep their input's grid write their own output name, which nothing may requantize. */

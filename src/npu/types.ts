@@ -31,10 +31,22 @@ export interface NpuPackage {
    * input (the logits): the host applies Softmax, which changes no ranking.
    */
   outputs: string[];
+  /**
+   * Index and post-processing nodes of the model (ArgMax, TopK, NonMaxSuppression, Cast and
+   * what follows them; see graph/host-tail.ts) that the host runs, as in the
+   * QDQ model, on the package outputs they read. Absent when the package computes every output.
+   */
+  hostTail?: HostNode[];
   /** Every tensor the layers read or write: static shape (NCHW, batch 1) and grid. */
   tensors: Record<string, TensorInfo>;
   /** Layers in execution order. */
   layers: NpuLayer[];
+}
+
+/** A node of the host tail, as named in the QDQ model. */
+export interface HostNode {
+  name: string;
+  opType: string;
 }
 
 /** Integer grid of an activation: real value (q − zeroPoint)·scale, q ∈ [qmin, qmax]. */
@@ -185,6 +197,13 @@ export interface SelectLayer extends LayerBase {
   index: number[][];
 }
 
+/** Pad with zeros: the input surrounded by its grid's zero point; same grid. */
+export interface PadLayer extends LayerBase {
+  op: 'pad';
+  /** ONNX order: the start of every axis, then the end of every axis. */
+  pads: number[];
+}
+
 /** Concat: each input is mapped onto the output grid by its own table, as in `LutLayer`. */
 export interface ConcatLayer extends LayerBase {
   op: 'concat';
@@ -203,4 +222,5 @@ export type NpuLayer =
   | ReshapeLayer
   | TransposeLayer
   | SelectLayer
+  | PadLayer
   | ConcatLayer;

@@ -16,7 +16,7 @@ const AXES_TO_INPUT: Record<string, number> = {
 
 /**
  * Raises the model's default-domain opset to `target`, rewriting the nodes whose signature
- * changed on the way (axes, pads, clip bounds and split sizes became inputs). Needed when an
+ * changed on the way (axes, pads and pad value, clip bounds and split sizes became inputs). Needed when an
  * export uses an operator form that only newer opsets have, such as int4 DequantizeLinear.
  */
 export function upgradeOpset(model: Model, target: number): void {

@@ -241,7 +241,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       }),
     );
     const built = await buildQuantizedModel(tuned.model, tuned.params, profile, result.sample, result.float);
-    result = { ...result, model: built.model, params: tuned.params, layers: built.layers };
+    result = { ...result, model: built.model, params: tuned.params, layers: built.layers, outputs: built.outputs };
     qft = {
       options: { ...qftOptions, train, equalizedPairs: tuned.equalizedPairs, teacherCached: tuned.teacherCached },
       steps: tuned.steps,
@@ -307,6 +307,8 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     accuracy,
     ...(compare ? { compare } : {}),
     layers: result.layers.map((l) => ({ ...l, ...stats.get(l.name) })),
+    outputs: result.outputs,
+    ...(npu && { npu: { outputs: npu.outputs, ...(npu.hostTail && { hostTail: npu.hostTail }) } }),
     activations: Object.fromEntries(result.params.activations),
     manifest,
     passes: passes.changes,

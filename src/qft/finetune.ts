@@ -9,12 +9,12 @@ import { exportStudent, trainedShifts } from './export.js';
 import { loadCheckpoint, saveCheckpoint, type QftProgress } from './checkpoint.js';
 import { createHash } from 'node:crypto';
 import { decodeImages, type ImageSet } from './images.js';
-import { buildStudent, logitsOf, TRAINED_GROUPS, type LossKind, type Student, type TrainedGroup } from './student.js';
+import { buildStudent, TRAINED_GROUPS, type LossKind, type Student, type TrainedGroup } from './student.js';
 import { TeacherTargets } from './teacher.js';
 import { seededRandom } from '../util/random.js';
 
 /** QFT's default schedule: docs/RESULTS.md has the runs that chose it. */
-export const QFT_DEFAULTS = { epochs: 4, batch: 16, lrWeights: 0.0005, lrBiases: 0.03, lrScales: 0.00005, schedule: 'cosine', loss: 'kl' } as const;
+export const QFT_DEFAULTS = { epochs: 4, batch: 16, lrWeights: 0.0005, lrBiases: 0.03, lrScales: 0.00005, schedule: 'cosine', loss: 'auto' } as const;
 
 export interface FinetuneOptions {
   /** Passes over the calibration images (default 4). */
@@ -40,7 +40,7 @@ export interface FinetuneOptions {
    * MobileNetV3-Small, see docs/RESULTS.md).
    */
   rechooseShifts?: boolean;
-  /** Distillation loss (default 'kl'). */
+  /** Distillation loss (default 'auto'). */
   loss?: LossKind;
   /** Values the L2 loss compares (default: the input of the last weighted layer). */
   lossLayers?: readonly string[];
@@ -93,8 +93,8 @@ export interface FinetuneResult {
  * equalization factors are all trained jointly through fake quantization with
  * straight-through rounding (see student.ts); WESS shifts stay PTQ's unless
  * `rechooseShifts` re-chooses them between epochs; zero points stay fixed. The loss compares the
- * float (teacher) and quantized (student) logits by KL divergence and/or chosen features by
- * normalized L2.
+ * float (teacher) and quantized (student) outputs (KL on class scores, normalized L2 on other
+ * outputs) and/or chosen features by normalized L2 (see LossKind).
  *
  * `model` is the prepared float model PTQ quantized; `images` the decoded calibration
  * images; `biases` optional float starting biases (PTQ's bias-corrected ones).
@@ -109,8 +109,7 @@ export async function finetuneImages(
   const { epochs = QFT_DEFAULTS.epochs, lrWeights = QFT_DEFAULTS.lrWeights, lrBiases = QFT_DEFAULTS.lrBiases, lrScales = QFT_DEFAULTS.lrScales, seed = 0, checkpointSteps = 25 } = options;
   const batch = Math.min(options.batch ?? QFT_DEFAULTS.batch, images.count);
   if (!(lrWeights > 0) || !(lrBiases > 0) || !(lrScales > 0)) throw new QuantflowError('QFT learning rates must be positive');
-  const logits = logitsOf(model);
-  const student = buildStudent(withBatchInput(model, batch), params, logits, {
+  const student = buildStudent(withBatchInput(model, batch), params, {
     scaleRatio: lrScales / lrWeights,
     biasRatio: lrBiases / lrWeights,
     batch,

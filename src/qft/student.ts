@@ -9,6 +9,10 @@ import { outputChannelsFirst, weightLayout, type WeightedLayer } from '../quanti
 import { equalizablePairs } from '../passes/equalize.js';
 import { qmaxOf, quantize, type QuantizedWeights } from '../quantization/weights.js';
 import { QuantflowError } from '../util/errors.js';
+import { outputTerms, type OutputTerm } from '../eval/output-error.js';
+import { upgradeOpset } from '../passes/upgrade-opset.js';
+
+const STUDENT_OPSET = 13;
 
 /**
  * The QFT student: the float graph with every quantizer of the PTQ result as a fake
@@ -64,14 +68,18 @@ export interface StudentEqualization {
   theta: string;
 }
 
-/** The distillation loss: KL on the logits, normalized L2 on chosen features, or their sum. */
-export type LossKind = 'kl' | 'l2' | 'kl+l2';
+/**
+ * The distillation loss: 'auto' compares what the model hands out (`outputTerms`: KL on a
+ * classifier's logits or a probability output's, normalized L2 on any other output, summed);
+ * 'kl' KL on the logits, 'l2' normalized L2 on chosen features, 'kl+l2' their sum.
+ */
+export type LossKind = 'auto' | 'kl' | 'l2' | 'kl+l2';
 
 /** A float-model value the loss compares the student with, and the graph input that carries the teacher's. */
 export interface StudentTarget {
   tensor: string;
   input: string;
-  /** 'kl' for the logits, 'l2' for a feature. */
+  /** 'kl' for logits, 'l2' for a feature or an output that is not class scores. */
   kind: 'kl' | 'l2';
 }
 
@@ -104,27 +112,37 @@ export interface StudentOptions {
   biases?: ReadonlyMap<string, Float32Array>;
   /** Images per training batch; losses are means over them. */
   batch: number;
-  /** Default 'kl'. */
+  /** Default 'auto'. */
   loss?: LossKind;
-  /** Float-model values the L2 loss compares (default: the input of the last weighted layer). */
+  /** The logits 'kl' and 'kl+l2' compare (default `logitsOf(model)`). */
+  logits?: string;
+  /** Float-model values the L2 loss compares ('l2', 'kl+l2'; default: the input of the last weighted layer); 'auto' adds them to its terms. */
   lossLayers?: readonly string[];
 }
 
 /**
  * Builds the student of `model` (prepared float, the one PTQ quantized) for the quantization
- * `params`. The distillation loss is KL(teacher ‖ student) of the softmax over `logits`
- * and/or, for each L2 layer, ‖s − t‖² / ‖t‖² per image; each is averaged over the batch and
- * the terms are added.
+ * `params`. The distillation loss (see LossKind) adds terms: KL(teacher ‖ student) of the
+ * softmax over rows of logits, summed over rows, and ‖s − t‖² / ‖t‖² per image for each L2
+ * value; each is averaged over the batch.
  */
-export function buildStudent(model: Model, params: QuantizationParams, logits: string, options: StudentOptions): Student {
+export function buildStudent(model: Model, params: QuantizationParams, options: StudentOptions): Student {
   const src = model.graph;
-  const classes = logitShape(model, logits);
   const input = src.inputs[0]?.name;
   if (!input) throw new QuantflowError(`model '${src.name}' has no input`);
-  const lossKind = options.loss ?? 'kl';
-  const l2Layers = lossKind === 'kl' ? [] : [...(options.lossLayers ?? [defaultFeature(params)])];
+  const lossKind = options.loss ?? 'auto';
+  const outputs: OutputTerm[] =
+    lossKind === 'auto'
+      ? outputTerms(model)
+      : lossKind === 'l2'
+        ? []
+        : [{ tensor: options.logits ?? logitsOf(model), kind: 'kl', classes: logitClasses(model, options.logits ?? logitsOf(model)) }];
+  const features = lossKind === 'kl' ? [] : (options.lossLayers ?? (lossKind === 'auto' ? [] : [defaultFeature(params)]));
+  // 'auto' compares each output once; 'kl+l2' may add L2 on the logits themselves.
+  const l2Layers = lossKind === 'auto' ? features.filter((f) => !outputs.some((o) => o.tensor === f)) : [...features];
+  if (!outputs.length && !l2Layers.length) throw new QuantflowError(`QFT: model '${src.name}' has no float output to distil; pass --loss-layers`);
   const shapes = staticShapes(model);
-  for (const t of l2Layers)
+  for (const t of [...l2Layers, ...outputs.filter((o) => o.kind === 'l2').map((o) => o.tensor)])
     if (!shapes.get(t)?.shape?.slice(1).every((d) => typeof d === 'number'))
       throw new QuantflowError(`--loss-layers: '${t}' is not a value of the model with a static shape (see \`quantflow inspect\`)`);
   const graph: Graph = {
@@ -136,6 +154,8 @@ export function buildStudent(model: Model, params: QuantizationParams, logits: s
     valueInfo: new Map(src.valueInfo),
   };
   const student: Model = { ...model, graph, metadata: { ...model.metadata } };
+  // Gradient rules are written for opset 13 forms (e.g. ReduceSum axes as an input).
+  upgradeOpset(student, STUDENT_OPSET);
   const b = new GraphBuilder(student);
   const byName = new Map(graph.nodes.map((n) => [n.name, n]));
   const trainedNames: Record<TrainedGroup, string[]> = { weights: [], biases: [], scales: [], equalization: [] };
@@ -240,10 +260,11 @@ export function buildStudent(model: Model, params: QuantizationParams, logits: s
 
   const targets: StudentTarget[] = [];
   const terms: string[] = [];
-  if (lossKind !== 'l2') {
-    const teacher = graphInput('teacher_logits', [options.batch, ...classes]);
-    targets.push({ tensor: logits, input: teacher, kind: 'kl' });
-    terms.push(klLoss(b, teacher, seen(logits), options.batch));
+  for (const o of outputs) {
+    const dims = shapes.get(o.tensor)!.shape!.slice(1) as number[];
+    const teacher = graphInput(o.kind === 'kl' && outputs.length === 1 ? 'teacher_logits' : `teacher_${o.tensor}`, [options.batch, ...dims]);
+    targets.push({ tensor: o.tensor, input: teacher, kind: o.kind });
+    terms.push(o.kind === 'kl' ? klLoss(b, teacher, seen(o.tensor), o.classes!, options.batch) : normalizedL2(b, teacher, seen(o.tensor)));
   }
   for (const tensor of l2Layers) {
     const dims = shapes.get(tensor)!.shape!.slice(1) as number[];
@@ -300,20 +321,21 @@ function outputStep(graph: Graph, layer: WeightedLayer, params: QuantizationPara
   return params.activations.get(out)?.scale ?? (clamp === undefined ? undefined : params.activations.get(clamp)?.scale);
 }
 
-/** Static non-batch dims of the logits. */
-function logitShape(model: Model, logits: string): number[] {
+/** The classes of the logits: the product of their static non-batch dims. */
+function logitClasses(model: Model, logits: string): number {
   const shape = staticShapes(model).get(logits)?.shape?.slice(1);
   if (!shape?.every((d): d is number => typeof d === 'number'))
     throw new QuantflowError(`QFT needs the static shape of the logits '${logits}'`);
-  return shape;
+  return shape.reduce((p, d) => p * d, 1);
 }
 
 /**
- * mean over the batch of Σ p_t·(log p_t − log p_s): the teacher's log-softmax is part of the
- * graph but gets no gradient (the teacher logits are an input).
+ * mean over the batch of Σ p_t·(log p_t − log p_s), the softmax over rows of `classes`
+ * values, summed over rows: the teacher's log-softmax is part of the graph but gets no
+ * gradient (the teacher logits are an input).
  */
-function klLoss(b: GraphBuilder, teacher: string, student: string, batch: number): string {
-  const flat = (x: string) => b.reshape(x, [0, -1]);
+function klLoss(b: GraphBuilder, teacher: string, student: string, classes: number, batch: number): string {
+  const flat = (x: string) => b.reshape(x, [-1, classes]);
   const logSoftmax = (x: string) => b.op('LogSoftmax', [flat(x)], { axis: { type: 'int', value: 1 } });
   const lt = logSoftmax(teacher);
   const pointwise = b.op('Mul', [b.op('Exp', [lt]), b.op('Sub', [lt, logSoftmax(student)])]);

@@ -1,4 +1,5 @@
-import { attrInt, attrString, consumerMap } from '../graph/graph.js';
+import { attrFloat, attrInt, attrString, consumerMap } from '../graph/graph.js';
+import { hostTail } from '../graph/host-tail.js';
 import type { Graph, Node } from '../graph/types.js';
 
 /** A layer whose constant weights get quantized. */
@@ -47,10 +48,15 @@ const SAME_GRID_OPS: ReadonlySet<string> = new Set(['Reshape', 'Flatten', 'Squee
 /**
  * Whether `node`'s output lies on the same integer grid as its (first) input, so the target
  * needs no new scale: it moves or selects values without arithmetic (a nearest-neighbour
- * Resize included, unlike an interpolating one).
+ * Resize included, unlike an interpolating one; zero padding too).
  */
 export function keepsGrid(node: Node): boolean {
-  return SAME_GRID_OPS.has(node.opType) || (node.opType === 'Resize' && attrString(node, 'mode', 'nearest') === 'nearest');
+  return SAME_GRID_OPS.has(node.opType) || (node.opType === 'Resize' && attrString(node, 'mode', 'nearest') === 'nearest') || padsWithZeros(node);
+}
+
+/** A constant-mode Pad whose value is 0, which every grid holds exactly (its zero point). */
+function padsWithZeros(node: Node): boolean {
+  return node.opType === 'Pad' && attrString(node, 'mode', 'constant') === 'constant' && !node.inputs[2] && attrFloat(node, 'value', 0) === 0;
 }
 
 function weightedLayer(node: Node, graph: Graph): WeightedLayer | undefined {
@@ -73,16 +79,19 @@ function weightedLayer(node: Node, graph: Graph): WeightedLayer | undefined {
  * Decides what gets quantized: the weights of Conv/Gemm/MatMul layers, and every float
  * activation at a layer boundary — model inputs and node outputs, except (a) an output read
  * only by a ReLU/Clip, whose clamp the target fuses into the producer's requantization (the
- * clamp's output is quantized instead), (b) outputs of ops that keep their input's grid, and (c) a final
- * Softmax, which stays float as the model's probability output.
+ * clamp's output is quantized instead), (b) outputs of ops that keep their input's grid, (c) a final
+ * Softmax, which stays float as the model's probability output, and (d) the host tail
+ * (`hostTail`), which stays as in the float model.
  */
 export function planQuantization(graph: Graph): QuantizationPlan {
   const consumers = consumerMap(graph);
   const graphOutputs = new Set(graph.outputs.map((o) => o.name));
   const isFloat = (name: string) => (graph.valueInfo.get(name)?.dataType ?? 'float32') === 'float32';
+  const tail = new Set(hostTail(graph));
   const layers: WeightedLayer[] = [];
   const activations: string[] = graph.inputs.filter((v) => v.dataType === 'float32').map((v) => v.name);
   for (const node of graph.nodes) {
+    if (tail.has(node)) continue;
     const layer = weightedLayer(node, graph);
     if (layer) layers.push(layer);
     if (keepsGrid(node)) continue;

@@ -59,11 +59,24 @@ export interface LayerReport {
   outputSqnrDb?: number;
 }
 
+/** Per-output facts for the report: how far the quantized model moved each model output. */
+export interface OutputReport {
+  name: string;
+  dataType: string;
+  /** Float outputs: SQNR (dB) of the quantized simulation against the float model, on the sample batch. */
+  sqnrDb?: number;
+  /** Non-float outputs (indices, class maps): fraction of elements equal to the float model's. */
+  agreement?: number;
+  /** The output's grid, when it is quantized (not on the host tail, not a final Softmax). */
+  activation?: { scale: number; zeroPoint: number };
+}
+
 export interface QuantizeResult {
   model: Model;
   params: QuantizationParams;
   plan: QuantizationPlan;
   layers: LayerReport[];
+  outputs: OutputReport[];
   /** The float model `params` quantize (equalized if asked; biases as in the input, the QDQ model has the corrected ones): QFT's teacher and starting point. */
   float: Model;
   /** The first calibration batch, as fed to the model: the per-layer SQNRs are measured on it. */
@@ -171,6 +184,7 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
     params,
     plan,
     layers: built.layers,
+    outputs: built.outputs,
     float: model,
     sample,
     preprocess,
@@ -192,7 +206,7 @@ export async function buildQuantizedModel(
   profile: TargetProfile,
   sample: TensorData,
   reference: Model,
-): Promise<{ model: Model; layers: LayerReport[]; seconds: { export: number; evaluation: number } }> {
+): Promise<{ model: Model; layers: LayerReport[]; outputs: OutputReport[]; seconds: { export: number; evaluation: number } }> {
   let t0 = performance.now();
   const { model: qdq, floatNames } = buildQdqModel(model, params);
   qdq.metadata['quantflow.profile'] = profile.name;
@@ -217,7 +231,32 @@ export async function buildQuantizedModel(
       outputSqnrDb: outputSqnr.get(layer.node.outputs[0]!),
     };
   });
-  return { model: qdq, layers, seconds: { export: exportSeconds, evaluation: (performance.now() - t0) / 1000 } };
+  const outputs = await modelOutputErrors(reference, qdq, params, sample);
+  return { model: qdq, layers, outputs, seconds: { export: exportSeconds, evaluation: (performance.now() - t0) / 1000 } };
+}
+
+/** Every model output of the quantized simulation against the float model on `sample` (see OutputReport). */
+async function modelOutputErrors(float: Model, quantized: Model, params: QuantizationParams, sample: TensorData): Promise<OutputReport[]> {
+  const feed = { [float.graph.inputs[0]!.name]: sample };
+  const run = async (m: Model, simulate: boolean) => {
+    const s = await openSession(m, { simulate });
+    try {
+      return await runSession(s, feed);
+    } finally {
+      await s.release();
+    }
+  };
+  const ref = await run(float, false);
+  const sim = await run(quantized, true);
+  return float.graph.outputs.map(({ name }) => {
+    const [want, got] = [ref[name]!, sim[name]!];
+    const grid = params.activations.get(name);
+    const activation = grid && { scale: grid.scale, zeroPoint: grid.zeroPoint };
+    if (want.dataType === 'float32') return { name, dataType: want.dataType, sqnrDb: sqnrDb(want.data as Float32Array, got.data as Float32Array), ...(activation && { activation }) };
+    let equal = 0;
+    for (let i = 0; i < want.data.length; i++) if (want.data[i] === got.data[i]) equal++;
+    return { name, dataType: want.dataType, agreement: want.data.length ? equal / want.data.length : 1 };
+  });
 }
 
 /** A copy of `model` (sharing unchanged tensors) with cross-layer equalization applied. */

@@ -11,6 +11,7 @@ import { buffersSection } from './sections/buffers.js';
 import { compareSection } from './sections/compare.js';
 import { layersSection } from './sections/layers.js';
 import { manifestSection } from './sections/manifest.js';
+import { outputsSection } from './sections/outputs.js';
 import { passesSection } from './sections/passes.js';
 import { qftSection } from './sections/qft.js';
 import { similaritySection } from './sections/similarity.js';
@@ -24,6 +25,7 @@ const SECTIONS: ReportSection[] = [
   summarySection,
   compareSection,
   qftSection,
+  outputsSection,
   sqnrSection,
   wessSection,
   layersSection,

@@ -11,8 +11,9 @@ import type { BufferReport } from '../tse/buffers.js';
 import type { NearMiss } from '../tse/detect.js';
 import type { RunManifest } from './manifest.js';
 import type { PassChange } from '../passes/pass-log.js';
-import type { LayerReport } from '../quantization/quantize.js';
+import type { LayerReport, OutputReport } from '../quantization/quantize.js';
 import type { CompareResult } from '../eval/compare.js';
+import type { HostNode } from '../npu/types.js';
 
 /**
  * SQNR in dB as stored in JSON. `null` stands for +Infinity (no error at all), because
@@ -45,6 +46,17 @@ export interface AccuracyReport {
 export interface CompareReport extends CompareResult {
   /** The folder as given. */
   data: string;
+}
+
+/** One model output as written to report.json: OutputReport with an SQNR that may be null (+Infinity). */
+export interface ReportOutput extends Omit<OutputReport, 'sqnrDb'> {
+  sqnrDb?: JsonDb;
+}
+
+/** What the integer NPU package hands the host: its outputs and the host tail that reads them. */
+export interface ReportNpu {
+  outputs: string[];
+  hostTail?: HostNode[];
 }
 
 /** An activation's per-tensor grid. */
@@ -91,6 +103,10 @@ export interface QuantizeReportJson {
   /** Wall time per stage, in seconds. */
   seconds: Record<string, number>;
   layers: ReportLayer[];
+  /** Every model output, in the model's order. */
+  outputs?: ReportOutput[];
+  /** The integer NPU package, when it was written. */
+  npu?: ReportNpu;
   activations: Record<string, ReportActivation>;
   /** Float vs quantized accuracy, when the run measured them. */
   accuracy?: { float?: AccuracyReport; quantized?: AccuracyReport };

@@ -1,7 +1,7 @@
 import { attr, attrInt, attrInts } from '../../graph/graph.js';
 import { floatTensor, sizeOf } from '../../graph/tensor.js';
 import type { GradContext, RuleTable } from '../rule.js';
-import { range, reshapeTo, spatialSize, transposedWindow, windowOf, type Window } from './helpers.js';
+import { masked, range, reshapeTo, spatialSize, transposedWindow, windowOf, type Window } from './helpers.js';
 
 /**
  * Number of elements each output of an AveragePool averages, along one axis. Windows are
@@ -83,6 +83,22 @@ export const poolingRules: RuleTable = {
       const g = scaled(ctx, w, attrInt(node, 'count_include_pad', 0) === 1);
       const tiles = w.kernel.every((k, i) => k === w.strides[i]) && w.begin.every((p) => p === 0);
       return [tiles ? spreadTiles(ctx, w, g) : spreadWindows(ctx, w, g)];
+    },
+  },
+  MaxPool: {
+    /**
+     * Non-overlapping windows only (kernel = stride, no begin padding, BlazeFace's and most
+     * detectors' 2x2/2): each input element that equals its window's maximum receives the
+     * window's gradient; ties all receive it.
+     */
+    backward(ctx) {
+      const { b, node } = ctx;
+      const kernel = attrInts(node, 'kernel_shape') ?? ctx.fail('missing kernel_shape');
+      if (attrInts(node, 'dilations', []).some((d) => d !== 1)) ctx.fail('dilated MaxPool has no gradient rule');
+      const w = windowOf(ctx, kernel);
+      if (!w.kernel.every((k, i) => k === w.strides[i]) || !w.begin.every((p) => p === 0)) ctx.fail('only MaxPool with kernel = stride and no begin padding has a gradient rule');
+      const maxima = spreadTiles(ctx, w, node.outputs[0]!);
+      return [masked(ctx, b.op('Equal', [node.inputs[0]!, maxima]), spreadTiles(ctx, w, ctx.dy))];
     },
   },
   GlobalAveragePool: {

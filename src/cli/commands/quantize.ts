@@ -90,7 +90,7 @@ export function registerQuantize(program: Command): void {
     .option('--lr-biases <x>', 'QFT peak Adam learning rate of biases (in steps of the layer\'s quantized output)', positiveNumber('--lr-biases'), QFT_DEFAULTS.lrBiases)
     .option('--lr-scales <x>', 'QFT peak Adam learning rate of step sizes and equalization factors (relative)', positiveNumber('--lr-scales'), QFT_DEFAULTS.lrScales)
     .option('--schedule <name>', 'QFT learning-rate schedule: cosine (5% warm-up, then cosine decay) or constant', choice('--schedule', ['cosine', 'constant'] as const), QFT_DEFAULTS.schedule)
-    .option('--loss <kind>', 'QFT distillation loss: kl (logits), l2 (normalized, on --loss-layers) or kl+l2', choice('--loss', ['kl', 'l2', 'kl+l2'] as const), QFT_DEFAULTS.loss)
+    .option('--loss <kind>', 'QFT distillation loss: auto (KL on a classifier, normalized L2 summed over other outputs), kl (logits), l2 (normalized, on --loss-layers) or kl+l2', choice('--loss', ['auto', 'kl', 'l2', 'kl+l2'] as const), QFT_DEFAULTS.loss)
     .option('--loss-layers <names>', 'comma-separated values of the float model for the L2 loss (default: the input of the last layer)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--train <groups>', `QFT groups to train, comma-separated: ${TRAINED_GROUPS.join(', ')}`, groupList, [...TRAINED_GROUPS])
     .option('--rechoose-shifts', 'QFT re-chooses the WESS shifts for the trained weights between epochs instead of keeping PTQ\'s (worse on the models measured; see docs/RESULTS.md)')
@@ -118,7 +118,7 @@ export function registerQuantize(program: Command): void {
       // Ctrl-C during QFT ends the current step and saves the checkpoint; a second one exits at once.
       const interrupt = new AbortController();
       const onSigint = () => interrupt.abort();
-      const { quantization: result, profile, accuracy, compare, files, npuProblem, finetune: tuned } = await runQuantize({
+      const { quantization: result, profile, accuracy, compare, files, npuProblem, finetune: tuned, report } = await runQuantize({
         model: modelPath,
         calib: opts.calib,
         inputSize: opts.inputSize,
@@ -187,8 +187,11 @@ export function registerQuantize(program: Command): void {
       if (result.skipped.length) console.log(`skipped ${result.skipped.length} unreadable calibration image(s), listed in ${files.json}`);
       if (accuracy?.float && accuracy.quantized)
         console.log(`top-1 on ${opts.eval}: float ${percent(accuracy.float.top1)}, quantized ${percent(accuracy.quantized.top1)} (n = ${accuracy.float.n})`);
+      if (result.outputs.length > 1 || result.outputs.some((o) => o.sqnrDb === undefined))
+        console.log(`outputs: ${result.outputs.map((o) => `${o.name} ${o.sqnrDb !== undefined ? `SQNR ${o.sqnrDb.toFixed(1)} dB` : `agreement ${percent(o.agreement!)}`}`).join(', ')}`);
       if (compare) console.log(`outputs on ${compare.n} images of ${opts.compare}, float vs quantized:\n${formatComparison(compare)}`);
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
+      if (report.npu?.hostTail) console.log(`host tail: ${report.npu.hostTail.map((n) => `${n.opType} (node ${n.name})`).join(', ')}; the NPU package outputs ${report.npu.outputs.join(', ')}`);
       console.log(`wrote ${files.model}${files.npu ? `, ${files.npu}/ (integer NPU package)` : ''}, ${files.json} and ${files.html}`);
     });
 }

@@ -80,8 +80,10 @@ export function registerVerify(program: Command): void {
         );
       const bar = progressBar('verify', items.length);
       const skipped: string[] = [];
+      // A model exported with a fixed batch (often 1) takes only that many images at a time.
+      const batch = geometry.fixedBatch ?? 4;
       const batches = (async function* () {
-        for await (const b of imageBatches(items, { ...geometry, preprocess: preprocess.spec, batch: 4, skipBadImages: opts.skipBadImages })) {
+        for await (const b of imageBatches(items, { ...geometry, preprocess: preprocess.spec, batch, skipBadImages: opts.skipBadImages })) {
           skipped.push(...b.skipped);
           if (b.items.length) yield { data: b.data, count: b.items.length };
         }
@@ -94,6 +96,7 @@ export function registerVerify(program: Command): void {
       console.log(formatTable([['package output (end to end)', 'elements', 'exact', 'max |diff| LSB'], ...report.outputs.map(row)]));
       console.log(`\n${report.images} image(s), profile ${pkg.profile.name}, preset ${preset} (${preprocess.reason})`);
       if (skipped.length) console.log(`skipped ${skipped.length} unreadable image(s): ${skipped.join(', ')}`);
+      if (pkg.hostTail) console.log(`host tail (not verified, runs on the host): ${pkg.hostTail.map((n) => `${n.opType} (node ${n.name})`).join(', ')}`);
       console.log(`all tensors, end to end: ${summary(report.chained)}`);
       console.log(`all tensors, each layer fed the simulation's inputs: ${summary(report.isolated)}`);
       console.log(`all tensors, the package's integer ONNX model (onnxruntime) vs the executor: ${summary(report.integerModel!)}`);

@@ -1,0 +1,131 @@
+import { attrInt, producerMap } from '../graph/graph.js';
+import { hostTail, tailInputs } from '../graph/host-tail.js';
+import { inferShapes } from '../graph/shapes.js';
+import type { Model, ValueInfo } from '../graph/types.js';
+import type { ImageSet } from '../qft/images.js';
+import { openSession, runSession } from '../runtime/session.js';
+
+/**
+ * One value of a model that "the model's output error" compares between the float model and
+ * its quantized version, and how.
+ * - 'kl': KL(float ‖ quantized) of the softmax over rows of `classes` values (the last axis),
+ *   summed over rows: class scores, or the logits of a probability output;
+ * - 'l2': ‖q − f‖² / ‖f‖² per image, a normalized L2 that weighs outputs of different scale alike.
+ */
+export interface OutputTerm {
+  tensor: string;
+  kind: 'kl' | 'l2';
+  /** 'kl' only: the length of a row. */
+  classes?: number;
+}
+
+/**
+ * What QFT's `--loss auto` distils and `outputError` measures: the float values the model
+ * hands out, i.e. its outputs, and where the host tail (graph/host-tail.ts) reads the network
+ * instead, the tail's inputs. A probability output (a Softmax over the last axis) is compared
+ * by KL on its logits; a model with one [N, K] output (a classifier) by KL on it; any other
+ * value by normalized L2. Index outputs have no gradient and are left to their inputs.
+ */
+export function outputTerms(model: Model): OutputTerm[] {
+  const g = model.graph;
+  const tail = hostTail(g);
+  const onHost = new Set(tail.flatMap((n) => n.outputs));
+  const values = [...new Set([...g.outputs.map((o) => o.name).filter((o) => !onHost.has(o)), ...tailInputs(g, tail)])];
+  const shapes = inferredShapes(model);
+  const producers = producerMap(g);
+  const floats = values.filter((v) => (shapes.get(v)?.dataType ?? 'float32') === 'float32');
+  return floats.map((tensor): OutputTerm => {
+    const producer = producers.get(tensor);
+    if (producer?.opType === 'Softmax') {
+      const logits = producer.inputs[0]!;
+      const shape = shapes.get(logits)?.shape;
+      const rank = shape?.length ?? 0;
+      const axis = (attrInt(producer, 'axis', model.opset >= 13 ? -1 : 1) + rank) % rank;
+      // Before opset 13 Softmax normalizes everything from `axis` on as one row.
+      const row = shape && (model.opset >= 13 ? (axis === rank - 1 ? shape.slice(axis) : undefined) : shape.slice(axis));
+      const classes = row?.every((d): d is number => typeof d === 'number') ? row.reduce((p, d) => p * d, 1) : undefined;
+      if (classes !== undefined) return { tensor: logits, kind: 'kl', classes };
+    }
+    const shape = shapes.get(tensor)?.shape;
+    if (floats.length === 1 && shape?.length === 2 && typeof shape[1] === 'number') return { tensor, kind: 'kl', classes: shape[1] };
+    return { tensor, kind: 'l2' };
+  });
+}
+
+/**
+ * The model's output error: mean over the first `limit` images of `images` of the sum over
+ * `outputTerms(float)` of each term's KL or normalized L2, the quantized (QDQ) model run as its
+ * fake-quant simulation. KL for a classifier, normalized L2 summed over the outputs otherwise:
+ * how far quantization moved what the model hands out, labels not needed.
+ */
+export async function outputError(float: Model, quantized: Model, images: ImageSet, options: { batch: number; limit?: number }): Promise<number> {
+  const n = Math.min(options.limit ?? images.count, images.count);
+  const terms = outputTerms(float);
+  const outputs = terms.map((t) => ({ name: t.tensor, dataType: 'float32' as const }));
+  const open = (m: Model, simulate: boolean) => openSession({ ...m, graph: { ...m.graph, outputs } }, { simulate });
+  const reference = await open(float, false);
+  try {
+    const simulated = await open(quantized, true);
+    try {
+      let total = 0;
+      for (let i = 0; i < n; i += options.batch) {
+        const count = Math.min(options.batch, n - i);
+        const feed = { [images.input]: images.slice(i, count) };
+        const f = await runSession(reference, feed);
+        const q = await runSession(simulated, feed);
+        for (const t of terms) total += termError(t, f[t.tensor]!.data as Float32Array, q[t.tensor]!.data as Float32Array, count);
+      }
+      return total / n;
+    } finally {
+      await simulated.release();
+    }
+  } finally {
+    await reference.release();
+  }
+}
+
+/** A term's error summed over the `count` images of a batch (see OutputTerm). */
+export function termError(term: OutputTerm, float: Float32Array, quantized: Float32Array, count: number): number {
+  let sum = 0;
+  if (term.kind === 'kl') {
+    const k = term.classes!;
+    for (let r = 0; r < float.length; r += k) sum += klOfLogits(float.subarray(r, r + k), quantized.subarray(r, r + k));
+    return sum;
+  }
+  const size = float.length / count;
+  for (let img = 0; img < count; img++) {
+    let error = 0;
+    let energy = 0;
+    for (let i = img * size; i < (img + 1) * size; i++) {
+      error += (quantized[i]! - float[i]!) ** 2;
+      energy += float[i]! ** 2;
+    }
+    sum += error / (energy + 1e-12);
+  }
+  return sum;
+}
+
+/** KL(softmax(t) ‖ softmax(s)), computed in log space. */
+function klOfLogits(t: Float32Array, s: Float32Array): number {
+  const lt = logSoftmax(t);
+  const ls = logSoftmax(s);
+  let kl = 0;
+  for (let i = 0; i < lt.length; i++) kl += Math.exp(lt[i]!) * (lt[i]! - ls[i]!);
+  return kl;
+}
+
+function logSoftmax(x: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const v of x) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of x) sum += Math.exp(v - max);
+  const log = max + Math.log(sum);
+  return Float64Array.from(x, (v) => v - log);
+}
+
+/** Element types and shapes of every value, inferred on a copy so the model is left as it is. */
+function inferredShapes(model: Model): Map<string, ValueInfo> {
+  const copy: Model = { ...model, graph: { ...model.graph, valueInfo: new Map() } };
+  inferShapes(copy);
+  return copy.graph.valueInfo;
+}
