@@ -101,6 +101,7 @@ const OP_SCHEMAS = {
   Exp: unary,
   Flatten: { inputs: fixed(1), outputs: [1, 1], attributes: { axis: 'int' } },
   Gather: { inputs: fixed(2), outputs: [1, 1], attributes: { axis: 'int' } },
+  GatherElements: { inputs: fixed(2), outputs: [1, 1], attributes: { axis: 'int' } },
   Gemm: {
     inputs: since(11, [3, 3], [2, 3]),
     outputs: [1, 1],
@@ -124,6 +125,7 @@ const OP_SCHEMAS = {
   Min: variadic,
   Mul: binary,
   Neg: unary,
+  NonMaxSuppression: { inputs: fixed(2, 5), outputs: [1, 1], attributes: { center_point_box: 'int' } },
   Pad: {
     inputs: (opset: number): Arity => (opset >= 18 ? [2, 4] : opset >= 11 ? [2, 3] : [1, 1]),
     outputs: [1, 1],
@@ -155,6 +157,7 @@ const OP_SCHEMAS = {
       nearest_mode: 'string',
     },
   },
+  ScatterElements: { inputs: fixed(3), outputs: [1, 1], attributes: { axis: 'int', reduction: 'string' } },
   Shape: { inputs: fixed(1), outputs: [1, 1], attributes: { start: 'int', end: 'int' } },
   Sigmoid: unary,
   Slice: {
@@ -172,6 +175,11 @@ const OP_SCHEMAS = {
   Squeeze: { inputs: since(13, [1, 1], [1, 2]), outputs: [1, 1], attributes: { axes: 'ints' } },
   Sub: binary,
   Tanh: unary,
+  TopK: {
+    inputs: since(10, [1, 1], [2, 2]),
+    outputs: [2, 2],
+    attributes: { axis: 'int', k: 'int', largest: 'int', sorted: 'int' },
+  },
   Transpose: { inputs: fixed(1), outputs: [1, 1], attributes: { perm: 'ints' } },
   Unsqueeze: { inputs: since(13, [1, 1], [2, 2]), outputs: [1, 1], attributes: { axes: 'ints' } },
   Upsample: {
