@@ -212,5 +212,5 @@ export function schemaOf(node: Node): OpSchema | undefined {
 export function unsupportedOperatorMessage(node: Node): string {
   const domain = isDefaultDomain(node) ? '' : ` (domain '${node.domain}')`;
   const supported = [...SUPPORTED_OPS].sort().join(', ');
-  return `node '${node.name}': operator '${node.opType}'${domain} is not supported by quantflow (supported: ${supported})`;
+  return `node '${node.name}': operator '${node.opType}'${domain} is not supported by quantflow (supported: ${supported}); pass --cut-before ${node.opType} to import the model up to its inputs`;
 }

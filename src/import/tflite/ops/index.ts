@@ -1,6 +1,7 @@
 /** The TFLite builtin operators the importer converts, by schema name. */
 import type { ImportContext, Op } from '../context.js';
 import { conv2d, depthwiseConv2d, fullyConnected } from './conv.js';
+import { detectionPostProcess } from './detection.js';
 import { add, dequantize, hardSwish, logistic, mul, quantize, relu, relu6, reluN1To1, softmax, sub } from './elementwise.js';
 import { averagePool2d, maxPool2d, mean } from './pool.js';
 import { concatenation, pad, reshape, squeeze } from './shape.js';
@@ -30,4 +31,9 @@ export const CONVERTERS: Readonly<Record<string, Converter>> = {
   SOFTMAX: softmax,
   SQUEEZE: squeeze,
   SUB: sub,
+};
+
+/** The custom operators the importer converts, by custom code. */
+export const CUSTOM_CONVERTERS: Readonly<Record<string, Converter>> = {
+  TFLite_Detection_PostProcess: detectionPostProcess,
 };
