@@ -25,8 +25,9 @@ export function pruneDeadNodes(graph: Graph): number {
 }
 
 /**
- * Cuts `model` before `name` (in place): a node name or operator type first, so that all
- * nodes of a custom operator go at once; otherwise a value name. The cut nodes' inputs that
+ * Cuts `model` before `name` (in place): an operator type or node name first, so that all
+ * nodes of a custom operator go at once (and a node named after its output is cut with its
+ * inputs); otherwise a value name. The cut nodes' inputs that
  * are computed (not initializers) or the named value become graph outputs, after the
  * original outputs that do not depend on the cut. `source` names the file in errors.
  */
