@@ -8,7 +8,7 @@ import { loadDataset } from '../data/dataset.js';
 import type { PresetName } from '../data/preprocess.js';
 import { evaluate } from '../eval/evaluate.js';
 import type { Model } from '../graph/types.js';
-import { loadModel } from '../import/load.js';
+import { loadModel, type LoadOptions } from '../import/load.js';
 import { prepareModel } from '../import/prepare.js';
 import { writeNpuPackage } from '../npu/io.js';
 import { buildNpuPackage } from '../npu/package.js';
@@ -61,6 +61,8 @@ export interface QftRunOptions {
 export interface QuantizeRunOptions {
   /** Float model (.tflite or .onnx). */
   model: string;
+  /** How to load it (`cutBefore`). */
+  load?: LoadOptions;
   /** Calibration images (labels.csv or class folders; labels unused). */
   calib: string;
   /** Built-in profile name or a profile JSON file. */
@@ -162,7 +164,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     inputs: [options.model, options.calib, ...(/[/\\]|\.json$/.test(options.profile) ? [options.profile] : [])],
   });
   const passes = new PassLog();
-  const model = await prepareModel(loadModel(options.model), passes);
+  const model = await prepareModel(loadModel(options.model, options.load), passes);
   const calib = await loadDataset(options.calib);
   const evalData = options.eval ? await loadDataset(options.eval) : undefined;
   const stage = async <T>(name: QuantizeStage, total: number, work: (reporter: StageReporter) => Promise<T>): Promise<T> => {

@@ -7,7 +7,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { formatShape } from '../graph/shapes.js';
 import type { Model, ValueInfo } from '../graph/types.js';
 import { schemaOf } from '../graph/ops.js';
-import { detectFormat, loadModel, type ModelFormat } from '../import/load.js';
+import { detectFormat, loadModel, type LoadOptions, type ModelFormat } from '../import/load.js';
 import { prepareModel } from '../import/prepare.js';
 import { planQuantization } from '../quantization/plan.js';
 import { builtinProfiles, loadProfile, resolveLayer, type LayerWeights } from '../quantization/profile.js';
@@ -75,8 +75,8 @@ const FLOAT_TYPES = new Set(['float32', 'float16', 'float64']);
  * Inspects the model file at `path`. Throws a QuantflowError only when the file cannot be
  * read as a model at all; anything found later is listed in `problems`.
  */
-export async function inspectModel(path: string): Promise<InspectReport> {
-  const loaded = loadModel(path);
+export async function inspectModel(path: string, options: LoadOptions = {}): Promise<InspectReport> {
+  const loaded = loadModel(path, options);
   const format = detectFormat(fileHead(path));
   const problems = unsupportedOperators(loaded);
   let model = loaded;

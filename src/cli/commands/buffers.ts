@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { loadModel } from '../../import/load.js';
+import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 import { prepareModel } from '../../import/prepare.js';
 import { PassLog } from '../../passes/pass-log.js';
 import { runManifest } from '../../report/manifest.js';
@@ -76,7 +77,7 @@ export function nearMissLines(nearMisses: readonly NearMiss[]): string[] {
   return nearMisses.map((m) => `not an SE block: Mul '${m.node}': ${m.reason}`);
 }
 
-interface BuffersOptions extends TileCliOptions {
+interface BuffersOptions extends TileCliOptions, ModelCliOptions {
   input?: [number, number];
   json?: string;
   report?: string;
@@ -88,6 +89,7 @@ export function registerBuffers(program: Command): void {
       .command('buffers')
       .description('Activation buffering of squeeze-and-excite blocks on a streaming accelerator: SE vs tiled SE.')
       .argument('<model>', 'model file (.tflite or .onnx)')
+      .option(...CUT_BEFORE_OPTION)
       .option('--input <HxW>', 'input resolution to evaluate at (default: the model\'s own)', sizePair('--input')),
   )
     .option('--json <file>', 'write per-block and total buffering as JSON')
@@ -103,7 +105,7 @@ export function registerBuffers(program: Command): void {
       const tiles = tileOptionsFrom(opts);
       const manifest = runManifest({ options: { tiles, input: opts.input ?? null }, inputs: [modelPath] });
       const passes = new PassLog();
-      const prepared = await prepareModel(loadModel(modelPath), passes);
+      const prepared = await prepareModel(loadModel(modelPath, loadOptions(opts)), passes);
       const model = opts.input ? withInputSize(prepared, ...opts.input) : prepared;
       const detection = detectSqueezeExcite(model);
       const input = model.graph.inputs[0]?.shape;

@@ -8,6 +8,7 @@ import { evaluate } from '../../eval/evaluate.js';
 import { progressBar } from '../progress.js';
 import { formatTable, percent } from '../table.js';
 import { writeJsonResult } from '../../util/fs.js';
+import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 
 /** Parses a positive integer option, with a message that names the option. */
 export function positiveInt(name: string): (value: string) => number {
@@ -24,7 +25,7 @@ export function presetOption(value: string): PresetName {
   return value as PresetName;
 }
 
-interface EvalOptions {
+interface EvalOptions extends ModelCliOptions {
   data: string;
   preset?: PresetName;
   batch: number;
@@ -39,6 +40,7 @@ export function registerEval(program: Command): void {
     .command('eval')
     .description('Measure top-1/top-5 accuracy and throughput of a model on a labeled image folder.')
     .argument('<model>', 'model file (.onnx, including QDQ models, or .tflite)')
+    .option(...CUT_BEFORE_OPTION)
     .requiredOption('--data <dir>', 'image folder: labels.csv (file,label) or one subfolder per class')
     .option('--preset <name>', `preprocessing (${PRESETS.join(', ')}); default chosen from the model`, presetOption)
     .option('--batch <n>', 'images per inference batch', positiveInt('--batch'), 32)
@@ -53,7 +55,7 @@ export function registerEval(program: Command): void {
         '  quantflow eval mobilenet_v2.onnx --data ../shared/data/imagenet-val-650 --json result.json',
     )
     .action(async (modelPath: string, opts: EvalOptions) => {
-      const model = await prepareModel(loadModel(modelPath));
+      const model = await prepareModel(loadModel(modelPath, loadOptions(opts)));
       const dataset = await loadDataset(opts.data);
       const total = Math.min(opts.limit ?? Infinity, dataset.items.length);
       const bar = progressBar('eval', total);

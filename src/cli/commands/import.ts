@@ -3,22 +3,26 @@ import { loadModel } from '../../import/load.js';
 import { writeOnnxFile } from '../../onnx/write.js';
 import { prepareModel } from '../../import/prepare.js';
 import { writeJsonResult } from '../../util/fs.js';
+import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 
 export function registerImport(program: Command): void {
   program
     .command('import')
     .description('Convert a TFLite (or ONNX) model to a float ONNX model that onnxruntime runs.')
     .argument('<model>', 'model file (.tflite or .onnx)')
+    .option(...CUT_BEFORE_OPTION)
     .requiredOption('-o, --output <file>', 'ONNX file to write')
     .option('--json <file>', 'also write a machine-readable summary')
     .addHelpText(
       'after',
       '\nQuantized TFLite models (uint8 per-tensor, int8 per-channel) become float graphs with\n' +
         'dequantized weights; their original quantization parameters are kept as model metadata.\n' +
-        'Layout becomes NCHW; the batch dimension is dynamic.\n\nExample:\n  quantflow import mobilenet_v2_1.0_224_int8.tflite -o mobilenet_v2.onnx',
+        'Layout becomes NCHW; the batch dimension is dynamic. SSD detectors keep their\n' +
+        'TFLite_Detection_PostProcess as ONNX (box decoding, NonMaxSuppression, the same four\n' +
+        'outputs); other custom operators need --cut-before.\n\nExample:\n  quantflow import mobilenet_v2_1.0_224_int8.tflite -o mobilenet_v2.onnx',
     )
-    .action(async (modelPath: string, opts: { output: string; json?: string }) => {
-      const model = await prepareModel(loadModel(modelPath));
+    .action(async (modelPath: string, opts: { output: string; json?: string } & ModelCliOptions) => {
+      const model = await prepareModel(loadModel(modelPath, loadOptions(opts)));
       writeOnnxFile(model, opts.output);
       const input = model.graph.inputs[0];
       const summary = {

@@ -9,10 +9,11 @@ import type { PresetName } from '../../data/preprocess.js';
 import { QFT_DEFAULTS, type LrSchedule } from '../../qft/finetune.js';
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../../qft/student.js';
 import { runQuantize } from '../../pipeline/quantize-run.js';
+import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 
 const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
 
-interface QuantizeCliOptions {
+interface QuantizeCliOptions extends ModelCliOptions {
   calib: string;
   profile: string;
   calibration: RangeMethod;
@@ -66,6 +67,7 @@ export function registerQuantize(program: Command): void {
     .command('quantize')
     .description('Post-training quantization for an integer target profile; writes a QDQ ONNX model and a report.')
     .argument('<model>', 'float model (.tflite or .onnx)')
+    .option(...CUT_BEFORE_OPTION)
     .requiredOption('--calib <dir>', 'calibration images (unlabeled use; labels.csv or class folders)')
     .option('--profile <name|file.json>', `target profile: ${builtinProfiles().join(', ')}, or a JSON file`, 'w8a8-shift')
     .option('--calibration <method>', `activation ranges: ${METHODS.join(', ')}`, (v: string) => {
@@ -113,6 +115,7 @@ export function registerQuantize(program: Command): void {
       const onSigint = () => interrupt.abort();
       const { quantization: result, profile, accuracy, files, npuProblem, finetune: tuned } = await runQuantize({
         model: modelPath,
+        load: loadOptions(opts),
         calib: opts.calib,
         profile: opts.profile,
         output: opts.output,

@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadModel } from '../../import/load.js';
+import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 import { prepareModel } from '../../import/prepare.js';
 import { loadDataset } from '../../data/dataset.js';
 import type { PresetName } from '../../data/preprocess.js';
@@ -20,7 +21,7 @@ import { reportFilesBeside, reportFilesIn, writeReportFiles } from '../../report
 import { positiveInt, presetOption } from './eval.js';
 import { addTileOptions, bufferTable, nearMissLines, tileOptionsFrom, type TileCliOptions } from './buffers.js';
 
-interface TseOptions extends TileCliOptions {
+interface TseOptions extends TileCliOptions, ModelCliOptions {
   output: string;
   analyze?: boolean;
   data?: string;
@@ -35,7 +36,8 @@ export function registerTse(program: Command): void {
     program
       .command('tse')
       .description('Tile the squeeze-and-excite blocks of a model (TSE): local context instead of a global mean, no retraining.')
-      .argument('<model>', 'model file (.tflite or .onnx)'),
+      .argument('<model>', 'model file (.tflite or .onnx)')
+      .option(...CUT_BEFORE_OPTION),
   )
     .requiredOption('-o, --output <file>', 'ONNX file to write (the tiled model)')
     .option('--analyze', 'measure how similar tile gates are to the global gate and to each other')
@@ -62,7 +64,7 @@ export function registerTse(program: Command): void {
         inputs: [modelPath, ...(opts.analyze ? [opts.data!] : [])],
       });
       const passes = new PassLog();
-      const model = await prepareModel(loadModel(modelPath), passes);
+      const model = await prepareModel(loadModel(modelPath, loadOptions(opts)), passes);
       const detection = detectSqueezeExcite(model);
       const { blocks, nearMisses } = detection;
       for (const line of nearMissLines(nearMisses)) console.log(line);

@@ -161,9 +161,11 @@ export function detectionPostProcess(ctx: ImportContext, op: Op): void {
   const floor = one('Min', [scoresFlat, floats('minus_inf', [], [-Infinity])]);
   const masked = one('ScatterElements', [floor, flat, one('Gather', [scoresFlat, flat], { axis: attr.int(0) })]);
   const d = Math.min(opts.maxDetections, lists * n);
+  // Back to the scores' shape first, so that shape inference keeps the symbolic batch.
+  const unflat = one('Reshape', [masked, one('Shape', [nmsScores])]);
   const [topScores, topIndices] = emit(
     'TopK',
-    [one('Reshape', [masked, ints('per_image', [-1, lists * n])]), ints('detections', [d])],
+    [one('Reshape', [unflat, ints('per_image', [0, lists * n])]), ints('detections', [d])],
     { axis: attr.int(1) },
     2,
   ) as [string, string];
