@@ -158,7 +158,8 @@ export function detectionPostProcess(ctx: ImportContext, op: Op): void {
   });
   const scoresFlat = one('Reshape', [nmsScores, ints('flat', [-1])]);
   // Min with -inf gives a tensor of -inf of the runtime size in one node.
-  const floor = one('Min', [scoresFlat, floats('minus_inf', [], [-Infinity])]);
+  const minusInf = floats('minus_inf', [], [-Infinity]);
+  const floor = one('Min', [scoresFlat, minusInf]);
   const masked = one('ScatterElements', [floor, flat, one('Gather', [scoresFlat, flat], { axis: attr.int(0) })]);
   const d = Math.min(opts.maxDetections, lists * n);
   // Back to the scores' shape first, so that shape inference keeps the symbolic batch.
@@ -169,14 +170,15 @@ export function detectionPostProcess(ctx: ImportContext, op: Op): void {
     { axis: attr.int(1) },
     2,
   ) as [string, string];
-  const invalid = one('Equal', [topScores, floats('minus_inf', [], [-Infinity])]);
+  const invalid = one('Equal', [topScores, minusInf]);
 
   let boxIndex: string;
   let scores: string;
   let classIds: string;
   if (opts.useRegularNms) {
-    const classOf = one('Div', [topIndices, ints('boxes', [n], [])]);
-    boxIndex = one('Sub', [topIndices, one('Mul', [classOf, ints('boxes', [n], [])])]);
+    const boxCount = ints('boxes', [n], []);
+    const classOf = one('Div', [topIndices, boxCount]);
+    boxIndex = one('Sub', [topIndices, one('Mul', [classOf, boxCount])]);
     scores = unsqueeze(topScores, 2);
     classIds = unsqueeze(classOf, 2);
   } else {
