@@ -94,6 +94,8 @@ interface OpSpec {
   outputs: number[];
   options?: OptionsSpec;
   custom?: string;
+  /** custom_options bytes (a flexbuffer for TFLite's own custom ops). */
+  customOptions?: Uint8Array;
 }
 
 const int8 = (slot: number, value: number): Field => ({ slot, kind: 'int8', value });
@@ -206,8 +208,8 @@ export class TfliteBuilder {
     return this;
   }
 
-  custom(name: string, inputs: number[], outputs: number[]): this {
-    this.ops.push({ code: 32, inputs, outputs, custom: name });
+  custom(name: string, inputs: number[], outputs: number[], customOptions?: Uint8Array): this {
+    this.ops.push({ code: 32, inputs, outputs, custom: name, customOptions });
     return this;
   }
 
@@ -286,6 +288,12 @@ export class TfliteBuilder {
     const operators = this.ops.map((op, i) => {
       const inputsVec = ints(op.inputs);
       const outputsVec = ints(op.outputs);
+      let customOptions = 0;
+      if (op.customOptions) {
+        b.startVector(1, op.customOptions.length, 1);
+        for (let k = op.customOptions.length - 1; k >= 0; k--) b.addInt8(op.customOptions[k]!);
+        customOptions = b.endVector();
+      }
       let opts = 0;
       if (op.options) {
         const vectors = op.options.fields.map((f) => (f.kind === 'int32s' ? ints(f.value) : 0));
@@ -298,7 +306,7 @@ export class TfliteBuilder {
         });
         opts = b.endObject();
       }
-      b.startObject(5);
+      b.startObject(6);
       b.addFieldInt32(0, codeIndex[i]!, null);
       b.addFieldOffset(1, inputsVec, 0);
       b.addFieldOffset(2, outputsVec, 0);
@@ -306,6 +314,7 @@ export class TfliteBuilder {
         b.addFieldInt8(3, op.options.type, 0);
         b.addFieldOffset(4, opts, 0);
       }
+      if (customOptions) b.addFieldOffset(5, customOptions, 0);
       return b.endObject();
     });
 

@@ -114,6 +114,7 @@ const OP_SCHEMAS = {
   Flatten: { inputs: fixed(1), outputs: [1, 1], attributes: { axis: 'int' } },
   Floor: unary,
   Gather: { inputs: fixed(2), outputs: [1, 1], attributes: { axis: 'int' } },
+  GatherElements: { inputs: fixed(2), outputs: [1, 1], attributes: { axis: 'int' } },
   GatherND: { inputs: fixed(2), outputs: [1, 1], attributes: { batch_dims: 'int' } },
   Gemm: {
     inputs: since(11, [3, 3], [2, 3]),
@@ -138,6 +139,7 @@ const OP_SCHEMAS = {
   Min: variadic,
   Mul: binary,
   Neg: unary,
+  NonMaxSuppression: { inputs: fixed(2, 5), outputs: [1, 1], attributes: { center_point_box: 'int' } },
   Pad: {
     inputs: (opset: number): Arity => (opset >= 18 ? [2, 4] : opset >= 11 ? [2, 3] : [1, 1]),
     outputs: [1, 1],
@@ -172,6 +174,7 @@ const OP_SCHEMAS = {
       nearest_mode: 'string',
     },
   },
+  ScatterElements: { inputs: fixed(3), outputs: [1, 1], attributes: { axis: 'int', reduction: 'string' } },
   Shape: { inputs: fixed(1), outputs: [1, 1], attributes: { start: 'int', end: 'int' } },
   Sigmoid: unary,
   Slice: {
@@ -191,6 +194,11 @@ const OP_SCHEMAS = {
   Sub: binary,
   Tanh: unary,
   Tile: binary,
+  TopK: {
+    inputs: since(10, [1, 1], [2, 2]),
+    outputs: [2, 2],
+    attributes: { axis: 'int', k: 'int', largest: 'int', sorted: 'int' },
+  },
   Transpose: { inputs: fixed(1), outputs: [1, 1], attributes: { perm: 'ints' } },
   Unsqueeze: { inputs: since(13, [1, 1], [2, 2]), outputs: [1, 1], attributes: { axes: 'ints' } },
   Upsample: {
@@ -223,5 +231,5 @@ export function schemaOf(node: Node): OpSchema | undefined {
 export function unsupportedOperatorMessage(node: Node): string {
   const domain = isDefaultDomain(node) ? '' : ` (domain '${node.domain}')`;
   const supported = [...SUPPORTED_OPS].sort().join(', ');
-  return `node '${node.name}': operator '${node.opType}'${domain} is not supported by quantflow (supported: ${supported})`;
+  return `node '${node.name}': operator '${node.opType}'${domain} is not supported by quantflow (supported: ${supported}); pass --cut-before ${node.opType} to import the model up to its inputs`;
 }

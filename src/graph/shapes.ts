@@ -1064,6 +1064,67 @@ function tile(c: Context): Value[] {
   return [{ dataType: x.dataType, shape, elements }];
 }
 
+/** GatherElements and ScatterElements: `indices` (and `updates`) have the rank of `data`. */
+function checkElementIndices(c: Context, data: Value, others: Value[]): void {
+  if (!data.shape) return;
+  const rank = data.shape.length;
+  if (rank === 0) c.fail('cannot index a scalar');
+  axisIn(c, attrInt(c.node, 'axis', 0), rank);
+  for (const v of others)
+    if (v.shape && v.shape.length !== rank)
+      c.fail(`indices of shape ${formatShape(v.shape)} must have the rank of data ${formatShape(data.shape)}`);
+}
+
+function gatherElements(c: Context): Value[] {
+  const data = c.input(0);
+  const indices = c.input(1);
+  checkElementIndices(c, data, [indices]);
+  return [{ dataType: data.dataType, shape: indices.shape }];
+}
+
+function scatterElements(c: Context): Value[] {
+  const [data, indices, updates] = [c.input(0), c.input(1), c.input(2)];
+  checkElementIndices(c, data, [indices, updates]);
+  if (indices.shape && updates.shape && indices.shape.some((d, i) => unifyDim(d, updates.shape![i]!) === undefined))
+    c.fail(`updates ${formatShape(updates.shape)} must have the shape of indices ${formatShape(indices.shape)}`);
+  return [{ dataType: data.dataType, shape: data.shape }];
+}
+
+/** Selected [batch, class, box] triples: how many is known only at run time. */
+function nonMaxSuppression(c: Context): Value[] {
+  const [boxes, scores] = [c.input(0), c.input(1)];
+  if (boxes.shape && (boxes.shape.length !== 3 || unifyDim(boxes.shape[2]!, 4) === undefined))
+    c.fail(`boxes must be [batch, boxes, 4], found ${formatShape(boxes.shape)}`);
+  if (scores.shape && scores.shape.length !== 3) c.fail(`scores must be [batch, classes, boxes], found ${formatShape(scores.shape)}`);
+  if (
+    boxes.shape &&
+    scores.shape &&
+    (unifyDim(boxes.shape[0]!, scores.shape[0]!) === undefined || unifyDim(boxes.shape[1]!, scores.shape[2]!) === undefined)
+  )
+    c.fail(`boxes ${formatShape(boxes.shape)} and scores ${formatShape(scores.shape)} disagree on batch or box count`);
+  return [{ dataType: 'int64', shape: [null, 3] }];
+}
+
+function topK(c: Context): Value[] {
+  const x = c.input(0);
+  let k: Dim = null;
+  if (c.opset < 10) k = requiredInt(c, 'k');
+  else {
+    const given = c.input(1);
+    if (given.shape && given.shape.length !== 1) c.fail(`k must be a 1-D tensor of one element, found ${formatShape(given.shape)}`);
+    k = given.elements?.[0] ?? null;
+  }
+  if (!x.shape) return [{ dataType: x.dataType }, { dataType: 'int64' }];
+  const axis = axisIn(c, attrInt(c.node, 'axis', -1), x.shape.length);
+  const size = x.shape[axis]!;
+  if (isNum(k) && (k < 0 || (isNum(size) && k > size))) c.fail(`k = ${k} is out of range for axis ${axis} of size ${size}`);
+  const shape = x.shape.map((d, i) => (i === axis ? (isNum(k) ? k : null) : d));
+  return [
+    { dataType: x.dataType, shape },
+    { dataType: 'int64', shape: [...shape] },
+  ];
+}
+
 /** One shape function per supported operator; the key type makes the table complete. */
 const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Abs: sameAsInput,
@@ -1091,6 +1152,7 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Flatten: flatten,
   Floor: unaryElements(Math.floor),
   Gather: gather,
+  GatherElements: gatherElements,
   GatherND: gatherNd,
   Gemm: gemm,
   GlobalAveragePool: globalPool,
@@ -1107,6 +1169,7 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Min: elementwise,
   Mul: arithmetic,
   Neg: sameAsInput,
+  NonMaxSuppression: nonMaxSuppression,
   Pad: pad,
   Pow: elementwise,
   PRelu: elementwise,
@@ -1119,6 +1182,7 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Relu: sameAsInput,
   Reshape: reshape,
   Resize: resize,
+  ScatterElements: scatterElements,
   Shape: shapeOp,
   Sigmoid: sameAsInput,
   Slice: slice,
@@ -1130,6 +1194,7 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Sub: arithmetic,
   Tanh: sameAsInput,
   Tile: tile,
+  TopK: topK,
   Transpose: transpose,
   Unsqueeze: unsqueeze,
   Upsample: upsample,

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
+import { cutBefore } from '../graph/cut.js';
 import type { Model } from '../graph/types.js';
 import { parseOnnx } from '../onnx/read.js';
 import { QuantflowError } from '../util/errors.js';
@@ -14,11 +15,20 @@ export function detectFormat(bytes: Uint8Array): ModelFormat {
   return id === 'TFL3' ? 'tflite' : 'onnx';
 }
 
+export interface LoadOptions {
+  /**
+   * Import the model only up to this operator (TFLite operator kind or custom code; ONNX node
+   * name or operator type) or tensor: its inputs (or the tensor) become the graph's outputs
+   * and what is computed from them is dropped.
+   */
+  cutBefore?: string;
+}
+
 /**
  * Reads a model file of either format into the ONNX-semantics graph. The format comes from
  * the file's content, not its extension, so a misnamed file still loads.
  */
-export function loadModel(path: string): Model {
+export function loadModel(path: string, options: LoadOptions = {}): Model {
   let bytes: Uint8Array;
   try {
     bytes = readFileSync(path);
@@ -28,8 +38,10 @@ export function loadModel(path: string): Model {
     throw new QuantflowError(`${path}: cannot read model file (${hint})`);
   }
   if (bytes.length === 0) throw new QuantflowError(`${path}: the model file is empty`);
-  if (detectFormat(bytes) === 'tflite') return importTflite(bytes, basename(path));
+  if (detectFormat(bytes) === 'tflite') return importTflite(bytes, basename(path), { cutBefore: options.cutBefore });
   if (path.toLowerCase().endsWith('.tflite'))
     throw new QuantflowError(`${path}: not a TFLite flatbuffer (no TFL3 identifier); the file may be truncated or corrupt`);
-  return parseOnnx(bytes, { source: path, baseDir: dirname(path) });
+  const model = parseOnnx(bytes, { source: path, baseDir: dirname(path) });
+  if (options.cutBefore !== undefined) cutBefore(model, options.cutBefore, path);
+  return model;
 }

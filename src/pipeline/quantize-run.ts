@@ -9,7 +9,7 @@ import type { PreprocessRequest } from '../data/preprocess.js';
 import { compareModels, type CompareOptions } from '../eval/compare.js';
 import { evaluate } from '../eval/evaluate.js';
 import type { Model } from '../graph/types.js';
-import { loadModel } from '../import/load.js';
+import { loadModel, type LoadOptions } from '../import/load.js';
 import { prepareModel } from '../import/prepare.js';
 import type { InputSize } from '../passes/input-size.js';
 import { writeNpuPackage } from '../npu/io.js';
@@ -63,6 +63,8 @@ export interface QftRunOptions {
 export interface QuantizeRunOptions {
   /** Float model (.tflite or .onnx). */
   model: string;
+  /** How to load it (`cutBefore`). */
+  load?: LoadOptions;
   /** Calibration images (labels.csv or class folders; labels unused). */
   calib: string;
   /** Height and width the model is prepared at (`PrepareOptions.inputSize`). */
@@ -180,7 +182,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     inputs: [options.model, options.calib, ...(/[/\\]|\.json$/.test(options.profile) ? [options.profile] : [])],
   });
   const passes = new PassLog();
-  const model = await prepareModel(loadModel(options.model), passes, { inputSize: options.inputSize });
+  const model = await prepareModel(loadModel(options.model, options.load), passes, { inputSize: options.inputSize });
   const calib = await loadDataset(options.calib);
   const evalData = options.eval ? await loadDataset(options.eval) : undefined;
   if (evalData && !evalData.labelled)

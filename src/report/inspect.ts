@@ -7,7 +7,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { formatShape } from '../graph/shapes.js';
 import type { Model, ValueInfo } from '../graph/types.js';
 import { schemaOf } from '../graph/ops.js';
-import { detectFormat, loadModel, type ModelFormat } from '../import/load.js';
+import { detectFormat, loadModel, type LoadOptions, type ModelFormat } from '../import/load.js';
 import { prepareModel, type PrepareOptions } from '../import/prepare.js';
 import { planQuantization } from '../quantization/plan.js';
 import { builtinProfiles, loadProfile, resolveLayer, type LayerWeights } from '../quantization/profile.js';
@@ -76,8 +76,8 @@ const FLOAT_TYPES = new Set(['float32', 'float16', 'float64']);
  * QuantflowError only when the file cannot be read as a model at all; anything found later
  * (a dynamic input size without `inputSize` included) is listed in `problems`.
  */
-export async function inspectModel(path: string, options: PrepareOptions = {}): Promise<InspectReport> {
-  const loaded = loadModel(path);
+export async function inspectModel(path: string, options: PrepareOptions = {}, load: LoadOptions = {}): Promise<InspectReport> {
+  const loaded = loadModel(path, load);
   const format = detectFormat(fileHead(path));
   const problems = unsupportedOperators(loaded);
   let model = loaded;

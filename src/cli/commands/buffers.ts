@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadModel } from '../../import/load.js';
+import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 import { prepareModel } from '../../import/prepare.js';
 import { PassLog } from '../../passes/pass-log.js';
 import { runManifest } from '../../report/manifest.js';
@@ -65,7 +66,7 @@ export function nearMissLines(nearMisses: readonly NearMiss[]): string[] {
   return nearMisses.map((m) => `not an SE block: Mul '${m.node}': ${m.reason}`);
 }
 
-interface BuffersOptions extends TileCliOptions, InputSizeCliOptions {
+interface BuffersOptions extends TileCliOptions, InputSizeCliOptions, ModelCliOptions {
   input?: [number, number];
   json?: string;
   report?: string;
@@ -77,7 +78,8 @@ export function registerBuffers(program: Command): void {
       program
         .command('buffers')
         .description('Activation buffering of squeeze-and-excite blocks on a streaming accelerator: SE vs tiled SE.')
-        .argument('<model>', 'model file (.tflite or .onnx)'),
+        .argument('<model>', 'model file (.tflite or .onnx)')
+        .option(...CUT_BEFORE_OPTION),
     ).option('--input <HxW>', 'the same as --input-size (its older name)', sizePair('--input')),
   )
     .option('--json <file>', 'write per-block and total buffering as JSON')
@@ -94,7 +96,7 @@ export function registerBuffers(program: Command): void {
       const inputSize = opts.inputSize ?? opts.input;
       const manifest = runManifest({ options: { tiles, input: inputSize ?? null }, inputs: [modelPath] });
       const passes = new PassLog();
-      const model = await prepareModel(loadModel(modelPath), passes, { inputSize });
+      const model = await prepareModel(loadModel(modelPath, loadOptions(opts)), passes, { inputSize });
       const detection = detectSqueezeExcite(model);
       const input = model.graph.inputs[0]?.shape;
       const report = tseReport({ model: modelPath, input, detection, tiles, manifest, passes: passes.changes });

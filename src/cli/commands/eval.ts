@@ -9,6 +9,7 @@ import { formatTable, percent } from '../table.js';
 import { writeJsonResult } from '../../util/fs.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '../preprocess-options.js';
+import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 
 /** Parses a positive integer option, with a message that names the option. */
 export function positiveInt(name: string): (value: string) => number {
@@ -19,7 +20,7 @@ export function positiveInt(name: string): (value: string) => number {
   };
 }
 
-interface EvalOptions extends PreprocessFlags, InputSizeCliOptions {
+interface EvalOptions extends PreprocessFlags, InputSizeCliOptions, ModelCliOptions {
   data: string;
   batch: number;
   limit?: number;
@@ -32,7 +33,8 @@ export function registerEval(program: Command): void {
     program
       .command('eval')
       .description('Measure top-1/top-5 accuracy (on a labelled folder) and throughput of a model on an image folder.')
-      .argument('<model>', 'model file (.onnx, including QDQ models, or .tflite)'),
+      .argument('<model>', 'model file (.onnx, including QDQ models, or .tflite)')
+      .option(...CUT_BEFORE_OPTION),
   ).requiredOption('--data <dir>', 'image folder at any depth; labels from labels.csv (file,label) or one subfolder per class');
   addPreprocessOptions(command)
     .option('--batch <n>', 'images per inference batch', positiveInt('--batch'), 32)
@@ -47,7 +49,7 @@ export function registerEval(program: Command): void {
     )
     .action(async (modelPath: string, opts: EvalOptions) => {
       const preprocess = preprocessRequest(opts);
-      const model = await prepareModel(loadModel(modelPath), undefined, { inputSize: opts.inputSize });
+      const model = await prepareModel(loadModel(modelPath, loadOptions(opts)), undefined, { inputSize: opts.inputSize });
       const dataset = await loadDataset(opts.data);
       const total = Math.min(opts.limit ?? Infinity, dataset.items.length);
       const bar = progressBar('eval', total);

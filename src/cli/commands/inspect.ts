@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { inspectModel, type InspectReport, type LayerGroup } from '../../report/inspect.js';
+import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 import { shortLabels } from '../../report/markup.js';
 import { formatTable } from '../table.js';
 import { writeJsonResult } from '../../util/fs.js';
 import { formatCount } from './buffers.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 
-interface InspectOptions extends InputSizeCliOptions {
+interface InspectOptions extends InputSizeCliOptions, ModelCliOptions {
   layers?: boolean;
   json?: string;
 }
@@ -62,7 +63,8 @@ export function registerInspect(program: Command): void {
     program
       .command('inspect')
       .description('Show what a model contains and how each built-in target profile would quantize it.')
-      .argument('<model>', 'model file (.tflite or .onnx)'),
+      .argument('<model>', 'model file (.tflite or .onnx)')
+      .option(...CUT_BEFORE_OPTION),
   )
     .option('--layers', 'list every layer under every built-in profile')
     .option('--json <file>', 'write everything, per-layer plans included, as JSON')
@@ -73,7 +75,7 @@ export function registerInspect(program: Command): void {
         '  quantflow inspect ../shared/models/mobilenet_v3_small_1.0_224_uint8.tflite --layers',
     )
     .action(async (modelPath: string, opts: InspectOptions) => {
-      const report = await inspectModel(modelPath, { inputSize: opts.inputSize });
+      const report = await inspectModel(modelPath, { inputSize: opts.inputSize }, loadOptions(opts));
       console.log(formatInspect(report, !!opts.layers));
       if (opts.json) writeJsonResult(opts.json, report);
     });

@@ -11,10 +11,11 @@ import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../../qft/stud
 import { runQuantize } from '../../pipeline/quantize-run.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 import { addTaskOptions, formatComparison, taskOptions, type TaskCliOptions } from './compare.js';
+import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 
 const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
 
-interface QuantizeCliOptions extends PreprocessFlags, InputSizeCliOptions, TaskCliOptions {
+interface QuantizeCliOptions extends PreprocessFlags, InputSizeCliOptions, TaskCliOptions, ModelCliOptions {
   calib: string;
   profile: string;
   calibration: RangeMethod;
@@ -69,7 +70,8 @@ export function registerQuantize(program: Command): void {
     program
       .command('quantize')
       .description('Post-training quantization for an integer target profile; writes a QDQ ONNX model and a report.')
-      .argument('<model>', 'float model (.tflite or .onnx)'),
+      .argument('<model>', 'float model (.tflite or .onnx)')
+      .option(...CUT_BEFORE_OPTION),
   ).requiredOption('--calib <dir>', 'calibration images: any folder of images at any depth (labels unused)');
   addPreprocessOptions(command)
     .option('--profile <name|file.json>', `target profile: ${builtinProfiles().join(', ')}, or a JSON file`, 'w8a8-shift')
@@ -120,6 +122,7 @@ export function registerQuantize(program: Command): void {
       const onSigint = () => interrupt.abort();
       const { quantization: result, profile, accuracy, compare, files, npuProblem, finetune: tuned, report } = await runQuantize({
         model: modelPath,
+        load: loadOptions(opts),
         calib: opts.calib,
         inputSize: opts.inputSize,
         profile: opts.profile,

@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadModel } from '../../import/load.js';
+import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 import { prepareModel } from '../../import/prepare.js';
 import { loadDataset } from '../../data/dataset.js';
 import { writeOnnxFile } from '../../onnx/write.js';
@@ -21,7 +22,7 @@ import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '.
 import { addTileOptions, bufferTable, nearMissLines, tileOptionsFrom, type TileCliOptions } from './buffers.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 
-interface TseOptions extends TileCliOptions, PreprocessFlags, InputSizeCliOptions {
+interface TseOptions extends TileCliOptions, PreprocessFlags, InputSizeCliOptions, ModelCliOptions {
   output: string;
   analyze?: boolean;
   data?: string;
@@ -36,7 +37,8 @@ export function registerTse(program: Command): void {
       program
         .command('tse')
         .description('Tile the squeeze-and-excite blocks of a model (TSE): local context instead of a global mean, no retraining.')
-        .argument('<model>', 'model file (.tflite or .onnx)'),
+        .argument('<model>', 'model file (.tflite or .onnx)')
+        .option(...CUT_BEFORE_OPTION),
     ),
   )
     .requiredOption('-o, --output <file>', 'ONNX file to write (the tiled model)')
@@ -65,7 +67,7 @@ export function registerTse(program: Command): void {
         inputs: [modelPath, ...(opts.analyze ? [opts.data!] : [])],
       });
       const passes = new PassLog();
-      const model = await prepareModel(loadModel(modelPath), passes, { inputSize: opts.inputSize });
+      const model = await prepareModel(loadModel(modelPath, loadOptions(opts)), passes, { inputSize: opts.inputSize });
       const detection = detectSqueezeExcite(model);
       const { blocks, nearMisses } = detection;
       for (const line of nearMissLines(nearMisses)) console.log(line);

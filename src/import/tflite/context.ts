@@ -3,6 +3,7 @@
  * which ONNX value holds each TFLite tensor, constants, names, shapes and the clamps that
  * stand in for quantized output ranges.
  */
+import { toObject } from 'flatbuffers/mjs/flexbuffers.js';
 import { attr, makeNode, nameAllocator } from '../../graph/graph.js';
 import { floatTensor, int64Tensor } from '../../graph/tensor.js';
 import type { AttributeValue, DataType, Dim, Graph, TensorData } from '../../graph/types.js';
@@ -89,6 +90,21 @@ export class Op {
     return this.raw.options;
   }
 
+  /** A custom operator's flexbuffer map of options (empty when it has none). */
+  flexOptions(): Record<string, unknown> {
+    const bytes = this.raw.customOptions;
+    if (!bytes?.length) return {};
+    let root: unknown;
+    try {
+      root = toObject(bytes.slice().buffer);
+    } catch (e) {
+      // The flexbuffers reader throws plain strings on malformed data.
+      this.fail(`cannot read its custom options (${e instanceof Error ? e.message : String(e)})`);
+    }
+    if (typeof root !== 'object' || root === null || Array.isArray(root)) this.fail('its custom options are not a flexbuffer map');
+    return root as Record<string, unknown>;
+  }
+
   /** Reads a fused activation code and checks that it is one we can express. */
   activation(options: Table | null, slot: number): number {
     const code = options?.int8(slot) ?? 0;
@@ -134,6 +150,8 @@ export class ImportContext {
   private readonly constantAlias = new Map<number, number>();
   private readonly initializerOf = new Map<number, string>();
   private readonly nhwcCopies = new Map<string, string>();
+  /** Shapes of outputs the file leaves unspecified, set by their converter (custom ops). */
+  private readonly declaredShapes = new Map<number, number[]>();
   /** Quantization parameters of ONNX values, for `tflite.quantization` metadata. */
   readonly quantization: Record<string, QuantRecord> = {};
   readonly fresh: (base: string) => string;
@@ -175,9 +193,19 @@ export class ImportContext {
     return this.batchedTensors.has(index);
   }
 
+  /** The static TFLite shape of `t`: the file's, or the one its converter declared. */
+  shapeOf(t: TfliteTensor): number[] {
+    return this.declaredShapes.get(t.index) ?? t.shape;
+  }
+
+  /** Sets the shape of an output the file leaves unspecified (custom operators' outputs). */
+  declareShape(t: TfliteTensor, shape: number[]): void {
+    this.declaredShapes.set(t.index, shape);
+  }
+
   /** TFLite shape of `t` with its leading dim symbolic when it is the batch. */
   tfliteDims(t: TfliteTensor): Dim[] {
-    return t.shape.map((d, i) => (i === 0 && this.isBatched(t.index) ? 'batch' : d));
+    return this.shapeOf(t).map((d, i) => (i === 0 && this.isBatched(t.index) ? 'batch' : d));
   }
 
   /** Shape of the ONNX value of `t` (NCHW for 4-D). */
@@ -276,7 +304,7 @@ export class ImportContext {
   /** Binds TFLite tensor `t` to ONNX value `name` (the first binding of a value keeps its metadata). */
   private bind(op: Op | null, t: TfliteTensor, name: string): void {
     this.values.set(t.index, name);
-    if (op ? this.outputBatched(op, t) : t.shape.length > 0) this.batchedTensors.add(t.index);
+    if (op ? this.outputBatched(op, t) : this.shapeOf(t).length > 0) this.batchedTensors.add(t.index);
     const record = this.quantRecord(t, (a) => onnxAxis(a, t.shape.length));
     if (record && !(name in this.quantization)) this.quantization[name] = record;
   }
@@ -426,7 +454,8 @@ export class ImportContext {
 
   /** Whether an output of `op` will have the symbolic batch as its leading dim. */
   outputBatched(op: Op, t: TfliteTensor): boolean {
-    return op.batched && t.shape.length > 0 && t.shape[0] === this.batchSize;
+    const shape = this.shapeOf(t);
+    return op.batched && shape.length > 0 && shape[0] === this.batchSize;
   }
 
   /** The ONNX value bound to `t` (after conversion); undefined when none is. */

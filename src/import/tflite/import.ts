@@ -7,15 +7,16 @@
  * original quantization parameters are kept in the model metadata.
  */
 import { basename } from 'node:path';
+import { pruneDeadNodes } from '../../graph/cut.js';
 import { createGraph, makeNode } from '../../graph/graph.js';
 import { topologicalSort } from '../../graph/toposort.js';
 import type { Model } from '../../graph/types.js';
 import { QuantflowError } from '../../util/errors.js';
 import { builtinName } from './builtins.js';
 import { ImportContext, Op } from './context.js';
-import { CONVERTERS } from './ops/index.js';
+import { CONVERTERS, CUSTOM_CONVERTERS } from './ops/index.js';
 import { representableRange } from './quant.js';
-import { readTfliteModel, type TfliteSubgraph, type TfliteTensor } from './schema.js';
+import { readTfliteModel, type TfliteModel, type TfliteOperator, type TfliteSubgraph, type TfliteTensor } from './schema.js';
 
 /** Metadata keys the importer writes. */
 export const METADATA = {
@@ -41,14 +42,24 @@ export interface TfliteInputInfo {
 
 const INPUT_TYPES = new Set(['float32', 'uint8', 'int8', 'int16']);
 
+export interface TfliteImportOptions {
+  /**
+   * An operator kind (builtin name such as LOGISTIC, or custom code) or a tensor name: the
+   * inputs of every operator of that kind (or the tensor) become graph outputs, and the
+   * operators computed from them are dropped. Operator kinds win over tensor names, since
+   * TFLite names an operator's first output after it.
+   */
+  cutBefore?: string;
+}
+
 /**
  * Imports a TFLite model (its first subgraph) as a float ONNX-semantics graph with NCHW
  * activations and a symbolic batch dimension. `source` names the file in error messages.
  * Every problem with the file, including truncation and corruption, is a QuantflowError.
  */
-export function importTflite(bytes: Uint8Array, source: string): Model {
+export function importTflite(bytes: Uint8Array, source: string, options: TfliteImportOptions = {}): Model {
   try {
-    return convert(bytes, source);
+    return convert(bytes, source, options);
   } catch (e) {
     if (e instanceof QuantflowError) throw e;
     // Damaged files can still surprise the checks (e.g. absurd sizes); report them as such.
@@ -64,7 +75,41 @@ function checkShapes(sg: TfliteSubgraph, source: string): void {
       );
 }
 
-function convert(bytes: Uint8Array, source: string): Model {
+/** Builtin name, or custom code for a custom operator. */
+function operatorKind(tfl: TfliteModel, raw: TfliteOperator, source: string): string {
+  const code = tfl.operatorCodes[raw.opcodeIndex];
+  if (!code) {
+    const count = tfl.operatorCodes.length;
+    throw new QuantflowError(
+      `${source}: operator ${raw.index} of subgraph 0 uses opcode index ${raw.opcodeIndex}, but the model lists ${count}`,
+    );
+  }
+  const name = builtinName(code.builtin);
+  return name === 'CUSTOM' ? (code.customCode ?? '') : name;
+}
+
+/**
+ * Where the import stops for `cutBefore`: for each operator, the input tensors that become
+ * graph outputs in its place, or null when it is converted.
+ */
+function cutPlan(tfl: TfliteModel, sg: TfliteSubgraph, source: string, cut: string | undefined): (number[] | null)[] {
+  if (cut === undefined) return sg.operators.map(() => null);
+  const byKind = sg.operators.some((raw) => operatorKind(tfl, raw, source) === cut);
+  const tensor = byKind ? -1 : sg.tensors.findIndex((t) => t.name === cut);
+  if (!byKind && tensor < 0)
+    throw new QuantflowError(`${source}: --cut-before '${cut}': no operator kind or tensor of that name in the model`);
+  const dropped = new Set<number>();
+  const isConstant = (i: number) => (tfl.buffers[sg.tensors[i]?.buffer ?? 0]?.length ?? 0) > 0;
+  return sg.operators.map((raw) => {
+    const here = byKind ? operatorKind(tfl, raw, source) === cut : raw.inputs.includes(tensor);
+    if (!here && !raw.inputs.some((i) => dropped.has(i))) return null;
+    for (const o of raw.outputs) dropped.add(o);
+    if (!here) return [];
+    return byKind ? raw.inputs.filter((i) => i >= 0 && !dropped.has(i) && !isConstant(i)) : [tensor];
+  });
+}
+
+function convert(bytes: Uint8Array, source: string, options: TfliteImportOptions): Model {
   const tfl = readTfliteModel(bytes, source);
   const sg = tfl.subgraphs[0];
   if (!sg) throw new QuantflowError(`${source}: the TFLite model has no subgraphs`);
@@ -83,30 +128,35 @@ function convert(bytes: Uint8Array, source: string): Model {
   const ctx = new ImportContext(graph, tfl, sg, source, inputs[0]!.shape[0] ?? 1);
   for (const t of inputs) graph.inputs.push({ name: ctx.defineInput(t), dataType: 'float32', shape: ctx.onnxDims(t) });
 
+  const plan = cutPlan(tfl, sg, source, options.cutBefore);
+  const cutOutputs: number[] = [];
   for (const raw of sg.operators) {
-    const code = tfl.operatorCodes[raw.opcodeIndex];
+    const cut = plan[raw.index];
+    if (cut) {
+      for (const i of cut) if (!cutOutputs.includes(i)) cutOutputs.push(i);
+      continue;
+    }
     const where = `(operator ${raw.index} of subgraph 0)`;
-    if (!code) {
-      const count = tfl.operatorCodes.length;
+    const kind = operatorKind(tfl, raw, source);
+    const isCustom = builtinName(tfl.operatorCodes[raw.opcodeIndex]!.builtin) === 'CUSTOM';
+    const converter = isCustom ? CUSTOM_CONVERTERS[kind] : CONVERTERS[kind];
+    if (!converter && isCustom)
       throw new QuantflowError(
-        `${source}: operator ${raw.index} of subgraph 0 uses opcode index ${raw.opcodeIndex}, but the model lists ${count}`,
+        `${source}: unsupported TFLite custom operator ${JSON.stringify(kind)} ${where}; pass --cut-before ${kind} to import the model up to its inputs`,
       );
-    }
-    const name = builtinName(code.builtin);
-    if (name === 'CUSTOM') {
-      const custom = JSON.stringify(code.customCode ?? '');
-      throw new QuantflowError(`${source}: unsupported TFLite custom operator ${custom} ${where}`);
-    }
-    const converter = CONVERTERS[name];
     if (!converter) {
       const supported = Object.keys(CONVERTERS).join(', ');
-      throw new QuantflowError(`${source}: unsupported TFLite operator ${name} ${where}; supported: ${supported}`);
+      throw new QuantflowError(
+        `${source}: unsupported TFLite operator ${kind} ${where}; supported: ${supported} (or pass --cut-before ${kind} to import the model up to its inputs)`,
+      );
     }
-    converter(ctx, new Op(ctx, raw, name));
+    converter(ctx, new Op(ctx, raw, kind));
   }
 
   const computed = new Set(graph.nodes.flatMap((n) => n.outputs));
-  sg.outputs.forEach((i, k) => {
+  const dropped = new Set(sg.operators.flatMap((raw) => (plan[raw.index] ? raw.outputs : [])));
+  const outputs = [...sg.outputs.filter((i) => !dropped.has(i)), ...cutOutputs.filter((i) => !sg.outputs.includes(i))];
+  outputs.forEach((i, k) => {
     const t = tensor(i, `graph output ${k}`);
     let name = ctx.boundValue(t);
     if (name === undefined) throw new QuantflowError(`${source}: no operator writes graph output '${t.name}'`);
@@ -121,6 +171,7 @@ function convert(bytes: Uint8Array, source: string): Model {
     graph.valueInfo.delete(name);
   });
   topologicalSort(graph);
+  pruneDeadNodes(graph);
 
   const first = inputs[0]!;
   const range = representableRange(first.type, first.quantization);

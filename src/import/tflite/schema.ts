@@ -239,6 +239,8 @@ export interface TfliteOperator {
   /** BuiltinOptions union type code (0 = none) and table. */
   optionsType: number;
   options: Table | null;
+  /** A custom operator's options (a flexbuffer for TFLite's own custom ops); null when absent. */
+  customOptions: Uint8Array | null;
 }
 
 export interface TfliteSubgraph {
@@ -293,6 +295,7 @@ function readOperator(t: Table, index: number): TfliteOperator {
     outputs: t.int32s(2, `outputs of ${t.what}`),
     optionsType,
     options: optionsType ? t.table(4, `options of ${t.what}`) : null,
+    customOptions: t.bytes(5, `custom options of ${t.what}`),
   };
 }
 

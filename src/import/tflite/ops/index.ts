@@ -1,6 +1,7 @@
 /** The TFLite builtin operators the importer converts, by schema name. */
 import type { ImportContext, Op } from '../context.js';
 import { conv2d, depthwiseConv2d, fullyConnected, transposeConv } from './conv.js';
+import { detectionPostProcess } from './detection.js';
 import { add, dequantize, div, hardSwish, logistic, mul, quantize, relu, relu6, reluN1To1, softmax, sub } from './elementwise.js';
 import { argMax, argMin, cast, exp, floorDiv, leakyRelu, maximum, minimum, prelu, rsqrt, sqrt, squaredDifference, tanh } from './math.js';
 import { averagePool2d, maxPool2d, mean, reduceMax, sum } from './pool.js';
@@ -62,4 +63,9 @@ export const CONVERTERS: Readonly<Record<string, Converter>> = {
   TRANSPOSE: transpose,
   TRANSPOSE_CONV: transposeConv,
   UNPACK: unpack,
+};
+
+/** The custom operators the importer converts, by custom code. */
+export const CUSTOM_CONVERTERS: Readonly<Record<string, Converter>> = {
+  TFLite_Detection_PostProcess: detectionPostProcess,
 };
