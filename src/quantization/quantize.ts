@@ -237,7 +237,8 @@ export async function buildQuantizedModel(
 
 /** Every model output of the quantized simulation against the float model on `sample` (see OutputReport). */
 async function modelOutputErrors(float: Model, quantized: Model, params: QuantizationParams, sample: TensorData): Promise<OutputReport[]> {
-  const feed = { [float.graph.inputs[0]!.name]: sample };
+  // Every input is an image input fed the same image (imageInputGeometry refuses anything else).
+  const feed = Object.fromEntries(float.graph.inputs.map((i) => [i.name, sample]));
   const run = async (m: Model, simulate: boolean) => {
     const s = await openSession(m, { simulate });
     try {
