@@ -116,6 +116,26 @@ test('ArgMax → Cast stays unquantized in the QDQ model and is the NPU package\
   assert.ok(report.outputs[0]!.maxDiff <= 1);
 });
 
+test('host tail: the unweighted nodes that feed only the tail join it; a weighted layer, a graph output or a value read elsewhere stops it', () => {
+  const g = createGraph('tail');
+  g.inputs.push({ name: 'x', dataType: 'float32', shape: [1, 3, 4, 4] });
+  g.initializers.set('w', floatTensor([4, 3, 1, 1], randomFloats(12, 1)));
+  g.initializers.set('gain', floatTensor([1, 4, 1, 1], [1, 2, 3, 4]));
+  g.nodes.push(
+    makeNode('Conv', ['x', 'w'], ['c'], {}, 'conv'),
+    makeNode('Relu', ['c'], ['features'], {}, 'relu'),
+    makeNode('Sigmoid', ['features'], ['probs'], {}, 'sigmoid'),
+    makeNode('Mul', ['probs', 'gain'], ['scaled'], {}, 'decode'),
+    makeNode('ArgMax', ['scaled'], ['class_map'], { axis: attr.int(1) }, 'argmax'),
+  );
+  g.outputs.push({ name: 'class_map', dataType: 'int64' });
+  const model: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
+  assert.deepEqual(hostTail(g).map((n) => n.name), ['relu', 'sigmoid', 'decode', 'argmax']);
+  // The features are also a model output: the NPU computes them, the tail starts after.
+  g.outputs.push({ name: 'features', dataType: 'float32' });
+  assert.deepEqual(hostTail(model.graph).map((n) => n.name), ['sigmoid', 'decode', 'argmax']);
+});
+
 test('--loss auto: KL on a classifier, normalized L2 on each output of a two-output model', () => {
   assert.deepEqual(outputTerms(tinyCnn()), [{ tensor: 'y', kind: 'kl', classes: 3 }]);
   const softmax = tinyCnn();

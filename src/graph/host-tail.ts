@@ -1,3 +1,4 @@
+import { consumerMap } from './graph.js';
 import type { Graph, Node } from './types.js';
 
 /**
@@ -13,11 +14,17 @@ const SHAPE_OPS: ReadonlySet<string> = new Set(['Shape', 'Size']);
 /** Quantization's own ops, whose integer outputs are not the model's values. */
 const QDQ_OPS: ReadonlySet<string> = new Set(['QuantizeLinear', 'DequantizeLinear']);
 
+/** Layers with weights: the NPU's work, never pulled onto the host. */
+const WEIGHTED_OPS: ReadonlySet<string> = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
+
 /**
  * The host tail of a float or QDQ graph, in graph order: index and post-processing nodes (see
- * HOST_OPS; a Gather whose indices are computed; a node with an output known to be non-float)
- * and every node that reads what one of them computes. Shape arithmetic is not part of it. The tail stays as in the float model,
- * unquantized; the integer NPU package ends at its inputs.
+ * HOST_OPS; a Gather whose indices are computed; a node with an output known to be non-float),
+ * every node that reads what one of them computes, and the unweighted nodes that feed only the
+ * tail (a detector's box decoding before NonMaxSuppression, a segmenter's upsampling before
+ * ArgMax): post-processing that a deployment runs on the host, where a fixed-point NPU would
+ * only add error to coordinates and scores. Shape arithmetic is not part of it. The tail stays
+ * as in the float model, unquantized; the integer NPU package ends at its inputs.
  */
 export function hostTail(graph: Graph): Node[] {
   const tailValues = new Set<string>();
@@ -38,7 +45,18 @@ export function hostTail(graph: Graph): Node[] {
     tail.push(node);
     for (const o of node.outputs) if (o) tailValues.add(o);
   }
-  return tail;
+  if (!tail.length) return tail;
+  const onHost = new Set(tail);
+  const consumers = consumerMap(graph);
+  const graphOutputs = new Set(graph.outputs.map((o) => o.name));
+  // Reverse graph order sees every consumer of a node before the node itself.
+  for (const node of [...graph.nodes].reverse()) {
+    if (onHost.has(node) || shapeNodes.has(node) || WEIGHTED_OPS.has(node.opType) || QDQ_OPS.has(node.opType)) continue;
+    const outputs = node.outputs.filter(Boolean);
+    const feedsTailOnly = outputs.every((o) => !graphOutputs.has(o) && (consumers.get(o) ?? []).length > 0 && consumers.get(o)!.every((c) => onHost.has(c)));
+    if (outputs.length && feedsTailOnly) onHost.add(node);
+  }
+  return graph.nodes.filter((n) => onHost.has(n));
 }
 
 /** Nodes that compute shapes (Shape, Size and arithmetic on their results alone), in graph order. */

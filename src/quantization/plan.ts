@@ -103,7 +103,8 @@ export function planQuantization(graph: Graph): QuantizationPlan {
         !FUSIBLE_ACTIVATIONS.has(node.opType) &&
         !graphOutputs.has(out) &&
         readers.length === 1 &&
-        FUSIBLE_ACTIVATIONS.has(readers[0]!.opType);
+        FUSIBLE_ACTIVATIONS.has(readers[0]!.opType) &&
+        !tail.has(readers[0]!);
       if (!fused) activations.push(out);
     }
   }
