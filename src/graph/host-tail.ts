@@ -1,4 +1,4 @@
-import { consumerMap } from './graph.js';
+import { consumerMap, producerMap } from './graph.js';
 import type { Graph, Node } from './types.js';
 
 /**
@@ -17,12 +17,15 @@ const QDQ_OPS: ReadonlySet<string> = new Set(['QuantizeLinear', 'DequantizeLinea
 /** Layers with weights: the NPU's work, never pulled onto the host. */
 const WEIGHTED_OPS: ReadonlySet<string> = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
 
+/** Clamps the NPU fuses into the requantization of the layer before them. */
+const CLAMPS: ReadonlySet<string> = new Set(['Relu', 'Clip']);
+
 /**
  * The host tail of a float or QDQ graph, in graph order: index and post-processing nodes (see
  * HOST_OPS; a Gather whose indices are computed; a node with an output known to be non-float),
  * every node that reads what one of them computes, and the unweighted nodes that feed only the
  * tail (a detector's box decoding before NonMaxSuppression, a segmenter's upsampling before
- * ArgMax): post-processing that a deployment runs on the host, where a fixed-point NPU would
+ * ArgMax; not a layer's own ReLU or clamp): post-processing that a deployment runs on the host, where a fixed-point NPU would
  * only add error to coordinates and scores. Shape arithmetic is not part of it. The tail stays
  * as in the float model, unquantized; the integer NPU package ends at its inputs.
  */
@@ -49,9 +52,11 @@ export function hostTail(graph: Graph): Node[] {
   const onHost = new Set(tail);
   const consumers = consumerMap(graph);
   const graphOutputs = new Set(graph.outputs.map((o) => o.name));
+  const producers = producerMap(graph);
+  const layerClamp = (node: Node) => CLAMPS.has(node.opType) && WEIGHTED_OPS.has(producers.get(node.inputs[0] ?? '')?.opType ?? '');
   // Reverse graph order sees every consumer of a node before the node itself.
   for (const node of [...graph.nodes].reverse()) {
-    if (onHost.has(node) || shapeNodes.has(node) || WEIGHTED_OPS.has(node.opType) || QDQ_OPS.has(node.opType)) continue;
+    if (onHost.has(node) || shapeNodes.has(node) || WEIGHTED_OPS.has(node.opType) || QDQ_OPS.has(node.opType) || layerClamp(node)) continue;
     const outputs = node.outputs.filter(Boolean);
     const feedsTailOnly = outputs.every((o) => !graphOutputs.has(o) && (consumers.get(o) ?? []).length > 0 && consumers.get(o)!.every((c) => onHost.has(c)));
     if (outputs.length && feedsTailOnly) onHost.add(node);
@@ -72,8 +77,11 @@ export function shapeArithmetic(graph: Graph): Node[] {
   return nodes;
 }
 
-/** The values the host tail reads from the rest of the graph (its cut), each once, in order; constants aside. */
+/**
+ * The values the host tail reads from the rest of the graph (its cut), each once, in order;
+ * constants and shape arithmetic aside (the host knows the shapes it is handed).
+ */
 export function tailInputs(graph: Graph, tail: readonly Node[]): string[] {
-  const onHost = new Set(tail.flatMap((n) => n.outputs));
+  const onHost = new Set([...tail, ...shapeArithmetic(graph)].flatMap((n) => n.outputs));
   return [...new Set(tail.flatMap((n) => n.inputs.filter((i) => i && !onHost.has(i) && !graph.initializers.has(i))))];
 }

@@ -3,7 +3,7 @@ import { InvalidArgumentError } from 'commander';
 import { builtinProfiles } from '../../quantization/profile.js';
 import type { RangeMethod } from '../../quantization/calibration.js';
 import { progressBar } from '../progress.js';
-import { formatTable, percent } from '../table.js';
+import { formatTable, nodeSummary, percent } from '../table.js';
 import { positiveInt } from './eval.js';
 import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '../preprocess-options.js';
 import { QFT_DEFAULTS, type LrSchedule } from '../../qft/finetune.js';
@@ -194,7 +194,7 @@ export function registerQuantize(program: Command): void {
         console.log(`outputs: ${result.outputs.map((o) => `${o.name} ${o.sqnrDb !== undefined ? `SQNR ${o.sqnrDb.toFixed(1)} dB` : `agreement ${percent(o.agreement!)}`}`).join(', ')}`);
       if (compare) console.log(`outputs on ${compare.n} images of ${opts.compare}, float vs quantized:\n${formatComparison(compare)}`);
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
-      if (report.npu?.hostTail) console.log(`host tail: ${report.npu.hostTail.map((n) => `${n.opType} (node ${n.name})`).join(', ')}; the NPU package outputs ${report.npu.outputs.join(', ')}`);
+      if (report.npu?.hostTail) console.log(`host tail: ${nodeSummary(report.npu.hostTail)}; the NPU package outputs ${report.npu.outputs.length <= 4 ? report.npu.outputs.join(', ') : `${report.npu.outputs.length} tensors`}`);
       console.log(`wrote ${files.model}${files.npu ? `, ${files.npu}/ (integer NPU package)` : ''}, ${files.json} and ${files.html}`);
     });
 }

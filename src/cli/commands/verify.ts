@@ -12,7 +12,7 @@ import { loadProfile } from '../../quantization/profile.js';
 import { QuantflowError } from '../../util/errors.js';
 import { writeJsonResult } from '../../util/fs.js';
 import { progressBar } from '../progress.js';
-import { formatTable } from '../table.js';
+import { formatTable, nodeSummary } from '../table.js';
 import { positiveInt } from './eval.js';
 import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '../preprocess-options.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
@@ -96,7 +96,7 @@ export function registerVerify(program: Command): void {
       console.log(formatTable([['package output (end to end)', 'elements', 'exact', 'max |diff| LSB'], ...report.outputs.map(row)]));
       console.log(`\n${report.images} image(s), profile ${pkg.profile.name}, preset ${preset} (${preprocess.reason})`);
       if (skipped.length) console.log(`skipped ${skipped.length} unreadable image(s): ${skipped.join(', ')}`);
-      if (pkg.hostTail) console.log(`host tail (not verified, runs on the host): ${pkg.hostTail.map((n) => `${n.opType} (node ${n.name})`).join(', ')}`);
+      if (pkg.hostTail) console.log(`host tail (not verified, runs on the host): ${nodeSummary(pkg.hostTail)}`);
       console.log(`all tensors, end to end: ${summary(report.chained)}`);
       console.log(`all tensors, each layer fed the simulation's inputs: ${summary(report.isolated)}`);
       console.log(`all tensors, the package's integer ONNX model (onnxruntime) vs the executor: ${summary(report.integerModel!)}`);
