@@ -202,7 +202,14 @@ def main():
     images = list_images(args.images)[:args.limit]
     if not images:
         fail(f'{args.images}: no images')
-    timings = []
+    manifest = {
+        'armnn': {'library': ann.ARMNN_VERSION, 'debian': debian_version('libarmnn22'), 'backend': 'CpuRef'},
+        'model': os.path.abspath(args.model),
+        'cutModel': os.path.abspath(model_path) if wanted else None,
+        'input': input_desc,
+        'outputs': [describe(n, b[1]) for n, b in zip(output_names, output_bindings)],
+        'images': [],
+    }
     for k, path in enumerate(images):
         tensor = pixels(path, input_desc['shape'], input_dtype)
         np.save(os.path.join(args.out, f'{k}_input.npy'), tensor)
@@ -210,21 +217,16 @@ def main():
         outputs = ann.make_output_tensors(output_bindings)
         started = time.perf_counter()
         runtime.EnqueueWorkload(network_id, inputs, outputs)
-        timings.append(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         for j, result in enumerate(ann.workload_tensors_to_ndarray(outputs)):
             np.save(os.path.join(args.out, f'{k}_output{j}.npy'), result)
-        print(f'{k + 1}/{len(images)} {os.path.basename(path)} {timings[-1]:.1f} s', file=sys.stderr, flush=True)
+        # Rewritten after every image, so an interrupted run still leaves the images done so far.
+        manifest['images'].append({'file': os.path.abspath(path), 'seconds': seconds})
+        with open(os.path.join(args.out, 'manifest.json.tmp'), 'w') as f:
+            json.dump(manifest, f, indent=1)
+        os.replace(os.path.join(args.out, 'manifest.json.tmp'), os.path.join(args.out, 'manifest.json'))
+        print(f'{k + 1}/{len(images)} {os.path.basename(path)} {seconds:.1f} s', file=sys.stderr, flush=True)
 
-    manifest = {
-        'armnn': {'library': ann.ARMNN_VERSION, 'debian': debian_version('libarmnn22'), 'backend': 'CpuRef'},
-        'model': os.path.abspath(args.model),
-        'cutModel': os.path.abspath(model_path) if wanted else None,
-        'input': input_desc,
-        'outputs': [describe(n, b[1]) for n, b in zip(output_names, output_bindings)],
-        'images': [{'file': os.path.abspath(p), 'seconds': t} for p, t in zip(images, timings)],
-    }
-    with open(os.path.join(args.out, 'manifest.json'), 'w') as f:
-        json.dump(manifest, f, indent=1)
 
 
 if __name__ == '__main__':
