@@ -86,10 +86,9 @@ function runArmnn(dir: string): Manifest {
     const script = new URL('../../bench/armnn/run_tflite.py', import.meta.url).pathname;
     const argv = [script, '--model', resolve(args.model!), '--images', resolve(args.data!), '--out', dir, '--limit', args.limit!];
     if (args.outputs) argv.push('--outputs', args.outputs);
-    const run = spawnSync(args.python!, argv, { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
-    // pyarmnn prints one line per parser it lacks; the rest is progress or the error.
-    const messages = (run.stderr ?? '').split('\n').filter((l) => l && !l.includes('Skipped'));
-    if (run.status !== 0) throw new QuantflowError(`Arm NN run failed: ${messages.at(-1) ?? run.error?.message ?? `exit ${run.status}`}`);
+    const run = spawnSync(args.python!, argv, { stdio: ['ignore', 'inherit', 'inherit'] });
+    if (run.error) throw new QuantflowError(`cannot run ${args.python}: ${run.error.message}; pass --python <python3 with pyarmnn>`);
+    if (run.status !== 0) throw new QuantflowError(`the Arm NN run (bench/armnn/run_tflite.py) failed with exit code ${run.status}; its message is above`);
   }
   return JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
 }

@@ -21,6 +21,7 @@ need, with them as the outputs (cut.tflite in --out), and runs that.
 """
 import argparse
 import json
+import logging
 import os
 import struct
 import subprocess
@@ -30,7 +31,9 @@ import time
 import numpy as np
 from PIL import Image
 
-import pyarmnn as ann
+# pyarmnn warns on import about each parser Debian leaves out (Caffe, ONNX, TF); only TFLite's is used.
+logging.getLogger('pyarmnn').setLevel(logging.ERROR)
+import pyarmnn as ann  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 DATA_TYPES = {
