@@ -216,11 +216,13 @@ async function main(): Promise<void> {
       // TFLite tensor names list every fused op after ';': the first one is enough to recognise it.
       const label = name.split(';')[0]!;
       for (const r of mine) table.push([label, r.image, ...keys.map((key) => show(key, r.figures[key]))]);
-      const mean = (key: string) => {
+      // Errors summarise as the worst image, agreements as the mean.
+      const summary = (key: string) => {
         const vs = mine.map((r) => r.figures[key]).filter((v): v is number => v !== undefined);
-        return vs.length ? vs.reduce((a, b) => a + b, 0) / vs.length : undefined;
+        if (!vs.length) return undefined;
+        return key === 'relMaxError' ? Math.max(...vs) : vs.reduce((a, b) => a + b, 0) / vs.length;
       };
-      table.push([label, `mean of ${mine.length}`, ...keys.map((key) => show(key, key === 'relMaxError' ? Math.max(...mine.map((r) => r.figures[key] ?? 0)) : mean(key)))]);
+      table.push([label, `mean of ${mine.length}`, ...keys.map((key) => show(key, summary(key)))]);
     }
     const armnnPerImage = manifest.images.map((i) => i.seconds);
     const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
