@@ -1,0 +1,168 @@
+/**
+ * Agreement figures between two runtimes' outputs for the same input, used by
+ * `npm run bench:armnn`: .npy reading, layout and dequantization, class maps, and detections.
+ */
+import { QuantflowError } from '../../src/util/errors.js';
+
+/** An array read from a .npy file (C order). */
+export interface NpyArray {
+  dtype: 'uint8' | 'int8' | 'int32' | 'int64' | 'float32' | 'bool';
+  shape: number[];
+  data: Float64Array;
+}
+
+const NPY_TYPES: Record<string, NpyArray['dtype']> = {
+  '|u1': 'uint8',
+  '|i1': 'int8',
+  '<i4': 'int32',
+  '<i8': 'int64',
+  '<f4': 'float32',
+  '|b1': 'bool',
+};
+
+/** Parses a .npy file (format versions 1–3) of the little-endian types numpy writes for Arm NN's tensors. */
+export function parseNpy(bytes: Uint8Array, source: string): NpyArray {
+  const magic = String.fromCharCode(...bytes.subarray(1, 6));
+  if (bytes[0] !== 0x93 || magic !== 'NUMPY') throw new QuantflowError(`${source}: not a .npy file`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const major = bytes[6]!;
+  const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const headerStart = major === 1 ? 10 : 12;
+  const header = new TextDecoder().decode(bytes.subarray(headerStart, headerStart + headerLength));
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  const dtype = descr === undefined ? undefined : NPY_TYPES[descr];
+  if (!dtype) throw new QuantflowError(`${source}: .npy element type ${descr} is not handled`);
+  if (/'fortran_order':\s*True/.test(header)) throw new QuantflowError(`${source}: Fortran-order .npy is not handled`);
+  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1] ?? '';
+  const shape = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map(Number);
+  const count = shape.reduce((a, b) => a * b, 1);
+  // A copy: node's Buffer.slice shares memory, often a pool whose offset 0 is not ours, and typed views need alignment.
+  const body = new Uint8Array(bytes.subarray(headerStart + headerLength));
+  const typed = {
+    uint8: () => new Uint8Array(body.buffer, 0, count),
+    bool: () => new Uint8Array(body.buffer, 0, count),
+    int8: () => new Int8Array(body.buffer, 0, count),
+    int32: () => new Int32Array(body.buffer, 0, count),
+    int64: () => new BigInt64Array(body.buffer, 0, count),
+    float32: () => new Float32Array(body.buffer, 0, count),
+  }[dtype]();
+  return { dtype, shape, data: Float64Array.from(typed as ArrayLike<number | bigint>, Number) };
+}
+
+/** Real values of a quantized tensor: scale·(q − zero point); a float or index tensor as it is. */
+export function dequantize(values: Float64Array, scale: number, zeroPoint: number): Float64Array {
+  return scale > 0 ? values.map((q) => scale * (q - zeroPoint)) : values;
+}
+
+/** An NCHW array in NHWC order, so quantflow's 4-D outputs line up with TFLite's. */
+export function nchwToNhwc(values: ArrayLike<number>, [n, c, h, w]: number[]): Float64Array {
+  const out = new Float64Array(n! * c! * h! * w!);
+  for (let b = 0; b < n!; b++)
+    for (let ch = 0; ch < c!; ch++)
+      for (let p = 0; p < h! * w!; p++) out[(b * h! * w! + p) * c! + ch] = values[(b * c! + ch) * h! * w! + p]!;
+  return out;
+}
+
+/** Index of the largest value along the last axis of rows of `size`; ties go to the first, as TFLite's ARG_MAX. */
+export function argmaxLast(values: ArrayLike<number>, size: number): Int32Array {
+  const out = new Int32Array(values.length / size);
+  for (let r = 0; r < out.length; r++) {
+    let best = 0;
+    for (let k = 1; k < size; k++) if (values[r * size + k]! > values[r * size + best]!) best = k;
+    out[r] = best;
+  }
+  return out;
+}
+
+/** Largest |a − b| divided by the range (max − min) of the reference `b`. */
+export function relativeMaxError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let err = 0;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < b.length; i++) {
+    err = Math.max(err, Math.abs(a[i]! - b[i]!));
+    lo = Math.min(lo, b[i]!);
+    hi = Math.max(hi, b[i]!);
+  }
+  return hi > lo ? err / (hi - lo) : err;
+}
+
+/** Fraction of equal labels, and mean IoU over the classes present in either class map. */
+export function classMapAgreement(a: ArrayLike<number>, b: ArrayLike<number>): { pixels: number; miou: number } {
+  const inter = new Map<number, number>();
+  const union = new Map<number, number>();
+  let same = 0;
+  const add = (m: Map<number, number>, k: number) => m.set(k, (m.get(k) ?? 0) + 1);
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === b[i]) {
+      same++;
+      add(inter, a[i]!);
+      add(union, a[i]!);
+    } else {
+      add(union, a[i]!);
+      add(union, b[i]!);
+    }
+  }
+  const ious = [...union].map(([k, u]) => (inter.get(k) ?? 0) / u);
+  return { pixels: same / a.length, miou: ious.reduce((s, x) => s + x, 0) / ious.length };
+}
+
+/** One detection: box as [ymin, xmin, ymax, xmax] (TFLite_Detection_PostProcess order), class and score. */
+export interface Detection {
+  box: number[];
+  label: number;
+  score: number;
+}
+
+/** Intersection over union of two [ymin, xmin, ymax, xmax] boxes. */
+export function boxIou(a: number[], b: number[]): number {
+  const h = Math.max(0, Math.min(a[2]!, b[2]!) - Math.max(a[0]!, b[0]!));
+  const w = Math.max(0, Math.min(a[3]!, b[3]!) - Math.max(a[1]!, b[1]!));
+  const inter = h * w;
+  const area = (r: number[]) => Math.max(0, r[2]! - r[0]!) * Math.max(0, r[3]! - r[1]!);
+  const u = area(a) + area(b) - inter;
+  return u > 0 ? inter / u : 0;
+}
+
+/**
+ * Detections of `test` matched to `reference` (same class, IoU ≥ `iou`, greedily by test
+ * score, each reference box used once), counting only scores ≥ `threshold`.
+ */
+export function matchDetections(
+  test: Detection[],
+  reference: Detection[],
+  threshold: number,
+  iou = 0.5,
+): { matched: number; test: number; reference: number } {
+  const t = test.filter((d) => d.score >= threshold).sort((x, y) => y.score - x.score);
+  const r = reference.filter((d) => d.score >= threshold);
+  const used = new Set<number>();
+  let matched = 0;
+  for (const d of t) {
+    let best = -1;
+    let bestIou = iou;
+    r.forEach((g, k) => {
+      if (used.has(k) || g.label !== d.label) return;
+      const v = boxIou(d.box, g.box);
+      if (v >= bestIou) [best, bestIou] = [k, v];
+    });
+    if (best >= 0) {
+      used.add(best);
+      matched++;
+    }
+  }
+  return { matched, test: t.length, reference: r.length };
+}
+
+/** The detections of TFLite_Detection_PostProcess's four outputs (boxes, classes, scores, count) for image 0. */
+export function detections(boxes: ArrayLike<number>, classes: ArrayLike<number>, scores: ArrayLike<number>, count: number): Detection[] {
+  return Array.from({ length: count }, (_, i) => ({
+    box: Array.from({ length: 4 }, (_, j) => boxes[4 * i + j]!),
+    label: Math.round(classes[i]!),
+    score: scores[i]!,
+  }));
+}
