@@ -304,6 +304,15 @@ test('Slice (negative start, end past the axis) and nearest Resize by integer fa
     wrt: ['x'],
   }));
 
+test('bilinear Resize that broadcasts a 1x1 map (DeepLab image pooling): the gradient sums over the map', () =>
+  check({
+    inputs: input([2, 3, 1, 1]),
+    params: { sizes: int64Tensor([4], [2, 3, 4, 5]), w: randomTensor([2, 3, 4, 5], 7) },
+    nodes: [makeNode('Resize', ['x', '', '', 'sizes'], ['r'], { mode: attr.string('linear') }), makeNode('Mul', ['r', 'w'], ['y'])],
+    out: 'y',
+    wrt: ['x'],
+  }));
+
 test('Softmax and LogSoftmax', () =>
   check({
     inputs: input([2, 3, 4]),

@@ -55,6 +55,14 @@ test('Resize (nearest) selections match onnxruntime for each coordinate and roun
     }
 });
 
+test('a bilinear Resize that only broadcasts a 1x1 map is a selection (matching onnxruntime); one that interpolates is refused', async () => {
+  const linear = (name: string) => makeNode('Resize', ['x', '', '', 'n'], ['y'], { mode: attr.string('linear') }, name);
+  await compare(linear('broadcast'), [1, 3, 1, 1], { n: int64Tensor([4], [1, 3, 4, 5]) }, resizeSelection);
+  const s = resizeSelection(linear('broadcast'), [1, 3, 1, 1], new Map([['n', int64Tensor([4], [1, 3, 2, 3])]]));
+  assert.deepEqual(s.index, [[0], [0, 1, 2], [0, 0], [0, 0, 0]]);
+  assert.throws(() => resizeSelection(linear('up'), [1, 3, 2, 2], new Map([['n', int64Tensor([4], [1, 3, 4, 4])]])), /mode 'linear' is supported only where it broadcasts/);
+});
+
 test('Slice selections match onnxruntime: negative indices, clamped ends, steps both ways', async () => {
   const cases: [string, number[], number[], number[], number[]][] = [
     ['crop', [0, 0], [4, 4], [2, 3], [1, 1]],

@@ -106,7 +106,7 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
     const dqNodes = [makeNode('DequantizeLinear', [qName, sName, zName], [wName], dqAttrs, fresh(`${prefix}_DequantizeLinear`))];
     node.inputs[1] = wName;
 
-    const inputScale = gridScale(layer.node.inputs[0]!, params.activations, originalProducers);
+    const inputScale = gridScale(layer.node.inputs[0]!, params.activations, originalProducers, model.graph);
     if (layer.bias && inputScale !== undefined) {
       const bias = toFloat32(graph.initializers.get(layer.bias)!);
       const sBias = new Float32Array(bias.length);
@@ -174,12 +174,13 @@ function gridScale(
   name: string,
   activations: Map<string, ActivationQuantParams>,
   producers: Map<string, Node>,
+  graph: Graph,
 ): number | undefined {
   for (let current: string | undefined = name; current; ) {
     const p = activations.get(current);
     if (p) return p.scale;
     const producer = producers.get(current);
-    current = producer && keepsGrid(producer) ? producer.inputs[0] : undefined;
+    current = producer && keepsGrid(producer, graph) ? producer.inputs[0] : undefined;
   }
   return undefined;
 }

@@ -1,4 +1,5 @@
 import { attrInts, attrString } from '../graph/graph.js';
+import { resizeBroadcastAxes } from '../graph/resize.js';
 import type { Node, TensorData } from '../graph/types.js';
 import { constantInput, nodeError } from './window.js';
 
@@ -21,9 +22,9 @@ function normalizedAxes(node: Node, axes: number[], rank: number): number[] {
   });
 }
 
-/** ONNX Resize with mode 'nearest' on an input of shape `inShape` (opset 10 and 11+ input forms). */
+/** ONNX Resize with mode 'nearest' (or any mode that only broadcasts length-1 axes) on an input of shape `inShape` (opset 10 and 11+ input forms). */
 export function resizeSelection(node: Node, inShape: readonly number[], constants: ReadonlyMap<string, TensorData>): Selection {
-  if (attrString(node, 'mode', 'nearest') !== 'nearest') throw nodeError(node, `mode '${attrString(node, 'mode', 'nearest')}' is not supported (only nearest)`);
+  const interpolating = attrString(node, 'mode', 'nearest') !== 'nearest';
   const transform = attrString(node, 'coordinate_transformation_mode', 'half_pixel');
   const rounding = attrString(node, 'nearest_mode', 'round_prefer_floor');
   if (attrString(node, 'keep_aspect_ratio_policy', 'stretch') !== 'stretch') throw nodeError(node, 'keep_aspect_ratio_policy other than stretch is not supported');
@@ -48,8 +49,11 @@ export function resizeSelection(node: Node, inShape: readonly number[], constant
       shape[axis] = Math.floor(Math.fround(n * scales![i]!));
     }
   });
+  if (interpolating && !resizeBroadcastAxes(node, inShape, shape))
+    throw nodeError(node, `mode '${attrString(node, 'mode', 'nearest')}' is supported only where it broadcasts single rows or columns (otherwise only nearest)`);
   const index = shape.map((out, axis) => {
     const n = inShape[axis]!;
+    if (interpolating) return Array.from({ length: out }, (_, o) => (n === 1 ? 0 : o));
     return Array.from({ length: out }, (_, o) => {
       const x = sourceCoordinate(node, transform, o, scale[axis]!, n, out);
       return Math.min(n - 1, Math.max(0, nearest(node, rounding, x)));

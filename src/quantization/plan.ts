@@ -1,5 +1,6 @@
 import { attrFloat, attrInt, attrString, consumerMap } from '../graph/graph.js';
 import { hostTail } from '../graph/host-tail.js';
+import { resizeBroadcastAxes } from '../graph/resize.js';
 import type { Graph, Node } from '../graph/types.js';
 
 /** A layer whose constant weights get quantized. */
@@ -48,11 +49,17 @@ const SAME_GRID_OPS: ReadonlySet<string> = new Set(['Reshape', 'Flatten', 'Squee
 /**
  * Whether `node`'s output lies on the same integer grid as its (first) input, so the target
  * needs no new scale: it moves or selects values without arithmetic (a nearest-neighbour
- * Resize included, unlike an interpolating one; zero padding too).
+ * Resize included, and an interpolating one that only broadcasts length-1 axes
+ * (`resizeBroadcastAxes`, which needs `graph`'s shapes); zero padding too).
  */
-export function keepsGrid(node: Node): boolean {
-  return SAME_GRID_OPS.has(node.opType) || (node.opType === 'Resize' && attrString(node, 'mode', 'nearest') === 'nearest') || padsWithZeros(node);
+export function keepsGrid(node: Node, graph?: Graph): boolean {
+  if (node.opType === 'Resize') {
+    const shape = (name: string | undefined) => graph?.valueInfo.get(name ?? '')?.shape;
+    return attrString(node, 'mode', 'nearest') === 'nearest' || !!resizeBroadcastAxes(node, shape(node.inputs[0]), shape(node.outputs[0]));
+  }
+  return SAME_GRID_OPS.has(node.opType) || padsWithZeros(node);
 }
+
 
 /** A constant-mode Pad whose value is 0, which every grid holds exactly (its zero point). */
 function padsWithZeros(node: Node): boolean {
@@ -94,7 +101,7 @@ export function planQuantization(graph: Graph): QuantizationPlan {
     if (tail.has(node)) continue;
     const layer = weightedLayer(node, graph);
     if (layer) layers.push(layer);
-    if (keepsGrid(node)) continue;
+    if (keepsGrid(node, graph)) continue;
     if (node.opType === 'Softmax' && graphOutputs.has(node.outputs[0]!)) continue;
     for (const out of node.outputs) {
       if (!out || !isFloat(out) || graph.initializers.has(out)) continue;

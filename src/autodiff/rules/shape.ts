@@ -1,5 +1,6 @@
 import { attrInt, attrInts, attrString } from '../../graph/graph.js';
 import { toNumbers } from '../../graph/tensor.js';
+import { resizeBroadcastAxes } from '../../graph/resize.js';
 import type { GradContext, GradientRule, RuleTable } from '../rule.js';
 import { isNumber, range, reshapeTo } from './helpers.js';
 
@@ -79,6 +80,8 @@ function sliceGrad(ctx: GradContext): (string | undefined)[] {
 function resizeGrad(ctx: GradContext): (string | undefined)[] {
   const { b, node } = ctx;
   const mode = (name: string, fallback: string) => attrString(node, name, fallback);
+  const broadcast = resizeBroadcastAxes(node, ctx.shape(node.inputs[0]!), ctx.shape(node.outputs[0]!));
+  if (broadcast) return [b.reduceSum(ctx.dy, broadcast, true, `${node.name}_grad`)];
   if (mode('mode', 'nearest') !== 'nearest' || mode('coordinate_transformation_mode', 'half_pixel') !== 'asymmetric' || mode('nearest_mode', 'round_prefer_floor') !== 'floor')
     ctx.fail('only nearest-neighbour Resize with asymmetric coordinates and floor rounding has a gradient rule');
   const x = node.inputs[0]!;
