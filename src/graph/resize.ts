@@ -11,7 +11,8 @@ import type { Dim, Node } from './types.js';
 export function resizeBroadcastAxes(node: Node, inShape: readonly Dim[] | undefined, outShape: readonly Dim[] | undefined): number[] | undefined {
   if (!inShape || !outShape || inShape.length !== outShape.length) return undefined;
   if (attrString(node, 'coordinate_transformation_mode', 'half_pixel') === 'tf_crop_and_resize') return undefined;
-  if (!inShape.every((d, i) => typeof d === 'number' && (d === outShape[i] || d === 1))) return undefined;
+  // A symbolic batch stays as it is; it matches itself.
+  if (!inShape.every((d, i) => (d !== null && d === outShape[i]) || d === 1)) return undefined;
   const axes = inShape.flatMap((d, i) => (d === outShape[i] ? [] : [i]));
   return axes.length ? axes : undefined;
 }
