@@ -38,10 +38,23 @@ export function loadModel(path: string, options: LoadOptions = {}): Model {
     throw new QuantflowError(`${path}: cannot read model file (${hint})`);
   }
   if (bytes.length === 0) throw new QuantflowError(`${path}: the model file is empty`);
-  if (detectFormat(bytes) === 'tflite') return importTflite(bytes, basename(path), { cutBefore: options.cutBefore });
-  if (path.toLowerCase().endsWith('.tflite'))
+  if (detectFormat(bytes) !== 'tflite' && path.toLowerCase().endsWith('.tflite'))
     throw new QuantflowError(`${path}: not a TFLite flatbuffer (no TFL3 identifier); the file may be truncated or corrupt`);
-  const model = parseOnnx(bytes, { source: path, baseDir: dirname(path) });
-  if (options.cutBefore !== undefined) cutBefore(model, options.cutBefore, path);
+  return loadModelBytes(bytes, { ...options, source: path, baseDir: dirname(path) });
+}
+
+/** Where model bytes came from: named in errors; `baseDir` holds an ONNX model's external data files. */
+export interface ModelSource {
+  source: string;
+  baseDir?: string;
+}
+
+/** `loadModel` for a model already in memory; the format comes from the content. */
+export function loadModelBytes(bytes: Uint8Array, options: LoadOptions & ModelSource): Model {
+  const { source, baseDir, cutBefore: cut } = options;
+  if (bytes.length === 0) throw new QuantflowError(`${source}: the model is empty`);
+  if (detectFormat(bytes) === 'tflite') return importTflite(bytes, basename(source), { cutBefore: cut });
+  const model = parseOnnx(bytes, { source, baseDir });
+  if (cut !== undefined) cutBefore(model, cut, source);
   return model;
 }

@@ -1,15 +1,6 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Command } from 'commander';
-import { imageBatches, imageInputGeometry } from '../../data/batches.js';
-import { loadDataset } from '../../data/dataset.js';
-import { PREPROCESS_METADATA, PRESETS, resolvePreprocess, type PresetName } from '../../data/preprocess.js';
-import { buildNpuPackage } from '../../npu/package.js';
-import { readNpuPackage } from '../../npu/io.js';
-import { verifyPackage, type TensorAgreement } from '../../npu/verify.js';
-import { readOnnxFile } from '../../onnx/read.js';
-import { loadProfile } from '../../quantization/profile.js';
-import { QuantflowError } from '../../util/errors.js';
+import { runVerify } from '../../pipeline/verify-run.js';
+import type { TensorAgreement } from '../../npu/verify.js';
 import { writeJsonResult } from '../../util/fs.js';
 import { progressBar } from '../progress.js';
 import { formatTable, nodeSummary } from '../table.js';
@@ -53,43 +44,23 @@ export function registerVerify(program: Command): void {
         'Example:\n  quantflow verify out/ --data ../shared/data/imagenet-val-650 --limit 2 --per-layer',
     )
     .action(async (dir: string, opts: VerifyOptions) => {
-      const request = preprocessRequest(opts);
-      const qdqPath = opts.qdq ?? join(dir, 'model.qdq.onnx');
-      if (!existsSync(qdqPath)) throw new QuantflowError(`no QDQ model at '${qdqPath}' (give --qdq)`);
-      const qdq = readOnnxFile(qdqPath);
-      const packageDir = opts.package ?? join(dir, 'npu');
-      let pkg;
-      if (opts.package || existsSync(packageDir)) pkg = readNpuPackage(packageDir);
-      else {
-        const profileName = opts.profile ?? qdq.metadata['quantflow.profile'];
-        if (!profileName) throw new QuantflowError(`no NPU package at '${packageDir}' and no profile to build one (give --profile)`);
-        pkg = await buildNpuPackage(qdq, loadProfile(profileName));
-        console.log(`built the NPU package from ${qdqPath} for profile ${pkg.profile.name} (not written)`);
-      }
-      const geometry = imageInputGeometry(qdq);
-      // Packages record only a preset name; QDQ models from before the metadata existed have nothing else.
-      const packaged = qdq.metadata[PREPROCESS_METADATA] === undefined && PRESETS.includes(pkg.preset as PresetName) ? { preset: pkg.preset as PresetName } : undefined;
-      const preprocess = resolvePreprocess(qdq, request ?? packaged, geometry.channels);
+      let bar: ReturnType<typeof progressBar> | undefined;
+      const run = await runVerify({
+        dir,
+        data: opts.data,
+        limit: opts.limit,
+        qdq: opts.qdq,
+        package: opts.package,
+        profile: opts.profile,
+        preprocess: preprocessRequest(opts),
+        inputSize: opts.inputSize,
+        skipBadImages: opts.skipBadImages,
+        onImage: (done, total) => (bar ??= progressBar('verify', total)).update(done),
+      });
+      bar?.stop();
+      const { report, package: pkg, preprocess, skipped, qdqPath } = run;
       const preset = preprocess.label;
-      const dataset = await loadDataset(opts.data);
-      const items = dataset.items.slice(0, opts.limit);
-      // The QDQ model and the package were built at one size; any other would not be what they compute.
-      if (opts.inputSize && (opts.inputSize[0] !== geometry.height || opts.inputSize[1] !== geometry.width))
-        throw new QuantflowError(
-          `${qdqPath} was quantized at input size ${geometry.height}x${geometry.width}, not --input-size ${opts.inputSize.join('x')}: quantize again at that size or drop the option`,
-        );
-      const bar = progressBar('verify', items.length);
-      const skipped: string[] = [];
-      // A model exported with a fixed batch (often 1) takes only that many images at a time.
-      const batch = geometry.fixedBatch ?? 4;
-      const batches = (async function* () {
-        for await (const b of imageBatches(items, { ...geometry, preprocess: preprocess.spec, batch, skipBadImages: opts.skipBadImages })) {
-          skipped.push(...b.skipped);
-          if (b.items.length) yield { data: b.data, count: b.items.length };
-        }
-      })();
-      const report = await verifyPackage(pkg, qdq, batches, { integerModel: true, onImage: (done) => bar.update(done) });
-      bar.stop();
+      if (run.built) console.log(`built the NPU package from ${qdqPath} for profile ${pkg.profile.name} (not written)`);
 
       const opOf = new Map(pkg.layers.map((l) => [l.output, l.op]));
       const row = (a: TensorAgreement) => [a.tensor, a.elements, exactShare(a), a.maxDiff];
