@@ -143,6 +143,12 @@ export function checkOutputFolder(dir: string): void {
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new QuantflowError(`${dir}: the output folder is a file`);
 }
 
+/** `ptq` with QFT's result in place of its own: the QDQ model, parameters and per-layer facts rebuilt from `tuned`. */
+export async function applyFinetune(ptq: QuantizeResult, tuned: FinetuneResult, profile: TargetProfile): Promise<QuantizeResult> {
+  const built = await buildQuantizedModel(tuned.model, tuned.params, profile, ptq.sample, ptq.float);
+  return { ...ptq, model: built.model, params: tuned.params, layers: built.layers, outputs: built.outputs };
+}
+
 const SILENT: StageReporter = { update() {}, stop() {} };
 
 /**
@@ -242,8 +248,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
         onProgress: (step, _total, loss) => r.update(step, { loss }),
       }),
     );
-    const built = await buildQuantizedModel(tuned.model, tuned.params, profile, result.sample, result.float);
-    result = { ...result, model: built.model, params: tuned.params, layers: built.layers, outputs: built.outputs };
+    result = await applyFinetune(result, tuned, profile);
     qft = {
       options: { ...qftOptions, train, equalizedPairs: tuned.equalizedPairs, teacherCached: tuned.teacherCached },
       steps: tuned.steps,
