@@ -31,7 +31,12 @@ import type {
   PresetName as Preset,
   ResizeMode as PreprocessResize,
 } from './data/preprocess.js';
-import { compareModels as compareOutputs, type CompareOptions as CompareModelsOptions, type CompareResult as CompareModelsResult, type OutputComparison as OutputFigures } from './eval/compare.js';
+import {
+  compareModels as compareOutputs,
+  type CompareOptions as CompareModelsOptions,
+  type CompareResult as CompareModelsResult,
+  type OutputComparison as OutputFigures,
+} from './eval/compare.js';
 import { evaluate as evaluateModel, type EvalOptions as EvaluateOptions, type EvalResult as EvaluateResult } from './eval/evaluate.js';
 import type { BoxFormat as DetectionBoxFormat, Task as OutputTask } from './eval/tasks.js';
 import type { Model as GraphModel } from './graph/types.js';
@@ -54,7 +59,13 @@ import {
   type StageReporter as PipelineStageReporter,
 } from './pipeline/quantize-run.js';
 import { runVerify, type VerifyRun, type VerifyRunOptions } from './pipeline/verify-run.js';
-import { finetune as finetunePtq, QFT_DEFAULTS as QFT_DEFAULT_VALUES, type FinetuneOptions as TrainingOptions, type FinetuneResult as TrainingResult, type LrSchedule as Schedule } from './qft/finetune.js';
+import {
+  finetune as finetunePtq,
+  QFT_DEFAULTS as QFT_DEFAULT_VALUES,
+  type FinetuneOptions as TrainingOptions,
+  type FinetuneResult as TrainingResult,
+  type LrSchedule as Schedule,
+} from './qft/finetune.js';
 import type { LossKind as DistillationLoss, TrainedGroup as TrainedQuantities } from './qft/student.js';
 import type { RangeMethod as CalibrationMethod } from './quantization/calibration.js';
 import { builtinProfiles as profileNames, loadProfile as readProfile, type TargetProfile as Profile } from './quantization/profile.js';
@@ -117,7 +128,8 @@ export interface LoadModelOptions {
  */
 export async function loadModel(source: string | Uint8Array, options: LoadModelOptions = {}): Promise<Model> {
   const { inputSize, cutBefore, name } = options;
-  const model = typeof source === 'string' ? readModelFile(source, { cutBefore }) : loadModelBytes(source, { cutBefore, source: name ?? '<bytes>' });
+  const model =
+    typeof source === 'string' ? readModelFile(source, { cutBefore }) : loadModelBytes(source, { cutBefore, source: name ?? '<bytes>' });
   return prepareModel(model, undefined, { inputSize });
 }
 
