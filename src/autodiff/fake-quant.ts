@@ -12,7 +12,7 @@
 import { attr, attrInt } from '../graph/graph.js';
 import type { Model, Node } from '../graph/types.js';
 import { QuantflowError } from '../util/errors.js';
-import { GraphBuilder } from './builder.js';
+import { GraphBuilder } from '../graph/builder.js';
 import { QUANTFLOW_DOMAIN } from './domain.js';
 import { staticShapes } from './shapes.js';
 

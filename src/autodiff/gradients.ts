@@ -2,7 +2,7 @@ import type { DataType, Graph, Model, Node, ValueInfo } from '../graph/types.js'
 import { producerMap, pruneUnusedInitializers } from '../graph/graph.js';
 import { formatShape } from '../graph/shapes.js';
 import { QuantflowError } from '../util/errors.js';
-import { GraphBuilder } from './builder.js';
+import { GraphBuilder } from '../graph/builder.js';
 import { QUANTFLOW_DOMAIN } from './domain.js';
 import { differentiableOps, gradientRule } from './registry.js';
 import type { ForwardContext, GradContext } from './rule.js';

@@ -1,5 +1,5 @@
 import type { Dim, Node, TensorData } from '../graph/types.js';
-import type { GraphBuilder } from './builder.js';
+import type { GraphBuilder } from '../graph/builder.js';
 
 /** What a gradient rule sees of one forward node while the backward pass is built. */
 export interface GradContext {

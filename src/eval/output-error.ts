@@ -2,7 +2,7 @@ import { attrInt, producerMap } from '../graph/graph.js';
 import { hostTail, tailInputs } from '../graph/host-tail.js';
 import { inferShapes } from '../graph/shapes.js';
 import type { Model, ValueInfo } from '../graph/types.js';
-import type { ImageSet } from '../qft/images.js';
+import type { ImageSet } from '../data/images.js';
 import { openSession, runSession } from '../runtime/session.js';
 
 /**

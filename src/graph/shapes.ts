@@ -9,7 +9,7 @@ import type { DataType, Dim, Model, Node, TensorData, ValueInfo } from './types.
 import { attrFloats, attrInt, attrInts, attrString, attrTensor } from './graph.js';
 import { sizeOf, toFloat32, toNumbers } from './tensor.js';
 import { schemaOf, unsupportedOperatorMessage, type OpType } from './ops.js';
-import { dataTypeFromCode } from '../onnx/datatype.js';
+import { dataTypeFromCode } from './datatype.js';
 import { QuantflowError } from '../util/errors.js';
 
 /**

@@ -1,7 +1,7 @@
 import { attr, createGraph, makeNode } from '../graph/graph.js';
 import { allocStorage } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, TensorData } from '../graph/types.js';
-import { onnxTypeCode } from '../onnx/datatype.js';
+import { onnxTypeCode } from '../graph/datatype.js';
 import type { AvgPoolLayer, ConvLayer, Grid, IntTensor, NpuLayer, NpuPackage, Requantization, TensorInfo } from './types.js';
 import { windowCount, windowOutput } from './window.js';
 

@@ -1,7 +1,7 @@
-import { GraphBuilder } from '../autodiff/builder.js';
+import { GraphBuilder } from '../graph/builder.js';
 import { fakeQuant } from '../autodiff/fake-quant.js';
 import { staticShapes } from '../autodiff/shapes.js';
-import type { QuantizationParams } from '../export/qdq.js';
+import type { QuantizationParams } from '../quantization/qdq.js';
 import { floatTensor, toFloat32 } from '../graph/tensor.js';
 import { topologicalSort } from '../graph/toposort.js';
 import type { Graph, Model, Node } from '../graph/types.js';

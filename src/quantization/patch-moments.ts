@@ -1,4 +1,4 @@
-import { GraphBuilder } from '../autodiff/builder.js';
+import { GraphBuilder } from '../graph/builder.js';
 import { attr, attrInt, attrInts, attrString } from '../graph/graph.js';
 import { floatTensor } from '../graph/tensor.js';
 import type { Graph, Model } from '../graph/types.js';

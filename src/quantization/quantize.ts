@@ -5,7 +5,7 @@ import { preprocessMetadata, resolvePreprocess, type PreprocessChoice, type Prep
 import type { Model, Node, TensorData } from '../graph/types.js';
 import { consumerMap } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
-import { buildQdqModel, type QuantizationParams } from '../export/qdq.js';
+import { buildQdqModel, type QuantizationParams } from './qdq.js';
 import { openSession, runSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 import { activationQuantParams, HistogramObserver, MinMaxObserver, type Observer, type RangeMethod } from './calibration.js';

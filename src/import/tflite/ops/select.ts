@@ -6,7 +6,7 @@
 import { attr } from '../../../graph/graph.js';
 import { int64Tensor } from '../../../graph/tensor.js';
 import type { Dim } from '../../../graph/types.js';
-import { onnxTypeCode } from '../../../onnx/datatype.js';
+import { onnxTypeCode } from '../../../graph/datatype.js';
 import type { ImportContext, Op, OutputSpec } from '../context.js';
 import { NCHW_TO_NHWC, NHWC_TO_NCHW, onnxAxis } from '../layout.js';
 import { Options } from '../schema.js';

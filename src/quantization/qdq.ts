@@ -1,11 +1,11 @@
 import { attr, makeNode, nameAllocator, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, Node, TensorData } from '../graph/types.js';
-import type { ActivationQuantParams } from '../quantization/calibration.js';
-import { keepsGrid, weightLayout, type WeightedLayer } from '../quantization/plan.js';
-import type { QuantizedWeights } from '../quantization/weights.js';
+import type { ActivationQuantParams } from './calibration.js';
+import { keepsGrid, weightLayout, type WeightedLayer } from './plan.js';
+import type { QuantizedWeights } from './weights.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
-import { roundHalfToEven } from '../quantization/fixedpoint.js';
+import { roundHalfToEven } from './fixedpoint.js';
 
 /** What the quantizer decided, ready to be written into a graph. */
 export interface QuantizationParams {
