@@ -6,7 +6,7 @@
  * broadcasting, element counts, ...) throw a QuantflowError naming the node.
  */
 import type { DataType, Dim, Model, Node, TensorData, ValueInfo } from './types.js';
-import { attrFloats, attrInt, attrInts, attrString, attrTensor } from './graph.js';
+import { attrFloats, attrInt, attrInts, attrString, attrTensor, nodeError } from './graph.js';
 import { sizeOf, toFloat32, toNumbers } from './tensor.js';
 import { schemaOf, unsupportedOperatorMessage, type OpType } from './ops.js';
 import { dataTypeFromCode } from './datatype.js';
@@ -96,10 +96,6 @@ const INTEGER_TYPES: ReadonlySet<DataType> = new Set([
   'int64',
   'uint64',
 ]);
-
-function nodeError(node: Node, message: string): QuantflowError {
-  return new QuantflowError(`node '${node.name}' (${node.opType}): ${message}`);
-}
 
 /** One node as its shape function sees it. */
 class Context {

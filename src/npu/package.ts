@@ -1,4 +1,4 @@
-import { attrFloat, attrInt, attrInts } from '../graph/graph.js';
+import { attrFloat, attrInt, attrInts, nodeError } from '../graph/graph.js';
 import { hostTail, shapeArithmetic, tailInputs } from '../graph/host-tail.js';
 import { inferShapes } from '../graph/shapes.js';
 import { keepsGrid } from '../quantization/plan.js';
@@ -13,7 +13,7 @@ import { qdqView, type DequantizedConstant, type QdqView } from './qdq-view.js';
 import { reshapeOutput } from './reshape.js';
 import { resizeSelection, sliceSelection } from './select.js';
 import type { Grid, IntTensor, LutLayer, NpuLayer, NpuPackage, Requantization, TensorInfo, Window } from './types.js';
-import { broadcastShape, constantInput, nodeError, windowCount, windowOf } from './window.js';
+import { broadcastShape, constantInput, windowCount, windowOf } from './window.js';
 
 export interface BuildOptions {
   /** Preprocessing preset of the images (recorded in the manifest for `verify`). */

@@ -1,7 +1,7 @@
-import { attrInts, attrString } from '../graph/graph.js';
+import { attrInts, attrString, nodeError } from '../graph/graph.js';
 import { resizeBroadcastAxes } from '../graph/resize.js';
 import type { Node, TensorData } from '../graph/types.js';
-import { constantInput, nodeError } from './window.js';
+import { constantInput } from './window.js';
 
 /**
  * Resize (nearest neighbour) and Slice as per-axis index maps: output element

@@ -1,13 +1,7 @@
-import { attrInt, attrInts, attrString } from '../graph/graph.js';
+import { attrInt, attrInts, attrString, nodeError } from '../graph/graph.js';
 import { toNumbers } from '../graph/tensor.js';
 import type { Node, TensorData } from '../graph/types.js';
-import { QuantflowError } from '../util/errors.js';
 import type { Window } from './types.js';
-
-/** Error about one node: names it, as every user-facing failure does. */
-export function nodeError(node: Node, message: string): QuantflowError {
-  return new QuantflowError(`node '${node.name}' (${node.opType}): ${message}`);
-}
 
 /** Constant input `i` of `node` (an initializer) as numbers; undefined when absent, an error naming it when computed. */
 export function constantInput(node: Node, i: number, constants: ReadonlyMap<string, TensorData>): number[] | undefined {

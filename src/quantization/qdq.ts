@@ -1,4 +1,4 @@
-import { attr, makeNode, nameAllocator, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
+import { attr, cloneModel, makeNode, nameAllocator, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, Node, TensorData } from '../graph/types.js';
 import type { ActivationQuantParams } from './calibration.js';
@@ -31,8 +31,8 @@ const PER_AXIS_OPSET = 13;
  * in the new graph.
  */
 export function buildQdqModel(model: Model, params: QuantizationParams): { model: Model; floatNames: Map<string, string> } {
-  const graph = cloneGraph(model.graph);
-  const out: Model = { ...model, graph, metadata: { ...model.metadata } };
+  const out = cloneModel(model);
+  const graph = out.graph;
   upgradeOpset(out, params.weights.some((w) => w.quantized.bits === 4) ? INT4_OPSET : PER_AXIS_OPSET);
   const fresh = nameAllocator(graph);
   const newNodes = new Map<Node | 'inputs', Node[]>();
@@ -197,13 +197,3 @@ function scalarOfType(dataType: 'int8' | 'uint8' | 'int16' | 'uint16', value: nu
   return { dataType, dims: [], data };
 }
 
-function cloneGraph(g: Graph): Graph {
-  return {
-    ...g,
-    nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attributes: { ...n.attributes } })),
-    initializers: new Map(g.initializers),
-    inputs: [...g.inputs],
-    outputs: [...g.outputs],
-    valueInfo: new Map(g.valueInfo),
-  };
-}

@@ -3,7 +3,7 @@ import type { Dataset } from '../data/dataset.js';
 import { imageBatches, imageFeeds, imageInputGeometry } from '../data/batches.js';
 import { preprocessMetadata, resolvePreprocess, type PreprocessChoice, type PreprocessRequest } from '../data/preprocess.js';
 import type { Model, Node, TensorData } from '../graph/types.js';
-import { consumerMap } from '../graph/graph.js';
+import { cloneModel, consumerMap } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
 import { buildQdqModel, type QuantizationParams } from './qdq.js';
 import { openSession, runSession } from '../runtime/session.js';
@@ -262,9 +262,9 @@ async function modelOutputErrors(float: Model, quantized: Model, params: Quantiz
 
 /** A copy of `model` (sharing unchanged tensors) with cross-layer equalization applied. */
 function equalized(model: Model): Model {
-  const graph = { ...model.graph, initializers: new Map(model.graph.initializers) };
-  equalizeCrossLayer(graph);
-  return { ...model, graph };
+  const copy = cloneModel(model);
+  equalizeCrossLayer(copy.graph);
+  return copy;
 }
 
 /** `model` with each layer's bias reduced by its bias correction (a shallow copy when any applies). */
