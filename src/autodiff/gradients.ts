@@ -1,6 +1,6 @@
 import type { DataType, Graph, Model, Node, ValueInfo } from '../graph/types.js';
 import { nodeError, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
-import { formatShape } from '../graph/shapes.js';
+import { formatShape } from '../graph/tensor.js';
 import { QuantflowError } from '../util/errors.js';
 import { GraphBuilder } from '../graph/builder.js';
 import { QUANTFLOW_DOMAIN } from './domain.js';

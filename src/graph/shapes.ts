@@ -7,9 +7,10 @@
  */
 import type { DataType, Dim, Model, Node, TensorData, ValueInfo } from './types.js';
 import { attrFloats, attrInt, attrInts, attrString, attrTensor, nodeError } from './graph.js';
-import { sizeOf, toFloat32, toNumbers } from './tensor.js';
+import { formatShape, sizeOf, toFloat32, toNumbers } from './tensor.js';
 import { schemaOf, unsupportedOperatorMessage, type OpType } from './ops.js';
 import { dataTypeFromCode } from './datatype.js';
+import { explicitPads, isSamePadding, outputSize, windowAttributes, windowExtent, type WindowAttributes } from './window.js';
 import { QuantflowError } from '../util/errors.js';
 
 /**
@@ -58,11 +59,6 @@ export function inferShapes(model: Model): Map<string, Dim[]> {
   }
   graph.valueInfo = valueInfo;
   return elements;
-}
-
-/** A shape as one would write it in a message: `[N, 3, ?, 224]` (`?` for an unknown dim). */
-export function formatShape(shape: readonly Dim[]): string {
-  return `[${shape.map((d) => d ?? '?').join(', ')}]`;
 }
 
 /** What inference knows about one value. */
@@ -308,64 +304,27 @@ function softmax(c: Context): Value[] {
   return [{ dataType: x.dataType, shape: x.shape }];
 }
 
-const AUTO_PADS: ReadonlySet<string> = new Set(['NOTSET', 'SAME_UPPER', 'SAME_LOWER', 'VALID']);
-
-/** Sliding-window attributes shared by Conv, ConvTranspose and the pools. */
-interface Window {
-  strides: number[];
-  dilations: number[];
-  /** Begin pads of every spatial axis, then end pads. */
-  pads: number[];
-  autoPad: string;
-}
-
-function windowAttributes(c: Context, n: number): Window {
-  const { node } = c;
-  const strides = attrInts(node, 'strides', new Array<number>(n).fill(1));
-  const dilations = attrInts(node, 'dilations', new Array<number>(n).fill(1));
-  const pads = attrInts(node, 'pads', new Array<number>(2 * n).fill(0));
-  const autoPad = attrString(node, 'auto_pad', 'NOTSET');
-  if (!AUTO_PADS.has(autoPad)) c.fail(`auto_pad '${autoPad}' is not one of ${[...AUTO_PADS].join(', ')}`);
-  if (strides.length !== n || strides.some((s) => s < 1))
-    c.fail(`strides ${formatShape(strides)} should be ${n} values ≥ 1`);
-  if (dilations.length !== n || dilations.some((d) => d < 1))
-    c.fail(`dilations ${formatShape(dilations)} should be ${n} values ≥ 1`);
-  if (pads.length !== 2 * n || pads.some((p) => p < 0))
-    c.fail(`pads ${formatShape(pads)} should be ${2 * n} values ≥ 0`);
-  return { strides, dilations, pads, autoPad };
-}
-
-/** [begin, end] padding of spatial axis i (VALID ignores the pads attribute). */
-function padsOf(w: Window, i: number): [number, number] {
-  const n = w.strides.length;
-  return w.autoPad === 'VALID' ? [0, 0] : [w.pads[i], w.pads[i + n]];
-}
-
-/** Output sizes of a sliding window (Conv, pools) over the spatial dims. */
+/** Output sizes of a sliding window (Conv, pools) over the spatial dims, symbolic ones included. */
 function windowOutputs(
   c: Context,
   spatial: readonly Dim[],
   kernel: readonly Dim[],
-  w: Window,
+  w: WindowAttributes,
   ceilMode: boolean,
 ): Dim[] {
-  const same = w.autoPad === 'SAME_UPPER' || w.autoPad === 'SAME_LOWER';
+  const same = isSamePadding(w);
   return spatial.map((d, i) => {
-    const [k, s, dilation] = [kernel[i], w.strides[i], w.dilations[i]];
-    const [begin, end] = padsOf(w, i);
+    const [k, stride, dilation] = [kernel[i], w.strides[i]!, w.dilations[i]!];
+    const [begin, end] = explicitPads(w, i);
     if (!isNum(d)) {
       // Only a stride-1 window padded by exactly what the kernel consumes keeps the size.
-      return s === 1 && (same || (isNum(k) && begin + end === (k - 1) * dilation)) ? d : null;
+      return stride === 1 && (same || (isNum(k) && begin + end === (k - 1) * dilation)) ? d : null;
     }
-    if (same) return Math.ceil(d / s);
+    if (same) return Math.ceil(d / stride);
     if (!isNum(k)) return null;
-    const extent = (k - 1) * dilation + 1;
-    const span = d + begin + end - extent;
-    if (span < 0) c.fail(`window of ${extent} exceeds the padded input size ${d + begin + end} on spatial axis ${i}`);
-    if (!ceilMode) return Math.floor(span / s) + 1;
-    const out = Math.ceil(span / s) + 1;
-    // A window starting in the right padding is dropped (PyTorch, ONNX shape inference since 1.16).
-    return (out - 1) * s >= d + begin ? out - 1 : out;
+    const extent = windowExtent(k, dilation);
+    if (d + begin + end < extent) c.fail(`window of ${extent} exceeds the padded input size ${d + begin + end} on spatial axis ${i}`);
+    return outputSize(d, { kernel: k, stride, dilation, begin, end }, ceilMode);
   });
 }
 
@@ -413,7 +372,7 @@ function conv(c: Context): Value[] {
     c.fail(`${outChannels} output channels do not split into ${g} groups`);
   checkBias(c, outChannels);
   const kernel = kernelShape(c, ws.slice(2));
-  const spatial = windowOutputs(c, xs.slice(2), kernel, windowAttributes(c, rank - 2), false);
+  const spatial = windowOutputs(c, xs.slice(2), kernel, windowAttributes(c.node, rank - 2), false);
   return [{ dataType: x.dataType, shape: [xs[0], outChannels, ...spatial] }];
 }
 
@@ -428,7 +387,7 @@ function convTranspose(c: Context): Value[] {
   checkBias(c, outChannels);
 
   const n = rank - 2;
-  const w = windowAttributes(c, n);
+  const w = windowAttributes(c.node, n);
   const outputShape = attrInts(c.node, 'output_shape');
   if (outputShape) {
     // Exporters write either the spatial sizes (as the spec says) or the whole shape.
@@ -441,10 +400,10 @@ function convTranspose(c: Context): Value[] {
   if (outputPadding.length !== n) c.fail(`output_padding ${formatShape(outputPadding)} should hold ${n} values`);
   const spatial = xs.slice(2).map((d, i) => {
     const s = w.strides[i];
-    if (w.autoPad === 'SAME_UPPER' || w.autoPad === 'SAME_LOWER') return isNum(d) ? d * s : s === 1 ? d : null;
+    if (isSamePadding(w)) return isNum(d) ? d * s : s === 1 ? d : null;
     const k = kernel[i];
     if (!isNum(d) || !isNum(k)) return null;
-    const [begin, end] = padsOf(w, i);
+    const [begin, end] = explicitPads(w, i);
     const out = s * (d - 1) + outputPadding[i] + (k - 1) * w.dilations[i] + 1 - begin - end;
     if (out < 1) c.fail(`output size ${out} on spatial axis ${i} is not positive`);
     return out;
@@ -502,7 +461,7 @@ function pool(c: Context): Value[] {
     c.fail(`input ${formatShape(x.shape)} does not fit kernel_shape ${formatShape(kernel)}`);
   const xs = x.shape ?? unknownDims(rank);
   const ceilMode = attrInt(c.node, 'ceil_mode', 0) !== 0;
-  const shape = [xs[0], xs[1], ...windowOutputs(c, xs.slice(2), kernel, windowAttributes(c, kernel.length), ceilMode)];
+  const shape = [xs[0], xs[1], ...windowOutputs(c, xs.slice(2), kernel, windowAttributes(c.node, kernel.length), ceilMode)];
   // MaxPool's optional second output holds the flat index of each maximum.
   return [
     { dataType: x.dataType, shape },

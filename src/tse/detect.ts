@@ -14,7 +14,7 @@
 import type { Dim, Model, Node } from '../graph/types.js';
 import { attrInt, attrInts, attrString } from '../graph/graph.js';
 import { sizeOf, toNumbers } from '../graph/tensor.js';
-import { formatShape } from '../graph/shapes.js';
+import { formatShape } from '../graph/tensor.js';
 import { findGate, SHAPE_ONLY_OPS, type Gate } from './gate.js';
 import { GraphView, isDescriptor } from './view.js';
 
