@@ -9,7 +9,7 @@
  * `buildGradientGraph` replaces it by its forward ops plus its gradient rule
  * (rules/quantize.ts), and `expandFakeQuant` replaces it by its forward ops for evaluation.
  */
-import { attr, attrInt, nodeError } from '../graph/graph.js';
+import { attr, attrInt, nodeError, normalizeAxis } from '../graph/graph.js';
 import type { Model, Node } from '../graph/types.js';
 import { QuantflowError } from '../util/errors.js';
 import { GraphBuilder } from '../graph/builder.js';
@@ -83,7 +83,7 @@ export function emitFakeQuant(b: GraphBuilder, node: Node, rank: number | undefi
   let s = scale;
   if (node.attributes.axis) {
     if (rank === undefined) throw nodeError(node, `per-channel scales need the rank of '${x}'`);
-    const axis = (attrInt(node, 'axis', 0) + rank) % rank;
+    const axis = normalizeAxis(attrInt(node, 'axis', 0), rank, node);
     // One scale per channel broadcasts against x when the trailing axes are 1.
     s = b.reshape(scale, [-1, ...new Array<number>(rank - 1 - axis).fill(1)]);
   }

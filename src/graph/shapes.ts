@@ -6,7 +6,7 @@
  * broadcasting, element counts, ...) throw a QuantflowError naming the node.
  */
 import type { DataType, Dim, Model, Node, TensorData, ValueInfo } from './types.js';
-import { attrFloats, attrInt, attrInts, attrString, attrTensor, nodeError } from './graph.js';
+import { attrFloats, attrInt, attrInts, attrString, attrTensor, nodeError, normalizeAxis } from './graph.js';
 import { formatShape, sizeOf, toFloat32, toNumbers } from './tensor.js';
 import { schemaOf, unsupportedOperatorMessage, type OpType } from './ops.js';
 import { dataTypeFromCode } from './datatype.js';
@@ -134,12 +134,6 @@ const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 /** The elements when all are known numbers. */
 function numbers(dims: readonly Dim[] | undefined): number[] | undefined {
   return dims?.every(isNum) ? [...dims] : undefined;
-}
-
-function axisIn(c: Context, axis: number, rank: number, what = 'axis'): number {
-  if (!Number.isInteger(axis) || axis < -rank || axis >= rank)
-    c.fail(`${what} ${axis} is out of range for rank ${rank}`);
-  return axis < 0 ? axis + rank : axis;
 }
 
 /** d + n; a symbolic dim survives only n = 0. */
@@ -300,7 +294,7 @@ function softmax(c: Context): Value[] {
   const x = c.input(0);
   // The default axis moved from 1 to -1 when opset 13 redefined Softmax per axis.
   const axis = attrInt(c.node, 'axis', c.opset >= 13 ? -1 : 1);
-  if (x.shape) axisIn(c, axis, x.shape.length);
+  if (x.shape) normalizeAxis(axis, x.shape.length, c.node);
   return [{ dataType: x.dataType, shape: x.shape }];
 }
 
@@ -487,7 +481,7 @@ function reduce(c: Context): Value[] {
   if (axes === null) return [{ dataType: x.dataType, shape: keep ? unknownDims(rank) : undefined }];
   if (axes.length === 0 && c.opset >= axesInputSince && attrInt(c.node, 'noop_with_empty_axes', 0) !== 0)
     return [{ dataType: x.dataType, shape: x.shape }];
-  const reduced = new Set(axes.length ? axes.map((a) => axisIn(c, a, rank)) : range(rank));
+  const reduced = new Set(axes.length ? axes.map((a) => normalizeAxis(a, rank, c.node)) : range(rank));
   const shape = keep ? x.shape.map((d, i) => (reduced.has(i) ? 1 : d)) : x.shape.filter((_, i) => !reduced.has(i));
   return [{ dataType: x.dataType, shape }];
 }
@@ -496,7 +490,7 @@ function reduce(c: Context): Value[] {
 function argReduce(c: Context): Value[] {
   const x = c.input(0);
   if (!x.shape) return [{ dataType: 'int64' }];
-  const axis = axisIn(c, attrInt(c.node, 'axis', 0), x.shape.length);
+  const axis = normalizeAxis(attrInt(c.node, 'axis', 0), x.shape.length, c.node);
   const keep = attrInt(c.node, 'keepdims', 1) !== 0;
   const shape = keep ? x.shape.map((d, i) => (i === axis ? 1 : d)) : x.shape.filter((_, i) => i !== axis);
   return [{ dataType: 'int64', shape }];
@@ -595,7 +589,7 @@ function squeeze(c: Context): Value[] {
     if (!shape.every(isNum)) return [{ dataType: x.dataType }];
     dropped = new Set(range(shape.length).filter((i) => shape[i] === 1));
   } else {
-    dropped = new Set(axes.map((a) => axisIn(c, a, shape.length)));
+    dropped = new Set(axes.map((a) => normalizeAxis(a, shape.length, c.node)));
     for (const i of dropped)
       if (isNum(shape[i]) && shape[i] !== 1)
         c.fail(`cannot squeeze axis ${i} of size ${shape[i]} in ${formatShape(shape)}`);
@@ -609,7 +603,7 @@ function unsqueeze(c: Context): Value[] {
   if (axes === undefined) c.fail("missing required 'axes'");
   if (!x.shape || axes === null) return [{ dataType: x.dataType }];
   const rank = x.shape.length + axes.length;
-  const inserted = new Set(axes.map((a) => axisIn(c, a, rank)));
+  const inserted = new Set(axes.map((a) => normalizeAxis(a, rank, c.node)));
   if (inserted.size !== axes.length) c.fail(`axes ${formatShape(axes)} repeat an axis`);
   let next = 0;
   const shape = range(rank).map((i) => (inserted.has(i) ? 1 : x.shape![next++]));
@@ -636,7 +630,7 @@ function concat(c: Context): Value[] {
   const rank = known[0].length;
   if (rank === 0) c.fail('cannot concatenate scalars');
   if (known.some((s) => s.length !== rank)) c.fail(`inputs ${known.map(formatShape).join(', ')} differ in rank`);
-  const axis = axisIn(c, requiredInt(c, 'axis'), rank);
+  const axis = normalizeAxis(requiredInt(c, 'axis'), rank, c.node);
   const shape = range(rank).map((j) => {
     if (j === axis) return known.length === inputs.length ? sumDim(known.map((s) => s[j])) : null;
     return known.reduce<Dim>((dim, s) => {
@@ -661,7 +655,7 @@ function pad(c: Context): Value[] {
   const rank = x.shape.length;
   const axesList = c.opset >= 18 ? listOperand(c, 'axes', 3, 18) : undefined;
   if (axesList === null) return [{ dataType: x.dataType, shape: unknownDims(rank) }];
-  const axes = axesList?.map((a) => axisIn(c, a, rank)) ?? range(rank);
+  const axes = axesList?.map((a) => normalizeAxis(a, rank, c.node)) ?? range(rank);
   const shape = [...x.shape];
   if (pads === null) {
     for (const a of axes) shape[a] = null;
@@ -725,7 +719,7 @@ function resize(c: Context): Value[] {
   const axesAttr = attrInts(c.node, 'axes');
   const rank = x.shape?.length ?? (axesAttr ? null : (operand.shape?.[0] ?? null));
   if (!isNum(rank)) return [{ dataType: x.dataType }];
-  const axes = axesAttr?.map((a) => axisIn(c, a, rank)) ?? range(rank);
+  const axes = axesAttr?.map((a) => normalizeAxis(a, rank, c.node)) ?? range(rank);
   const values = operand.elements;
   if (values && values.length !== axes.length)
     c.fail(`${sizes ? 'sizes' : 'scales'} ${formatShape(values)} should hold ${axes.length} values`);
@@ -765,7 +759,7 @@ function gather(c: Context): Value[] {
   if (!data.shape || !indices.shape) return [{ dataType: data.dataType }];
   const rank = data.shape.length;
   if (rank === 0) c.fail('cannot gather from a scalar');
-  const axis = axisIn(c, attrInt(c.node, 'axis', 0), rank);
+  const axis = normalizeAxis(attrInt(c.node, 'axis', 0), rank, c.node);
   const picks = numbers(indices.elements);
   const size = data.shape[axis];
   for (const i of picks ?? [])
@@ -811,7 +805,7 @@ function slice(c: Context): Value[] {
   if (starts === undefined || ends === undefined) c.fail("missing required 'starts' or 'ends'");
   if (!x.shape) return [{ dataType: x.dataType }];
   const rank = x.shape.length;
-  const axes = axesList === undefined ? starts && range(starts.length) : axesList?.map((a) => axisIn(c, a, rank));
+  const axes = axesList === undefined ? starts && range(starts.length) : axesList?.map((a) => normalizeAxis(a, rank, c.node));
   if (!axes) return [{ dataType: x.dataType, shape: unknownDims(rank) }];
   if (new Set(axes).size !== axes.length) c.fail(`axes ${formatShape(axes)} repeat an axis`);
   const shape = [...x.shape];
@@ -882,7 +876,7 @@ function checkQuantParams(c: Context): void {
   }
   if (scale.length === 0 || (scale.length === 1 && scale[0] === 1)) return;
   if (scale.length > 1) c.fail(`scale ${formatShape(scale)} should be a scalar or 1-D`);
-  const axis = axisIn(c, attrInt(c.node, 'axis', 1), x.length);
+  const axis = normalizeAxis(attrInt(c.node, 'axis', 1), x.length, c.node);
   if (isNum(scale[0]) && isNum(x[axis]) && scale[0] !== x[axis])
     c.fail(`per-axis scale has ${scale[0]} values but axis ${axis} of ${formatShape(x)} has ${x[axis]}`);
 }
@@ -918,7 +912,7 @@ function split(c: Context): Value[] {
   const x = c.input(0);
   const count = c.node.outputs.length;
   const rank = x.shape?.length;
-  const axis = rank === undefined ? -1 : axisIn(c, attrInt(c.node, 'axis', 0), rank);
+  const axis = rank === undefined ? -1 : normalizeAxis(attrInt(c.node, 'axis', 0), rank, c.node);
   const size = rank === undefined ? null : x.shape![axis];
   const withDim = (d: Dim): Value => ({ dataType: x.dataType, shape: x.shape?.map((v, i) => (i === axis ? d : v)) });
   const parts = listOperand(c, 'split', 1, 13);
@@ -1024,7 +1018,7 @@ function checkElementIndices(c: Context, data: Value, others: Value[]): void {
   if (!data.shape) return;
   const rank = data.shape.length;
   if (rank === 0) c.fail('cannot index a scalar');
-  axisIn(c, attrInt(c.node, 'axis', 0), rank);
+  normalizeAxis(attrInt(c.node, 'axis', 0), rank, c.node);
   for (const v of others)
     if (v.shape && v.shape.length !== rank)
       c.fail(`indices of shape ${formatShape(v.shape)} must have the rank of data ${formatShape(data.shape)}`);
@@ -1070,7 +1064,7 @@ function topK(c: Context): Value[] {
     k = given.elements?.[0] ?? null;
   }
   if (!x.shape) return [{ dataType: x.dataType }, { dataType: 'int64' }];
-  const axis = axisIn(c, attrInt(c.node, 'axis', -1), x.shape.length);
+  const axis = normalizeAxis(attrInt(c.node, 'axis', -1), x.shape.length, c.node);
   const size = x.shape[axis]!;
   if (isNum(k) && (k < 0 || (isNum(size) && k > size))) c.fail(`k = ${k} is out of range for axis ${axis} of size ${size}`);
   const shape = x.shape.map((d, i) => (i === axis ? (isNum(k) ? k : null) : d));

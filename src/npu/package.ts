@@ -1,4 +1,4 @@
-import { attrFloat, attrInt, attrInts, nodeError } from '../graph/graph.js';
+import { attrFloat, attrInt, attrInts, constantInput, nodeError, normalizeAxis } from '../graph/graph.js';
 import { hostTail, shapeArithmetic, tailInputs } from '../graph/host-tail.js';
 import { inferShapes } from '../graph/shapes.js';
 import { keepsGrid } from '../quantization/plan.js';
@@ -13,7 +13,7 @@ import { qdqView, type DequantizedConstant, type QdqView } from './qdq-view.js';
 import { reshapeOutput } from './reshape.js';
 import { resizeSelection, sliceSelection } from './select.js';
 import type { Grid, IntTensor, LutLayer, NpuLayer, NpuPackage, Requantization, TensorInfo, Window } from './types.js';
-import { broadcastShape, constantInput, windowCount, windowOf } from './window.js';
+import { broadcastShape, windowCount, windowOf } from './window.js';
 
 export interface BuildOptions {
   /** Preprocessing preset of the images (recorded in the manifest for `verify`). */
@@ -382,8 +382,7 @@ class Lowering {
     let kernel = [h, w];
     let keep = true;
     if (node.opType === 'ReduceMean') {
-      const axesInput = node.inputs[1] && this.graph.initializers.get(node.inputs[1]);
-      const axes = (axesInput ? toNumbers(axesInput) : attrInts(node, 'axes', [])).map((a) => (a + 4) % 4).sort();
+      const axes = (constantInput(node, 1, this.graph.initializers) ?? attrInts(node, 'axes', [])).map((a) => normalizeAxis(a, 4, node)).sort();
       if (axes.join() !== '2,3') throw nodeError(node, `only the spatial mean (axes 2, 3) is supported, got axes [${axes}]`);
       keep = attrInt(node, 'keepdims', 1) === 1;
     } else if (node.opType === 'AveragePool') kernel = attrInts(node, 'kernel_shape', []);
@@ -462,7 +461,7 @@ class Lowering {
   private lowerConcat(node: Node): void {
     const xs = node.inputs.map((i) => this.info(node, i));
     const rank = xs[0]!.shape.length;
-    const axis = (attrInt(node, 'axis', 0) + rank) % rank;
+    const axis = normalizeAxis(attrInt(node, 'axis', 0), rank, node);
     const o = this.requantOutput(node);
     const shape = [...xs[0]!.shape];
     shape[axis] = xs.reduce((n, t) => n + t.shape[axis]!, 0);

@@ -1,17 +1,7 @@
 import { attrInt, nodeError } from '../graph/graph.js';
 import { outputSize, resolveWindow, tapRange, windowAttributes, type WindowAxis } from '../graph/window.js';
-import { toNumbers } from '../graph/tensor.js';
-import type { Node, TensorData } from '../graph/types.js';
+import type { Node } from '../graph/types.js';
 import type { Window } from './types.js';
-
-/** Constant input `i` of `node` (an initializer) as numbers; undefined when absent, an error naming it when computed. */
-export function constantInput(node: Node, i: number, constants: ReadonlyMap<string, TensorData>): number[] | undefined {
-  const name = node.inputs[i];
-  if (!name) return undefined;
-  const t = constants.get(name);
-  if (!t) throw nodeError(node, `input '${name}' must be a constant`);
-  return toNumbers(t);
-}
 
 /**
  * The 2-D window of a Conv or pooling node over an NCHW input of spatial size [h, w], with
