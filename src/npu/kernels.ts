@@ -1,7 +1,8 @@
+import type { Grid } from '../quantization/grid.js';
 import { multiplyByQuantizedMultiplier, roundingRightShift } from '../quantization/fixedpoint.js';
 import { tapRange } from '../graph/window.js';
 import { windowAxis, windowOutput } from './window.js';
-import type { AddLayer, AvgPoolLayer, ConcatLayer, ConvLayer, FullyConnectedLayer, Grid, IntTensor, LutLayer, MaxPoolLayer, MulLayer, PadLayer, Requantization, SelectLayer, TransposeLayer } from './types.js';
+import type { AddLayer, AvgPoolLayer, ConcatLayer, ConvLayer, FullyConnectedLayer, IntTensor, LutLayer, MaxPoolLayer, MulLayer, PadLayer, Requantization, SelectLayer, TransposeLayer } from './types.js';
 
 /**
  * Integer kernels of the reference executor, batch 1, NCHW. Accumulators are integers held

@@ -7,12 +7,12 @@ import type { Graph, Model, Node, ValueInfo } from '../graph/types.js';
 import { quantizeMultiplier, type FixedPointMultiplier } from '../quantization/fixedpoint.js';
 import { resolveLayer, type Nonlinearity, type TargetProfile } from '../quantization/profile.js';
 import { QuantflowError } from '../util/errors.js';
-import { quantizeValue } from './grid.js';
+import { quantizeValue, type Grid } from '../quantization/grid.js';
 import { regridTable, unaryTables, type TableRequest } from './lut.js';
 import { qdqView, type DequantizedConstant, type QdqView } from './qdq-view.js';
 import { reshapeOutput } from './reshape.js';
 import { resizeSelection, sliceSelection } from './select.js';
-import type { Grid, IntTensor, LutLayer, NpuLayer, NpuPackage, Requantization, TensorInfo, Window } from './types.js';
+import type { IntTensor, LutLayer, NpuLayer, NpuPackage, Requantization, TensorInfo, Window } from './types.js';
 import { broadcastShape, windowCount, windowOf } from './window.js';
 
 export interface BuildOptions {

@@ -1,8 +1,8 @@
+import type { Grid } from '../quantization/grid.js';
 import { attrInt, nodeError } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { Graph, Node, TensorData } from '../graph/types.js';
 import { QuantflowError } from '../util/errors.js';
-import type { Grid } from './types.js';
 
 /** A constant fed through DequantizeLinear: integer values and their (per-axis) scales. */
 export interface DequantizedConstant {

@@ -1,7 +1,7 @@
 import { attr, cloneModel, makeNode, nameAllocator, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, Node, TensorData } from '../graph/types.js';
-import type { ActivationQuantParams } from './calibration.js';
+import type { Grid } from './grid.js';
 import { keepsGrid, weightLayout, type WeightedLayer } from './plan.js';
 import type { QuantizedWeights } from './weights.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
@@ -10,7 +10,7 @@ import { roundHalfToEven } from './fixedpoint.js';
 /** What the quantizer decided, ready to be written into a graph. */
 export interface QuantizationParams {
   /** Activation tensor name → its per-tensor grid. */
-  activations: Map<string, ActivationQuantParams>;
+  activations: Map<string, Grid>;
   /** Weighted layers with their integer weights (layout [C_out, ...], see weights.ts). */
   weights: { layer: WeightedLayer; quantized: QuantizedWeights }[];
 }
@@ -148,7 +148,7 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
  * saturation already applies them. Its input must have no other reader and be produced by
  * a node, so that the clamp can be bypassed.
  */
-function clampIsSaturation(node: Node, p: ActivationQuantParams, graph: Graph): boolean {
+function clampIsSaturation(node: Node, p: Grid, graph: Graph): boolean {
   if (node.opType !== 'Relu' && node.opType !== 'Clip') return false;
   const input = node.inputs[0]!;
   if (graph.inputs.some((v) => v.name === input) || graph.outputs.some((v) => v.name === input)) return false;
@@ -172,7 +172,7 @@ function clampIsSaturation(node: Node, p: ActivationQuantParams, graph: Graph): 
  */
 function gridScale(
   name: string,
-  activations: Map<string, ActivationQuantParams>,
+  activations: Map<string, Grid>,
   producers: Map<string, Node>,
   graph: Graph,
 ): number | undefined {
