@@ -753,6 +753,12 @@ function shapeOp(c: Context): Value[] {
   return [{ dataType: 'int64', shape: [dims.length], elements: dims }];
 }
 
+/** Size: the element count, known when every dim is. */
+function sizeOp(c: Context): Value[] {
+  const dims = numbers(c.input(0).shape);
+  return [{ dataType: 'int64', shape: [], elements: dims && [sizeOf(dims)] }];
+}
+
 function gather(c: Context): Value[] {
   const data = c.input(0);
   const indices = c.input(1);
@@ -1078,6 +1084,7 @@ function topK(c: Context): Value[] {
 const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Abs: sameAsInput,
   Add: arithmetic,
+  And: (c) => elementwise(c, 'bool'),
   ArgMax: argReduce,
   ArgMin: argReduce,
   AveragePool: pool,
@@ -1104,12 +1111,14 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   GatherElements: gatherElements,
   GatherND: gatherNd,
   Gemm: gemm,
+  Greater: (c) => elementwise(c, 'bool'),
   GlobalAveragePool: globalPool,
   GlobalMaxPool: globalPool,
   HardSigmoid: sameAsInput,
   HardSwish: sameAsInput,
   Identity: passThrough,
   LeakyRelu: sameAsInput,
+  Less: (c) => elementwise(c, 'bool'),
   Log: sameAsInput,
   LogSoftmax: softmax,
   MatMul: matMul,
@@ -1131,9 +1140,11 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Relu: sameAsInput,
   Reshape: reshape,
   Resize: resize,
+  Round: sameAsInput,
   ScatterElements: scatterElements,
   Shape: shapeOp,
   Sigmoid: sameAsInput,
+  Size: sizeOp,
   Slice: slice,
   Softmax: softmax,
   SpaceToDepth: (c) => blockRearrange(c, 'space-to-depth'),
@@ -1141,6 +1152,7 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Sqrt: sameAsInput,
   Squeeze: squeeze,
   Sub: arithmetic,
+  Sum: elementwise,
   Tanh: sameAsInput,
   Tile: tile,
   TopK: topK,
