@@ -218,6 +218,9 @@ const OP_SCHEMAS = {
 /** Name of a supported operator. */
 export type OpType = keyof typeof OP_SCHEMAS;
 
+/** Ops that only relabel the elements of their first input (its values, rearranged or not, are the output's). */
+export const SHAPE_ONLY_OPS: ReadonlySet<string> = new Set<OpType>(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Dropout']);
+
 /** Every default-domain operator quantflow can validate, infer shapes for and quantize. */
 export const SUPPORTED_OPS: ReadonlySet<string> = new Set(Object.keys(OP_SCHEMAS));
 

@@ -13,9 +13,9 @@
  */
 import type { Dim, Model, Node } from '../graph/types.js';
 import { attrInt, attrInts, attrString, normalizeAxis } from '../graph/graph.js';
-import { sizeOf, toNumbers } from '../graph/tensor.js';
-import { formatShape } from '../graph/tensor.js';
-import { findGate, SHAPE_ONLY_OPS, type Gate } from './gate.js';
+import { formatShape, sizeOf, toNumbers } from '../graph/tensor.js';
+import { SHAPE_ONLY_OPS, type OpType } from '../graph/ops.js';
+import { findGate, type Gate } from './gate.js';
 import { GraphView, isDescriptor } from './view.js';
 
 /** One squeeze-and-excite block. */
@@ -87,7 +87,7 @@ const EXCITATION_OPS: ReadonlySet<string> = new Set([
 ]);
 
 /** Ops that keep a feature map's values in place up to a clamp, as quantized importers insert. */
-const RANGE_OPS: ReadonlySet<string> = new Set(['Clip', 'Relu', 'Identity']);
+const RANGE_OPS: ReadonlySet<string> = new Set<OpType>(['Clip', 'Relu', 'Identity']);
 
 /**
  * Finds every squeeze-and-excite block of `model`, and the near misses. Does not modify the
