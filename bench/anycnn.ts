@@ -5,16 +5,17 @@
  *
  *   npm run bench:anycnn -- [--models ssd,deeplab,blazeface,resnet] [--qft] [--verify-images N]
  *
- * Each image set is split in two by file order (calibration, then comparison), as folders of
- * links in a temporary folder, so no image is used for both. With --qft, the detector and the
+ * Each image set is split in two (calibration, then comparison; CIFAR-10 by stride, so both
+ * halves hold every class), as folders of links in a temporary folder, so no image is used for both. With --qft, the detector and the
  * segmenter are also quantized to w4a8-channel, with and without QFT (--loss auto). Prints a
  * table and writes bench-anycnn.json.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatTable, percent } from '../src/cli/table.js';
+import { loadDataset, type DatasetItem } from '../src/data/dataset.js';
 import type { CompareReport, QuantizeReportJson } from '../src/report/types.js';
 import type { VerifyReport } from '../src/npu/verify.js';
 import { sharedDir, sharedPath } from '../test/shared.js';
@@ -30,7 +31,7 @@ interface Case {
   preprocess: string[];
   /** Other options: task outputs, batch. */
   options: string[];
-  /** Every n-th image only (a class-sorted labelled set, so both halves hold every class). */
+  /** Calibrate on every n-th image and compare on the images halfway between (a class-sorted labelled set, so both hold every class). */
   stride?: number;
 }
 
@@ -47,7 +48,7 @@ const CASES: Case[] = [
     preprocess: ['--preset', 'inception', '--resize', 'stretch'],
     options: ['--batch', '1', '--boxes', '199', '--scores', '180'],
   },
-  { key: 'resnet', model: 'resnet_large_cifar10_float.tflite', data: 'cifar10-test', calibImages: 500, compareImages: 500, preprocess: ['--preset', 'raw'], options: [], stride: 10 },
+  { key: 'resnet', model: 'resnet_large_cifar10_float.tflite', data: 'cifar10-test', calibImages: 500, compareImages: 500, preprocess: ['--preset', 'raw'], options: [], stride: 20 },
 ];
 
 const args = process.argv.slice(2);
@@ -58,21 +59,8 @@ const verifyImages = value('--verify-images') ?? '2';
 const cli = new URL('../src/cli/main.js', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'qf-anycnn-'));
 
-/** Image files of a dataset folder at any depth, sorted, with their labels when it has class folders. */
-function images(dir: string): { path: string; file: string; label?: number }[] {
-  const entries = readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && /\.(jpe?g|png)$/i.test(e.name));
-  const classes = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
-  return entries
-    .map((e) => {
-      const path = join(e.parentPath, e.name);
-      const cls = classes.indexOf(path.slice(dir.length + 1).split('/')[0]!);
-      return { path, file: path.slice(dir.length + 1), label: cls >= 0 ? cls : undefined };
-    })
-    .sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
-}
-
 /** A flat folder of links to `items` (with labels.csv when they are labelled). */
-function linkFolder(name: string, items: ReturnType<typeof images>): string {
+function linkFolder(name: string, items: DatasetItem[]): string {
   const dir = join(work, name);
   mkdirSync(dir);
   const rows = items.map((it, i) => {
@@ -114,9 +102,13 @@ try {
       console.log(`skipped ${c.key}: ${model.skip || data.skip}`);
       continue;
     }
-    const all = images(data.path).filter((_, i) => i % (c.stride ?? 1) === 0);
-    const calib = linkFolder(`${c.key}-calib`, all.slice(0, c.calibImages).map((it) => ({ ...it, label: undefined })));
-    const held = linkFolder(`${c.key}-compare`, all.slice(c.calibImages, c.calibImages + c.compareImages));
+    const items = (await loadDataset(data.path)).items;
+    // A strided set takes images i ≡ 0 (calibration) and i ≡ stride/2 (comparison) of a class-sorted list.
+    const [calibItems, heldItems] = c.stride
+      ? [0, Math.floor(c.stride / 2)].map((r) => items.filter((_, i) => i % c.stride! === r))
+      : [items.slice(0, c.calibImages), items.slice(c.calibImages)];
+    const calib = linkFolder(`${c.key}-calib`, calibItems!.slice(0, c.calibImages).map((it) => ({ ...it, label: undefined })));
+    const held = linkFolder(`${c.key}-compare`, heldItems!.slice(0, c.compareImages));
     const profiles: [string, boolean][] = [['w8a8-shift', false]];
     if (flag('--qft') && (c.key === 'ssd' || c.key === 'deeplab')) profiles.push(['w4a8-channel', false], ['w4a8-channel', true]);
     for (const [profile, qft] of profiles) {

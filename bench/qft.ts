@@ -19,7 +19,7 @@ import type { PresetName } from '../src/data/preprocess.js';
 import { loadDataset } from '../src/data/dataset.js';
 import { evaluate } from '../src/eval/evaluate.js';
 import { outputError } from '../src/eval/output-error.js';
-import { buildQdqModel } from '../src/export/qdq.js';
+import { buildQdqModel } from '../src/quantization/qdq.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { loadProfile } from '../src/quantization/profile.js';

@@ -4,7 +4,7 @@ import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor, sizeOf } from '../src/graph/tensor.js';
 import type { Model, TensorData } from '../src/graph/types.js';
 import { runModel } from '../src/runtime/session.js';
-import { GraphBuilder } from '../src/autodiff/builder.js';
+import { GraphBuilder } from '../src/graph/builder.js';
 import { expandFakeQuant, fakeQuant, lsqGradScale, QUANTFLOW_DOMAIN, type FakeQuantOptions } from '../src/autodiff/fake-quant.js';
 import { buildGradientGraph } from '../src/autodiff/gradients.js';
 import { maxAbsDiff, randomFloats } from './fixtures.js';

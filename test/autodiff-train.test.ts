@@ -5,7 +5,7 @@ import { floatTensor, toFloat32 } from '../src/graph/tensor.js';
 import type { Model } from '../src/graph/types.js';
 import { runModel } from '../src/runtime/session.js';
 import { adamUpdate } from '../src/autodiff/adam.js';
-import { GraphBuilder } from '../src/autodiff/builder.js';
+import { GraphBuilder } from '../src/graph/builder.js';
 import { fakeQuant, lsqGradScale } from '../src/autodiff/fake-quant.js';
 import { mseLoss } from '../src/autodiff/loss.js';
 import { Trainer } from '../src/autodiff/train-step.js';

@@ -21,7 +21,7 @@ import type { Model } from '../src/graph/types.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
-import { decodeImages } from '../src/qft/images.js';
+import { decodeImages } from '../src/data/images.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { tinyCnn } from './fixtures.js';
 

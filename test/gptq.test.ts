@@ -11,7 +11,7 @@ import { randomFloats, randomTensor } from './fixtures.js';
 import { loadShared } from './shared.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
-import { decodeImages } from '../src/qft/images.js';
+import { decodeImages } from '../src/data/images.js';
 import { outputError as modelOutputError } from '../src/eval/output-error.js';
 
 /** tr(ΔW·H·ΔWᵀ): the output error E‖(Ŵ − W)x‖² for inputs with second moments H. */

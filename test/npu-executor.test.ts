@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execute, executeLayer } from '../src/npu/executor.js';
-import type { Grid, IntTensor, NpuLayer, NpuPackage, TensorInfo } from '../src/npu/types.js';
+import type { Grid } from '../src/quantization/grid.js';
+import type { IntTensor, NpuLayer, NpuPackage, TensorInfo } from '../src/npu/types.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { QuantflowError } from '../src/util/errors.js';
 

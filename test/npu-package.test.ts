@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor, int64Tensor, sizeOf } from '../src/graph/tensor.js';
 import type { Model, Node } from '../src/graph/types.js';
-import { buildQdqModel } from '../src/export/qdq.js';
+import { buildQdqModel } from '../src/quantization/qdq.js';
 import { activationQuantParams } from '../src/quantization/calibration.js';
 import { planQuantization } from '../src/quantization/plan.js';
 import { loadProfile, resolveLayer, type TargetProfile } from '../src/quantization/profile.js';

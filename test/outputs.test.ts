@@ -4,7 +4,7 @@ import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor, sizeOf } from '../src/graph/tensor.js';
 import type { Model } from '../src/graph/types.js';
 import { hostTail } from '../src/graph/host-tail.js';
-import { buildQdqModel } from '../src/export/qdq.js';
+import { buildQdqModel } from '../src/quantization/qdq.js';
 import { activationQuantParams } from '../src/quantization/calibration.js';
 import { planQuantization } from '../src/quantization/plan.js';
 import { loadProfile, resolveLayer, type TargetProfile } from '../src/quantization/profile.js';

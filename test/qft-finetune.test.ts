@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildQdqModel, type QuantizationParams } from '../src/export/qdq.js';
+import { buildQdqModel, type QuantizationParams } from '../src/quantization/qdq.js';
 import { toFloat32 } from '../src/graph/tensor.js';
 import type { Model } from '../src/graph/types.js';
 import { foldBatchNorm } from '../src/passes/fold-batchnorm.js';

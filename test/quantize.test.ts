@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor } from '../src/graph/tensor.js';
 import type { Model } from '../src/graph/types.js';
-import { buildQdqModel } from '../src/export/qdq.js';
+import { buildQdqModel } from '../src/quantization/qdq.js';
 import { planQuantization } from '../src/quantization/plan.js';
 import { quantizePerChannel, quantizeWithShifts } from '../src/quantization/weights.js';
 import { openSession, runModel, runSession } from '../src/runtime/session.js';

@@ -1,4 +1,4 @@
-import type { GraphBuilder } from './builder.js';
+import type { GraphBuilder } from '../graph/builder.js';
 
 export interface AdamOptions {
   /** Decay of the first-moment average (default 0.9). */

@@ -9,10 +9,10 @@
  * `buildGradientGraph` replaces it by its forward ops plus its gradient rule
  * (rules/quantize.ts), and `expandFakeQuant` replaces it by its forward ops for evaluation.
  */
-import { attr, attrInt } from '../graph/graph.js';
+import { attr, attrInt, nodeError, normalizeAxis } from '../graph/graph.js';
 import type { Model, Node } from '../graph/types.js';
 import { QuantflowError } from '../util/errors.js';
-import { GraphBuilder } from './builder.js';
+import { GraphBuilder } from '../graph/builder.js';
 import { QUANTFLOW_DOMAIN } from './domain.js';
 import { staticShapes } from './shapes.js';
 
@@ -82,14 +82,14 @@ export function emitFakeQuant(b: GraphBuilder, node: Node, rank: number | undefi
   const z = attrInt(node, 'zero_point', 0);
   let s = scale;
   if (node.attributes.axis) {
-    if (rank === undefined) throw new QuantflowError(`node '${node.name}' (FakeQuant): per-channel scales need the rank of '${x}'`);
-    const axis = (attrInt(node, 'axis', 0) + rank) % rank;
+    if (rank === undefined) throw nodeError(node, `per-channel scales need the rank of '${x}'`);
+    const axis = normalizeAxis(attrInt(node, 'axis', 0), rank, node);
     // One scale per channel broadcasts against x when the trailing axes are 1.
     s = b.reshape(scale, [-1, ...new Array<number>(rank - 1 - axis).fill(1)]);
   }
   const t = b.op('Div', [x, s], {}, `${node.name}_t`);
   if (!node.attributes.qmin || !node.attributes.qmax)
-    throw new QuantflowError(`node '${node.name}' (FakeQuant): attributes qmin and qmax are required`);
+    throw nodeError(node, 'attributes qmin and qmax are required');
   const bounds = [b.scalar(attrInt(node, 'qmin', 0) - z), b.scalar(attrInt(node, 'qmax', 0) - z)];
   const clipped = b.op('Clip', [t, ...bounds], {}, `${node.name}_clip`);
   const rounded = b.op('Round', [clipped], {}, `${node.name}_round`);

@@ -1,8 +1,8 @@
 import type { DataType, Graph, Model, Node, ValueInfo } from '../graph/types.js';
-import { producerMap, pruneUnusedInitializers } from '../graph/graph.js';
-import { formatShape } from '../graph/shapes.js';
+import { nodeError, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
+import { formatShape } from '../graph/tensor.js';
 import { QuantflowError } from '../util/errors.js';
-import { GraphBuilder } from './builder.js';
+import { GraphBuilder } from '../graph/builder.js';
 import { QUANTFLOW_DOMAIN } from './domain.js';
 import { differentiableOps, gradientRule } from './registry.js';
 import type { ForwardContext, GradContext } from './rule.js';
@@ -55,11 +55,11 @@ export function buildGradientGraph(model: Model, options: GradientOptions): Mode
   const out: Model = { ...model, graph, extraOpsets, metadata: { ...model.metadata } };
   const b = new GraphBuilder(out);
   const shapeOf = (node: Node, name: string) =>
-    shapes.get(name)?.shape ?? nodeError(node, `the shape of '${name}' is unknown`);
+    shapes.get(name)?.shape ?? fail(node, `the shape of '${name}' is unknown`);
   const dimsOf = (node: Node, name: string, what: string) => {
     const shape = shapeOf(node, name);
     if (!shape.every((d): d is number => typeof d === 'number'))
-      nodeError(node, `${what} of '${name}' must be static for gradients, found ${formatShape(shape)}`);
+      fail(node, `${what} of '${name}' must be static for gradients, found ${formatShape(shape)}`);
     return shape;
   };
 
@@ -76,7 +76,7 @@ export function buildGradientGraph(model: Model, options: GradientOptions): Mode
       node,
       b,
       shape: (name) => shapeOf(node, name),
-      fail: (message) => nodeError(node, message),
+      fail: (message) => fail(node, message),
     };
     saved.set(node, forward(ctx));
   }
@@ -105,13 +105,13 @@ export function buildGradientGraph(model: Model, options: GradientOptions): Mode
   for (const node of [...src.nodes].reverse()) {
     if (!node.outputs.some((o) => ancestors.has(o) && dependent.has(o))) continue;
     const extra = node.outputs.findIndex((o, i) => i > 0 && grads.has(o));
-    if (extra > 0) nodeError(node, `gradients through output ${extra} are not supported`);
+    if (extra > 0) fail(node, `gradients through output ${extra} are not supported`);
     const dy = total(node.outputs[0]!);
     if (!dy) continue;
     const rule = gradientRule(node);
     if (!rule) {
       const domain = node.domain && node.domain !== 'ai.onnx' ? ` (domain '${node.domain}')` : '';
-      nodeError(node, `operator '${node.opType}'${domain} has no gradient rule (rules: ${differentiableOps().join(', ')})`);
+      fail(node, `operator '${node.opType}'${domain} has no gradient rule (rules: ${differentiableOps().join(', ')})`);
     }
     const needs = (i: number) => Boolean(node.inputs[i]) && dependent.has(node.inputs[i]!);
     const ctx: GradContext = {
@@ -124,12 +124,12 @@ export function buildGradientGraph(model: Model, options: GradientOptions): Mode
       dims: (name, what) => dimsOf(node, name, what),
       constant: (name) => src.initializers.get(name),
       saved: saved.get(node) ?? {},
-      fail: (message) => nodeError(node, message),
+      fail: (message) => fail(node, message),
     };
     const inputGrads = rule.backward(ctx);
     node.inputs.forEach((input, i) => {
       if (!needs(i)) return;
-      const g = inputGrads[i] ?? nodeError(node, `operator '${node.opType}' gives no gradient for input ${i} ('${input}')`);
+      const g = inputGrads[i] ?? fail(node, `operator '${node.opType}' gives no gradient for input ${i} ('${input}')`);
       (grads.get(input) ?? grads.set(input, []).get(input)!).push(g);
     });
   }
@@ -147,8 +147,8 @@ export function buildGradientGraph(model: Model, options: GradientOptions): Mode
   return out;
 }
 
-function nodeError(node: Node, message: string): never {
-  throw new QuantflowError(`node '${node.name}' (${node.opType}): ${message}`);
+function fail(node: Node, message: string): never {
+  throw nodeError(node, message);
 }
 
 function floatValue(shapes: Map<string, ValueInfo>, name: string, what: string): ValueInfo {

@@ -2,7 +2,7 @@
  * Training in onnxruntime: reverse-mode gradients as ONNX graphs, fake quantization with
  * learnable scales, losses and the Adam update, assembled into one graph per training step.
  */
-export { GraphBuilder } from './builder.js';
+export { GraphBuilder } from '../graph/builder.js';
 export { buildGradientGraph, type GradientOptions } from './gradients.js';
 export { registerGradient, gradientRule, differentiableOps } from './registry.js';
 export type { GradientRule, GradContext, ForwardContext, RuleTable } from './rule.js';

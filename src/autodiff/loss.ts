@@ -1,4 +1,4 @@
-import type { GraphBuilder } from './builder.js';
+import type { GraphBuilder } from '../graph/builder.js';
 
 /**
  * Appends the mean of (prediction − target)² over all elements, a scalar, and returns its

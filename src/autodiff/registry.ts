@@ -1,5 +1,5 @@
 import type { Node } from '../graph/types.js';
-import type { GradientRule, RuleTable } from './rule.js';
+import type { GradientRule, MarkerRuleTable, RuleTable } from './rule.js';
 import { QUANTFLOW_DOMAIN } from './domain.js';
 import { activationRules } from './rules/activations.js';
 import { convRules } from './rules/conv.js';
@@ -21,8 +21,8 @@ export function registerGradient(opType: string, rule: GradientRule, domain = ''
   rules.set(key(domain, opType), rule);
 }
 
-function registerAll(table: RuleTable, domain = ''): void {
-  for (const [opType, rule] of Object.entries(table)) registerGradient(opType, rule, domain);
+function registerAll(table: RuleTable | MarkerRuleTable, domain = ''): void {
+  for (const [opType, rule] of Object.entries(table)) if (rule) registerGradient(opType, rule, domain);
 }
 
 for (const table of [

@@ -1,5 +1,7 @@
 import type { Dim, Node, TensorData } from '../graph/types.js';
-import type { GraphBuilder } from './builder.js';
+import type { GraphBuilder } from '../graph/builder.js';
+import type { OpType } from '../graph/ops.js';
+import type { MarkerOp } from './domain.js';
 
 /** What a gradient rule sees of one forward node while the backward pass is built. */
 export interface GradContext {
@@ -44,5 +46,8 @@ export interface GradientRule {
   forward?(ctx: ForwardContext): Record<string, string>;
 }
 
-/** Rules of one op family, keyed by operator type. */
-export type RuleTable = Readonly<Record<string, GradientRule>>;
+/** Rules of one op family, keyed by ONNX operator type: each has a schema and a shape function. */
+export type RuleTable = Readonly<Partial<Record<OpType, GradientRule>>>;
+
+/** Rules of quantflow's marker operators (domain `QUANTFLOW_DOMAIN`), which are not ONNX's. */
+export type MarkerRuleTable = Readonly<Record<MarkerOp, GradientRule>>;

@@ -4,7 +4,7 @@ import { floatTensor } from '../graph/tensor.js';
 import { openSession, runSession, type SessionOptions } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 import { adamUpdate, type AdamOptions } from './adam.js';
-import { GraphBuilder } from './builder.js';
+import { GraphBuilder } from '../graph/builder.js';
 import { buildGradientGraph } from './gradients.js';
 
 export interface TrainingStepOptions {

@@ -1,8 +1,8 @@
-import { attrInt, producerMap } from '../graph/graph.js';
+import { attrInt, normalizeAxis, producerMap } from '../graph/graph.js';
 import { hostTail, tailInputs } from '../graph/host-tail.js';
 import { inferShapes } from '../graph/shapes.js';
 import type { Model, ValueInfo } from '../graph/types.js';
-import type { ImageSet } from '../qft/images.js';
+import type { ImageSet } from '../data/images.js';
 import { openSession, runSession } from '../runtime/session.js';
 
 /**
@@ -40,7 +40,7 @@ export function outputTerms(model: Model): OutputTerm[] {
       const logits = producer.inputs[0]!;
       const shape = shapes.get(logits)?.shape;
       const rank = shape?.length ?? 0;
-      const axis = (attrInt(producer, 'axis', model.opset >= 13 ? -1 : 1) + rank) % rank;
+      const axis = normalizeAxis(attrInt(producer, 'axis', model.opset >= 13 ? -1 : 1), rank, producer);
       // Before opset 13 Softmax normalizes everything from `axis` on as one row.
       const row = shape && (model.opset >= 13 ? (axis === rank - 1 ? shape.slice(axis) : undefined) : shape.slice(axis));
       const classes = row?.every((d): d is number => typeof d === 'number') ? row.reduce((p, d) => p * d, 1) : undefined;

@@ -1,9 +1,65 @@
-import type { AttributeValue, Graph, Node, TensorData } from './types.js';
+import type { AttributeValue, Graph, Model, Node, TensorData } from './types.js';
+import { toNumbers } from './tensor.js';
 import { QuantflowError } from '../util/errors.js';
 
 /** An empty graph. */
 export function createGraph(name: string): Graph {
   return { name, nodes: [], initializers: new Map(), inputs: [], outputs: [], valueInfo: new Map() };
+}
+
+/**
+ * A copy of `model` that passes may edit freely: nodes, lists and maps are new, constant
+ * tensors are shared (passes replace tensors, they never write into one).
+ */
+export function cloneModel(model: Model): Model {
+  const g = model.graph;
+  return {
+    ...model,
+    metadata: { ...model.metadata },
+    graph: {
+      ...g,
+      nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attributes: { ...n.attributes } })),
+      initializers: new Map(g.initializers),
+      inputs: g.inputs.map((v) => ({ ...v, shape: v.shape && [...v.shape] })),
+      outputs: g.outputs.map((v) => ({ ...v, shape: v.shape && [...v.shape] })),
+      valueInfo: new Map(g.valueInfo),
+    },
+  };
+}
+
+/** Error about one node: names it, as every user-facing failure does. */
+export function nodeError(node: Node, message: string): QuantflowError {
+  return new QuantflowError(`node '${node.name}' (${node.opType}): ${message}`);
+}
+
+/**
+ * Input `i` of `node` as numbers, when `constants` (initializers, folded values) holds it;
+ * undefined when the input is omitted. A computed input fails naming the node, with
+ * `computed` saying why it must be constant.
+ */
+export function constantInput(
+  node: Node,
+  i: number,
+  constants: { get(name: string): TensorData | undefined },
+  computed = `input '${node.inputs[i]}' must be a constant`,
+): number[] | undefined {
+  const name = node.inputs[i];
+  if (!name) return undefined;
+  const t = constants.get(name);
+  if (!t) throw nodeError(node, computed);
+  return toNumbers(t);
+}
+
+/**
+ * `axis` (negative counts from the end) as a non-negative axis of a rank-`rank` tensor. Out
+ * of range fails naming `node` when given: every axis read from a model comes from one.
+ */
+export function normalizeAxis(axis: number, rank: number, node?: Node, what = 'axis'): number {
+  if (!Number.isInteger(axis) || axis < -rank || axis >= rank) {
+    const message = `${what} ${axis} is out of range for rank ${rank}`;
+    throw node ? nodeError(node, message) : new QuantflowError(message);
+  }
+  return axis < 0 ? axis + rank : axis;
 }
 
 /** Every value name the graph defines or refers to, and every node name. */
@@ -75,9 +131,7 @@ function attribute(node: Node, name: string): AttributeValue | undefined {
 }
 
 function wrongType(node: Node, name: string, want: string): QuantflowError {
-  return new QuantflowError(
-    `node '${node.name}' (${node.opType}): attribute '${name}' should be ${want}, found ${attribute(node, name)?.type}`,
-  );
+  return nodeError(node, `attribute '${name}' should be ${want}, found ${attribute(node, name)?.type}`);
 }
 
 export function attrInt(node: Node, name: string, fallback: number): number {

@@ -1,4 +1,5 @@
 import { consumerMap, producerMap } from './graph.js';
+import type { OpType } from './ops.js';
 import type { Graph, Node } from './types.js';
 
 /**
@@ -6,19 +7,19 @@ import type { Graph, Node } from './types.js';
  * Their results are indices, counts or picked values that requantization would corrupt and
  * that an integer NPU does not compute, so they run on the host as in the float model.
  */
-const HOST_OPS: ReadonlySet<string> = new Set(['ArgMax', 'ArgMin', 'Cast', 'GatherElements', 'GatherND', 'NonMaxSuppression', 'TopK']);
+const HOST_OPS: ReadonlySet<string> = new Set<OpType>(['ArgMax', 'ArgMin', 'Cast', 'GatherElements', 'GatherND', 'NonMaxSuppression', 'TopK']);
 
 /** Ops whose output describes a tensor's shape rather than its values. */
-const SHAPE_OPS: ReadonlySet<string> = new Set(['Shape', 'Size']);
+const SHAPE_OPS: ReadonlySet<string> = new Set<OpType>(['Shape', 'Size']);
 
 /** Quantization's own ops, whose integer outputs are not the model's values. */
-const QDQ_OPS: ReadonlySet<string> = new Set(['QuantizeLinear', 'DequantizeLinear']);
+const QDQ_OPS: ReadonlySet<string> = new Set<OpType>(['QuantizeLinear', 'DequantizeLinear']);
 
 /** Layers with weights: the NPU's work, never pulled onto the host. */
-const WEIGHTED_OPS: ReadonlySet<string> = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
+const WEIGHTED_OPS: ReadonlySet<string> = new Set<OpType>(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
 
 /** Clamps the NPU fuses into the requantization of the layer before them. */
-const CLAMPS: ReadonlySet<string> = new Set(['Relu', 'Clip']);
+const CLAMPS: ReadonlySet<string> = new Set<OpType>(['Relu', 'Clip']);
 
 /**
  * The host tail of a float or QDQ graph, in graph order: index and post-processing nodes (see

@@ -59,6 +59,7 @@ const argReduce: OpSchema = {
 const OP_SCHEMAS = {
   Abs: unary,
   Add: binary,
+  And: binary,
   ArgMax: argReduce,
   ArgMin: argReduce,
   AveragePool: {
@@ -121,12 +122,14 @@ const OP_SCHEMAS = {
     outputs: [1, 1],
     attributes: { alpha: 'float', beta: 'float', transA: 'int', transB: 'int' },
   },
+  Greater: binary,
   GlobalAveragePool: unary,
   GlobalMaxPool: unary,
   HardSigmoid: { inputs: fixed(1), outputs: [1, 1], attributes: { alpha: 'float', beta: 'float' } },
   HardSwish: unary,
   Identity: unary,
   LeakyRelu: { inputs: fixed(1), outputs: [1, 1], attributes: { alpha: 'float' } },
+  Less: binary,
   Log: unary,
   LogSoftmax: softmax,
   MatMul: binary,
@@ -174,9 +177,11 @@ const OP_SCHEMAS = {
       nearest_mode: 'string',
     },
   },
+  Round: unary,
   ScatterElements: { inputs: fixed(3), outputs: [1, 1], attributes: { axis: 'int', reduction: 'string' } },
   Shape: { inputs: fixed(1), outputs: [1, 1], attributes: { start: 'int', end: 'int' } },
   Sigmoid: unary,
+  Size: unary,
   Slice: {
     inputs: since(10, [1, 1], [3, 5]),
     outputs: [1, 1],
@@ -192,6 +197,7 @@ const OP_SCHEMAS = {
   Sqrt: unary,
   Squeeze: { inputs: since(13, [1, 1], [1, 2]), outputs: [1, 1], attributes: { axes: 'ints' } },
   Sub: binary,
+  Sum: variadic,
   Tanh: unary,
   Tile: binary,
   TopK: {
@@ -211,6 +217,9 @@ const OP_SCHEMAS = {
 
 /** Name of a supported operator. */
 export type OpType = keyof typeof OP_SCHEMAS;
+
+/** Ops that only relabel the elements of their first input (its values, rearranged or not, are the output's). */
+export const SHAPE_ONLY_OPS: ReadonlySet<string> = new Set<OpType>(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Dropout']);
 
 /** Every default-domain operator quantflow can validate, infer shapes for and quantize. */
 export const SUPPORTED_OPS: ReadonlySet<string> = new Set(Object.keys(OP_SCHEMAS));

@@ -6,10 +6,11 @@
  * broadcasting, element counts, ...) throw a QuantflowError naming the node.
  */
 import type { DataType, Dim, Model, Node, TensorData, ValueInfo } from './types.js';
-import { attrFloats, attrInt, attrInts, attrString, attrTensor } from './graph.js';
-import { sizeOf, toFloat32, toNumbers } from './tensor.js';
+import { attrFloats, attrInt, attrInts, attrString, attrTensor, nodeError, normalizeAxis } from './graph.js';
+import { formatShape, sizeOf, toFloat32, toNumbers } from './tensor.js';
 import { schemaOf, unsupportedOperatorMessage, type OpType } from './ops.js';
-import { dataTypeFromCode } from '../onnx/datatype.js';
+import { dataTypeFromCode } from './datatype.js';
+import { explicitPads, isSamePadding, outputSize, windowAttributes, windowExtent, type WindowAttributes } from './window.js';
 import { QuantflowError } from '../util/errors.js';
 
 /**
@@ -60,11 +61,6 @@ export function inferShapes(model: Model): Map<string, Dim[]> {
   return elements;
 }
 
-/** A shape as one would write it in a message: `[N, 3, ?, 224]` (`?` for an unknown dim). */
-export function formatShape(shape: readonly Dim[]): string {
-  return `[${shape.map((d) => d ?? '?').join(', ')}]`;
-}
-
 /** What inference knows about one value. */
 interface Value {
   dataType: DataType;
@@ -96,10 +92,6 @@ const INTEGER_TYPES: ReadonlySet<DataType> = new Set([
   'int64',
   'uint64',
 ]);
-
-function nodeError(node: Node, message: string): QuantflowError {
-  return new QuantflowError(`node '${node.name}' (${node.opType}): ${message}`);
-}
 
 /** One node as its shape function sees it. */
 class Context {
@@ -142,12 +134,6 @@ const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 /** The elements when all are known numbers. */
 function numbers(dims: readonly Dim[] | undefined): number[] | undefined {
   return dims?.every(isNum) ? [...dims] : undefined;
-}
-
-function axisIn(c: Context, axis: number, rank: number, what = 'axis'): number {
-  if (!Number.isInteger(axis) || axis < -rank || axis >= rank)
-    c.fail(`${what} ${axis} is out of range for rank ${rank}`);
-  return axis < 0 ? axis + rank : axis;
 }
 
 /** d + n; a symbolic dim survives only n = 0. */
@@ -308,68 +294,31 @@ function softmax(c: Context): Value[] {
   const x = c.input(0);
   // The default axis moved from 1 to -1 when opset 13 redefined Softmax per axis.
   const axis = attrInt(c.node, 'axis', c.opset >= 13 ? -1 : 1);
-  if (x.shape) axisIn(c, axis, x.shape.length);
+  if (x.shape) normalizeAxis(axis, x.shape.length, c.node);
   return [{ dataType: x.dataType, shape: x.shape }];
 }
 
-const AUTO_PADS: ReadonlySet<string> = new Set(['NOTSET', 'SAME_UPPER', 'SAME_LOWER', 'VALID']);
-
-/** Sliding-window attributes shared by Conv, ConvTranspose and the pools. */
-interface Window {
-  strides: number[];
-  dilations: number[];
-  /** Begin pads of every spatial axis, then end pads. */
-  pads: number[];
-  autoPad: string;
-}
-
-function windowAttributes(c: Context, n: number): Window {
-  const { node } = c;
-  const strides = attrInts(node, 'strides', new Array<number>(n).fill(1));
-  const dilations = attrInts(node, 'dilations', new Array<number>(n).fill(1));
-  const pads = attrInts(node, 'pads', new Array<number>(2 * n).fill(0));
-  const autoPad = attrString(node, 'auto_pad', 'NOTSET');
-  if (!AUTO_PADS.has(autoPad)) c.fail(`auto_pad '${autoPad}' is not one of ${[...AUTO_PADS].join(', ')}`);
-  if (strides.length !== n || strides.some((s) => s < 1))
-    c.fail(`strides ${formatShape(strides)} should be ${n} values ≥ 1`);
-  if (dilations.length !== n || dilations.some((d) => d < 1))
-    c.fail(`dilations ${formatShape(dilations)} should be ${n} values ≥ 1`);
-  if (pads.length !== 2 * n || pads.some((p) => p < 0))
-    c.fail(`pads ${formatShape(pads)} should be ${2 * n} values ≥ 0`);
-  return { strides, dilations, pads, autoPad };
-}
-
-/** [begin, end] padding of spatial axis i (VALID ignores the pads attribute). */
-function padsOf(w: Window, i: number): [number, number] {
-  const n = w.strides.length;
-  return w.autoPad === 'VALID' ? [0, 0] : [w.pads[i], w.pads[i + n]];
-}
-
-/** Output sizes of a sliding window (Conv, pools) over the spatial dims. */
+/** Output sizes of a sliding window (Conv, pools) over the spatial dims, symbolic ones included. */
 function windowOutputs(
   c: Context,
   spatial: readonly Dim[],
   kernel: readonly Dim[],
-  w: Window,
+  w: WindowAttributes,
   ceilMode: boolean,
 ): Dim[] {
-  const same = w.autoPad === 'SAME_UPPER' || w.autoPad === 'SAME_LOWER';
+  const same = isSamePadding(w);
   return spatial.map((d, i) => {
-    const [k, s, dilation] = [kernel[i], w.strides[i], w.dilations[i]];
-    const [begin, end] = padsOf(w, i);
+    const [k, stride, dilation] = [kernel[i], w.strides[i]!, w.dilations[i]!];
+    const [begin, end] = explicitPads(w, i);
     if (!isNum(d)) {
       // Only a stride-1 window padded by exactly what the kernel consumes keeps the size.
-      return s === 1 && (same || (isNum(k) && begin + end === (k - 1) * dilation)) ? d : null;
+      return stride === 1 && (same || (isNum(k) && begin + end === (k - 1) * dilation)) ? d : null;
     }
-    if (same) return Math.ceil(d / s);
+    if (same) return Math.ceil(d / stride);
     if (!isNum(k)) return null;
-    const extent = (k - 1) * dilation + 1;
-    const span = d + begin + end - extent;
-    if (span < 0) c.fail(`window of ${extent} exceeds the padded input size ${d + begin + end} on spatial axis ${i}`);
-    if (!ceilMode) return Math.floor(span / s) + 1;
-    const out = Math.ceil(span / s) + 1;
-    // A window starting in the right padding is dropped (PyTorch, ONNX shape inference since 1.16).
-    return (out - 1) * s >= d + begin ? out - 1 : out;
+    const extent = windowExtent(k, dilation);
+    if (d + begin + end < extent) c.fail(`window of ${extent} exceeds the padded input size ${d + begin + end} on spatial axis ${i}`);
+    return outputSize(d, { kernel: k, stride, dilation, begin, end }, ceilMode);
   });
 }
 
@@ -417,7 +366,7 @@ function conv(c: Context): Value[] {
     c.fail(`${outChannels} output channels do not split into ${g} groups`);
   checkBias(c, outChannels);
   const kernel = kernelShape(c, ws.slice(2));
-  const spatial = windowOutputs(c, xs.slice(2), kernel, windowAttributes(c, rank - 2), false);
+  const spatial = windowOutputs(c, xs.slice(2), kernel, windowAttributes(c.node, rank - 2), false);
   return [{ dataType: x.dataType, shape: [xs[0], outChannels, ...spatial] }];
 }
 
@@ -432,7 +381,7 @@ function convTranspose(c: Context): Value[] {
   checkBias(c, outChannels);
 
   const n = rank - 2;
-  const w = windowAttributes(c, n);
+  const w = windowAttributes(c.node, n);
   const outputShape = attrInts(c.node, 'output_shape');
   if (outputShape) {
     // Exporters write either the spatial sizes (as the spec says) or the whole shape.
@@ -445,10 +394,10 @@ function convTranspose(c: Context): Value[] {
   if (outputPadding.length !== n) c.fail(`output_padding ${formatShape(outputPadding)} should hold ${n} values`);
   const spatial = xs.slice(2).map((d, i) => {
     const s = w.strides[i];
-    if (w.autoPad === 'SAME_UPPER' || w.autoPad === 'SAME_LOWER') return isNum(d) ? d * s : s === 1 ? d : null;
+    if (isSamePadding(w)) return isNum(d) ? d * s : s === 1 ? d : null;
     const k = kernel[i];
     if (!isNum(d) || !isNum(k)) return null;
-    const [begin, end] = padsOf(w, i);
+    const [begin, end] = explicitPads(w, i);
     const out = s * (d - 1) + outputPadding[i] + (k - 1) * w.dilations[i] + 1 - begin - end;
     if (out < 1) c.fail(`output size ${out} on spatial axis ${i} is not positive`);
     return out;
@@ -506,7 +455,7 @@ function pool(c: Context): Value[] {
     c.fail(`input ${formatShape(x.shape)} does not fit kernel_shape ${formatShape(kernel)}`);
   const xs = x.shape ?? unknownDims(rank);
   const ceilMode = attrInt(c.node, 'ceil_mode', 0) !== 0;
-  const shape = [xs[0], xs[1], ...windowOutputs(c, xs.slice(2), kernel, windowAttributes(c, kernel.length), ceilMode)];
+  const shape = [xs[0], xs[1], ...windowOutputs(c, xs.slice(2), kernel, windowAttributes(c.node, kernel.length), ceilMode)];
   // MaxPool's optional second output holds the flat index of each maximum.
   return [
     { dataType: x.dataType, shape },
@@ -532,7 +481,7 @@ function reduce(c: Context): Value[] {
   if (axes === null) return [{ dataType: x.dataType, shape: keep ? unknownDims(rank) : undefined }];
   if (axes.length === 0 && c.opset >= axesInputSince && attrInt(c.node, 'noop_with_empty_axes', 0) !== 0)
     return [{ dataType: x.dataType, shape: x.shape }];
-  const reduced = new Set(axes.length ? axes.map((a) => axisIn(c, a, rank)) : range(rank));
+  const reduced = new Set(axes.length ? axes.map((a) => normalizeAxis(a, rank, c.node)) : range(rank));
   const shape = keep ? x.shape.map((d, i) => (reduced.has(i) ? 1 : d)) : x.shape.filter((_, i) => !reduced.has(i));
   return [{ dataType: x.dataType, shape }];
 }
@@ -541,7 +490,7 @@ function reduce(c: Context): Value[] {
 function argReduce(c: Context): Value[] {
   const x = c.input(0);
   if (!x.shape) return [{ dataType: 'int64' }];
-  const axis = axisIn(c, attrInt(c.node, 'axis', 0), x.shape.length);
+  const axis = normalizeAxis(attrInt(c.node, 'axis', 0), x.shape.length, c.node);
   const keep = attrInt(c.node, 'keepdims', 1) !== 0;
   const shape = keep ? x.shape.map((d, i) => (i === axis ? 1 : d)) : x.shape.filter((_, i) => i !== axis);
   return [{ dataType: 'int64', shape }];
@@ -640,7 +589,7 @@ function squeeze(c: Context): Value[] {
     if (!shape.every(isNum)) return [{ dataType: x.dataType }];
     dropped = new Set(range(shape.length).filter((i) => shape[i] === 1));
   } else {
-    dropped = new Set(axes.map((a) => axisIn(c, a, shape.length)));
+    dropped = new Set(axes.map((a) => normalizeAxis(a, shape.length, c.node)));
     for (const i of dropped)
       if (isNum(shape[i]) && shape[i] !== 1)
         c.fail(`cannot squeeze axis ${i} of size ${shape[i]} in ${formatShape(shape)}`);
@@ -654,7 +603,7 @@ function unsqueeze(c: Context): Value[] {
   if (axes === undefined) c.fail("missing required 'axes'");
   if (!x.shape || axes === null) return [{ dataType: x.dataType }];
   const rank = x.shape.length + axes.length;
-  const inserted = new Set(axes.map((a) => axisIn(c, a, rank)));
+  const inserted = new Set(axes.map((a) => normalizeAxis(a, rank, c.node)));
   if (inserted.size !== axes.length) c.fail(`axes ${formatShape(axes)} repeat an axis`);
   let next = 0;
   const shape = range(rank).map((i) => (inserted.has(i) ? 1 : x.shape![next++]));
@@ -681,7 +630,7 @@ function concat(c: Context): Value[] {
   const rank = known[0].length;
   if (rank === 0) c.fail('cannot concatenate scalars');
   if (known.some((s) => s.length !== rank)) c.fail(`inputs ${known.map(formatShape).join(', ')} differ in rank`);
-  const axis = axisIn(c, requiredInt(c, 'axis'), rank);
+  const axis = normalizeAxis(requiredInt(c, 'axis'), rank, c.node);
   const shape = range(rank).map((j) => {
     if (j === axis) return known.length === inputs.length ? sumDim(known.map((s) => s[j])) : null;
     return known.reduce<Dim>((dim, s) => {
@@ -706,7 +655,7 @@ function pad(c: Context): Value[] {
   const rank = x.shape.length;
   const axesList = c.opset >= 18 ? listOperand(c, 'axes', 3, 18) : undefined;
   if (axesList === null) return [{ dataType: x.dataType, shape: unknownDims(rank) }];
-  const axes = axesList?.map((a) => axisIn(c, a, rank)) ?? range(rank);
+  const axes = axesList?.map((a) => normalizeAxis(a, rank, c.node)) ?? range(rank);
   const shape = [...x.shape];
   if (pads === null) {
     for (const a of axes) shape[a] = null;
@@ -770,7 +719,7 @@ function resize(c: Context): Value[] {
   const axesAttr = attrInts(c.node, 'axes');
   const rank = x.shape?.length ?? (axesAttr ? null : (operand.shape?.[0] ?? null));
   if (!isNum(rank)) return [{ dataType: x.dataType }];
-  const axes = axesAttr?.map((a) => axisIn(c, a, rank)) ?? range(rank);
+  const axes = axesAttr?.map((a) => normalizeAxis(a, rank, c.node)) ?? range(rank);
   const values = operand.elements;
   if (values && values.length !== axes.length)
     c.fail(`${sizes ? 'sizes' : 'scales'} ${formatShape(values)} should hold ${axes.length} values`);
@@ -804,13 +753,19 @@ function shapeOp(c: Context): Value[] {
   return [{ dataType: 'int64', shape: [dims.length], elements: dims }];
 }
 
+/** Size: the element count, known when every dim is. */
+function sizeOp(c: Context): Value[] {
+  const dims = numbers(c.input(0).shape);
+  return [{ dataType: 'int64', shape: [], elements: dims && [sizeOf(dims)] }];
+}
+
 function gather(c: Context): Value[] {
   const data = c.input(0);
   const indices = c.input(1);
   if (!data.shape || !indices.shape) return [{ dataType: data.dataType }];
   const rank = data.shape.length;
   if (rank === 0) c.fail('cannot gather from a scalar');
-  const axis = axisIn(c, attrInt(c.node, 'axis', 0), rank);
+  const axis = normalizeAxis(attrInt(c.node, 'axis', 0), rank, c.node);
   const picks = numbers(indices.elements);
   const size = data.shape[axis];
   for (const i of picks ?? [])
@@ -856,7 +811,7 @@ function slice(c: Context): Value[] {
   if (starts === undefined || ends === undefined) c.fail("missing required 'starts' or 'ends'");
   if (!x.shape) return [{ dataType: x.dataType }];
   const rank = x.shape.length;
-  const axes = axesList === undefined ? starts && range(starts.length) : axesList?.map((a) => axisIn(c, a, rank));
+  const axes = axesList === undefined ? starts && range(starts.length) : axesList?.map((a) => normalizeAxis(a, rank, c.node));
   if (!axes) return [{ dataType: x.dataType, shape: unknownDims(rank) }];
   if (new Set(axes).size !== axes.length) c.fail(`axes ${formatShape(axes)} repeat an axis`);
   const shape = [...x.shape];
@@ -927,7 +882,7 @@ function checkQuantParams(c: Context): void {
   }
   if (scale.length === 0 || (scale.length === 1 && scale[0] === 1)) return;
   if (scale.length > 1) c.fail(`scale ${formatShape(scale)} should be a scalar or 1-D`);
-  const axis = axisIn(c, attrInt(c.node, 'axis', 1), x.length);
+  const axis = normalizeAxis(attrInt(c.node, 'axis', 1), x.length, c.node);
   if (isNum(scale[0]) && isNum(x[axis]) && scale[0] !== x[axis])
     c.fail(`per-axis scale has ${scale[0]} values but axis ${axis} of ${formatShape(x)} has ${x[axis]}`);
 }
@@ -963,7 +918,7 @@ function split(c: Context): Value[] {
   const x = c.input(0);
   const count = c.node.outputs.length;
   const rank = x.shape?.length;
-  const axis = rank === undefined ? -1 : axisIn(c, attrInt(c.node, 'axis', 0), rank);
+  const axis = rank === undefined ? -1 : normalizeAxis(attrInt(c.node, 'axis', 0), rank, c.node);
   const size = rank === undefined ? null : x.shape![axis];
   const withDim = (d: Dim): Value => ({ dataType: x.dataType, shape: x.shape?.map((v, i) => (i === axis ? d : v)) });
   const parts = listOperand(c, 'split', 1, 13);
@@ -1069,7 +1024,7 @@ function checkElementIndices(c: Context, data: Value, others: Value[]): void {
   if (!data.shape) return;
   const rank = data.shape.length;
   if (rank === 0) c.fail('cannot index a scalar');
-  axisIn(c, attrInt(c.node, 'axis', 0), rank);
+  normalizeAxis(attrInt(c.node, 'axis', 0), rank, c.node);
   for (const v of others)
     if (v.shape && v.shape.length !== rank)
       c.fail(`indices of shape ${formatShape(v.shape)} must have the rank of data ${formatShape(data.shape)}`);
@@ -1115,7 +1070,7 @@ function topK(c: Context): Value[] {
     k = given.elements?.[0] ?? null;
   }
   if (!x.shape) return [{ dataType: x.dataType }, { dataType: 'int64' }];
-  const axis = axisIn(c, attrInt(c.node, 'axis', -1), x.shape.length);
+  const axis = normalizeAxis(attrInt(c.node, 'axis', -1), x.shape.length, c.node);
   const size = x.shape[axis]!;
   if (isNum(k) && (k < 0 || (isNum(size) && k > size))) c.fail(`k = ${k} is out of range for axis ${axis} of size ${size}`);
   const shape = x.shape.map((d, i) => (i === axis ? (isNum(k) ? k : null) : d));
@@ -1129,6 +1084,7 @@ function topK(c: Context): Value[] {
 const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Abs: sameAsInput,
   Add: arithmetic,
+  And: (c) => elementwise(c, 'bool'),
   ArgMax: argReduce,
   ArgMin: argReduce,
   AveragePool: pool,
@@ -1155,12 +1111,14 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   GatherElements: gatherElements,
   GatherND: gatherNd,
   Gemm: gemm,
+  Greater: (c) => elementwise(c, 'bool'),
   GlobalAveragePool: globalPool,
   GlobalMaxPool: globalPool,
   HardSigmoid: sameAsInput,
   HardSwish: sameAsInput,
   Identity: passThrough,
   LeakyRelu: sameAsInput,
+  Less: (c) => elementwise(c, 'bool'),
   Log: sameAsInput,
   LogSoftmax: softmax,
   MatMul: matMul,
@@ -1182,9 +1140,11 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Relu: sameAsInput,
   Reshape: reshape,
   Resize: resize,
+  Round: sameAsInput,
   ScatterElements: scatterElements,
   Shape: shapeOp,
   Sigmoid: sameAsInput,
+  Size: sizeOp,
   Slice: slice,
   Softmax: softmax,
   SpaceToDepth: (c) => blockRearrange(c, 'space-to-depth'),
@@ -1192,6 +1152,7 @@ const SHAPE_FUNCTIONS: Readonly<Record<OpType, ShapeFunction>> = {
   Sqrt: sameAsInput,
   Squeeze: squeeze,
   Sub: arithmetic,
+  Sum: elementwise,
   Tanh: sameAsInput,
   Tile: tile,
   TopK: topK,

@@ -1,4 +1,9 @@
-import type { DataType, TensorData, TensorStorage } from './types.js';
+import type { DataType, Dim, TensorData, TensorStorage } from './types.js';
+
+/** A shape as one would write it in a message: `[N, 3, ?, 224]` (`?` for an unknown dim). */
+export function formatShape(shape: readonly Dim[]): string {
+  return `[${shape.map((d) => d ?? '?').join(', ')}]`;
+}
 
 /** Number of elements of a shape (1 for a scalar). */
 export function sizeOf(dims: readonly number[]): number {

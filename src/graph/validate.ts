@@ -5,7 +5,8 @@
 import type { AttributeValue, Model } from './types.js';
 import { producerMap } from './graph.js';
 import { MAX_OPSET, MIN_OPSET, schemaOf, unsupportedOperatorMessage } from './ops.js';
-import { formatShape, inferShapes } from './shapes.js';
+import { inferShapes } from './shapes.js';
+import { formatShape } from './tensor.js';
 import { QuantflowError, check } from '../util/errors.js';
 
 export { SUPPORTED_OPS } from './ops.js';

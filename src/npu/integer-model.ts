@@ -1,8 +1,9 @@
+import type { Grid } from '../quantization/grid.js';
 import { attr, createGraph, makeNode } from '../graph/graph.js';
 import { allocStorage } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, TensorData } from '../graph/types.js';
-import { onnxTypeCode } from '../onnx/datatype.js';
-import type { AvgPoolLayer, ConvLayer, Grid, IntTensor, NpuLayer, NpuPackage, Requantization, TensorInfo } from './types.js';
+import { onnxTypeCode } from '../graph/datatype.js';
+import type { AvgPoolLayer, ConvLayer, IntTensor, NpuLayer, NpuPackage, Requantization, TensorInfo } from './types.js';
 import { windowCount, windowOutput } from './window.js';
 
 /**

@@ -1,6 +1,8 @@
+import type { Grid } from '../quantization/grid.js';
 import { multiplyByQuantizedMultiplier, roundingRightShift } from '../quantization/fixedpoint.js';
-import { tapRange, windowOutput } from './window.js';
-import type { AddLayer, AvgPoolLayer, ConcatLayer, ConvLayer, FullyConnectedLayer, Grid, IntTensor, LutLayer, MaxPoolLayer, MulLayer, PadLayer, Requantization, SelectLayer, TransposeLayer } from './types.js';
+import { tapRange } from '../graph/window.js';
+import { windowAxis, windowOutput } from './window.js';
+import type { AddLayer, AvgPoolLayer, ConcatLayer, ConvLayer, FullyConnectedLayer, IntTensor, LutLayer, MaxPoolLayer, MulLayer, PadLayer, Requantization, SelectLayer, TransposeLayer } from './types.js';
 
 /**
  * Integer kernels of the reference executor, batch 1, NCHW. Accumulators are integers held
@@ -322,6 +324,7 @@ export function mul(l: MulLayer, a: Operand, b: Operand, outShape: number[], zy:
 export function averagePool(l: AvgPoolLayer, x: Operand, zy: number): KernelResult {
   const [, channels, h, w] = x.shape as [number, number, number, number];
   const [oh, ow] = windowOutput(l, h, w);
+  const [ay, ax] = [windowAxis(l, 0), windowAxis(l, 1)];
   const xc = centered(x);
   const byCount = new Map(l.windows.map((r) => [r.count, r]));
   const output = new Int32Array(channels * oh * ow);
@@ -329,9 +332,9 @@ export function averagePool(l: AvgPoolLayer, x: Operand, zy: number): KernelResu
   let peak = 0;
   for (let c = 0, o = 0; c < channels; c++) {
     for (let oy = 0; oy < oh; oy++) {
-      const [y0, y1] = tapRange(l, 0, oy, h);
+      const [y0, y1] = tapRange(ay, oy, h);
       for (let ox = 0; ox < ow; ox++, o++) {
-        const [x0, x1] = tapRange(l, 1, ox, w);
+        const [x0, x1] = tapRange(ax, ox, w);
         let acc = 0;
         for (let ky = y0; ky < y1; ky++) {
           const row = c * h * w + (oy * l.strides[0] - l.pads[0] + ky * l.dilations[0]) * w;
@@ -350,12 +353,13 @@ export function averagePool(l: AvgPoolLayer, x: Operand, zy: number): KernelResu
 export function maxPool(l: MaxPoolLayer, x: Operand): KernelResult {
   const [, channels, h, w] = x.shape as [number, number, number, number];
   const [oh, ow] = windowOutput(l, h, w);
+  const [ay, ax] = [windowAxis(l, 0), windowAxis(l, 1)];
   const output = new Int32Array(channels * oh * ow);
   for (let c = 0, o = 0; c < channels; c++) {
     for (let oy = 0; oy < oh; oy++) {
-      const [y0, y1] = tapRange(l, 0, oy, h);
+      const [y0, y1] = tapRange(ay, oy, h);
       for (let ox = 0; ox < ow; ox++, o++) {
-        const [x0, x1] = tapRange(l, 1, ox, w);
+        const [x0, x1] = tapRange(ax, ox, w);
         let m = -Infinity;
         for (let ky = y0; ky < y1; ky++) {
           const row = c * h * w + (oy * l.strides[0] - l.pads[0] + ky * l.dilations[0]) * w;

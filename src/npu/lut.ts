@@ -1,8 +1,7 @@
 import { createGraph } from '../graph/graph.js';
 import type { Graph, Model, Node } from '../graph/types.js';
 import { runModel } from '../runtime/session.js';
-import { gridLevels, quantizeValue } from './grid.js';
-import type { Grid } from './types.js';
+import { gridLevels, quantizeValue, type Grid } from '../quantization/grid.js';
 
 /** A unary elementwise node to tabulate: `input` is its one non-constant input. */
 export interface TableRequest {

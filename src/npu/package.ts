@@ -1,19 +1,20 @@
-import { attrFloat, attrInt, attrInts } from '../graph/graph.js';
+import { attrFloat, attrInt, attrInts, constantInput, nodeError, normalizeAxis } from '../graph/graph.js';
 import { hostTail, shapeArithmetic, tailInputs } from '../graph/host-tail.js';
 import { inferShapes } from '../graph/shapes.js';
 import { keepsGrid } from '../quantization/plan.js';
 import { toFloat32, toNumbers } from '../graph/tensor.js';
+import { SHAPE_ONLY_OPS, type OpType } from '../graph/ops.js';
 import type { Graph, Model, Node, ValueInfo } from '../graph/types.js';
 import { quantizeMultiplier, type FixedPointMultiplier } from '../quantization/fixedpoint.js';
 import { resolveLayer, type Nonlinearity, type TargetProfile } from '../quantization/profile.js';
 import { QuantflowError } from '../util/errors.js';
-import { quantizeValue } from './grid.js';
+import { quantizeValue, type Grid } from '../quantization/grid.js';
 import { regridTable, unaryTables, type TableRequest } from './lut.js';
 import { qdqView, type DequantizedConstant, type QdqView } from './qdq-view.js';
 import { reshapeOutput } from './reshape.js';
 import { resizeSelection, sliceSelection } from './select.js';
-import type { Grid, IntTensor, LutLayer, NpuLayer, NpuPackage, Requantization, TensorInfo, Window } from './types.js';
-import { broadcastShape, constantInput, nodeError, windowCount, windowOf } from './window.js';
+import type { IntTensor, LutLayer, NpuLayer, NpuPackage, Requantization, TensorInfo, Window } from './types.js';
+import { broadcastShape, windowCount, windowOf } from './window.js';
 
 export interface BuildOptions {
   /** Preprocessing preset of the images (recorded in the manifest for `verify`). */
@@ -68,11 +69,11 @@ function packageOutputs(graph: Graph, tail: readonly Node[], l: Lowering): strin
   return [...new Set(names.map((name) => l.packageOutput(name)))];
 }
 
-/** Elementwise ops that run as a lookup table when all inputs but one are scalar constants. */
-const TABLE_OPS = new Set(['Relu', 'Clip', 'LeakyRelu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Elu', 'Selu', 'Softplus', 'Softsign', 'Gelu', 'Erf', 'Exp', 'Log', 'Abs', 'Neg', 'Sqrt', 'Reciprocal', 'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min']);
+/** Elementwise ops that run as a lookup table when all inputs but one are scalar constants (only ops with a schema reach the lowering). */
+const TABLE_OPS: ReadonlySet<string> = new Set<OpType>(['Relu', 'Clip', 'LeakyRelu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Erf', 'Exp', 'Log', 'Abs', 'Neg', 'Sqrt', 'Reciprocal', 'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min']);
 
 /** The profile entry that says whether the target may run a table op. */
-const PROFILE_ENTRY: Partial<Record<string, Nonlinearity>> = {
+const PROFILE_ENTRY: Partial<Record<OpType, Nonlinearity>> = {
   Relu: 'relu',
   LeakyRelu: 'leakyRelu',
   Sigmoid: 'sigmoid',
@@ -81,8 +82,6 @@ const PROFILE_ENTRY: Partial<Record<string, Nonlinearity>> = {
   Tanh: 'tanh',
 };
 
-/** Ops that only move integers. */
-const RESHAPES = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Dropout']);
 
 /** Largest input grid a lookup table covers. */
 const MAX_TABLE = 1 << 16;
@@ -146,7 +145,7 @@ class Lowering {
       return void this.info(node, node.inputs[0]!);
     }
     if (TABLE_OPS.has(node.opType) && tensorInputs.length === 1) return this.lowerTable(node, tensorInputs[0]!);
-    switch (node.opType) {
+    switch (node.opType as OpType) {
       case 'Conv':
         return this.lowerConv(node);
       case 'Gemm':
@@ -173,7 +172,7 @@ class Lowering {
       case 'Pad':
         return this.lowerPad(node);
     }
-    if (RESHAPES.has(node.opType)) return this.lowerReshape(node);
+    if (SHAPE_ONLY_OPS.has(node.opType)) return this.lowerReshape(node);
     throw nodeError(node, 'has no integer lowering for the NPU package');
   }
 
@@ -382,8 +381,7 @@ class Lowering {
     let kernel = [h, w];
     let keep = true;
     if (node.opType === 'ReduceMean') {
-      const axesInput = node.inputs[1] && this.graph.initializers.get(node.inputs[1]);
-      const axes = (axesInput ? toNumbers(axesInput) : attrInts(node, 'axes', [])).map((a) => (a + 4) % 4).sort();
+      const axes = (constantInput(node, 1, this.graph.initializers) ?? attrInts(node, 'axes', [])).map((a) => normalizeAxis(a, 4, node)).sort();
       if (axes.join() !== '2,3') throw nodeError(node, `only the spatial mean (axes 2, 3) is supported, got axes [${axes}]`);
       keep = attrInt(node, 'keepdims', 1) === 1;
     } else if (node.opType === 'AveragePool') kernel = attrInts(node, 'kernel_shape', []);
@@ -462,7 +460,7 @@ class Lowering {
   private lowerConcat(node: Node): void {
     const xs = node.inputs.map((i) => this.info(node, i));
     const rank = xs[0]!.shape.length;
-    const axis = (attrInt(node, 'axis', 0) + rank) % rank;
+    const axis = normalizeAxis(attrInt(node, 'axis', 0), rank, node);
     const o = this.requantOutput(node);
     const shape = [...xs[0]!.shape];
     shape[axis] = xs.reduce((n, t) => n + t.shape[axis]!, 0);
@@ -475,7 +473,7 @@ class Lowering {
   }
 
   private lowerTable(node: Node, input: string): void {
-    const nonlinearity = PROFILE_ENTRY[node.opType];
+    const nonlinearity = PROFILE_ENTRY[node.opType as OpType];
     if (nonlinearity && this.profile.nonlinearities[nonlinearity] === 'float') {
       throw nodeError(node, `profile ${this.profile.name} runs ${nonlinearity} on the host ('float'), which an integer package cannot`);
     }

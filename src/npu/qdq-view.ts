@@ -1,8 +1,8 @@
-import { attrInt } from '../graph/graph.js';
+import type { Grid } from '../quantization/grid.js';
+import { attrInt, nodeError } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { Graph, Node, TensorData } from '../graph/types.js';
 import { QuantflowError } from '../util/errors.js';
-import type { Grid } from './types.js';
 
 /** A constant fed through DequantizeLinear: integer values and their (per-axis) scales. */
 export interface DequantizedConstant {
@@ -75,7 +75,7 @@ export function qdqView(graph: Graph): QdqView {
 
 function scalarInput(node: Node, i: number, graph: Graph): TensorData {
   const t = graph.initializers.get(node.inputs[i] ?? '');
-  if (!t || t.data.length !== 1) throw new QuantflowError(`node '${node.name}' (${node.opType}): input ${i} must be a constant scalar`);
+  if (!t || t.data.length !== 1) throw nodeError(node, `input ${i} must be a constant scalar`);
   return t;
 }
 

@@ -1,6 +1,5 @@
-import { attrInt, attrInts } from '../graph/graph.js';
+import { attrInt, attrInts, constantInput, normalizeAxis } from '../graph/graph.js';
 import type { Node, TensorData } from '../graph/types.js';
-import { constantInput } from './window.js';
 
 /**
  * Output shape of a node that only reshapes (Reshape, Flatten, Squeeze, Unsqueeze, Identity,
@@ -16,18 +15,18 @@ export function reshapeOutput(node: Node, shape: number[], initializers: Map<str
       return target.map((d) => (d === -1 ? size / known : d));
     }
     case 'Flatten': {
-      const axis = (attrInt(node, 'axis', 1) + shape.length) % shape.length;
+      const axis = normalizeAxis(attrInt(node, 'axis', 1), shape.length, node);
       const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
       return [outer, size / outer];
     }
     case 'Squeeze': {
-      const axes = (constant(1) ?? attrInts(node, 'axes', [])).map((a) => (a + shape.length) % shape.length);
+      const axes = (constant(1) ?? attrInts(node, 'axes', [])).map((a) => normalizeAxis(a, shape.length, node));
       return shape.filter((d, i) => (axes.length ? !axes.includes(i) : d !== 1));
     }
     case 'Unsqueeze': {
       const given = constant(1) ?? attrInts(node, 'axes', []);
       const rank = shape.length + given.length;
-      const axes = given.map((a) => (a + rank) % rank);
+      const axes = given.map((a) => normalizeAxis(a, rank, node));
       const rest = [...shape];
       return Array.from({ length: rank }, (_, i) => (axes.includes(i) ? 1 : rest.shift()!));
     }

@@ -1,7 +1,6 @@
-import { attrInts, attrString } from '../graph/graph.js';
+import { attrInts, attrString, constantInput, nodeError, normalizeAxis } from '../graph/graph.js';
 import { resizeBroadcastAxes } from '../graph/resize.js';
 import type { Node, TensorData } from '../graph/types.js';
-import { constantInput, nodeError } from './window.js';
 
 /**
  * Resize (nearest neighbour) and Slice as per-axis index maps: output element
@@ -13,15 +12,6 @@ export interface Selection {
   shape: number[];
 }
 
-/** Axes given as a list that may count from the end, as non-negative axes of a rank-r tensor. */
-function normalizedAxes(node: Node, axes: number[], rank: number): number[] {
-  return axes.map((a) => {
-    const axis = a < 0 ? a + rank : a;
-    if (axis < 0 || axis >= rank) throw nodeError(node, `axis ${a} is out of range for a rank-${rank} input`);
-    return axis;
-  });
-}
-
 /** ONNX Resize with mode 'nearest' (or any mode that only broadcasts length-1 axes) on an input of shape `inShape` (opset 10 and 11+ input forms). */
 export function resizeSelection(node: Node, inShape: readonly number[], constants: ReadonlyMap<string, TensorData>): Selection {
   const interpolating = attrString(node, 'mode', 'nearest') !== 'nearest';
@@ -29,7 +19,7 @@ export function resizeSelection(node: Node, inShape: readonly number[], constant
   const rounding = attrString(node, 'nearest_mode', 'round_prefer_floor');
   if (attrString(node, 'keep_aspect_ratio_policy', 'stretch') !== 'stretch') throw nodeError(node, 'keep_aspect_ratio_policy other than stretch is not supported');
   const rank = inShape.length;
-  const axes = normalizedAxes(node, attrInts(node, 'axes', [...inShape.keys()]), rank);
+  const axes = attrInts(node, 'axes', [...inShape.keys()]).map((a) => normalizeAxis(a, rank, node));
   // Opset 10: [X, scales]; opset 11 on: [X, roi, scales, sizes].
   const [scalesAt, sizesAt] = node.inputs.length === 2 ? [1, -1] : [2, 3];
   const sizes = sizesAt > 0 ? constantInput(node, sizesAt, constants) : undefined;
@@ -105,7 +95,7 @@ export function sliceSelection(node: Node, inShape: readonly number[], constants
   const fromInputs = node.inputs.length > 1;
   const starts = fromInputs ? constantInput(node, 1, constants)! : attrInts(node, 'starts', []);
   const ends = fromInputs ? constantInput(node, 2, constants)! : attrInts(node, 'ends', []);
-  const axes = normalizedAxes(node, (fromInputs ? constantInput(node, 3, constants) : attrInts(node, 'axes')) ?? starts.map((_, i) => i), rank);
+  const axes = ((fromInputs ? constantInput(node, 3, constants) : attrInts(node, 'axes')) ?? starts.map((_, i) => i)).map((a) => normalizeAxis(a, rank, node));
   const steps = (fromInputs ? constantInput(node, 4, constants) : undefined) ?? starts.map(() => 1);
   if (ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length) throw nodeError(node, 'starts, ends, axes and steps differ in length');
   const index = inShape.map((n) => Array.from({ length: n }, (_, i) => i));

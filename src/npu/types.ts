@@ -1,3 +1,4 @@
+import type { Grid } from '../quantization/grid.js';
 import type { TargetProfile } from '../quantization/profile.js';
 
 /**
@@ -47,15 +48,6 @@ export interface NpuPackage {
 export interface HostNode {
   name: string;
   opType: string;
-}
-
-/** Integer grid of an activation: real value (q − zeroPoint)·scale, q ∈ [qmin, qmax]. */
-export interface Grid {
-  /** float32, as in the QDQ model; used only to quantize inputs and read outputs. */
-  scale: number;
-  zeroPoint: number;
-  qmin: number;
-  qmax: number;
 }
 
 export interface TensorInfo {

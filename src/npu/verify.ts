@@ -4,7 +4,7 @@ import { openSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 import { execute, executeLayer } from './executor.js';
 import { buildIntegerModel } from './integer-model.js';
-import { quantizeTensor, quantizeValue } from './grid.js';
+import { quantizeTensor, quantizeValue } from '../quantization/grid.js';
 import { qdqView } from './qdq-view.js';
 import type { NpuPackage } from './types.js';
 

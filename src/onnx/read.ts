@@ -13,7 +13,7 @@ import type { AttributeValue, DataType, Dim, Graph, Model, Node, TensorData, Val
 import { allocStorage, sizeOf } from '../graph/tensor.js';
 import { topologicalSort } from '../graph/toposort.js';
 import { QuantflowError } from '../util/errors.js';
-import { dataTypeFromCode } from './datatype.js';
+import { dataTypeFromCode } from '../graph/datatype.js';
 import { MAX_OPSET, MIN_OPSET } from '../graph/ops.js';
 
 

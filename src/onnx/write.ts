@@ -10,7 +10,7 @@ import {
 } from 'onnx-buf';
 import type { AttributeValue, Model, TensorData, ValueInfo } from '../graph/types.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { onnxTypeCode } from './datatype.js';
+import { onnxTypeCode } from '../graph/datatype.js';
 
 /** The lowest IR version that carries the features of `opset` (int4 needs IR 10). */
 function irVersionFor(opset: number): bigint {

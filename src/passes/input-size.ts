@@ -1,6 +1,7 @@
 import type { Dim, Model } from '../graph/types.js';
 import { attrInts, attrString } from '../graph/graph.js';
-import { formatShape, inferShapes } from '../graph/shapes.js';
+import { inferShapes } from '../graph/shapes.js';
+import { formatShape } from '../graph/tensor.js';
 import { QuantflowError } from '../util/errors.js';
 
 /** Height and width of the image inputs, in pixels. */

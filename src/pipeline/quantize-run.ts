@@ -21,7 +21,7 @@ import { finetune, QFT_DEFAULTS, type FinetuneResult, type LrSchedule } from '..
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../qft/student.js';
 import type { RangeMethod } from '../quantization/calibration.js';
 import { loadProfile, type TargetProfile } from '../quantization/profile.js';
-import { buildQuantizedModel, quantizeModel, type QuantizeResult } from '../quantization/quantize.js';
+import { buildQuantizedModel, quantizeModel, resolvePtqOptions, type QuantizeResult } from '../quantization/quantize.js';
 import { runManifest } from '../report/manifest.js';
 import type { AccuracyReport, CompareReport, QftReport, QuantizeReportJson } from '../report/types.js';
 import { layerWeightStats } from '../report/weight-stats.js';
@@ -73,19 +73,19 @@ export interface QuantizeRunOptions {
   profile: string;
   /** Output folder for model.qdq.onnx, npu/, report.json and report.html. */
   output: string;
-  /** Activation range method (default 'mse'). */
+  /** Activation range method. Options left out here take their value from `PTQ_DEFAULTS`. */
   calibration?: RangeMethod;
-  /** Calibration images used (default 1000). */
+  /** Calibration images used. */
   calibLimit?: number;
-  /** Images per calibration and QFT batch (default 16). */
+  /** Images per calibration and QFT batch. */
   batch?: number;
   /** Preprocessing: a preset and/or fields; the rest is chosen from the model. */
   preprocess?: PreprocessRequest;
   /** Leave out unreadable calibration images (listed in the report) instead of failing on the first. */
   skipBadImages?: boolean;
-  /** Default true. */
+  /** Bias correction (see `QuantizeOptions.biasCorrection`). */
   biasCorrection?: boolean;
-  /** GPTQ rounding of convolutions without groups below 8 bits (see `QuantizeOptions.gptq`); default true. */
+  /** GPTQ rounding of convolutions without groups below 8 bits (see `QuantizeOptions.gptq`). */
   gptq?: boolean;
   equalize?: boolean;
   /** Labelled folder on which float and quantized top-1/top-5 are measured. */
@@ -164,11 +164,7 @@ const SILENT: StageReporter = { update() {}, stop() {} };
 export async function runQuantize(options: QuantizeRunOptions): Promise<QuantizeRun> {
   const profile = loadProfile(options.profile);
   checkOutputFolder(options.output);
-  const calibration = options.calibration ?? 'mse';
-  const calibLimit = options.calibLimit ?? 1000;
-  const batch = options.batch ?? 16;
-  const biasCorrection = options.biasCorrection ?? true;
-  const gptq = options.gptq ?? true;
+  const { calibration, calibLimit, batch, biasCorrection, gptq, equalize } = resolvePtqOptions(options);
   const manifest = runManifest({
     options: {
       calibration,
@@ -179,7 +175,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       skipBadImages: !!options.skipBadImages,
       biasCorrection,
       gptq,
-      equalize: !!options.equalize,
+      equalize,
       eval: options.eval ?? null,
       ...(options.evalLimit ? { evalLimit: options.evalLimit } : {}),
       ...(options.compare ? { compare: options.compare, ...(options.compareLimit ? { compareLimit: options.compareLimit } : {}), ...options.compareOptions } : {}),
@@ -213,7 +209,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       skipBadImages: options.skipBadImages,
       biasCorrection,
       gptq,
-      equalize: !!options.equalize,
+      equalize,
       onProgress: (done) => r.update(done),
     }),
   );

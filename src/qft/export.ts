@@ -1,4 +1,4 @@
-import type { QuantizationParams } from '../export/qdq.js';
+import type { QuantizationParams } from '../quantization/qdq.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { Model, TensorData } from '../graph/types.js';
 import { dequantize, qmaxOf, quantize, shiftsForReference, shiftsForScale, sqnrDb, type QuantizedWeights } from '../quantization/weights.js';

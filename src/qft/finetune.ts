@@ -1,6 +1,6 @@
 import { Trainer } from '../autodiff/train-step.js';
 import type { Dataset } from '../data/dataset.js';
-import type { QuantizationParams } from '../export/qdq.js';
+import type { QuantizationParams } from '../quantization/qdq.js';
 import { floatTensor, toFloat32 } from '../graph/tensor.js';
 import type { Model, TensorData } from '../graph/types.js';
 import type { QuantizeResult } from '../quantization/quantize.js';
@@ -8,7 +8,7 @@ import { QuantflowError } from '../util/errors.js';
 import { exportStudent, trainedShifts } from './export.js';
 import { loadCheckpoint, saveCheckpoint, type QftProgress } from './checkpoint.js';
 import { createHash } from 'node:crypto';
-import { decodeImages, type ImageSet } from './images.js';
+import { decodeImages, type ImageSet } from '../data/images.js';
 import { buildStudent, TRAINED_GROUPS, type LossKind, type Student, type TrainedGroup } from './student.js';
 import { TeacherTargets } from './teacher.js';
 import { seededRandom } from '../util/random.js';

@@ -1,7 +1,8 @@
-import { GraphBuilder } from '../autodiff/builder.js';
+import { GraphBuilder } from '../graph/builder.js';
+import { cloneModel } from '../graph/graph.js';
 import { fakeQuant } from '../autodiff/fake-quant.js';
 import { staticShapes } from '../autodiff/shapes.js';
-import type { QuantizationParams } from '../export/qdq.js';
+import type { QuantizationParams } from '../quantization/qdq.js';
 import { floatTensor, toFloat32 } from '../graph/tensor.js';
 import { topologicalSort } from '../graph/toposort.js';
 import type { Graph, Model, Node } from '../graph/types.js';
@@ -145,15 +146,9 @@ export function buildStudent(model: Model, params: QuantizationParams, options: 
   for (const t of [...l2Layers, ...outputs.filter((o) => o.kind === 'l2').map((o) => o.tensor)])
     if (!shapes.get(t)?.shape?.slice(1).every((d) => typeof d === 'number'))
       throw new QuantflowError(`--loss-layers: '${t}' is not a value of the model with a static shape (see \`quantflow inspect\`)`);
-  const graph: Graph = {
-    ...src,
-    nodes: src.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attributes: { ...n.attributes } })),
-    initializers: new Map(src.initializers),
-    inputs: [...src.inputs],
-    outputs: [],
-    valueInfo: new Map(src.valueInfo),
-  };
-  const student: Model = { ...model, graph, metadata: { ...model.metadata } };
+  const student = cloneModel(model);
+  const graph = student.graph;
+  graph.outputs = [];
   // Gradient rules are written for opset 13 forms (e.g. ReduceSum axes as an input).
   upgradeOpset(student, STUDENT_OPSET);
   const b = new GraphBuilder(student);

@@ -1,7 +1,7 @@
 import type * as ort from 'onnxruntime-node';
 import type { Model, TensorData } from '../graph/types.js';
 import { openSession, runSession } from '../runtime/session.js';
-import type { ImageSet } from './images.js';
+import type { ImageSet } from '../data/images.js';
 
 /** Teacher values are held in memory up to this many bytes, else recomputed for every batch. */
 const CACHE_BYTES = 2e9;

@@ -1,5 +1,6 @@
 import { QuantflowError } from '../util/errors.js';
 import { powerOfTwoCeil, roundHalfToEven } from './fixedpoint.js';
+import type { Grid } from './grid.js';
 
 /**
  * Activation calibration: streaming observers that summarize every value a tensor takes on
@@ -285,15 +286,6 @@ class BinModel {
   }
 }
 
-export interface ActivationQuantParams {
-  /** float32, as stored in the model. */
-  scale: number;
-  zeroPoint: number;
-  /** The integer grid: [0, 2^b − 1] asymmetric, [−2^(b−1), 2^(b−1) − 1] symmetric. */
-  qmin: number;
-  qmax: number;
-}
-
 /**
  * Per-tensor scale and zero point covering `range` (extended to contain 0). Asymmetric: the
  * zero point is the integer nearest −min/scale, so a range with min ≥ 0 (a ReLU output) gets
@@ -305,7 +297,7 @@ export function activationQuantParams(
   bits: number,
   symmetric: boolean,
   options: { powerOfTwo?: boolean } = {},
-): ActivationQuantParams {
+): Grid {
   checkActivationBits(bits);
   const { min, max } = gridRange(range.min, range.max, symmetric);
   const qmin = symmetric ? -(2 ** (bits - 1)) : 0;

@@ -1,5 +1,5 @@
-import { GraphBuilder } from '../autodiff/builder.js';
-import { attr, attrInt, attrInts, attrString } from '../graph/graph.js';
+import { GraphBuilder } from '../graph/builder.js';
+import { attr, attrInt, attrInts, attrString, cloneModel } from '../graph/graph.js';
 import { floatTensor } from '../graph/tensor.js';
 import type { Graph, Model } from '../graph/types.js';
 import type { WeightedLayer } from './plan.js';
@@ -34,8 +34,8 @@ export function hasPatchMoments(layer: WeightedLayer, graph: Graph): boolean {
  * products run in onnxruntime: in JavaScript they would cost more than the model itself.
  */
 export function withPatchMoments(model: Model, layers: readonly WeightedLayer[]): { model: Model; outputs: Map<string, string> } {
-  const graph: Graph = { ...model.graph, nodes: [...model.graph.nodes], initializers: new Map(model.graph.initializers), outputs: [...model.graph.outputs] };
-  const copy: Model = { ...model, graph };
+  const copy = cloneModel(model);
+  const graph = copy.graph;
   const b = new GraphBuilder(copy);
   const outputs = new Map<string, string>();
   // Layers reading the same patches of the same value (branches of one input) share one product.

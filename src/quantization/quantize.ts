@@ -3,9 +3,9 @@ import type { Dataset } from '../data/dataset.js';
 import { imageBatches, imageFeeds, imageInputGeometry } from '../data/batches.js';
 import { preprocessMetadata, resolvePreprocess, type PreprocessChoice, type PreprocessRequest } from '../data/preprocess.js';
 import type { Model, Node, TensorData } from '../graph/types.js';
-import { consumerMap } from '../graph/graph.js';
+import { cloneModel, consumerMap } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
-import { buildQdqModel, type QuantizationParams } from '../export/qdq.js';
+import { buildQdqModel, type QuantizationParams } from './qdq.js';
 import { openSession, runSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 import { activationQuantParams, HistogramObserver, MinMaxObserver, type Observer, type RangeMethod } from './calibration.js';
@@ -17,26 +17,56 @@ import { hasPatchMoments, PatchMoments, withPatchMoments } from './patch-moments
 import { biasCorrection, ChannelMeans } from './bias-correction.js';
 import { equalizeCrossLayer } from '../passes/equalize.js';
 
+/**
+ * What PTQ does with an option left out. `resolvePtqOptions` is the one place they apply (for
+ * `quantizeModel` and the run's manifest); `quantize --help` shows them from here.
+ */
+export const PTQ_DEFAULTS = {
+  profile: 'w8a8-shift',
+  calibration: 'mse',
+  calibLimit: 1000,
+  batch: 16,
+  biasCorrection: true,
+  gptq: true,
+  equalize: false,
+} as const;
+
+type PtqDefaulted = 'calibration' | 'calibLimit' | 'batch' | 'biasCorrection' | 'gptq' | 'equalize';
+
+/** `options` with every option of `PTQ_DEFAULTS` that it leaves out filled in. */
+export function resolvePtqOptions<T extends Pick<QuantizeOptions, PtqDefaulted>>(options: T): T & Required<Pick<QuantizeOptions, PtqDefaulted>> {
+  return {
+    ...options,
+    calibration: options.calibration ?? PTQ_DEFAULTS.calibration,
+    calibLimit: options.calibLimit ?? PTQ_DEFAULTS.calibLimit,
+    batch: options.batch ?? PTQ_DEFAULTS.batch,
+    biasCorrection: options.biasCorrection ?? PTQ_DEFAULTS.biasCorrection,
+    gptq: options.gptq ?? PTQ_DEFAULTS.gptq,
+    equalize: options.equalize ?? PTQ_DEFAULTS.equalize,
+  };
+}
+
+/** PTQ options; those left out take their value from `PTQ_DEFAULTS`. */
 export interface QuantizeOptions {
   profile: TargetProfile;
-  /** How activation ranges are chosen (default 'mse'); weights use min-max for 'minmax', MSE otherwise. */
+  /** How activation ranges are chosen; weights use min-max for 'minmax', MSE otherwise. */
   calibration?: RangeMethod;
-  /** Calibration images used (default 1000). */
+  /** Calibration images used. */
   calibLimit?: number;
-  /** Images per calibration batch (default 16). */
+  /** Images per calibration batch. */
   batch?: number;
   /** Preprocessing: a preset and/or fields; the rest is chosen from the model (`resolvePreprocess`). */
   preprocess?: PreprocessRequest;
   /** Leave out unreadable calibration images (listed in `skipped`) instead of failing on the first. */
   skipBadImages?: boolean;
-  /** Cross-layer equalization of conv pairs around ReLUs before quantizing (default false). */
+  /** Cross-layer equalization of conv pairs around ReLUs before quantizing. */
   equalize?: boolean;
-  /** Subtract the expected output shift that weight rounding causes from each bias (default true). */
+  /** Subtract the expected output shift that weight rounding causes from each bias. */
   biasCorrection?: boolean;
   /**
    * Round the weights of convolutions without groups below 8 bits for the least output error
    * on the calibration images (`gptqQuantize` on their patch moments, which also picks each
-   * WESS channel's shift) instead of to nearest (default true).
+   * WESS channel's shift) instead of to nearest.
    */
   gptq?: boolean;
   onProgress?: (done: number, total: number) => void;
@@ -98,26 +128,27 @@ const HISTOGRAM_SAMPLE = 1 << 16;
  * bounded state), quantizes weights (per-tensor, per-channel or WESS, as the profile says per
  * layer), and builds the QDQ model.
  */
-export async function quantizeModel(input: Model, calib: Dataset, options: QuantizeOptions): Promise<QuantizeResult> {
+export async function quantizeModel(input: Model, calib: Dataset, given: QuantizeOptions): Promise<QuantizeResult> {
+  const options = resolvePtqOptions(given);
   const geometry = imageInputGeometry(input);
   const preprocess = resolvePreprocess(input, options.preprocess, geometry.channels);
   // Recorded in the float model, so that the QDQ models PTQ and QFT build from it carry it.
   const prepared = options.equalize ? equalized(input) : input;
   const model: Model = { ...prepared, metadata: { ...prepared.metadata, ...preprocessMetadata(preprocess.spec) } };
-  const method = options.calibration ?? 'mse';
+  const method = options.calibration;
   const profile = options.profile;
   const plan = planQuantization(model.graph);
   if (!plan.layers.length) throw new QuantflowError(`model '${model.graph.name}' has no Conv/Gemm/MatMul layer with constant weights to quantize`);
-  const items = calib.items.slice(0, options.calibLimit ?? 1000);
+  const items = calib.items.slice(0, options.calibLimit);
 
   let t0 = performance.now();
   const observers = new Map<string, Observer>(
     plan.activations.map((a) => [a, method === 'minmax' ? new MinMaxObserver() : new HistogramObserver()]),
   );
-  const layerInputs = (options.biasCorrection ?? true) ? [...new Set(plan.layers.map((l) => l.node.inputs[0]!))] : [];
+  const layerInputs = options.biasCorrection ? [...new Set(plan.layers.map((l) => l.node.inputs[0]!))] : [];
   const means = new Map(layerInputs.map((name) => [name, new ChannelMeans()]));
   const specs = plan.layers.map((layer, i) => resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 }));
-  const gptqLayers = (options.gptq ?? true) ? plan.layers.filter((l, i) => specs[i]!.bits < 8 && hasPatchMoments(l, model.graph)) : [];
+  const gptqLayers = options.gptq ? plan.layers.filter((l, i) => specs[i]!.bits < 8 && hasPatchMoments(l, model.graph)) : [];
   const fetched = [...new Set([...plan.activations, ...layerInputs])];
   const probed = withPatchMoments(withOutputs(model, fetched), gptqLayers);
   const moments = new Map([...new Set(probed.outputs.values())].map((output) => [output, new PatchMoments()]));
@@ -126,7 +157,7 @@ export async function quantizeModel(input: Model, calib: Dataset, options: Quant
   const skipped: string[] = [];
   let firstBatch: Float32Array | undefined;
   try {
-    for await (const b of imageBatches(items, { ...geometry, preprocess: preprocess.spec, batch: options.batch ?? 16, skipBadImages: options.skipBadImages })) {
+    for await (const b of imageBatches(items, { ...geometry, preprocess: preprocess.spec, batch: options.batch, skipBadImages: options.skipBadImages })) {
       skipped.push(...b.skipped);
       const n = b.items.length;
       if (!n) continue;
@@ -262,9 +293,9 @@ async function modelOutputErrors(float: Model, quantized: Model, params: Quantiz
 
 /** A copy of `model` (sharing unchanged tensors) with cross-layer equalization applied. */
 function equalized(model: Model): Model {
-  const graph = { ...model.graph, initializers: new Map(model.graph.initializers) };
-  equalizeCrossLayer(graph);
-  return { ...model, graph };
+  const copy = cloneModel(model);
+  equalizeCrossLayer(copy.graph);
+  return copy;
 }
 
 /** `model` with each layer's bias reduced by its bias correction (a shallow copy when any applies). */

@@ -4,7 +4,7 @@
  * model are reported, not thrown, so an unsupported model can still be looked at.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
-import { formatShape } from '../graph/shapes.js';
+import { formatShape } from '../graph/tensor.js';
 import type { Model, ValueInfo } from '../graph/types.js';
 import { schemaOf } from '../graph/ops.js';
 import { detectFormat, loadModel, type LoadOptions, type ModelFormat } from '../import/load.js';

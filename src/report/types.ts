@@ -14,6 +14,7 @@ import type { PassChange } from '../passes/pass-log.js';
 import type { LayerReport, OutputReport } from '../quantization/quantize.js';
 import type { CompareResult } from '../eval/compare.js';
 import type { HostNode } from '../npu/types.js';
+import type { Grid } from '../quantization/grid.js';
 
 /**
  * SQNR in dB as stored in JSON. `null` stands for +Infinity (no error at all), because
@@ -59,14 +60,6 @@ export interface ReportNpu {
   hostTail?: HostNode[];
 }
 
-/** An activation's per-tensor grid. */
-export interface ReportActivation {
-  scale: number;
-  zeroPoint: number;
-  qmin: number;
-  qmax: number;
-}
-
 /** What QFT (finetuning after PTQ) did, for the report. */
 export interface QftReport {
   /** Options that took effect (epochs, batch, lrWeights, lrScales, loss, lossLayers, seed, schedule, trained groups...). */
@@ -107,7 +100,7 @@ export interface QuantizeReportJson {
   outputs?: ReportOutput[];
   /** The integer NPU package, when it was written. */
   npu?: ReportNpu;
-  activations: Record<string, ReportActivation>;
+  activations: Record<string, Grid>;
   /** Float vs quantized accuracy, when the run measured them. */
   accuracy?: { float?: AccuracyReport; quantized?: AccuracyReport };
   /** Float vs quantized output figures, when the run compared them. */

@@ -12,10 +12,10 @@
  * pooling node but fails a condition is reported as a near miss, with the reason.
  */
 import type { Dim, Model, Node } from '../graph/types.js';
-import { attrInt, attrInts, attrString } from '../graph/graph.js';
-import { sizeOf, toNumbers } from '../graph/tensor.js';
-import { formatShape } from '../graph/shapes.js';
-import { findGate, SHAPE_ONLY_OPS, type Gate } from './gate.js';
+import { attrInt, attrInts, attrString, normalizeAxis } from '../graph/graph.js';
+import { formatShape, sizeOf, toNumbers } from '../graph/tensor.js';
+import { SHAPE_ONLY_OPS, type OpType } from '../graph/ops.js';
+import { findGate, type Gate } from './gate.js';
 import { GraphView, isDescriptor } from './view.js';
 
 /** One squeeze-and-excite block. */
@@ -87,7 +87,7 @@ const EXCITATION_OPS: ReadonlySet<string> = new Set([
 ]);
 
 /** Ops that keep a feature map's values in place up to a clamp, as quantized importers insert. */
-const RANGE_OPS: ReadonlySet<string> = new Set(['Clip', 'Relu', 'Identity']);
+const RANGE_OPS: ReadonlySet<string> = new Set<OpType>(['Clip', 'Relu', 'Identity']);
 
 /**
  * Finds every squeeze-and-excite block of `model`, and the near misses. Does not modify the
@@ -183,7 +183,7 @@ function squeezeProblem(view: GraphView, squeeze: Node, map: Dim[]): string | un
       const listed = squeeze.inputs[1] ? view.constant(squeeze.inputs[1]) : undefined;
       const axes = listed ? toNumbers(listed) : attrInts(squeeze, 'axes');
       if (!axes || axes.length === 0) return `ReduceMean '${squeeze.name}' reduces every axis, not just H and W`;
-      const spatial = [...new Set(axes.map((a) => (a < 0 ? a + 4 : a)))].sort();
+      const spatial = [...new Set(axes.map((a) => normalizeAxis(a, 4, squeeze)))].sort();
       return spatial.join() === '2,3' ? undefined : `ReduceMean '${squeeze.name}' over axes [${axes}] is not a mean over H and W`;
     }
     case 'AveragePool': {

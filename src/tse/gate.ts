@@ -5,6 +5,7 @@
  * chain of scalar elementwise ops that ends at the gate is evaluated on a grid of inputs and
  * accepted when it behaves like a sigmoid: monotone from ≈0 to ≈1 through ≈0.5 at 0.
  */
+import { SHAPE_ONLY_OPS } from '../graph/ops.js';
 import type { Node } from '../graph/types.js';
 import { attrFloat } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
@@ -19,8 +20,6 @@ export interface Gate {
   nodes: Node[];
 }
 
-/** Ops that only rearrange a descriptor ([N,C] ↔ [N,C,1,1]): the identity on each value. */
-export const SHAPE_ONLY_OPS: ReadonlySet<string> = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Dropout']);
 
 type ScalarFn = (v: number) => number;
 

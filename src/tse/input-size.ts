@@ -1,7 +1,7 @@
 /** Feature-map sizes of a model at another input resolution. */
 import type { Model } from '../graph/types.js';
 import { fixInputSize } from '../passes/input-size.js';
-import { cloneModel } from './clone.js';
+import { cloneModel } from '../graph/graph.js';
 
 /**
  * A copy of `model` with its [N, C, H, W] image inputs set to `height`x`width` and shapes

@@ -5,12 +5,11 @@
  * tile rows instead of the whole map (buffers.ts). No retraining: the weights stay.
  */
 import type { Model, Node, TensorData } from '../graph/types.js';
-import { attr, makeNode, nameAllocator, pruneUnusedInitializers } from '../graph/graph.js';
+import { attr, cloneModel, makeNode, nameAllocator, pruneUnusedInitializers } from '../graph/graph.js';
 import { floatTensor, int64Tensor } from '../graph/tensor.js';
 import { inferShapes } from '../graph/shapes.js';
 import { validateModel } from '../graph/validate.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
-import { cloneModel } from './clone.js';
 import { detectSqueezeExcite, type SqueezeExciteBlock } from './detect.js';
 import { emitTiledGate } from './tiled-gate.js';
 import { checkTileOptions, describeTile, tileFor, type TileOptions } from './tile.js';

@@ -9,7 +9,7 @@ import type { Node, TensorData } from '../graph/types.js';
 import { attr, attrFloat, attrInt, makeNode } from '../graph/graph.js';
 import { floatTensor, sizeOf, toFloat32 } from '../graph/tensor.js';
 import type { SqueezeExciteBlock } from './detect.js';
-import { SHAPE_ONLY_OPS } from './gate.js';
+import { SHAPE_ONLY_OPS } from '../graph/ops.js';
 import { tileGrid } from './tile.js';
 import type { GraphView } from './view.js';
 

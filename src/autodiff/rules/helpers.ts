@@ -1,5 +1,5 @@
 import type { Dim } from '../../graph/types.js';
-import { attrInts, attrString } from '../../graph/graph.js';
+import { resolveWindow, windowAttributes } from '../../graph/window.js';
 import type { GradContext } from '../rule.js';
 
 /**
@@ -55,7 +55,7 @@ export function once<T>(make: () => T): () => T {
 
 export const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
-/** Sliding window of a Conv or pool with auto_pad resolved to explicit pads. */
+/** Sliding window of a Conv or pool with auto_pad resolved to explicit pads (graph/window.ts), per spatial axis. */
 export interface Window {
   kernel: number[];
   strides: number[];
@@ -82,24 +82,16 @@ export function windowOf(ctx: GradContext, kernel: number[]): Window {
   const n = kernel.length;
   const inSize = spatialSize(ctx, node.inputs[0]!);
   const outSize = spatialSize(ctx, node.outputs[0]!);
-  const strides = attrInts(node, 'strides', new Array<number>(n).fill(1));
-  const dilations = attrInts(node, 'dilations', new Array<number>(n).fill(1));
-  const pads = attrInts(node, 'pads', new Array<number>(2 * n).fill(0));
-  const autoPad = attrString(node, 'auto_pad', 'NOTSET');
-  let begin = pads.slice(0, n);
-  let end = pads.slice(n);
-  if (autoPad === 'VALID') {
-    begin = new Array<number>(n).fill(0);
-    end = new Array<number>(n).fill(0);
-  } else if (autoPad.startsWith('SAME')) {
-    const total = range(n).map((i) =>
-      Math.max(0, (outSize[i]! - 1) * strides[i]! + dilations[i]! * (kernel[i]! - 1) + 1 - inSize[i]!),
-    );
-    const small = total.map((t) => Math.floor(t / 2));
-    begin = autoPad === 'SAME_UPPER' ? small : total.map((t, i) => t - small[i]!);
-    end = total.map((t, i) => t - begin[i]!);
-  }
-  return { kernel, strides, dilations, begin, end, inSize, outSize };
+  const axes = resolveWindow(windowAttributes(node, n), kernel, inSize);
+  return {
+    kernel,
+    strides: axes.map((a) => a.stride),
+    dilations: axes.map((a) => a.dilation),
+    begin: axes.map((a) => a.begin),
+    end: axes.map((a) => a.end),
+    inSize,
+    outSize,
+  };
 }
 
 /**

@@ -1,6 +1,6 @@
-import { attrFloat, attrInt } from '../../graph/graph.js';
+import { attrFloat, attrInt, normalizeAxis } from '../../graph/graph.js';
 import { emitFakeQuant } from '../fake-quant.js';
-import type { GradContext, RuleTable } from '../rule.js';
+import type { GradContext, MarkerRuleTable } from '../rule.js';
 import { masked, range } from './helpers.js';
 
 /**
@@ -12,7 +12,7 @@ function dot(ctx: GradContext, a: string, b: string, axis: number | undefined, r
   return ctx.b.reduceSum(ctx.b.op('Mul', [a, b]), range(rank).filter((i) => i !== axis), false);
 }
 
-export const quantizeRules: RuleTable = {
+export const quantizeRules: MarkerRuleTable = {
   /**
    * y = s·r with t = x/s, r = round(clamp(t, qmin − z, qmax − z)). Straight-through:
    * dx = dy inside the clamp range, 0 outside. LSQ: ∂y/∂s = r − t inside and r (the clamp
@@ -30,7 +30,7 @@ export const quantizeRules: RuleTable = {
       const dx = masked(ctx, inside, dy, `${node.name}_dx`);
       if (!ctx.needs(1)) return [dx];
       const rank = ctx.shape(x).length;
-      const axis = node.attributes.axis ? (attrInt(node, 'axis', 0) + rank) % rank : undefined;
+      const axis = node.attributes.axis ? normalizeAxis(attrInt(node, 'axis', 0), rank, node) : undefined;
       let ds = b.op('Sub', [dot(ctx, dy, saved.rounded!, axis, rank), dot(ctx, dx, saved.t!, axis, rank)]);
       const gradScale = attrFloat(node, 'grad_scale', 1);
       if (gradScale !== 1) ds = b.op('Mul', [ds, b.scalar(gradScale)]);

@@ -1,19 +1,16 @@
-import { attrInt, attrInts } from '../../graph/graph.js';
-import { toNumbers } from '../../graph/tensor.js';
+import { attrInt, attrInts, constantInput, normalizeAxis } from '../../graph/graph.js';
 import type { GradContext, GradientRule, RuleTable } from '../rule.js';
 import { isNumber, range } from './helpers.js';
 
 /** The reduced axes (non-negative), or undefined for a no-op (empty axes with noop_with_empty_axes). */
 function reducedAxes(ctx: GradContext, rank: number, axesInputSince: number): number[] | undefined {
   const { node } = ctx;
-  let axes: number[] | undefined;
-  if (ctx.opset < axesInputSince) axes = attrInts(node, 'axes');
-  else if (node.inputs[1]) {
-    const t = ctx.constant(node.inputs[1]) ?? ctx.fail('axes computed at run time have no gradient rule');
-    axes = toNumbers(t);
-  }
+  const axes =
+    ctx.opset < axesInputSince
+      ? attrInts(node, 'axes')
+      : constantInput(node, 1, { get: ctx.constant }, 'axes computed at run time have no gradient rule');
   if (!axes?.length) return attrInt(node, 'noop_with_empty_axes', 0) === 1 ? undefined : range(rank);
-  return axes.map((a) => (a < 0 ? a + rank : a));
+  return axes.map((a) => normalizeAxis(a, rank, node));
 }
 
 /** Broadcasts dy back over the reduced axes, scaled by `1/count` for a mean. */

@@ -1,5 +1,4 @@
-import { attrInt, attrInts, attrString } from '../../graph/graph.js';
-import { toNumbers } from '../../graph/tensor.js';
+import { attrInt, attrInts, attrString, constantInput, normalizeAxis } from '../../graph/graph.js';
 import { resizeBroadcastAxes } from '../../graph/resize.js';
 import type { GradContext, GradientRule, RuleTable } from '../rule.js';
 import { isNumber, range, reshapeTo } from './helpers.js';
@@ -13,7 +12,7 @@ const reshapeLike: GradientRule = { backward: (ctx) => [reshapeTo(ctx, ctx.dy, c
 function concatGrad(ctx: GradContext): (string | undefined)[] {
   const { b, node } = ctx;
   const rank = ctx.shape(node.inputs[0]!).length;
-  const axis = (attrInt(node, 'axis', 0) + rank) % rank;
+  const axis = normalizeAxis(attrInt(node, 'axis', 0), rank, node);
   const sizes = node.inputs.map((i) => ctx.shape(i)[axis]!);
   if (!sizes.every(isNumber)) ctx.fail(`Concat inputs need static sizes along axis ${axis} for gradients`);
   const parts = b.nodeN('Split', [ctx.dy, b.int64s(sizes)], { axis: { type: 'int', value: axis } }, sizes.length, `${node.name}_grad`);
@@ -25,12 +24,8 @@ function padGrad(ctx: GradContext): (string | undefined)[] {
   const { b, node } = ctx;
   if (attrString(node, 'mode', 'constant') !== 'constant') ctx.fail('only constant padding has a gradient rule');
   const rank = ctx.shape(node.inputs[0]!).length;
-  const constant = (i: number) => {
-    const name = node.inputs[i];
-    return name ? toNumbers(ctx.constant(name) ?? ctx.fail(`input ${i} computed at run time has no gradient rule`)) : undefined;
-  };
-  const pads = constant(1)!;
-  const axes = (constant(3) ?? range(rank)).map((a) => (a < 0 ? a + rank : a));
+  const pads = constantInts(ctx, 1)!;
+  const axes = (constantInts(ctx, 3) ?? range(rank)).map((a) => normalizeAxis(a, rank, node));
   const n = axes.length;
   let g = ctx.dy;
   if (pads.some((p) => p < 0)) {
@@ -48,8 +43,7 @@ function padGrad(ctx: GradContext): (string | undefined)[] {
 
 /** The constant int64 input `i` of the node, or undefined when absent. */
 function constantInts(ctx: GradContext, i: number): number[] | undefined {
-  const name = ctx.node.inputs[i];
-  return name ? toNumbers(ctx.constant(name) ?? ctx.fail(`input ${i} computed at run time has no gradient rule`)) : undefined;
+  return constantInput(ctx.node, i, { get: ctx.constant }, `input ${i} computed at run time has no gradient rule`);
 }
 
 /** Slice (opset 10+, step 1): the gradient is dy zero-padded back to the input's extent. */
@@ -59,7 +53,7 @@ function sliceGrad(ctx: GradContext): (string | undefined)[] {
   const rank = shape.length;
   const starts = constantInts(ctx, 1)!;
   const ends = constantInts(ctx, 2)!;
-  const axes = (constantInts(ctx, 3) ?? range(starts.length)).map((a) => (a < 0 ? a + rank : a));
+  const axes = (constantInts(ctx, 3) ?? range(starts.length)).map((a) => normalizeAxis(a, rank, node));
   if ((constantInts(ctx, 4) ?? []).some((step) => step !== 1)) ctx.fail('only Slice with step 1 has a gradient rule');
   const pads = new Array<number>(2 * rank).fill(0);
   axes.forEach((a, i) => {

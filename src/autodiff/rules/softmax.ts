@@ -1,11 +1,11 @@
-import { attrInt } from '../../graph/graph.js';
+import { attrInt, normalizeAxis } from '../../graph/graph.js';
 import type { GradContext, RuleTable } from '../rule.js';
 
 /** The normalized axis (opset ≥ 13 semantics, which gradients require). */
 function axesOf(ctx: GradContext): number[] {
   const rank = ctx.shape(ctx.node.inputs[0]!).length;
   const axis = attrInt(ctx.node, 'axis', -1);
-  return [axis < 0 ? axis + rank : axis];
+  return [normalizeAxis(axis, rank, ctx.node)];
 }
 
 export const softmaxRules: RuleTable = {

@@ -12,8 +12,6 @@ import { formatTable, percent } from '../table.js';
 import { writeJsonResult } from '../../util/fs.js';
 import { positiveInt } from './eval.js';
 import type { PresetName } from '../../data/preprocess.js';
-import { quantizeModel } from '../../quantization/quantize.js';
-import { loadProfile } from '../../quantization/profile.js';
 import { checkOutputFolder, runQuantize, type QuantizeRun } from '../../pipeline/quantize-run.js';
 
 /** The models the demo runs, with the data they are evaluated on. */
@@ -45,7 +43,7 @@ export function registerDemo(program: Command): void {
     .command('demo')
     .description(
       'Import every model in ../shared/models and evaluate it, then quantize MobileNetV2 for three 8-bit targets and evaluate those; ' +
-        `the ${OUTPUT_PROFILE} run writes its QDQ model, integer NPU package and report.html to --output; ` +
+        `the ${OUTPUT_PROFILE} run writes its QDQ model, integer NPU package and report.html to --output, the others into <output>/<profile>; ` +
         'then quantize the SSD detector from a plain photo folder and compare it with its float self (into <output>/detector).',
     )
     .option('--shared <dir>', 'folder holding models/, data/ and reference/', '../shared')
@@ -82,40 +80,31 @@ export function registerDemo(program: Command): void {
       }
       console.log(formatTable(rows));
 
-      // Then quantize one of them for the three 8-bit weight granularities (bias correction on,
-      // the default); the w8a8-shift run goes through the whole pipeline and leaves its outputs.
+      // Then quantize one of them for the three 8-bit weight granularities, each a whole
+      // pipeline run with the PTQ defaults; the w8a8-shift run writes into --output itself.
       const modelPath = join(shared, 'models', PTQ_MODEL);
-      const model = await prepareModel(loadModel(modelPath));
-      const calib = await loadDataset(join(shared, 'data', 'imagenet-sample-1k'));
-      const val = await loadDataset(join(shared, 'data', 'imagenet-val-650'));
+      const calib = { dir: join(shared, 'data', 'imagenet-sample-1k') };
+      const val = { dir: join(shared, 'data', 'imagenet-val-650') };
       const ptqRows: (string | number)[][] = [['model', 'profile', 'calibration images', 'top-1', 'top-5']];
       const float = results.find((r) => r.model === PTQ_MODEL)!;
       ptqRows.push([PTQ_MODEL, 'float', '-', percent(float.top1), percent(float.top5)]);
       const ptq = [];
       let written: QuantizeRun | undefined;
       for (const profile of PTQ_PROFILES) {
-        let q: { calibrationImages: number; n: number; top1: number; top5: number };
-        if (profile === OUTPUT_PROFILE) {
-          written = await runQuantize({
-            model: modelPath,
-            calib: calib.dir,
-            profile,
-            output: opts.output,
-            calibLimit: PTQ_CALIB_IMAGES,
-            eval: val.dir,
-            evalLimit: opts.limit,
-            // Measured in the table above, on the same images with the same preprocessing.
-            floatAccuracy: { data: val.dir, n: float.n, top1: float.top1, top5: float.top5 },
-            onStage: (stage, total) => progressBar(stage === 'calibrate' ? `quantize ${profile}` : `${stage} ${profile}`, total),
-          });
-          q = { calibrationImages: written.quantization.calibrationImages, ...written.accuracy!.quantized! };
-        } else {
-          const bar = progressBar(`quantize ${profile}`, PTQ_CALIB_IMAGES);
-          const quantized = await quantizeModel(model, calib, { profile: loadProfile(profile), calibLimit: PTQ_CALIB_IMAGES, onProgress: (d) => bar.update(d) });
-          bar.stop();
-          const r = await evaluate(quantized.model, val, { limit: opts.limit, preprocess: quantized.preprocess.spec });
-          q = { calibrationImages: quantized.calibrationImages, n: r.n, top1: r.top1, top5: r.top5 };
-        }
+        const run = await runQuantize({
+          model: modelPath,
+          calib: calib.dir,
+          profile,
+          output: profile === OUTPUT_PROFILE ? opts.output : join(opts.output, profile),
+          calibLimit: PTQ_CALIB_IMAGES,
+          eval: val.dir,
+          evalLimit: opts.limit,
+          // Measured in the table above, on the same images with the same preprocessing.
+          floatAccuracy: { data: val.dir, n: float.n, top1: float.top1, top5: float.top5 },
+          onStage: (stage, total) => progressBar(stage === 'calibrate' ? `quantize ${profile}` : `${stage} ${profile}`, total),
+        });
+        if (profile === OUTPUT_PROFILE) written = run;
+        const q = { calibrationImages: run.quantization.calibrationImages, ...run.accuracy!.quantized! };
         ptqRows.push([PTQ_MODEL, profile, q.calibrationImages, percent(q.top1), percent(q.top5)]);
         ptq.push({ model: PTQ_MODEL, profile, calibrationImages: q.calibrationImages, n: q.n, top1: q.top1, top5: q.top5 });
       }

@@ -9,6 +9,7 @@ import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '.
 import { QFT_DEFAULTS, type LrSchedule } from '../../qft/finetune.js';
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../../qft/student.js';
 import { runQuantize } from '../../pipeline/quantize-run.js';
+import { PTQ_DEFAULTS } from '../../quantization/quantize.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 import { addTaskOptions, formatComparison, taskOptions, type TaskCliOptions } from './compare.js';
 import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
@@ -65,6 +66,11 @@ function positiveNumber(name: string): (value: string) => number {
   };
 }
 
+/** Marks the on/off flag that matches the default, which commander cannot show for a flag pair. */
+function defaultMark(isDefault: boolean): string {
+  return isDefault ? ' (default)' : '';
+}
+
 export function registerQuantize(program: Command): void {
   const command = addInputSizeOption(
     program
@@ -74,18 +80,18 @@ export function registerQuantize(program: Command): void {
       .option(...CUT_BEFORE_OPTION),
   ).requiredOption('--calib <dir>', 'calibration images: any folder of images at any depth (labels unused)');
   addPreprocessOptions(command)
-    .option('--profile <name|file.json>', `target profile: ${builtinProfiles().join(', ')}, or a JSON file`, 'w8a8-shift')
+    .option('--profile <name|file.json>', `target profile: ${builtinProfiles().join(', ')}, or a JSON file`, PTQ_DEFAULTS.profile)
     .option('--calibration <method>', `activation ranges: ${METHODS.join(', ')}`, (v: string) => {
       if (!(METHODS as string[]).includes(v)) throw new InvalidArgumentError(`choose one of ${METHODS.join(', ')}`);
       return v as RangeMethod;
-    }, 'mse')
-    .option('--calib-limit <n>', 'calibration images used', positiveInt('--calib-limit'), 1000)
-    .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), 16)
-    .option('--equalize', 'cross-layer equalization: balance the weight ranges of convolution pairs around ReLUs before quantizing')
-    .option('--bias-correction', 'correct each bias for the mean output shift that weight rounding causes, measured on the calibration images (default)')
-    .option('--no-bias-correction', 'keep the float biases as they are')
-    .option('--gptq', 'round the weights of convolutions without groups below 8 bits for the least output error on the calibration images (GPTQ; default)')
-    .option('--no-gptq', 'round weights to nearest instead (each spatial kernel still keeps its integer sum)')
+    }, PTQ_DEFAULTS.calibration)
+    .option('--calib-limit <n>', 'calibration images used', positiveInt('--calib-limit'), PTQ_DEFAULTS.calibLimit)
+    .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), PTQ_DEFAULTS.batch)
+    .option('--equalize', `cross-layer equalization: balance the weight ranges of convolution pairs around ReLUs before quantizing${defaultMark(PTQ_DEFAULTS.equalize)}`)
+    .option('--bias-correction', `correct each bias for the mean output shift that weight rounding causes, measured on the calibration images${defaultMark(PTQ_DEFAULTS.biasCorrection)}`)
+    .option('--no-bias-correction', `keep the float biases as they are${defaultMark(!PTQ_DEFAULTS.biasCorrection)}`)
+    .option('--gptq', `round the weights of convolutions without groups below 8 bits for the least output error on the calibration images (GPTQ)${defaultMark(PTQ_DEFAULTS.gptq)}`)
+    .option('--no-gptq', `round weights to nearest instead (each spatial kernel still keeps its integer sum)${defaultMark(!PTQ_DEFAULTS.gptq)}`)
     .option('--qft', 'after PTQ, finetune weights, biases, step sizes and equalization factors jointly by distillation from the float model (QFT)')
     .option('--epochs <n>', 'QFT passes over the calibration images', positiveInt('--epochs'), QFT_DEFAULTS.epochs)
     .option('--lr-weights <x>', 'QFT peak Adam learning rate of weights (in quantization steps)', positiveNumber('--lr-weights'), QFT_DEFAULTS.lrWeights)

@@ -1,5 +1,5 @@
 /** Names of TFLite builtin operator codes, indexed by code (schema.fbs `BuiltinOperator`). */
-const BUILTIN_NAMES: readonly string[] = [
+const BUILTIN_NAMES = [
   'ADD', 'AVERAGE_POOL_2D', 'CONCATENATION', 'CONV_2D', 'DEPTHWISE_CONV_2D', 'DEPTH_TO_SPACE', 'DEQUANTIZE',
   'EMBEDDING_LOOKUP', 'FLOOR', 'FULLY_CONNECTED', 'HASHTABLE_LOOKUP', 'L2_NORMALIZATION', 'L2_POOL_2D',
   'LOCAL_RESPONSE_NORMALIZATION', 'LOGISTIC', 'LSH_PROJECTION', 'LSTM', 'MAX_POOL_2D', 'MUL', 'RELU',
@@ -23,7 +23,10 @@ const BUILTIN_NAMES: readonly string[] = [
   'RANDOM_STANDARD_NORMAL', 'BUCKETIZE', 'RANDOM_UNIFORM', 'MULTINOMIAL', 'GELU', 'DYNAMIC_UPDATE_SLICE',
   'RELU_0_TO_1', 'UNSORTED_SEGMENT_PROD', 'UNSORTED_SEGMENT_MAX', 'UNSORTED_SEGMENT_SUM', 'ATAN2',
   'UNSORTED_SEGMENT_MIN', 'SIGN', 'BITCAST', 'BITWISE_XOR', 'RIGHT_SHIFT',
-];
+] as const;
+
+/** Name of a TFLite builtin operator. */
+export type TfliteBuiltin = (typeof BUILTIN_NAMES)[number];
 
 /** The schema's name for a builtin operator code, e.g. 3 → 'CONV_2D'. */
 export function builtinName(code: number): string {

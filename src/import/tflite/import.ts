@@ -12,7 +12,7 @@ import { createGraph, makeNode } from '../../graph/graph.js';
 import { topologicalSort } from '../../graph/toposort.js';
 import type { Model } from '../../graph/types.js';
 import { QuantflowError } from '../../util/errors.js';
-import { builtinName } from './builtins.js';
+import { builtinName, type TfliteBuiltin } from './builtins.js';
 import { ImportContext, Op } from './context.js';
 import { CONVERTERS, CUSTOM_CONVERTERS } from './ops/index.js';
 import { representableRange } from './quant.js';
@@ -139,7 +139,7 @@ function convert(bytes: Uint8Array, source: string, options: TfliteImportOptions
     const where = `(operator ${raw.index} of subgraph 0)`;
     const kind = operatorKind(tfl, raw, source);
     const isCustom = builtinName(tfl.operatorCodes[raw.opcodeIndex]!.builtin) === 'CUSTOM';
-    const converter = isCustom ? CUSTOM_CONVERTERS[kind] : CONVERTERS[kind];
+    const converter = isCustom ? CUSTOM_CONVERTERS[kind] : CONVERTERS[kind as TfliteBuiltin];
     if (!converter && isCustom)
       throw new QuantflowError(
         `${source}: unsupported TFLite custom operator ${JSON.stringify(kind)} ${where}; pass --cut-before ${kind} to import the model up to its inputs`,

@@ -1,4 +1,4 @@
-import { formatShape } from '../../graph/shapes.js';
+import { formatShape } from '../../graph/tensor.js';
 import { count, esc, facts, percent, table } from '../markup.js';
 import { isTiled } from '../tse.js';
 import type { TseReportJson } from '../types.js';

@@ -1,4 +1,5 @@
 /** The TFLite builtin operators the importer converts, by schema name. */
+import type { TfliteBuiltin } from '../builtins.js';
 import type { ImportContext, Op } from '../context.js';
 import { conv2d, depthwiseConv2d, fullyConnected, transposeConv } from './conv.js';
 import { detectionPostProcess } from './detection.js';
@@ -12,7 +13,7 @@ import { concatenation, pad, reshape, squeeze } from './shape.js';
 /** Converts one operator, adding its nodes to the context's graph. */
 export type Converter = (ctx: ImportContext, op: Op) => void;
 
-export const CONVERTERS: Readonly<Record<string, Converter>> = {
+export const CONVERTERS: Readonly<Partial<Record<TfliteBuiltin, Converter>>> = {
   ADD: add,
   ARG_MAX: argMax,
   ARG_MIN: argMin,

@@ -4,7 +4,7 @@
  */
 import { attr } from '../../../graph/graph.js';
 import type { DataType } from '../../../graph/types.js';
-import { onnxTypeCode } from '../../../onnx/datatype.js';
+import { onnxTypeCode } from '../../../graph/datatype.js';
 import { type ImportContext, type Op, valueType } from '../context.js';
 import { onnxAxis } from '../layout.js';
 import { Options } from '../schema.js';

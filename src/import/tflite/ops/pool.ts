@@ -1,5 +1,5 @@
 /** AVERAGE_POOL_2D, MAX_POOL_2D and MEAN: reductions whose results stay within their input's range. */
-import { attr } from '../../../graph/graph.js';
+import { attr, normalizeAxis } from '../../../graph/graph.js';
 import type { AttributeValue, Dim } from '../../../graph/types.js';
 import type { ImportContext, Op } from '../context.js';
 import { onnxAxis } from '../layout.js';
@@ -46,7 +46,7 @@ function reducer(onnxOp: 'ReduceMax' | 'ReduceMean' | 'ReduceSum') {
     op.arity(2, 2);
     const [x, axesTensor, y] = [op.input(0), op.input(1), op.output()];
     const rank = x.shape.length;
-    const axes = [...new Set(ctx.constantInts(op, axesTensor).map((a) => (a < 0 ? a + rank : a)))].sort((a, b) => a - b);
+    const axes = [...new Set(ctx.constantInts(op, axesTensor).map((a) => normalizeAxis(a, rank)))].sort((a, b) => a - b);
     if (axes.length === 0 || axes.some((a) => a < 0 || a >= rank)) op.fail(`axes [${axes}] do not fit input [${x.shape}]`);
     const keptDims = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     const keepDims = op.options(Options.reducer)?.bool(Options.reducer.keepDims) ?? false;

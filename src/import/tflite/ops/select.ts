@@ -3,10 +3,10 @@
  * whose axes are TFLite's. Rank-preserving cases map the axes onto the NCHW value; the others
  * compute in TFLite layout between Transposes of the 4-D values involved.
  */
-import { attr } from '../../../graph/graph.js';
+import { attr, normalizeAxis } from '../../../graph/graph.js';
 import { int64Tensor } from '../../../graph/tensor.js';
 import type { Dim } from '../../../graph/types.js';
-import { onnxTypeCode } from '../../../onnx/datatype.js';
+import { onnxTypeCode } from '../../../graph/datatype.js';
 import type { ImportContext, Op, OutputSpec } from '../context.js';
 import { NCHW_TO_NHWC, NHWC_TO_NCHW, onnxAxis } from '../layout.js';
 import { Options } from '../schema.js';
@@ -43,7 +43,7 @@ function fromTfliteLayout(
 /** An axis operand or option, checked against `rank` and made non-negative. */
 function axisOf(op: Op, axis: number, rank: number): number {
   if (!Number.isInteger(axis) || axis < -rank || axis >= rank) op.fail(`axis ${axis} is out of range for rank ${rank}`);
-  return axis < 0 ? axis + rank : axis;
+  return normalizeAxis(axis, rank);
 }
 
 /** The single value of a constant scalar (or one-element) int tensor. */
@@ -58,7 +58,7 @@ export function transpose(ctx: ImportContext, op: Op): void {
   op.arity(2, 2);
   const [x, y] = [op.input(0), op.output()];
   const rank = x.shape.length;
-  const perm = ctx.constantInts(op, op.input(1)).map((p) => (p < 0 ? p + rank : p));
+  const perm = ctx.constantInts(op, op.input(1)).map((p) => normalizeAxis(p, rank));
   if (perm.length !== rank || [...perm].sort((a, b) => a - b).some((p, i) => p !== i))
     op.fail(`perm [${perm}] is not a permutation of ${rank} axes`);
   const expected = perm.map((p) => x.shape[p]!);

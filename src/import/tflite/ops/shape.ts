@@ -1,5 +1,5 @@
 /** RESHAPE, SQUEEZE, PAD and CONCATENATION: data movement, with axes translated to NCHW. */
-import { attr } from '../../../graph/graph.js';
+import { attr, normalizeAxis } from '../../../graph/graph.js';
 import { sizeOf } from '../../../graph/tensor.js';
 import type { ImportContext, Op } from '../context.js';
 import { NHWC_TO_NCHW, onnxAxis, onnxShape, permute, sameOrderAsNchw } from '../layout.js';
@@ -21,7 +21,7 @@ export function squeeze(ctx: ImportContext, op: Op): void {
   const rank = x.shape.length;
   const listed = op.options(Options.squeeze)?.int32s(Options.squeeze.squeezeDims, 'squeeze_dims') ?? [];
   const axes = listed.length
-    ? listed.map((a) => (a < 0 ? a + rank : a))
+    ? listed.map((a) => normalizeAxis(a, rank))
     : x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
   if (axes.some((a) => x.shape[a] !== 1)) op.fail(`cannot squeeze axes [${listed}] of [${x.shape}]`);
   const expected = x.shape.filter((_, i) => !axes.includes(i));
@@ -70,7 +70,7 @@ export function concatenation(ctx: ImportContext, op: Op): void {
   const rank = y.shape.length;
   const axis = o?.int32(Options.concatenation.axis) ?? 0;
   if (axis < -rank || axis >= rank) op.fail(`axis ${axis} is out of range for rank ${rank}`);
-  const a = axis < 0 ? axis + rank : axis;
+  const a = normalizeAxis(axis, rank);
   const fits = xs.every(
     (x) => x.shape.length === rank && x.shape.every((d, i) => i === a || d === y.shape[i]),
   );

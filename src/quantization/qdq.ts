@@ -1,16 +1,16 @@
-import { attr, makeNode, nameAllocator, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
+import { attr, cloneModel, makeNode, nameAllocator, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, Node, TensorData } from '../graph/types.js';
-import type { ActivationQuantParams } from '../quantization/calibration.js';
-import { keepsGrid, weightLayout, type WeightedLayer } from '../quantization/plan.js';
-import type { QuantizedWeights } from '../quantization/weights.js';
+import type { Grid } from './grid.js';
+import { keepsGrid, weightLayout, type WeightedLayer } from './plan.js';
+import type { QuantizedWeights } from './weights.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
-import { roundHalfToEven } from '../quantization/fixedpoint.js';
+import { roundHalfToEven } from './fixedpoint.js';
 
 /** What the quantizer decided, ready to be written into a graph. */
 export interface QuantizationParams {
   /** Activation tensor name → its per-tensor grid. */
-  activations: Map<string, ActivationQuantParams>;
+  activations: Map<string, Grid>;
   /** Weighted layers with their integer weights (layout [C_out, ...], see weights.ts). */
   weights: { layer: WeightedLayer; quantized: QuantizedWeights }[];
 }
@@ -31,8 +31,8 @@ const PER_AXIS_OPSET = 13;
  * in the new graph.
  */
 export function buildQdqModel(model: Model, params: QuantizationParams): { model: Model; floatNames: Map<string, string> } {
-  const graph = cloneGraph(model.graph);
-  const out: Model = { ...model, graph, metadata: { ...model.metadata } };
+  const out = cloneModel(model);
+  const graph = out.graph;
   upgradeOpset(out, params.weights.some((w) => w.quantized.bits === 4) ? INT4_OPSET : PER_AXIS_OPSET);
   const fresh = nameAllocator(graph);
   const newNodes = new Map<Node | 'inputs', Node[]>();
@@ -148,7 +148,7 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
  * saturation already applies them. Its input must have no other reader and be produced by
  * a node, so that the clamp can be bypassed.
  */
-function clampIsSaturation(node: Node, p: ActivationQuantParams, graph: Graph): boolean {
+function clampIsSaturation(node: Node, p: Grid, graph: Graph): boolean {
   if (node.opType !== 'Relu' && node.opType !== 'Clip') return false;
   const input = node.inputs[0]!;
   if (graph.inputs.some((v) => v.name === input) || graph.outputs.some((v) => v.name === input)) return false;
@@ -172,7 +172,7 @@ function clampIsSaturation(node: Node, p: ActivationQuantParams, graph: Graph): 
  */
 function gridScale(
   name: string,
-  activations: Map<string, ActivationQuantParams>,
+  activations: Map<string, Grid>,
   producers: Map<string, Node>,
   graph: Graph,
 ): number | undefined {
@@ -197,13 +197,3 @@ function scalarOfType(dataType: 'int8' | 'uint8' | 'int16' | 'uint16', value: nu
   return { dataType, dims: [], data };
 }
 
-function cloneGraph(g: Graph): Graph {
-  return {
-    ...g,
-    nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attributes: { ...n.attributes } })),
-    initializers: new Map(g.initializers),
-    inputs: [...g.inputs],
-    outputs: [...g.outputs],
-    valueInfo: new Map(g.valueInfo),
-  };
-}

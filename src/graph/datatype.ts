@@ -1,4 +1,4 @@
-import type { DataType } from '../graph/types.js';
+import type { DataType } from './types.js';
 
 /** ONNX TensorProto.DataType codes of the element types quantflow holds. */
 const CODES: Record<DataType, number> = {

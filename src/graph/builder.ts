@@ -1,6 +1,6 @@
-import type { AttributeValue, Model, TensorData } from '../graph/types.js';
-import { nameAllocator } from '../graph/graph.js';
-import { floatTensor, int64Tensor } from '../graph/tensor.js';
+import type { AttributeValue, Model, TensorData } from './types.js';
+import { nameAllocator } from './graph.js';
+import { floatTensor, int64Tensor } from './tensor.js';
 
 /**
  * Appends nodes and constants to a model's graph under fresh names. Gradient rules, fake

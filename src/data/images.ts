@@ -1,6 +1,6 @@
-import { imageBatches, imageInputGeometry } from '../data/batches.js';
-import type { Dataset } from '../data/dataset.js';
-import type { Preprocess } from '../data/preprocess.js';
+import { imageBatches, imageInputGeometry } from './batches.js';
+import type { Dataset } from './dataset.js';
+import type { Preprocess } from './preprocess.js';
 import type { Model, TensorData } from '../graph/types.js';
 import { QuantflowError } from '../util/errors.js';
 

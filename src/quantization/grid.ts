@@ -1,5 +1,17 @@
-import { roundHalfToEven } from '../quantization/fixedpoint.js';
-import type { Grid } from './types.js';
+import { roundHalfToEven } from './fixedpoint.js';
+
+/**
+ * The one quantization grid of an activation, as calibration decides it, the QDQ model stores
+ * it, the NPU package lowers it and the report shows it.
+ */
+export interface Grid {
+  /** float32, as stored in the model. */
+  scale: number;
+  zeroPoint: number;
+  /** The integer range: [0, 2^b − 1] asymmetric, [−2^(b−1), 2^(b−1) − 1] symmetric. */
+  qmin: number;
+  qmax: number;
+}
 
 /**
  * Float ↔ grid conversions with onnxruntime's float32 semantics, so that integers computed
