@@ -287,7 +287,11 @@ function onnxLayout(bytes: Uint8Array): Layout {
       if (p > end) return false;
     }
     lengths.push(...found);
-    for (const [s, e] of nested) if (e - s > 0 && (depth > 6 || !walk(s, e, depth + 1)) && e - s > 256) bulk.push([s, e]);
+    for (const [s, e] of nested) {
+      if (e - s <= 0) continue;
+      const leaf = depth > 6 || !walk(s, e, depth + 1);
+      if (leaf && e - s > 256) bulk.push([s, e]);
+    }
     return true;
   };
   walk(0, bytes.length, 0);

@@ -247,7 +247,7 @@ test('equalization factors: trained between conv → ReLU → conv and folded in
   // f < 1 grows the first layer's weights: its step sizes grow with them (θ = 1/f − 1), so its
   // integer weights stay PTQ's; the second layer's shrink within their grid.
   const f = [0.8, 0.9, 0.7];
-  const values = new Map([...Object.values(student.params).flat()].map((p) => [p, student.model.graph.initializers.get(p)!]));
+  const values = new Map(Object.values(student.params).flat().map((p) => [p, student.model.graph.initializers.get(p)!]));
   values.set(student.equalization[0]!.theta, floatTensor([3], f.map((v) => v - 1)));
   values.set(student.layers[0]!.scale, floatTensor([3], f.map((v) => 1 / v - 1)));
   // The activation between them grows by up to 1/0.7: so does its step size.

@@ -545,7 +545,7 @@ test('inferShapes throws a QuantflowError naming the node on a proven mismatch',
     () => inferShapes(m),
     (e: unknown) =>
       e instanceof QuantflowError &&
-      /^node 'conv1' \(Conv\): input has 3 channels but weight \[8, 4, 3, 3\]/.test(e.message),
+      e.message.startsWith("node 'conv1' (Conv): input has 3 channels but weight [8, 4, 3, 3]"),
   );
   const unsorted = model({ x: [1] }, {}, [makeNode('Relu', ['y'], ['z'], {}, 'late'), makeNode('Relu', ['x'], ['y'])]);
   assert.throws(() => inferShapes(unsorted), /node 'late' \(Relu\): input 'y' is not produced before this node/);

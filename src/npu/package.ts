@@ -2,7 +2,7 @@ import { attrFloat, attrInt, attrInts, constantInput, nodeError, normalizeAxis }
 import { hostTail, shapeArithmetic, tailInputs } from '../graph/host-tail.js';
 import { inferShapes } from '../graph/shapes.js';
 import { keepsGrid } from '../quantization/plan.js';
-import { toFloat32, toNumbers } from '../graph/tensor.js';
+import { toFloat32 } from '../graph/tensor.js';
 import { SHAPE_ONLY_OPS, type OpType } from '../graph/ops.js';
 import type { Graph, Model, Node, ValueInfo } from '../graph/types.js';
 import { quantizeMultiplier, type FixedPointMultiplier } from '../quantization/fixedpoint.js';
