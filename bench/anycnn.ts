@@ -36,8 +36,24 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { key: 'ssd', model: 'ssd_mobilenet_v1_coco_uint8.tflite', data: 'coco-val-100', calibImages: 60, compareImages: 40, preprocess: ['--resize', 'stretch'], options: [] },
-  { key: 'deeplab', model: 'deeplabv3_mnv2_pascal_uint8.tflite', data: 'coco-val-100', calibImages: 60, compareImages: 40, preprocess: ['--resize', 'stretch'], options: ['--batch', '4'] },
+  {
+    key: 'ssd',
+    model: 'ssd_mobilenet_v1_coco_uint8.tflite',
+    data: 'coco-val-100',
+    calibImages: 60,
+    compareImages: 40,
+    preprocess: ['--resize', 'stretch'],
+    options: [],
+  },
+  {
+    key: 'deeplab',
+    model: 'deeplabv3_mnv2_pascal_uint8.tflite',
+    data: 'coco-val-100',
+    calibImages: 60,
+    compareImages: 40,
+    preprocess: ['--resize', 'stretch'],
+    options: ['--batch', '4'],
+  },
   {
     key: 'blazeface',
     model: 'blazeface_128_float.onnx',
@@ -48,7 +64,16 @@ const CASES: Case[] = [
     preprocess: ['--preset', 'inception', '--resize', 'stretch'],
     options: ['--batch', '1', '--boxes', '199', '--scores', '180'],
   },
-  { key: 'resnet', model: 'resnet_large_cifar10_float.tflite', data: 'cifar10-test', calibImages: 500, compareImages: 500, preprocess: ['--preset', 'raw'], options: [], stride: 20 },
+  {
+    key: 'resnet',
+    model: 'resnet_large_cifar10_float.tflite',
+    data: 'cifar10-test',
+    calibImages: 500,
+    compareImages: 500,
+    preprocess: ['--preset', 'raw'],
+    options: [],
+    stride: 20,
+  },
 ];
 
 const args = process.argv.slice(2);
@@ -74,7 +99,11 @@ function linkFolder(name: string, items: DatasetItem[]): string {
 
 function run(argv: string[]): { seconds: number; stdout: string } {
   const t0 = performance.now();
-  const stdout = execFileSync(process.execPath, [cli, ...argv], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
+  const stdout = execFileSync(process.execPath, [cli, ...argv], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 << 20,
+  });
   return { seconds: (performance.now() - t0) / 1000, stdout };
 }
 
@@ -84,14 +113,17 @@ function figures(c: CompareReport | undefined): string {
   if (d) return `P ${percent(d.precision)} R ${percent(d.recall)}`;
   const o = c.outputs[0]!;
   if (o.segment) return `pixels ${percent(o.segment.pixelAgreement)} mIoU ${percent(o.segment.meanIou)}`;
-  if (o.classify) return `top-1 agr. ${percent(o.classify.top1Agreement)}${o.classify.labels ? `, top-1 ${percent(o.classify.labels.float.top1)} → ${percent(o.classify.labels.quantized.top1)}` : ''}`;
+  if (o.classify)
+    return `top-1 agr. ${percent(o.classify.top1Agreement)}${o.classify.labels ? `, top-1 ${percent(o.classify.labels.float.top1)} → ${percent(o.classify.labels.quantized.top1)}` : ''}`;
   return '-';
 }
 
 const sqnr = (c: CompareReport | undefined) =>
   c ? c.outputs.map((o) => (o.sqnrDb === undefined ? '-' : o.sqnrDb === null ? 'inf' : o.sqnrDb.toFixed(1))).join(' / ') : '-';
 
-const rows: (string | number)[][] = [['model', 'profile', 'QFT', 'calib', 'compared', 'PTQ s', 'SQNR dB per output', 'figures', 'NPU package', 'verify']];
+const rows: (string | number)[][] = [
+  ['model', 'profile', 'QFT', 'calib', 'compared', 'PTQ s', 'SQNR dB per output', 'figures', 'NPU package', 'verify'],
+];
 const results: Record<string, unknown>[] = [];
 try {
   for (const c of CASES) {
@@ -107,13 +139,32 @@ try {
     const [calibItems, heldItems] = c.stride
       ? [0, Math.floor(c.stride / 2)].map((r) => items.filter((_, i) => i % c.stride! === r))
       : [items.slice(0, c.calibImages), items.slice(c.calibImages)];
-    const calib = linkFolder(`${c.key}-calib`, calibItems!.slice(0, c.calibImages).map((it) => ({ ...it, label: undefined })));
+    const calib = linkFolder(
+      `${c.key}-calib`,
+      calibItems!.slice(0, c.calibImages).map((it) => ({ ...it, label: undefined })),
+    );
     const held = linkFolder(`${c.key}-compare`, heldItems!.slice(0, c.compareImages));
     const profiles: [string, boolean][] = [['w8a8-shift', false]];
     if (flag('--qft') && (c.key === 'ssd' || c.key === 'deeplab')) profiles.push(['w4a8-channel', false], ['w4a8-channel', true]);
     for (const [profile, qft] of profiles) {
       const out = join(work, `${c.key}-${profile}${qft ? '-qft' : ''}`);
-      const q = run(['quantize', model.path, '--calib', calib, '--calib-limit', String(c.calibImages), '--profile', profile, '--compare', held, ...c.preprocess, ...c.options, ...(qft ? ['--qft'] : []), '-o', out]);
+      const q = run([
+        'quantize',
+        model.path,
+        '--calib',
+        calib,
+        '--calib-limit',
+        String(c.calibImages),
+        '--profile',
+        profile,
+        '--compare',
+        held,
+        ...c.preprocess,
+        ...c.options,
+        ...(qft ? ['--qft'] : []),
+        '-o',
+        out,
+      ]);
       const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as QuantizeReportJson;
       let verify: string = 'no package';
       let verified: VerifyReport | undefined;
@@ -124,14 +175,46 @@ try {
         const exact = verified.integerModel!.every((a) => a.exact === a.elements);
         verify = `per layer ≤ ${worst} LSB, integer model ${exact ? 'exact' : 'NOT exact'}`;
       }
-      const npu = report.npu ? `${report.npu.outputs.length} output(s)${report.npu.hostTail ? `, host tail ${report.npu.hostTail.length} nodes` : ''}` : 'not written';
-      rows.push([c.model, profile, qft ? 'yes' : '-', report.calibration.images, report.compare?.n ?? '-', q.seconds.toFixed(0), sqnr(report.compare), figures(report.compare), npu, verify]);
-      results.push({ case: c.key, model: c.model, profile, qft, preprocess: c.preprocess, options: c.options, seconds: q.seconds, calibration: report.calibration, compare: report.compare, npu: report.npu, verify: verified && { isolatedMaxDiff: Math.max(...verified.isolated.map((a) => a.maxDiff)), integerModel: verified.integerModel, images: verified.images } });
+      const npu = report.npu
+        ? `${report.npu.outputs.length} output(s)${report.npu.hostTail ? `, host tail ${report.npu.hostTail.length} nodes` : ''}`
+        : 'not written';
+      rows.push([
+        c.model,
+        profile,
+        qft ? 'yes' : '-',
+        report.calibration.images,
+        report.compare?.n ?? '-',
+        q.seconds.toFixed(0),
+        sqnr(report.compare),
+        figures(report.compare),
+        npu,
+        verify,
+      ]);
+      results.push({
+        case: c.key,
+        model: c.model,
+        profile,
+        qft,
+        preprocess: c.preprocess,
+        options: c.options,
+        seconds: q.seconds,
+        calibration: report.calibration,
+        compare: report.compare,
+        npu: report.npu,
+        verify: verified && {
+          isolatedMaxDiff: Math.max(...verified.isolated.map((a) => a.maxDiff)),
+          integerModel: verified.integerModel,
+          images: verified.images,
+        },
+      });
       console.log(formatTable([rows[0]!, rows.at(-1)!]));
     }
   }
   console.log(`\n${formatTable(rows)}`);
-  writeFileSync('bench-anycnn.json', JSON.stringify({ bench: 'anycnn', shared: sharedDir, date: new Date().toISOString(), results }, null, 2) + '\n');
+  writeFileSync(
+    'bench-anycnn.json',
+    JSON.stringify({ bench: 'anycnn', shared: sharedDir, date: new Date().toISOString(), results }, null, 2) + '\n',
+  );
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

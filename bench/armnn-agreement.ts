@@ -88,7 +88,8 @@ function runArmnn(dir: string): Manifest {
     if (args.outputs) argv.push('--outputs', args.outputs);
     const run = spawnSync(args.python!, argv, { stdio: ['ignore', 'inherit', 'inherit'] });
     if (run.error) throw new QuantflowError(`cannot run ${args.python}: ${run.error.message}; pass --python <python3 with pyarmnn>`);
-    if (run.status !== 0) throw new QuantflowError(`the Arm NN run (bench/armnn/run_tflite.py) failed with exit code ${run.status}; its message is above`);
+    if (run.status !== 0)
+      throw new QuantflowError(`the Arm NN run (bench/armnn/run_tflite.py) failed with exit code ${run.status}; its message is above`);
   }
   return JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
 }
@@ -145,7 +146,9 @@ async function main(): Promise<void> {
     }
     const info = JSON.parse(model.metadata['tflite.input']!) as TfliteInputInfo;
     if (info.scale !== null && (Math.abs(info.scale - manifest.input.scale) > 1e-9 || info.zeroPoint !== manifest.input.zeroPoint))
-      throw new QuantflowError(`input quantization differs: quantflow ${info.scale}/${info.zeroPoint}, Arm NN ${manifest.input.scale}/${manifest.input.zeroPoint}`);
+      throw new QuantflowError(
+        `input quantization differs: quantflow ${info.scale}/${info.zeroPoint}, Arm NN ${manifest.input.scale}/${manifest.input.zeroPoint}`,
+      );
     if (model.graph.outputs.length !== manifest.outputs.length)
       throw new QuantflowError(`quantflow's import has ${model.graph.outputs.length} outputs, Arm NN's ${manifest.outputs.length}`);
 
@@ -173,7 +176,8 @@ async function main(): Promise<void> {
           const figures: Record<string, number> = { relMaxError: relativeMaxError(q, a) };
           const intOutput = desc.dtype === 'int32' || model.graph.outputs[j]!.dataType === 'int64';
           if (intOutput) Object.assign(figures, classMapAgreement(q, a));
-          else if (desc.shape.length === 2 && desc.shape[1]! > 1) figures.top1 = argmaxLast(q, desc.shape[1]!)[0] === argmaxLast(a, desc.shape[1]!)[0] ? 1 : 0;
+          else if (desc.shape.length === 2 && desc.shape[1]! > 1)
+            figures.top1 = argmaxLast(q, desc.shape[1]!)[0] === argmaxLast(a, desc.shape[1]!)[0] ? 1 : 0;
           rows.push({ output: desc.name, image, figures });
         });
         if (isDetection) {
@@ -184,7 +188,12 @@ async function main(): Promise<void> {
           rows.push({
             output: `detections (score ≥ ${scoreThreshold}, IoU ≥ 0.5)`,
             image,
-            figures: { precision: m.test ? m.matched / m.test : 1, recall: m.reference ? m.matched / m.reference : 1, armnn: m.reference, quantflow: m.test },
+            figures: {
+              precision: m.test ? m.matched / m.test : 1,
+              recall: m.reference ? m.matched / m.reference : 1,
+              armnn: m.reference,
+              quantflow: m.test,
+            },
           });
         }
         if (originalSession && original) {
@@ -209,7 +218,13 @@ async function main(): Promise<void> {
     const outputs = [...new Set(rows.map((r) => r.output))];
     const keys = [...new Set(rows.flatMap((r) => Object.keys(r.figures)))];
     const show = (key: string, v: number | undefined) =>
-      v === undefined ? '' : key === 'relMaxError' ? v.toExponential(2) : key === 'armnn' || key === 'quantflow' ? v.toFixed(1) : percent(v);
+      v === undefined
+        ? ''
+        : key === 'relMaxError'
+          ? v.toExponential(2)
+          : key === 'armnn' || key === 'quantflow'
+            ? v.toFixed(1)
+            : percent(v);
     const table: (string | number)[][] = [['output', 'image', ...keys]];
     for (const name of outputs) {
       const mine = rows.filter((r) => r.output === name);
@@ -226,14 +241,26 @@ async function main(): Promise<void> {
     }
     const armnnPerImage = manifest.images.map((i) => i.seconds);
     const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-    console.log(`Arm NN ${manifest.armnn.debian ?? manifest.armnn.library} (${manifest.armnn.backend}) vs quantflow float import (onnxruntime), ${manifest.images.length} images of ${args.data}`);
+    console.log(
+      `Arm NN ${manifest.armnn.debian ?? manifest.armnn.library} (${manifest.armnn.backend}) vs quantflow float import (onnxruntime), ${manifest.images.length} images of ${args.data}`,
+    );
     if (manifest.cutModel) console.log(`both run the model cut to outputs ${manifest.outputs.map((o) => o.name).join(', ')}`);
     if (originalNote) console.log(originalNote);
     console.log(formatTable(table));
     console.log('(relMaxError: max abs error / Arm NN output range; its "mean" row is the largest)');
-    console.log(`seconds per image: Arm NN ${avg(armnnPerImage).toFixed(1)} (inference), quantflow ${avg(qfSeconds).toFixed(2)}${args.reuse ? '' : `; Arm NN script wall ${armnnWall.toFixed(0)} s`}`);
+    console.log(
+      `seconds per image: Arm NN ${avg(armnnPerImage).toFixed(1)} (inference), quantflow ${avg(qfSeconds).toFixed(2)}${args.reuse ? '' : `; Arm NN script wall ${armnnWall.toFixed(0)} s`}`,
+    );
     if (args.json)
-      writeJsonResult(args.json, { armnn: manifest.armnn, model: manifest.model, outputs: manifest.outputs.map((o) => o.name), cut: manifest.cutModel !== null, rows, armnnSeconds: armnnPerImage, quantflowSeconds: qfSeconds });
+      writeJsonResult(args.json, {
+        armnn: manifest.armnn,
+        model: manifest.model,
+        outputs: manifest.outputs.map((o) => o.name),
+        cut: manifest.cutModel !== null,
+        rows,
+        armnnSeconds: armnnPerImage,
+        quantflowSeconds: qfSeconds,
+      });
   } finally {
     if (!keep) rmSync(dir, { recursive: true, force: true });
   }

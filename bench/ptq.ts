@@ -79,7 +79,16 @@ for (const m of models) {
       console.log(
         `| ${m.file} | ${profile} | ${method}${args['bias-correction'] ? ' + bias corr.' : ''} | ${(100 * r.top1).toFixed(1)}% | ${(100 * r.top5).toFixed(1)}% | ${seconds.toFixed(0)} |`,
       );
-      rows.push({ model: m.file, profile, method, biasCorrection: args['bias-correction'], calibLimit, top1: r.top1, top5: r.top5, quantizeSeconds: seconds });
+      rows.push({
+        model: m.file,
+        profile,
+        method,
+        biasCorrection: args['bias-correction'],
+        calibLimit,
+        top1: r.top1,
+        top5: r.top5,
+        quantizeSeconds: seconds,
+      });
     }
 }
 writeFileSync('bench-ptq.json', JSON.stringify(rows, null, 2));

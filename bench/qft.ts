@@ -61,14 +61,25 @@ const profile = loadProfile(args.profile);
 const calibLimit = Number(args['calib-limit']);
 
 let t0 = performance.now();
-const ptq = await quantizeModel(model, calib, { profile, calibLimit, batch, biasCorrection: true, gptq: !args['no-gptq'], preprocess: { preset: args.preset as PresetName | undefined } });
+const ptq = await quantizeModel(model, calib, {
+  profile,
+  calibLimit,
+  batch,
+  biasCorrection: true,
+  gptq: !args['no-gptq'],
+  preprocess: { preset: args.preset as PresetName | undefined },
+});
 const ptqSeconds = (performance.now() - t0) / 1000;
 const images = await decodeImages(model, calib, { limit: calibLimit, preprocess: ptq.preprocess.spec, batch });
 const holdoutCount = Number(args.holdout);
 if (holdoutCount && calib.items.length < calibLimit + holdoutCount)
   throw new Error(`--holdout ${holdoutCount}: imagenet-sample-1k has ${calib.items.length} images, fewer than --calib-limit + --holdout`);
 const holdout = holdoutCount
-  ? await decodeImages(model, { ...calib, items: calib.items.slice(calibLimit) }, { limit: holdoutCount, preprocess: ptq.preprocess.spec, batch })
+  ? await decodeImages(
+      model,
+      { ...calib, items: calib.items.slice(calibLimit) },
+      { limit: holdoutCount, preprocess: ptq.preprocess.spec, batch },
+    )
   : undefined;
 
 // One float forward pass of a training batch, the unit a training step is compared with.
@@ -145,7 +156,11 @@ console.log(
       klPtq64: await distillation(ptq.model),
       klQft64: await distillation(qft),
       lossPerEpoch: tuned.losses,
-      klHoldout: holdout && { images: holdout.count, ptq: await distillation(ptq.model, holdout, holdout.count), qft: await distillation(qft, holdout, holdout.count) },
+      klHoldout: holdout && {
+        images: holdout.count,
+        ptq: await distillation(ptq.model, holdout, holdout.count),
+        qft: await distillation(qft, holdout, holdout.count),
+      },
       top1: { float: await top1(model), ptq: await top1(ptq.model), qft: await top1(qft), n: limit },
     },
     null,

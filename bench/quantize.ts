@@ -32,14 +32,36 @@ const out = mkdtempSync(join(tmpdir(), 'qf-bench-'));
 try {
   const cli = new URL('../src/cli/main.js', import.meta.url).pathname;
   const t0 = performance.now();
-  execFileSync(process.execPath, [cli, 'quantize', model.path, '--calib', calib.path, '--profile', 'w8a8-shift', '--calibration', 'mse', '--calib-limit', '1000', '-o', out], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  execFileSync(
+    process.execPath,
+    [
+      cli,
+      'quantize',
+      model.path,
+      '--calib',
+      calib.path,
+      '--profile',
+      'w8a8-shift',
+      '--calibration',
+      'mse',
+      '--calib-limit',
+      '1000',
+      '-o',
+      out,
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   const wall = (performance.now() - t0) / 1000;
 
   async function latency(m: Model, batch: number): Promise<number> {
     const session = await openSession(m);
-    const input = new ort.Tensor('float32', Float32Array.from({ length: batch * 3 * 224 * 224 }, () => Math.random() * 2 - 1), [batch, 3, 224, 224]);
+    const input = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: batch * 3 * 224 * 224 }, () => Math.random() * 2 - 1),
+      [batch, 3, 224, 224],
+    );
     const name = m.graph.inputs[0]!.name;
     const times: number[] = [];
     const runs = batch === 1 ? 40 : 6;

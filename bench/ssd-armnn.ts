@@ -33,7 +33,13 @@ function iou(a: number[], b: number[]): number {
   return inter / (area(a) + area(b) - inter);
 }
 
-function detections(boxes: ArrayLike<number>, classes: ArrayLike<number>, scores: ArrayLike<number>, count: number, minScore: number): Detection[] {
+function detections(
+  boxes: ArrayLike<number>,
+  classes: ArrayLike<number>,
+  scores: ArrayLike<number>,
+  count: number,
+  minScore: number,
+): Detection[] {
   return Array.from({ length: count }, (_, i) => ({
     box: Array.from(boxes).slice(4 * i, 4 * i + 4),
     cls: classes[i]!,

@@ -59,7 +59,13 @@ async function mobilenet(): Promise<void> {
   const accuracy = [];
   const se = await evaluate(model, dataset);
   // The SE figure does not depend on the tiling.
-  accuracy.push({ model: 'SE', top1: se.top1, top5: se.top5, seBuffer: bufferReport(blocks, TILINGS[0]!).se, tseBuffer: null as number | null });
+  accuracy.push({
+    model: 'SE',
+    top1: se.top1,
+    top5: se.top5,
+    seBuffer: bufferReport(blocks, TILINGS[0]!).se,
+    tseBuffer: null as number | null,
+  });
   for (const tiles of TILINGS) {
     const r = await evaluate(tileSqueezeExcite(model, tiles), dataset);
     const buffers = bufferReport(blocks, tiles);
@@ -69,7 +75,13 @@ async function mobilenet(): Promise<void> {
   console.log(
     formatTable([
       ['model', 'top-1', 'top-5', 'SE buffer', 'TSE buffer'],
-      ...accuracy.map((a) => [a.model, percent(a.top1), percent(a.top5), formatCount(a.seBuffer), a.tseBuffer === null ? '-' : formatCount(a.tseBuffer)]),
+      ...accuracy.map((a) => [
+        a.model,
+        percent(a.top1),
+        percent(a.top5),
+        formatCount(a.seBuffer),
+        a.tseBuffer === null ? '-' : formatCount(a.tseBuffer),
+      ]),
     ]),
   );
   result.accuracy = accuracy;
@@ -84,7 +96,12 @@ async function mobilenet(): Promise<void> {
       ['input', 'SE', 'TSE 7 rows', 'TSE 1 row'],
       ...sizes.map((s) => {
         const { k7, k1 } = s;
-        return [`${s.size}x${s.size}`, formatCount(k7.se), `${formatCount(k7.tse)} (-${percent(k7.reduction)})`, `${formatCount(k1.tse)} (-${percent(k1.reduction)})`];
+        return [
+          `${s.size}x${s.size}`,
+          formatCount(k7.se),
+          `${formatCount(k7.tse)} (-${percent(k7.reduction)})`,
+          `${formatCount(k1.tse)} (-${percent(k1.reduction)})`,
+        ];
       }),
     ]),
   );
@@ -98,7 +115,13 @@ async function mobilenet(): Promise<void> {
     console.log(
       formatTable([
         ['block', 'C x H x W', 'tiles', 'tile vs global', 'neighbours'],
-        ...r.blocks.map((b, i) => [`${i}`, `${b.channels}x${b.height}x${b.width}`, `${b.grid[0]}x${b.grid[1]}`, b.toGlobal.toFixed(4), b.neighbours?.toFixed(4) ?? '-']),
+        ...r.blocks.map((b, i) => [
+          `${i}`,
+          `${b.channels}x${b.height}x${b.width}`,
+          `${b.grid[0]}x${b.grid[1]}`,
+          b.toGlobal.toFixed(4),
+          b.neighbours?.toFixed(4) ?? '-',
+        ]),
       ]),
     );
     (result.similarity as unknown[]).push(r);
@@ -138,11 +161,30 @@ function efficientNet(width: number, depth: number, size: number): Model {
   const conv = (x: string, cin: number, cout: number, k: number, stride = 1, group = 1) => {
     const w = `w${n}`;
     const b = `b${n}`;
-    g.initializers.set(w, floatTensor([cout, cin / group, k, k], randomFloats((cout * cin * k * k) / group, seed++).map((v) => v / Math.sqrt((cin / group) * k * k))));
-    g.initializers.set(b, floatTensor([cout], randomFloats(cout, seed++).map((v) => 0.1 * v)));
+    g.initializers.set(
+      w,
+      floatTensor(
+        [cout, cin / group, k, k],
+        randomFloats((cout * cin * k * k) / group, seed++).map((v) => v / Math.sqrt((cin / group) * k * k)),
+      ),
+    );
+    g.initializers.set(
+      b,
+      floatTensor(
+        [cout],
+        randomFloats(cout, seed++).map((v) => 0.1 * v),
+      ),
+    );
     const out = `conv${n++}`;
     const half = Math.floor(k / 2);
-    g.nodes.push(makeNode('Conv', [x, w, b], [out], { kernel_shape: attr.ints([k, k]), strides: attr.ints([stride, stride]), pads: attr.ints([half, half, half, half]), group: attr.int(group) }));
+    g.nodes.push(
+      makeNode('Conv', [x, w, b], [out], {
+        kernel_shape: attr.ints([k, k]),
+        strides: attr.ints([stride, stride]),
+        pads: attr.ints([half, half, half, half]),
+        group: attr.int(group),
+      }),
+    );
     return out;
   };
   const swish = (x: string) => {
@@ -188,18 +230,29 @@ async function efficientNetB2(): Promise<void> {
   const reports = [7, 8].map((k) => bufferReport(blocks, { tileRows: k }));
   // The tiled backbone must still be a valid model (rewrite validates and infers shapes).
   const tiledNodes = tileSqueezeExcite(model, { tileRows: 7 }).graph.nodes.length;
-  console.log(`\nEfficientNet-B2 backbone at ${size}x${size} (EfficientDet-D2): ${blocks.length} SE blocks; TSE 7-row model has ${tiledNodes} nodes`);
+  console.log(
+    `\nEfficientNet-B2 backbone at ${size}x${size} (EfficientDet-D2): ${blocks.length} SE blocks; TSE 7-row model has ${tiledNodes} nodes`,
+  );
   console.log(
     formatTable([
       ['', 'SE', 'TSE 7 rows', 'TSE 8 rows'],
-      ['quantflow (SE blocks only)', formatCount(reports[0]!.se), ...reports.map((r) => `${formatCount(r.tse)} (-${percent(r.reduction)})`)],
+      [
+        'quantflow (SE blocks only)',
+        formatCount(reports[0]!.se),
+        ...reports.map((r) => `${formatCount(r.tse)} (-${percent(r.reduction)})`),
+      ],
       ['paper, EfficientDet-D2 pipeline', formatCount(PAPER.se), `${formatCount(PAPER.tse)} (-${percent(1 - PAPER.tse / PAPER.se)})`, ''],
     ]),
   );
   console.log(
     formatTable([
       ['C x H x W', 'blocks', 'SE each', 'TSE 7 each'],
-      ...groupBlocks(reports[0]!.blocks).map((b) => [`${b.channels}x${b.height}x${b.width}`, b.count, formatCount(b.se), formatCount(b.tse)]),
+      ...groupBlocks(reports[0]!.blocks).map((b) => [
+        `${b.channels}x${b.height}x${b.width}`,
+        b.count,
+        formatCount(b.se),
+        formatCount(b.tse),
+      ]),
     ]),
   );
   result.efficientNetB2 = { size, blocks: blocks.length, k7: reports[0], k8: reports[1], paper: PAPER };

@@ -25,4 +25,6 @@ writeNpuPackage(join(out, 'npu'), await buildNpuPackage(q));
 const result = await compareModels(float, q.model, await loadDataset(compareDir), { limit: 16 });
 const logits = result.outputs[0];
 console.log(`PTQ on ${q.calibrationImages} images (${q.preprocess.label}), ${q.layers.length} layers; wrote ${out}`);
-console.log(`quantized vs float on ${result.n} images: top-1 agreement ${logits?.classify?.top1Agreement}, SQNR ${logits?.sqnrDb?.toFixed(1)} dB`);
+console.log(
+  `quantized vs float on ${result.n} images: top-1 agreement ${logits?.classify?.top1Agreement}, SQNR ${logits?.sqnrDb?.toFixed(1)} dB`,
+);

@@ -24,5 +24,7 @@ const test = { ...data, items: data.items.filter((_, i) => i % 50 === 0) };
 const ptq = await quantizeModel(model, calib, { profile: 'w4a8-shift', preprocess: { preset: 'raw' } });
 const { quantization, finetune: qft } = await finetune(ptq, calib, { epochs: 1, batch: 16 });
 const top1 = async (m) => (await evaluate(m, test, { preprocess: ptq.preprocess.spec })).top1;
-console.log(`QFT: ${qft.steps} steps in ${qft.seconds.toFixed(1)} s, loss ${qft.initialLoss.toFixed(4)} → ${qft.losses.at(-1)?.toFixed(4)}`);
+console.log(
+  `QFT: ${qft.steps} steps in ${qft.seconds.toFixed(1)} s, loss ${qft.initialLoss.toFixed(4)} → ${qft.losses.at(-1)?.toFixed(4)}`,
+);
 console.log(`top-1 on 200 images: float ${await top1(model)}, PTQ ${await top1(ptq.model)}, QFT ${await top1(quantization.model)}`);

@@ -18,7 +18,9 @@ if (missing.length) {
 
 const tiles = { tileRows: 7 };
 const { buffers } = measureBuffers(await loadModel(modelFile, { inputSize: [512, 512] }), tiles);
-console.log(`${buffers.blocks.length} SE blocks at 512x512: ${buffers.se} elements buffered, ${buffers.tse} with ${buffers.tiles} (-${(100 * buffers.reduction).toFixed(1)}%)`);
+console.log(
+  `${buffers.blocks.length} SE blocks at 512x512: ${buffers.se} elements buffered, ${buffers.tse} with ${buffers.tiles} (-${(100 * buffers.reduction).toFixed(1)}%)`,
+);
 
 const model = await loadModel(modelFile);
 const tiled = tileSqueezeExcite(model, tiles);

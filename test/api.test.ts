@@ -21,13 +21,22 @@ test('loadModel: the same prepared model from a file and from its bytes, cut or 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  assert.deepEqual((await loadModel(bytes, { cutBefore: 'Relu' })).graph.outputs.map((o) => o.name), ['bn']);
+  assert.deepEqual(
+    (await loadModel(bytes, { cutBefore: 'Relu' })).graph.outputs.map((o) => o.name),
+    ['bn'],
+  );
   assert.deepEqual((await loadModel(bytes, { inputSize: [7, 9] })).graph.inputs[0]!.shape, ['batch', 3, 7, 9]);
 });
 
 test('loadModel: empty or malformed bytes are a QuantflowError naming them', async () => {
-  await assert.rejects(loadModel(new Uint8Array(0), { name: 'upload.onnx' }), (e) => e instanceof QuantflowError && /^upload\.onnx: the model is empty$/.test(e.message));
-  await assert.rejects(loadModel(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])), (e) => e instanceof QuantflowError && e.message.startsWith('<bytes>: not a valid ONNX model'));
+  await assert.rejects(
+    loadModel(new Uint8Array(0), { name: 'upload.onnx' }),
+    (e) => e instanceof QuantflowError && /^upload\.onnx: the model is empty$/.test(e.message),
+  );
+  await assert.rejects(
+    loadModel(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])),
+    (e) => e instanceof QuantflowError && e.message.startsWith('<bytes>: not a valid ONNX model'),
+  );
 });
 
 test('measureBuffers: a model without SE blocks buffers nothing; two tile sizes are a QuantflowError', async () => {

@@ -44,7 +44,10 @@ test('parseNpy reads float32 and uint8 arrays, also from a pooled Buffer', () =>
 });
 
 test('parseNpy refuses other files and types with the file name', () => {
-  assert.throws(() => parseNpy(Buffer.from('not numpy at all'), 'x.npy'), (e: Error) => e instanceof QuantflowError && /x\.npy/.test(e.message));
+  assert.throws(
+    () => parseNpy(Buffer.from('not numpy at all'), 'x.npy'),
+    (e: Error) => e instanceof QuantflowError && /x\.npy/.test(e.message),
+  );
   assert.throws(() => parseNpy(npy('<c8', '(1,)', new Uint8Array(8)), 'y.npy'), /y\.npy: .npy element type <c8/);
 });
 
@@ -88,7 +91,10 @@ test('matchDetections: same class, IoU ≥ 0.5, score ≥ threshold, each refere
 
 const PYTHON = '/usr/bin/python3';
 const SCRIPT = new URL('../../bench/armnn/run_tflite.py', import.meta.url).pathname;
-const armnnMissing = spawnSync(PYTHON, ['-c', 'import pyarmnn, PIL, numpy'], { stdio: 'ignore' }).status === 0 ? false : `${PYTHON} has no pyarmnn/PIL/numpy (Debian python3-pyarmnn, python3-pil)`;
+const armnnMissing =
+  spawnSync(PYTHON, ['-c', 'import pyarmnn, PIL, numpy'], { stdio: 'ignore' }).status === 0
+    ? false
+    : `${PYTHON} has no pyarmnn/PIL/numpy (Debian python3-pyarmnn, python3-pil)`;
 
 /** run_tflite.py's cut_model on `bytes`, keeping the tensors named in `outputs`. */
 function cut(bytes: Uint8Array, outputs: string[]): Uint8Array {
@@ -110,27 +116,34 @@ function cut(bytes: Uint8Array, outputs: string[]): Uint8Array {
   }
 }
 
-test('run_tflite.py cuts a model before an operator: the cut copy imports and computes the named tensors', { skip: armnnMissing }, async () => {
-  // x → ADD 1,2 → a → MUL 10 → m → custom op → z: the custom op makes the whole model unimportable.
-  const b = new TfliteBuilder();
-  const x = b.activation('x', [1, 1, 1, 2]);
-  const a = b.activation('a', [1, 1, 1, 2]);
-  const m = b.activation('m', [1, 1, 1, 2]);
-  const z = b.activation('z', [1, 1, 1, 2]);
-  b.op(OP.ADD, [x, b.constant('one_two', [2], [1, 2])], [a], options.add());
-  b.op(OP.MUL, [a, b.constant('ten', [1], [10])], [m], options.mul());
-  b.custom('SomethingCustom', [m], [z]);
-  const whole = b.build([x], [z]);
-  assert.throws(() => importTflite(whole, 'whole.tflite'), /custom operator "SomethingCustom"/);
+test(
+  'run_tflite.py cuts a model before an operator: the cut copy imports and computes the named tensors',
+  { skip: armnnMissing },
+  async () => {
+    // x → ADD 1,2 → a → MUL 10 → m → custom op → z: the custom op makes the whole model unimportable.
+    const b = new TfliteBuilder();
+    const x = b.activation('x', [1, 1, 1, 2]);
+    const a = b.activation('a', [1, 1, 1, 2]);
+    const m = b.activation('m', [1, 1, 1, 2]);
+    const z = b.activation('z', [1, 1, 1, 2]);
+    b.op(OP.ADD, [x, b.constant('one_two', [2], [1, 2])], [a], options.add());
+    b.op(OP.MUL, [a, b.constant('ten', [1], [10])], [m], options.mul());
+    b.custom('SomethingCustom', [m], [z]);
+    const whole = b.build([x], [z]);
+    assert.throws(() => importTflite(whole, 'whole.tflite'), /custom operator "SomethingCustom"/);
 
-  const model = importTflite(cut(whole, ['m', 'a']), 'cut.tflite');
-  assert.deepEqual(model.graph.nodes.map((n) => n.opType).filter((op) => op === 'Add' || op === 'Mul'), ['Add', 'Mul']);
-  const x0 = model.graph.inputs[0]!.name;
-  const out = await runModel(model, { [x0]: { dataType: 'float32', dims: [1, 2, 1, 1], data: Float32Array.of(1, 1) } });
-  const [mOut, aOut] = model.graph.outputs.map((o) => [...(out[o.name]!.data as Float32Array)]);
-  assert.deepEqual(mOut, [20, 30]);
-  assert.deepEqual(aOut, [2, 3]);
+    const model = importTflite(cut(whole, ['m', 'a']), 'cut.tflite');
+    assert.deepEqual(
+      model.graph.nodes.map((n) => n.opType).filter((op) => op === 'Add' || op === 'Mul'),
+      ['Add', 'Mul'],
+    );
+    const x0 = model.graph.inputs[0]!.name;
+    const out = await runModel(model, { [x0]: { dataType: 'float32', dims: [1, 2, 1, 1], data: Float32Array.of(1, 1) } });
+    const [mOut, aOut] = model.graph.outputs.map((o) => [...(out[o.name]!.data as Float32Array)]);
+    assert.deepEqual(mOut, [20, 30]);
+    assert.deepEqual(aOut, [2, 3]);
 
-  const addOnly = importTflite(cut(whole, ['a']), 'cut-a.tflite');
-  assert.ok(!addOnly.graph.nodes.some((n) => n.opType === 'Mul'), 'MUL is not needed for a');
-});
+    const addOnly = importTflite(cut(whole, ['a']), 'cut-a.tflite');
+    assert.ok(!addOnly.graph.nodes.some((n) => n.opType === 'Mul'), 'MUL is not needed for a');
+  },
+);

@@ -38,7 +38,10 @@ function reference(x: TensorData, scales: number[], r: Float32Array, o: FakeQuan
 async function checkFakeQuant(dims: number[], scales: number[], o: FakeQuantOptions, spread: number) {
   const g = createGraph('fq');
   const model: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
-  const x = floatTensor(dims, randomFloats(sizeOf(dims), 3).map((v) => v * spread));
+  const x = floatTensor(
+    dims,
+    randomFloats(sizeOf(dims), 3).map((v) => v * spread),
+  );
   const r = randomFloats(sizeOf(dims), 4);
   g.inputs.push({ name: 'x', dataType: 'float32', shape: dims });
   g.initializers.set('s', floatTensor(o.perChannelAxis === undefined ? [] : [scales.length], scales));

@@ -22,7 +22,10 @@ test('outputs are the loss then one gradient per wrt, named <wrt>_grad and shape
   const nodesBefore = [...m.graph.nodes];
   const grad = buildGradientGraph(m, { loss: 'loss', wrt: ['a', 'x', 'unused'] });
   assert.deepEqual(m.graph.nodes, nodesBefore, 'the model is not changed');
-  assert.deepEqual(grad.graph.outputs.map((o) => o.name), ['loss', 'a_grad', 'x_grad', 'unused_grad']);
+  assert.deepEqual(
+    grad.graph.outputs.map((o) => o.name),
+    ['loss', 'a_grad', 'x_grad', 'unused_grad'],
+  );
   const x = randomTensor([2, 3], 5);
   const out = await runModel(grad, { x });
   // A non-scalar loss is seeded with ones: d Σ(x·a) / da = x.
@@ -34,7 +37,11 @@ test('outputs are the loss then one gradient per wrt, named <wrt>_grad and shape
 test('only the gradients asked for are computed (no input gradient for the first conv)', () => {
   const grad = buildGradientGraph(tinyCnn(), { loss: 'y', wrt: ['w'] });
   const convs = grad.graph.nodes.filter((n) => n.opType === 'Conv' || n.opType === 'ConvTranspose');
-  assert.deepEqual(convs.map((n) => n.name), ['conv', 'conv_patches'], 'the forward conv and the weight gradient only');
+  assert.deepEqual(
+    convs.map((n) => n.name),
+    ['conv', 'conv_patches'],
+    'the forward conv and the weight gradient only',
+  );
 });
 
 test('an operator without a gradient rule is named with its node', () => {

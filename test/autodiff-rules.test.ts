@@ -32,7 +32,10 @@ function caseModel(c: Case): Model {
   const outShape = staticShapes(model).get(c.out)!.shape as number[];
   g.inputs = inputs.map(([name, { shape }]) => ({ name, dataType: 'float32', shape }));
   g.initializers.set('loss_weights', floatTensor(outShape, randomFloats(sizeOf(outShape), 99)));
-  g.nodes.push(makeNode('Mul', [c.out, 'loss_weights'], ['weighted']), makeNode('ReduceSum', ['weighted'], ['loss'], { keepdims: attr.int(0) }));
+  g.nodes.push(
+    makeNode('Mul', [c.out, 'loss_weights'], ['weighted']),
+    makeNode('ReduceSum', ['weighted'], ['loss'], { keepdims: attr.int(0) }),
+  );
   g.outputs.push({ name: 'loss', dataType: 'float32', shape: [] });
   return model;
 }
@@ -48,7 +51,10 @@ async function check(c: Case): Promise<void> {
   });
   assert.deepEqual(failures, []);
   for (const w of c.wrt)
-    assert.ok(samples.some((s) => s.name === w && s.analytic !== 0), `some gradient of '${w}' is non-zero`);
+    assert.ok(
+      samples.some((s) => s.name === w && s.analytic !== 0),
+      `some gradient of '${w}' is non-zero`,
+    );
 }
 
 const input = (dims: number[], seed = 1, shape: Dim[] = dims) => ({ x: { shape, value: randomTensor(dims, seed) } });
@@ -172,7 +178,15 @@ test('a value read twice accumulates both gradients (x·x + x)', () =>
   }));
 
 /** x spread over [-4, 4) so that every activation's regimes are crossed. */
-const wide = { x: { shape: [2, 3, 4], value: floatTensor([2, 3, 4], randomFloats(24, 12).map((v) => 4 * v)) } };
+const wide = {
+  x: {
+    shape: [2, 3, 4],
+    value: floatTensor(
+      [2, 3, 4],
+      randomFloats(24, 12).map((v) => 4 * v),
+    ),
+  },
+};
 
 for (const [op, attributes] of [
   ['Relu', {}],

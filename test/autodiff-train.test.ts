@@ -97,7 +97,10 @@ test('LSQ scales of int4 fake-quantized weights learn by distillation from the f
     const late = losses.slice(-10).reduce((s, l) => s + l, 0) / 10;
     assert.ok(late < 0.5 * losses[0]!, `loss ${losses[0]} → ${late} (mean of the last 10 steps)`);
     const learned = trainer.parameters().get('w_scale')!.data as Float32Array;
-    assert.ok(learned.every((s, c) => s > 0 && s < 0.75 * steps[c]!), `steps ${steps} → ${learned}`);
+    assert.ok(
+      learned.every((s, c) => s > 0 && s < 0.75 * steps[c]!),
+      `steps ${steps} → ${learned}`,
+    );
   } finally {
     await trainer.release();
   }

@@ -180,14 +180,24 @@ describe('task detection', () => {
     ]);
     const plan = planTasks(m);
     assert.deepEqual(plan.detection, { kind: 'postprocess', boxes: 0, classes: 1, scores: 2, count: 3 });
-    assert.deepEqual(plan.outputs.map((o) => o.kind), ['detect', 'detect', 'detect', 'detect']);
+    assert.deepEqual(
+      plan.outputs.map((o) => o.kind),
+      ['detect', 'detect', 'detect', 'detect'],
+    );
   });
 
   it('finds NonMaxSuppression and its inputs', () => {
     const m = modelWithOutputs([{ name: 'selected', dataType: 'int64', shape: ['K', 3] }]);
     m.graph.nodes = [makeNode('NonMaxSuppression', ['b', 's'], ['selected'], { center_point_box: attr.int(1) })];
     const plan = planTasks(m);
-    assert.deepEqual(plan.detection, { kind: 'nms', node: m.graph.nodes[0]!.name, boxes: 'b', scores: 's', selected: 'selected', centerPointBox: true });
+    assert.deepEqual(plan.detection, {
+      kind: 'nms',
+      node: m.graph.nodes[0]!.name,
+      boxes: 'b',
+      scores: 's',
+      selected: 'selected',
+      centerPointBox: true,
+    });
     assert.equal(plan.outputs[0]!.kind, 'detect');
   });
 
@@ -199,7 +209,10 @@ describe('task detection', () => {
     const plan = planTasks(m, { boxes: 'regressors', scores: '1' });
     assert.deepEqual(plan.detection, { kind: 'anchors', boxes: 0, scores: 1, boxFormat: 'cxcywh' });
     assert.throws(() => planTasks(m, { boxes: 'regressors' }), /needs both --boxes <output> and --scores <output>/);
-    assert.throws(() => planTasks(m, { boxes: 'nope', scores: '1' }), /--boxes 'nope' is not an output of the model \(outputs: regressors, classificators\)/);
+    assert.throws(
+      () => planTasks(m, { boxes: 'nope', scores: '1' }),
+      /--boxes 'nope' is not an output of the model \(outputs: regressors, classificators\)/,
+    );
     assert.throws(() => planTasks(m, { boxes: '1', scores: '0' }), /--boxes 'classificators' must have shape \[N, anchors, 4 or more\]/);
   });
 
@@ -208,13 +221,22 @@ describe('task detection', () => {
       { name: 'heat', shape: ['N', 17, 64, 48] },
       { name: 'logits', shape: ['N', 10] },
     ]);
-    assert.deepEqual(planTasks(m).outputs.map((o) => o.kind), ['segment', 'classify']);
-    assert.deepEqual(planTasks(m, { task: 'dense' }).outputs.map((o) => o.kind), ['dense', 'classify']);
-    assert.throws(() => planTasks(modelWithOutputs([{ name: 'logits', shape: ['N', 10] }]), { task: 'segment' }), (e: unknown) => {
-      assert.ok(e instanceof QuantflowError);
-      assert.equal(e.message, '--task segment fits no output of the model (logits float32 [N, 10])');
-      return true;
-    });
+    assert.deepEqual(
+      planTasks(m).outputs.map((o) => o.kind),
+      ['segment', 'classify'],
+    );
+    assert.deepEqual(
+      planTasks(m, { task: 'dense' }).outputs.map((o) => o.kind),
+      ['dense', 'classify'],
+    );
+    assert.throws(
+      () => planTasks(modelWithOutputs([{ name: 'logits', shape: ['N', 10] }]), { task: 'segment' }),
+      (e: unknown) => {
+        assert.ok(e instanceof QuantflowError);
+        assert.equal(e.message, '--task segment fits no output of the model (logits float32 [N, 10])');
+        return true;
+      },
+    );
     assert.throws(() => planTasks(m, { task: 'detect' }), /no detection outputs found .*--boxes <output> --scores <output>/);
   });
 });

@@ -54,7 +54,9 @@ before(async () => {
   const items = await Promise.all(
     COLOURS.map(async (background, i) => {
       const file = `${i}.png`;
-      await sharp({ create: { width: 6, height: 5, channels: 3, background } }).png().toFile(join(dataDir, file));
+      await sharp({ create: { width: 6, height: 5, channels: 3, background } })
+        .png()
+        .toFile(join(dataDir, file));
       return { file, path: join(dataDir, file), label: i % 3 };
     }),
   );
@@ -62,12 +64,17 @@ before(async () => {
   dataset = { dir: dataDir, items, labelled: true };
 });
 
-const close = (a: number | null | undefined, b: number, eps = 1e-4) => assert.ok(a !== null && a !== undefined && Math.abs(a - b) < eps, `${a} vs ${b}`);
+const close = (a: number | null | undefined, b: number, eps = 1e-4) =>
+  assert.ok(a !== null && a !== undefined && Math.abs(a - b) < eps, `${a} vs ${b}`);
 
 describe('compareModels', () => {
   it('measures a model against a perturbed copy with hand-computed figures', async () => {
     const progress: number[] = [];
-    const r = await compareModels(mixModel(IDENTITY), mixModel(SWAPPED), dataset, { preprocess: { preset: 'raw' }, batch: 3, onProgress: (d) => progress.push(d) });
+    const r = await compareModels(mixModel(IDENTITY), mixModel(SWAPPED), dataset, {
+      preprocess: { preset: 'raw' },
+      batch: 3,
+      onProgress: (d) => progress.push(d),
+    });
     assert.equal(r.n, 4);
     assert.deepEqual(progress, [3, 4]);
     const [seg, cls] = r.outputs;
@@ -87,7 +94,12 @@ describe('compareModels', () => {
   });
 
   it('--task dense thresholds the maps instead', async () => {
-    const r = await compareModels(mixModel(IDENTITY), mixModel(SWAPPED), dataset, { preprocess: { preset: 'raw' }, task: 'dense', threshold: 128, limit: 3 });
+    const r = await compareModels(mixModel(IDENTITY), mixModel(SWAPPED), dataset, {
+      preprocess: { preset: 'raw' },
+      task: 'dense',
+      threshold: 128,
+      limit: 3,
+    });
     // Red: the same 16 elements; green and blue: 16 vs 16 others each. I 16, U 16 + 32 + 32.
     close(r.outputs[0]!.dense!.iou, 0.2);
     assert.equal(r.outputs[1]!.kind, 'classify');
@@ -104,14 +116,23 @@ describe('compareModels', () => {
     renamed.graph.nodes.push(makeNode('Identity', ['seg'], ['a']), makeNode('Identity', ['cls'], ['b']));
     renamed.graph.outputs = renamed.graph.outputs.map((o, i) => ({ ...o, name: ['a', 'b'][i]! }));
     const r = await compareModels(mixModel(IDENTITY), renamed, dataset, { preprocess: { preset: 'raw' } });
-    assert.deepEqual(r.outputs.map((o) => [o.name, o.quantizedName]), [['seg', 'a'], ['cls', 'b']]);
+    assert.deepEqual(
+      r.outputs.map((o) => [o.name, o.quantizedName]),
+      [
+        ['seg', 'a'],
+        ['cls', 'b'],
+      ],
+    );
     close(r.outputs[0]!.segment!.pixelAgreement, 0.5);
   });
 
   it('refuses models whose output counts differ', async () => {
     const one = mixModel(IDENTITY);
     one.graph.outputs.pop();
-    await assert.rejects(compareModels(mixModel(IDENTITY), one, dataset, { preprocess: { preset: 'raw' } }), /the float model has 2 output\(s\) and the quantized model 1/);
+    await assert.rejects(
+      compareModels(mixModel(IDENTITY), one, dataset, { preprocess: { preset: 'raw' } }),
+      /the float model has 2 output\(s\) and the quantized model 1/,
+    );
   });
 });
 
@@ -167,7 +188,9 @@ describe('compareModels on detectors', () => {
     const items = await Promise.all(
       colours.map(async (background, i) => {
         const path = join(root, `photo-${i}.png`);
-        await sharp({ create: { width: 4, height: 4, channels: 3, background } }).png().toFile(path);
+        await sharp({ create: { width: 4, height: 4, channels: 3, background } })
+          .png()
+          .toFile(path);
         return { file: `photo-${i}.png`, path, label: 0 };
       }),
     );
@@ -186,8 +209,10 @@ describe('compareModels on detectors', () => {
     assert.equal(r.outputs[0]!.kind, 'detect');
   });
 
-  it("TFLite_Detection_PostProcess outputs: the first count detections, same class only", async () => {
-    const r = await compareModels(postprocessModel(BOXES, [1, 2, 1]), postprocessModel(BOXES, [1, 1, 1]), photos, { preprocess: { preset: 'unit' } });
+  it('TFLite_Detection_PostProcess outputs: the first count detections, same class only', async () => {
+    const r = await compareModels(postprocessModel(BOXES, [1, 2, 1]), postprocessModel(BOXES, [1, 1, 1]), photos, {
+      preprocess: { preset: 'unit' },
+    });
     const d = r.detection!;
     assert.equal(d.source, 'postprocess');
     // Count 2: boxes 0 and 1; box 1 changed class.
@@ -212,7 +237,18 @@ describe('quantflow compare', () => {
     writeOnnxFile(mixModel(SWAPPED), join(folder, 'model.qdq.onnx'));
     const json = join(root, 'r.json');
     const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-    const { stdout } = await promisify(execFile)(process.execPath, [main, 'compare', float, folder, '--data', dataDir, '--preset', 'raw', '--json', json]);
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      main,
+      'compare',
+      float,
+      folder,
+      '--data',
+      dataDir,
+      '--preset',
+      'raw',
+      '--json',
+      json,
+    ]);
     const lines = stdout.trim().split('\n');
     assert.match(lines[0]!, /^output\s+kind\s+SQNR dB\s+cosine\s+max abs err\s+task figures$/);
     assert.match(lines[2]!, /^seg\s+segment\s+-?0\.0\s+0\.5000\s+255\s+pixel agreement 50\.0%, mIoU 33\.3%$/);
@@ -243,7 +279,10 @@ describe('compare on a real model', () => {
     const perturbed: Model = { ...model, graph: { ...model.graph, initializers: new Map(model.graph.initializers) } };
     const last = model.graph.nodes.filter((n) => n.opType === 'Conv' || n.opType === 'Gemm').at(-1)!;
     const w = model.graph.initializers.get(last.inputs[1]!)!;
-    perturbed.graph.initializers.set(last.inputs[1]!, { ...w, data: Float32Array.from(w.data as Float32Array, (v) => Math.round(v * 1000) / 1000) });
+    perturbed.graph.initializers.set(last.inputs[1]!, {
+      ...w,
+      data: Float32Array.from(w.data as Float32Array, (v) => Math.round(v * 1000) / 1000),
+    });
     const r = await compareModels(model, perturbed, data[0]!, { limit: 8, batch: 4 });
     assert.equal(r.n, 8);
     const out = r.outputs[0]!;

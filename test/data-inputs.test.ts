@@ -32,7 +32,9 @@ after(() => rmSync(root, { recursive: true, force: true }));
 async function png(path: string, width: number, height: number, pixel: (x: number, y: number) => number[]): Promise<string> {
   const data = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) data.set(pixel(x, y), (y * width + x) * 3);
-  await sharp(data, { raw: { width, height, channels: 3 } }).png().toFile(path);
+  await sharp(data, { raw: { width, height, channels: 3 } })
+    .png()
+    .toFile(path);
   return path;
 }
 
@@ -141,7 +143,14 @@ describe('choosing the preprocessing', () => {
     const request = preprocessRequest({ preprocess: file, mean: '4', channels: 'bgr' });
     assert.deepEqual(request, { preset: 'unit', mean: [4, 4, 4], resize: 'letterbox', padValue: 0, channels: 'bgr' });
     const choice = resolvePreprocess(modelWith({}), request, 3);
-    assert.deepEqual(choice.spec, { mean: [4, 4, 4], std: [255, 255, 255], channels: 'bgr', resize: 'letterbox', crop: 0.875, padValue: 0 });
+    assert.deepEqual(choice.spec, {
+      mean: [4, 4, 4],
+      std: [255, 255, 255],
+      channels: 'bgr',
+      resize: 'letterbox',
+      crop: 0.875,
+      padValue: 0,
+    });
     assert.equal(choice.reason, "preset 'unit' given; mean, channels, resize, padValue given");
     assert.equal(preprocessRequest({}), undefined);
   });
@@ -156,7 +165,10 @@ describe('choosing the preprocessing', () => {
   it('the preset name labels a spec equal to it, whatever its origin', () => {
     assert.equal(resolvePreprocess(modelWith({}), { preset: 'raw', std: [1, 1, 1] }, 3).label, 'raw');
     assert.equal(resolvePreprocess(modelWith({}), { preset: 'raw', mean: [5, 5, 5] }, 3).label, 'raw + mean=5,5,5');
-    assert.equal(resolvePreprocess(modelWith({}), { preset: 'inception', channels: 'bgr', resize: 'letterbox' }, 3).label, 'inception + channels=bgr resize=letterbox');
+    assert.equal(
+      resolvePreprocess(modelWith({}), { preset: 'inception', channels: 'bgr', resize: 'letterbox' }, 3).label,
+      'inception + channels=bgr resize=letterbox',
+    );
   });
 
   it('a model that records its preprocessing (quantflow.preprocess) defaults to it', () => {
@@ -165,8 +177,14 @@ describe('choosing the preprocessing', () => {
     assert.deepEqual(c.spec, spec);
     assert.match(c.reason, /recorded in the model's metadata/);
     // Partial: the rest from the preset it names.
-    assert.deepEqual(defaultPreprocess(modelWith({ 'quantflow.preprocess': '{"preset":"unit","channels":"bgr"}' })).spec, { ...presetSpec('unit'), channels: 'bgr' });
-    assert.throws(() => defaultPreprocess(modelWith({ 'quantflow.preprocess': '{"colour":1}' })), oneLine(/model metadata 'quantflow\.preprocess' field 'colour': unknown field/));
+    assert.deepEqual(defaultPreprocess(modelWith({ 'quantflow.preprocess': '{"preset":"unit","channels":"bgr"}' })).spec, {
+      ...presetSpec('unit'),
+      channels: 'bgr',
+    });
+    assert.throws(
+      () => defaultPreprocess(modelWith({ 'quantflow.preprocess': '{"colour":1}' })),
+      oneLine(/model metadata 'quantflow\.preprocess' field 'colour': unknown field/),
+    );
   });
 
   for (const [flags, pattern] of [
@@ -190,7 +208,10 @@ describe('choosing the preprocessing', () => {
       return path;
     };
     const unknown = write('unknown.json', '{"mean": [1, 2, 3], "colour": "red"}');
-    assert.throws(() => readPreprocessFile(unknown), oneLine(new RegExp(`^${unknown}: field 'colour': unknown field \\(expected preset, mean, std, channels, resize, crop, padValue\\)$`)));
+    assert.throws(
+      () => readPreprocessFile(unknown),
+      oneLine(new RegExp(`^${unknown}: field 'colour': unknown field \\(expected preset, mean, std, channels, resize, crop, padValue\\)$`)),
+    );
     const zero = write('zero.json', '{"std": 0}');
     assert.throws(() => readPreprocessFile(zero), oneLine(new RegExp(`^${zero}: field 'std': std must be positive`)));
     const count = write('count.json', '{"mean": [1, 2, 3, 4]}');
@@ -205,7 +226,10 @@ describe('choosing the preprocessing', () => {
   it('a 1-channel input gets gray, a 3-channel input refuses it', () => {
     const gray = resolvePreprocess(modelWith({}), { preset: 'raw' }, 1);
     assert.equal(gray.spec.channels, 'gray');
-    assert.throws(() => resolvePreprocess(modelWith({}), { channels: 'gray' }, 3), oneLine(/channels 'gray' gives 1 plane but the model's image input has 3 channels/));
+    assert.throws(
+      () => resolvePreprocess(modelWith({}), { channels: 'gray' }, 3),
+      oneLine(/channels 'gray' gives 1 plane but the model's image input has 3 channels/),
+    );
   });
 });
 
@@ -250,9 +274,15 @@ describe('.npy inputs', () => {
     const out = new Float32Array(21).fill(NaN);
     await decodeInput(path, presetSpec('raw'), 5, 2, 2, out, 1);
     assert.deepEqual(out.subarray(1), values);
-    await assert.rejects(decodeInput(path, presetSpec('raw'), 5, 4, 1, out, 0), oneLine(/five\.npy' holds shape \[1, 5, 2, 2\], the model input needs \[5, 4, 1\]/));
+    await assert.rejects(
+      decodeInput(path, presetSpec('raw'), 5, 4, 1, out, 0),
+      oneLine(/five\.npy' holds shape \[1, 5, 2, 2\], the model input needs \[5, 4, 1\]/),
+    );
     const image = await png(join(root, 'five.png'), 2, 2, () => [1, 2, 3]);
-    await assert.rejects(decodeInput(image, presetSpec('raw'), 5, 2, 2, out, 0), oneLine(/five\.png' is an image but the model input has 5 channels: feed \.npy tensors of shape \[5, 2, 2\] instead/));
+    await assert.rejects(
+      decodeInput(image, presetSpec('raw'), 5, 2, 2, out, 0),
+      oneLine(/five\.png' is an image but the model input has 5 channels: feed \.npy tensors of shape \[5, 2, 2\] instead/),
+    );
   });
 });
 
@@ -261,7 +291,8 @@ describe('calibration on a flat folder with a broken image', () => {
   before(async () => {
     dir = join(root, 'calib');
     mkdirSync(join(dir, 'nested'), { recursive: true });
-    for (let i = 0; i < 4; i++) await png(join(dir, i < 2 ? '' : 'nested', `${i}.png`), 7, 6, (x, y) => [(x * 30 + i * 20) % 256, (y * 40) % 256, 90]);
+    for (let i = 0; i < 4; i++)
+      await png(join(dir, i < 2 ? '' : 'nested', `${i}.png`), 7, 6, (x, y) => [(x * 30 + i * 20) % 256, (y * 40) % 256, 90]);
     writeFileSync(join(dir, 'nested', 'broken.jpg'), 'not a jpeg');
   });
 
@@ -270,8 +301,16 @@ describe('calibration on a flat folder with a broken image', () => {
     const calib = await loadDataset(dir);
     assert.equal(calib.labelled, false);
     const profile = loadProfile('w8a8-shift');
-    await assert.rejects(quantizeModel(model, calib, { profile, batch: 2, preprocess: { preset: 'unit' } }), oneLine(/cannot decode image '.*nested\/broken\.jpg'/));
-    const r = await quantizeModel(model, calib, { profile, batch: 2, preprocess: { preset: 'unit', channels: 'bgr' }, skipBadImages: true });
+    await assert.rejects(
+      quantizeModel(model, calib, { profile, batch: 2, preprocess: { preset: 'unit' } }),
+      oneLine(/cannot decode image '.*nested\/broken\.jpg'/),
+    );
+    const r = await quantizeModel(model, calib, {
+      profile,
+      batch: 2,
+      preprocess: { preset: 'unit', channels: 'bgr' },
+      skipBadImages: true,
+    });
     assert.deepEqual(r.skipped, ['nested/broken.jpg']);
     assert.equal(r.calibrationImages, 4);
     // The QDQ model records what it was calibrated with, and later commands default to it.
@@ -286,9 +325,18 @@ describe('calibration on a flat folder with a broken image', () => {
     two.graph.nodes.unshift(makeNode('Add', ['x', 'x2'], ['xx']));
     two.graph.nodes[1]!.inputs[0] = 'xx';
     const calib = await loadDataset(dir);
-    const options = { profile: loadProfile('w8a8-shift'), batch: 2, calibration: 'minmax' as const, skipBadImages: true, preprocess: { preset: 'unit' as const } };
+    const options = {
+      profile: loadProfile('w8a8-shift'),
+      batch: 2,
+      calibration: 'minmax' as const,
+      skipBadImages: true,
+      preprocess: { preset: 'unit' as const },
+    };
     const r = await quantizeModel(await prepareModel(two), calib, options);
-    assert.deepEqual(r.model.graph.inputs.map((i) => i.name), ['x', 'x2']);
+    assert.deepEqual(
+      r.model.graph.inputs.map((i) => i.name),
+      ['x', 'x2'],
+    );
     const one = await quantizeModel(await prepareModel(tinyCnn()), calib, options);
     const scale = (q: typeof r, name: string) => q.params.activations.get(name)!.scale;
     assert.ok(Math.abs(scale(r, 'xx') / scale(one, 'x') - 2) < 1e-6, `${scale(r, 'xx')} vs ${scale(one, 'x')}`);

@@ -56,7 +56,10 @@ describe('loadDataset with labels.csv', () => {
   it('prefers labels.csv over class subfolders', async () => {
     const dir = folder({ 'labels.csv': 'file,label\ncat/1.jpg,7\n', 'cat/1.jpg': 'x', 'dog/2.jpg': 'x' });
     const ds = await loadDataset(dir);
-    assert.deepEqual(ds.items.map((i) => [i.file, i.label]), [['cat/1.jpg', 7]]);
+    assert.deepEqual(
+      ds.items.map((i) => [i.file, i.label]),
+      [['cat/1.jpg', 7]],
+    );
   });
 
   it('rejects a missing header', async () => {
@@ -76,18 +79,30 @@ describe('loadDataset with labels.csv', () => {
   });
 
   it('rejects a wrong column count, naming the line', async () => {
-    await rejects(folder({ 'labels.csv': 'file,label\na.jpg,1\nb.jpg,2,x\n', 'a.jpg': 'x', 'b.jpg': 'x' }), /labels\.csv:3: expected 2 columns \(file,label\), found 3/);
-    await rejects(folder({ 'labels.csv': 'file,label\na.jpg\n', 'a.jpg': 'x' }), /labels\.csv:2: expected 2 columns \(file,label\), found 1/);
+    await rejects(
+      folder({ 'labels.csv': 'file,label\na.jpg,1\nb.jpg,2,x\n', 'a.jpg': 'x', 'b.jpg': 'x' }),
+      /labels\.csv:3: expected 2 columns \(file,label\), found 3/,
+    );
+    await rejects(
+      folder({ 'labels.csv': 'file,label\na.jpg\n', 'a.jpg': 'x' }),
+      /labels\.csv:2: expected 2 columns \(file,label\), found 1/,
+    );
   });
 
   for (const bad of ['-1', '1.5', 'cat', '']) {
     it(`rejects the label '${bad}'`, async () => {
-      await rejects(folder({ 'labels.csv': `file,label\na.jpg,${bad}\n`, 'a.jpg': 'x' }), new RegExp(`labels\\.csv:2: label '${bad.replace('.', '\\.')}' is not a non-negative integer`));
+      await rejects(
+        folder({ 'labels.csv': `file,label\na.jpg,${bad}\n`, 'a.jpg': 'x' }),
+        new RegExp(`labels\\.csv:2: label '${bad.replace('.', '\\.')}' is not a non-negative integer`),
+      );
     });
   }
 
   it('rejects a listed file that does not exist, naming it', async () => {
-    await rejects(folder({ 'labels.csv': 'file,label\na.jpg,1\nimg/missing.jpg,2\n', 'a.jpg': 'x' }), /labels\.csv:3: file 'img\/missing\.jpg' does not exist/);
+    await rejects(
+      folder({ 'labels.csv': 'file,label\na.jpg,1\nimg/missing.jpg,2\n', 'a.jpg': 'x' }),
+      /labels\.csv:3: file 'img\/missing\.jpg' does not exist/,
+    );
   });
 
   it('rejects a listed folder as not a file', async () => {
@@ -95,7 +110,10 @@ describe('loadDataset with labels.csv', () => {
   });
 
   it('rejects a duplicate file', async () => {
-    await rejects(folder({ 'labels.csv': 'file,label\na.jpg,1\nb.jpg,1\na.jpg,2\n', 'a.jpg': 'x', 'b.jpg': 'x' }), /labels\.csv:4: file 'a\.jpg' is listed twice \(first on line 2\)/);
+    await rejects(
+      folder({ 'labels.csv': 'file,label\na.jpg,1\nb.jpg,1\na.jpg,2\n', 'a.jpg': 'x', 'b.jpg': 'x' }),
+      /labels\.csv:4: file 'a\.jpg' is listed twice \(first on line 2\)/,
+    );
   });
 });
 
@@ -129,7 +147,10 @@ describe('loadDataset with one subfolder per class', () => {
   it('keeps the index of an empty class folder', async () => {
     const ds = await loadDataset(folder({ 'a/': '', 'b/1.png': 'x' }));
     assert.deepEqual(ds.classNames, ['a', 'b']);
-    assert.deepEqual(ds.items.map((i) => i.label), [1]);
+    assert.deepEqual(
+      ds.items.map((i) => i.label),
+      [1],
+    );
   });
 
   it('rejects a missing folder', async () => {
@@ -166,13 +187,22 @@ describe('loadDataset without labels', () => {
   it('takes images at any depth when the root holds images of its own', async () => {
     const ds = await loadDataset(folder({ 'top.jpg': 'x', 'x/1.jpg': 'x', 'y/deep/2.webp': 'x' }));
     assert.equal(ds.labelled, false);
-    assert.deepEqual(ds.items.map((i) => i.file), ['top.jpg', 'x/1.jpg', 'y/deep/2.webp']);
+    assert.deepEqual(
+      ds.items.map((i) => i.file),
+      ['top.jpg', 'x/1.jpg', 'y/deep/2.webp'],
+    );
   });
 
   it('takes a single subfolder as a nested plain folder, not one class', async () => {
     const ds = await loadDataset(folder({ 'photos/2019/a.jpg': 'x', 'photos/2020/b.jpg': 'x' }));
     assert.equal(ds.labelled, false);
-    assert.deepEqual(ds.items.map((i) => [i.file, i.label]), [['photos/2019/a.jpg', undefined], ['photos/2020/b.jpg', undefined]]);
+    assert.deepEqual(
+      ds.items.map((i) => [i.file, i.label]),
+      [
+        ['photos/2019/a.jpg', undefined],
+        ['photos/2020/b.jpg', undefined],
+      ],
+    );
   });
 
   it('rejects a folder without images at any depth', async () => {

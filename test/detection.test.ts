@@ -87,7 +87,14 @@ test('box decoding against anchors, with the scales', async () => {
     [0, 0, 0.8],
     [0, 0.7, 0],
   ];
-  const opts = { max_detections: 3, max_classes_per_detection: 1, nms_score_threshold: 0.5, nms_iou_threshold: 0.5, num_classes: 2, ...SCALES };
+  const opts = {
+    max_detections: 3,
+    max_classes_per_detection: 1,
+    nms_score_threshold: 0.5,
+    nms_iou_threshold: 0.5,
+    num_classes: 2,
+    ...SCALES,
+  };
   const r = await postProcess(opts, anchors, encodings, scores);
   assert.deepEqual(r.dims, [[1, 3, 4], [1, 3], [1, 3], [1]]);
   // Box 2: centre (0.8 - 0.04, 0.6 + 0.08), half sizes 0.1 and 0.05.
@@ -145,7 +152,12 @@ test('regular NMS: per class, detections_per_class, best over all classes', asyn
 });
 
 test('nothing above the threshold: all zeros and a count of 0', async () => {
-  const r = await postProcess({ ...NMS, nms_score_threshold: 0.95, max_detections: 2, max_classes_per_detection: 1 }, BOXES, ZERO_ENCODINGS, SCORES);
+  const r = await postProcess(
+    { ...NMS, nms_score_threshold: 0.95, max_detections: 2, max_classes_per_detection: 1 },
+    BOXES,
+    ZERO_ENCODINGS,
+    SCORES,
+  );
   assert.deepEqual(r.boxes, new Array(8).fill(0));
   assert.deepEqual(r.scores, [0, 0]);
   assert.deepEqual(r.count, [0]);
@@ -165,7 +177,10 @@ test('missing or bad post-processing options are named', () => {
   const anc = b.constant('a', [2, 4], new Array(8).fill(0.5));
   const outs = [0, 1, 2, 3].map((i) => b.activation(`o${i}`, []));
   b.custom('TFLite_Detection_PostProcess', [enc, cls, anc], outs, flexEncode({ max_detections: 3, num_classes: 2 }));
-  assert.throws(() => importTflite(b.build([enc, cls], outs), 'p.tflite'), /TFLite_Detection_PostProcess \(operator 0 of subgraph 0\): custom option 'nms_iou_threshold' is missing/);
+  assert.throws(
+    () => importTflite(b.build([enc, cls], outs), 'p.tflite'),
+    /TFLite_Detection_PostProcess \(operator 0 of subgraph 0\): custom option 'nms_iou_threshold' is missing/,
+  );
 });
 
 /** x → RELU → r → MyOp(r, w) → y → LOGISTIC → z, and r → RELU6 → s (a second output). */
@@ -183,25 +198,37 @@ function customOpModel(): Uint8Array {
 
 test('TFLite --cut-before: an unknown custom op is refused, then cut off by kind or by tensor', async () => {
   const bytes = customOpModel();
-  assert.throws(() => importTflite(bytes, 'c.tflite'), (e: unknown) => {
-    assert.ok(e instanceof QuantflowError);
-    assert.match(e.message, /^c\.tflite: unsupported TFLite custom operator "MyOp" \(operator 1 of subgraph 0\); pass --cut-before MyOp/);
-    return true;
-  });
+  assert.throws(
+    () => importTflite(bytes, 'c.tflite'),
+    (e: unknown) => {
+      assert.ok(e instanceof QuantflowError);
+      assert.match(e.message, /^c\.tflite: unsupported TFLite custom operator "MyOp" \(operator 1 of subgraph 0\); pass --cut-before MyOp/);
+      return true;
+    },
+  );
   const byKind = importTflite(bytes, 'c.tflite', { cutBefore: 'MyOp' });
   validateModel(byKind);
   assert.deepEqual(byKind.graph.nodes.map((n) => n.opType).sort(), ['Clip', 'Relu']);
   const x = { dataType: 'float32' as const, dims: [1, 3], data: Float32Array.from([-1, 2, 7]) };
   const out = await runModel(byKind, { x });
   // The original output s (not after the cut) stays first; MyOp's activation input r follows, its constant does not.
-  assert.deepEqual(byKind.graph.outputs.map((o) => o.name), ['s', 'r']);
+  assert.deepEqual(
+    byKind.graph.outputs.map((o) => o.name),
+    ['s', 'r'],
+  );
   assert.deepEqual(Array.from(out['s']!.data as Float32Array), [0, 2, 6]);
   assert.deepEqual(Array.from(out['r']!.data as Float32Array), [0, 2, 7]);
 
   // A tensor: it becomes the output and every operator reading it, directly or not, goes.
   const byTensor = importTflite(bytes, 'c.tflite', { cutBefore: 'r' });
-  assert.deepEqual(byTensor.graph.outputs.map((o) => o.name), ['r']);
-  assert.deepEqual(byTensor.graph.nodes.map((n) => n.opType), ['Relu']);
+  assert.deepEqual(
+    byTensor.graph.outputs.map((o) => o.name),
+    ['r'],
+  );
+  assert.deepEqual(
+    byTensor.graph.nodes.map((n) => n.opType),
+    ['Relu'],
+  );
 
   assert.throws(() => importTflite(bytes, 'c.tflite', { cutBefore: 'nope' }), /--cut-before 'nope': no operator kind or tensor/);
 });
@@ -222,12 +249,18 @@ function onnxWithCustomOp(): Model {
 }
 
 test('ONNX --cut-before: by operator type, node name or value', () => {
-  assert.throws(() => validateModel(onnxWithCustomOp()), /operator 'Frobnicate' \(domain 'com.example'\) is not supported.*pass --cut-before Frobnicate/);
+  assert.throws(
+    () => validateModel(onnxWithCustomOp()),
+    /operator 'Frobnicate' \(domain 'com.example'\) is not supported.*pass --cut-before Frobnicate/,
+  );
 
   const byType = onnxWithCustomOp();
   cutBefore(byType, 'Frobnicate', 'm.onnx');
   validateModel(byType);
-  assert.deepEqual(byType.graph.nodes.map((n) => n.opType), ['Relu', 'Neg']);
+  assert.deepEqual(
+    byType.graph.nodes.map((n) => n.opType),
+    ['Relu', 'Neg'],
+  );
   assert.deepEqual(byType.graph.outputs, [
     { name: 'z', dataType: 'float32', shape: ['batch', 4] },
     { name: 'a', dataType: 'float32', shape: ['batch', 4] },
@@ -236,12 +269,21 @@ test('ONNX --cut-before: by operator type, node name or value', () => {
 
   const byName = onnxWithCustomOp();
   cutBefore(byName, 'frob', 'm.onnx');
-  assert.deepEqual(byName.graph.outputs.map((o) => o.name), ['z', 'a']);
+  assert.deepEqual(
+    byName.graph.outputs.map((o) => o.name),
+    ['z', 'a'],
+  );
 
   const byValue = onnxWithCustomOp();
   cutBefore(byValue, 'a', 'm.onnx');
-  assert.deepEqual(byValue.graph.nodes.map((n) => n.opType), ['Relu']);
-  assert.deepEqual(byValue.graph.outputs.map((o) => o.name), ['a']);
+  assert.deepEqual(
+    byValue.graph.nodes.map((n) => n.opType),
+    ['Relu'],
+  );
+  assert.deepEqual(
+    byValue.graph.outputs.map((o) => o.name),
+    ['a'],
+  );
 
   assert.throws(() => cutBefore(onnxWithCustomOp(), 'zz', 'm.onnx'), /^QuantflowError: m\.onnx: --cut-before 'zz'/);
 });
@@ -291,9 +333,12 @@ test('TopK and GatherElements compute the known answer in onnxruntime', async ()
     makeNode('GatherElements', ['x', 'i'], ['g'], { axis: attr.int(1) }),
   );
   g.outputs.push({ name: 'v', dataType: 'float32' }, { name: 'i', dataType: 'int64' }, { name: 'g', dataType: 'float32' });
-  const out = await runModel({ graph: g, opset: 17, producerName: 't', metadata: {} }, {
-    x: { dataType: 'float32', dims: [2, 4], data: Float32Array.from([1, 5, 3, 5, 9, 0, 2, 4]) },
-  });
+  const out = await runModel(
+    { graph: g, opset: 17, producerName: 't', metadata: {} },
+    {
+      x: { dataType: 'float32', dims: [2, 4], data: Float32Array.from([1, 5, 3, 5, 9, 0, 2, 4]) },
+    },
+  );
   assert.deepEqual(Array.from(out['v']!.data as Float32Array), [5, 5, 9, 4]);
   // Equal values: the lower index first, as TFLite's stable sort.
   assert.deepEqual(Array.from(out['i']!.data as BigInt64Array, Number), [1, 3, 0, 3]);
@@ -310,9 +355,16 @@ test('SSD MobileNetV1: imports with its four outputs and finds objects in a COCO
     model.graph.outputs.map((o) => o.shape),
     [['batch', 10, 4], ['batch', 10], ['batch', 10], ['batch']],
   );
-  const file = readdirSync(coco.path).filter((f) => f.endsWith('.jpg')).sort()[1]!;
+  const file = readdirSync(coco.path)
+    .filter((f) => f.endsWith('.jpg'))
+    .sort()[1]!;
   // Stretched to 300x300; the uint8 input's real value is (q - 128) / 128.
-  const { data } = await sharp(join(coco.path, file)).removeAlpha().toColourspace('srgb').resize(300, 300, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+  const { data } = await sharp(join(coco.path, file))
+    .removeAlpha()
+    .toColourspace('srgb')
+    .resize(300, 300, { fit: 'fill' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   const x = new Float32Array(3 * 300 * 300);
   for (let i = 0; i < 300 * 300; i++) for (let c = 0; c < 3; c++) x[c * 90000 + i] = (data[3 * i + c]! - 128) / 128;
   const out = await runModel(model, { [model.graph.inputs[0]!.name]: { dataType: 'float32', dims: [1, 3, 300, 300], data: x } });
@@ -320,7 +372,12 @@ test('SSD MobileNetV1: imports with its four outputs and finds objects in a COCO
   const n = count![0]!;
   console.log(`${file}: ${n} detections`);
   for (let i = 0; i < n; i++)
-    console.log(`  class ${classes![i]} score ${scores![i]!.toFixed(3)} box ${boxes!.slice(4 * i, 4 * i + 4).map((v) => v.toFixed(3)).join(' ')}`);
+    console.log(
+      `  class ${classes![i]} score ${scores![i]!.toFixed(3)} box ${boxes!
+        .slice(4 * i, 4 * i + 4)
+        .map((v) => v.toFixed(3))
+        .join(' ')}`,
+    );
   assert.ok(n >= 1 && n <= 10 && Number.isInteger(n));
   for (let i = 0; i < n; i++) {
     assert.ok(Number.isInteger(classes![i]) && classes![i]! >= 0 && classes![i]! < 90);
@@ -335,7 +392,10 @@ test('SSD MobileNetV1 cut before its post-processing keeps the raw box and score
   const model = await prepareModel(loadModel(ssdModel.path, { cutBefore: 'TFLite_Detection_PostProcess' }));
   assert.deepEqual(
     model.graph.outputs.map((o) => [o.name, o.shape]),
-    [['Squeeze', ['batch', 1917, 4]], ['convert_scores', ['batch', 1917, 91]]],
+    [
+      ['Squeeze', ['batch', 1917, 4]],
+      ['convert_scores', ['batch', 1917, 91]],
+    ],
   );
   assert.ok(!model.graph.nodes.some((n) => n.opType === 'NonMaxSuppression'));
 });

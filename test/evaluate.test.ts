@@ -51,7 +51,10 @@ async function colourDataset(name: string, labels: number[], broken: number[] = 
       const file = `${name}-${i}.png`;
       const path = join(root, file);
       if (broken.includes(i)) writeFileSync(path, 'garbage');
-      else await sharp({ create: { width: 12, height: 10, channels: 3, background: COLOURS[i % 3]! } }).png().toFile(path);
+      else
+        await sharp({ create: { width: 12, height: 10, channels: 3, background: COLOURS[i % 3]! } })
+          .png()
+          .toFile(path);
       return { file, path, label };
     }),
   );
@@ -67,7 +70,11 @@ describe('evaluate', () => {
 
   it('scores top-1 and top-5 over batches, the last one partial', async () => {
     const progress: [number, number][] = [];
-    const r = await evaluate(colourModel(10), seven, { preprocess: { preset: 'raw' }, batch: 3, onProgress: (d, t) => progress.push([d, t]) });
+    const r = await evaluate(colourModel(10), seven, {
+      preprocess: { preset: 'raw' },
+      batch: 3,
+      onProgress: (d, t) => progress.push([d, t]),
+    });
     assert.equal(r.n, 7);
     assert.equal(r.top1, 6 / 7);
     // Red image labelled 1: class 1 (-1/1000) ranks second, inside the top 5.
@@ -80,7 +87,10 @@ describe('evaluate', () => {
       [7, 7],
     ]);
     assert.deepEqual(r.predictions[6], { file: 'seven-6.png', label: 1, top5: [0, 1, 2, 3, 4] });
-    assert.deepEqual(r.predictions.map((p) => p.top5[0]), [0, 1, 2, 0, 1, 2, 0]);
+    assert.deepEqual(
+      r.predictions.map((p) => p.top5[0]),
+      [0, 1, 2, 0, 1, 2, 0],
+    );
     assert.ok(r.imagesPerSecond > 0);
     assert.deepEqual(r.skipped, []);
   });
@@ -121,16 +131,25 @@ describe('evaluate', () => {
     assert.deepEqual(r.skipped, ['skip-1.png', 'skip-4.png', 'skip-5.png']);
     assert.equal(r.n, 3);
     assert.equal(r.top1, 1);
-    assert.deepEqual(r.predictions.map((p) => p.file), ['skip-0.png', 'skip-2.png', 'skip-3.png']);
+    assert.deepEqual(
+      r.predictions.map((p) => p.file),
+      ['skip-0.png', 'skip-2.png', 'skip-3.png'],
+    );
   });
 
   it('rejects a model whose input is not [N, C, H, W] with fixed C, H and W', async () => {
     const m = colourModel(3);
     m.graph.inputs[0]!.shape = ['N', 3, 'H', 8];
-    await assert.rejects(evaluate(m, seven), /wrong input shape: input 'x' has shape \[N, 3, H, 8\], expected \[N, C, H, W\] with fixed C, H and W/);
+    await assert.rejects(
+      evaluate(m, seven),
+      /wrong input shape: input 'x' has shape \[N, 3, H, 8\], expected \[N, C, H, W\] with fixed C, H and W/,
+    );
     const two = colourModel(3);
     two.graph.inputs.push({ name: 'y', dataType: 'float32', shape: ['N', 3, 4, 4] });
-    await assert.rejects(evaluate(two, seven), /^QuantflowError: input 'y' has shape \[N, 3, 4, 4\], input 'x' \[N, 3, 8, 8\]: .* must agree$/);
+    await assert.rejects(
+      evaluate(two, seven),
+      /^QuantflowError: input 'y' has shape \[N, 3, 4, 4\], input 'x' \[N, 3, 8, 8\]: .* must agree$/,
+    );
   });
 
   it('feeds the same image to every image input', async () => {
@@ -163,12 +182,18 @@ describe('evaluate', () => {
     assert.match(r.presetReason, /grayscale for its 1-channel input/);
     assert.equal(r.preprocess.channels, 'gray');
     assert.equal(r.predictions.length, 3);
-    await assert.rejects(evaluate(m, seven, { preprocess: { preset: 'raw', channels: 'bgr' } }), /channels 'bgr' gives 3 planes but the model's image input has 1 channel/);
+    await assert.rejects(
+      evaluate(m, seven, { preprocess: { preset: 'raw', channels: 'bgr' } }),
+      /channels 'bgr' gives 3 planes but the model's image input has 1 channel/,
+    );
   });
 
   it('rejects labels the model has no score for', async () => {
     const ds = await colourDataset('range', [0, 1, 5]);
-    await assert.rejects(evaluate(colourModel(3), ds, { preprocess: { preset: 'raw' } }), /dataset label 5 is out of range for a model with 3 output classes/);
+    await assert.rejects(
+      evaluate(colourModel(3), ds, { preprocess: { preset: 'raw' } }),
+      /dataset label 5 is out of range for a model with 3 output classes/,
+    );
   });
 });
 

@@ -11,7 +11,10 @@ test('BatchNormalization after Conv is folded and outputs are unchanged', async 
   const x = randomTensor([2, 3, 5, 5], 7);
   const before = await runModel(model, { x });
   assert.equal(foldBatchNorm(model.graph), 1);
-  assert.deepEqual(model.graph.nodes.map((n) => n.opType), ['Conv', 'Relu', 'GlobalAveragePool', 'Reshape', 'Gemm']);
+  assert.deepEqual(
+    model.graph.nodes.map((n) => n.opType),
+    ['Conv', 'Relu', 'GlobalAveragePool', 'Reshape', 'Gemm'],
+  );
   assert.ok(!model.graph.initializers.has('bn_mean'), 'unused BN parameters are pruned');
   const after = await runModel(model, { x });
   assert.ok(maxAbsDiff(before.y!.data as Float32Array, after.y!.data as Float32Array) < 1e-5);
@@ -48,10 +51,7 @@ test('BatchNormalization after Gemm (transB = 0) is folded along the column axis
   g.initializers.set('beta', floatTensor([3], [0, 1, -1]));
   g.initializers.set('m', floatTensor([3], [0.1, 0.2, 0.3]));
   g.initializers.set('v', floatTensor([3], [1, 2, 3]));
-  g.nodes.push(
-    makeNode('Gemm', ['x', 'w', 'b'], ['h']),
-    makeNode('BatchNormalization', ['h', 'g', 'beta', 'm', 'v'], ['y']),
-  );
+  g.nodes.push(makeNode('Gemm', ['x', 'w', 'b'], ['h']), makeNode('BatchNormalization', ['h', 'g', 'beta', 'm', 'v'], ['y']));
   const model = { graph: g, opset: 17, producerName: 't', metadata: {} };
   const x = randomTensor([5, 4], 3);
   const before = await runModel(model, { x });

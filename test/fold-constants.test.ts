@@ -30,7 +30,10 @@ test('constant subgraphs are evaluated and replaced by initializers', async () =
   const x = floatTensor([2, 3], [0, 1, 2, 3, 4, 5]);
   const before = await runModel(m, { x });
   assert.equal(await foldConstants(m), 2);
-  assert.deepEqual(m.graph.nodes.map((n) => n.opType), ['Reshape', 'Add']);
+  assert.deepEqual(
+    m.graph.nodes.map((n) => n.opType),
+    ['Reshape', 'Add'],
+  );
   assert.deepEqual([...m.graph.initializers.get('a2')!.data], [2, 4, 6, 8, 10, 12]);
   assert.deepEqual(m.graph.initializers.get('shape')!.data, BigInt64Array.from([3n, 2n]));
   assert.ok(!m.graph.initializers.has('two'), 'inputs of folded nodes are pruned');

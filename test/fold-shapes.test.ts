@@ -27,7 +27,13 @@ import { QuantflowError } from '../src/util/errors.js';
 import { maxAbsDiff, randomTensor } from './fixtures.js';
 import { sharedPath } from './shared.js';
 
-function model(inputs: Record<string, Dim[]>, initializers: Record<string, TensorData>, nodes: Node[], outputs: string[], opset = 13): Model {
+function model(
+  inputs: Record<string, Dim[]>,
+  initializers: Record<string, TensorData>,
+  nodes: Node[],
+  outputs: string[],
+  opset = 13,
+): Model {
   const g = createGraph('t');
   for (const [name, shape] of Object.entries(inputs)) g.inputs.push({ name, dataType: 'float32', shape });
   for (const [name, t] of Object.entries(initializers)) g.initializers.set(name, t);
@@ -66,7 +72,12 @@ test('ConstantOfShape, Expand, Range, Tile, Floor, Ceil: known shapes and elemen
     [7, 7, 7, 7, 7, 7],
   );
   await knownAnswer(makeNode('ConstantOfShape', ['s'], ['y']), { s: ints([2]) }, [2], [0, 0]);
-  await knownAnswer(makeNode('Expand', ['x', 's'], ['y']), { x: floatTensor([3, 1], [1, 2, 3]), s: ints([2, 1, 2]) }, [2, 3, 2], [1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3]);
+  await knownAnswer(
+    makeNode('Expand', ['x', 's'], ['y']),
+    { x: floatTensor([3, 1], [1, 2, 3]), s: ints([2, 1, 2]) },
+    [2, 3, 2],
+    [1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3],
+  );
   await knownAnswer(makeNode('Expand', ['x', 's'], ['y']), { x: ints([5]), s: ints([3]) }, [3], [5, 5, 5]);
   await knownAnswer(makeNode('Range', ['a', 'b', 'd'], ['y']), { a: scalar(2), b: scalar(11), d: scalar(3) }, [3], [2, 5, 8]);
   await knownAnswer(makeNode('Range', ['a', 'b', 'd'], ['y']), { a: scalar(5), b: scalar(1), d: scalar(-2) }, [2], [5, 3]);
@@ -76,7 +87,12 @@ test('ConstantOfShape, Expand, Range, Tile, Floor, Ceil: known shapes and elemen
     [4],
     [0, 0.25, 0.5, 0.75],
   );
-  await knownAnswer(makeNode('Tile', ['x', 'r'], ['y']), { x: floatTensor([2, 2], [1, 2, 3, 4]), r: ints([1, 2]) }, [2, 4], [1, 2, 1, 2, 3, 4, 3, 4]);
+  await knownAnswer(
+    makeNode('Tile', ['x', 'r'], ['y']),
+    { x: floatTensor([2, 2], [1, 2, 3, 4]), r: ints([1, 2]) },
+    [2, 4],
+    [1, 2, 1, 2, 3, 4, 3, 4],
+  );
   await knownAnswer(makeNode('Tile', ['x', 'r'], ['y']), { x: ints([1, 2]), r: ints([3]) }, [6], [1, 2, 1, 2, 1, 2]);
   await knownAnswer(makeNode('Floor', ['x'], ['y']), { x: floatTensor([3], [-1.5, 2.5, 3]) }, [3], [-2, 2, 3]);
   await knownAnswer(makeNode('Ceil', ['x'], ['y']), { x: floatTensor([3], [-1.5, 2.5, 3]) }, [3], [-1, 3, 3]);
@@ -123,7 +139,10 @@ function dynamicReshape(): Model {
 test('Reshape target from Shape → Gather → Concat folds at a fixed size; the batch stays dynamic', async () => {
   const original = dynamicReshape();
   const prepared = await prepareModel(dynamicReshape(), undefined, { inputSize: [3, 4] });
-  assert.deepEqual(prepared.graph.nodes.map((n) => n.opType), ['Reshape']);
+  assert.deepEqual(
+    prepared.graph.nodes.map((n) => n.opType),
+    ['Reshape'],
+  );
   const target = prepared.graph.initializers.get(prepared.graph.nodes[0]!.inputs[1]!)!;
   assert.deepEqual(toNumbers(target), [0, 2, 12], 'the batch entry copies the input dim (0), h·w is 12');
   assert.deepEqual(prepared.graph.inputs[0]!.shape, ['batch', 2, 3, 4]);
@@ -170,7 +189,10 @@ function dynamicResize(batch: Dim = 1): Model {
 test('Resize sizes from Shape arithmetic (Slice, Cast, Mul, Floor) fold to a constant', async () => {
   const original = dynamicResize();
   const prepared = await prepareModel(dynamicResize(), undefined, { inputSize: [4, 5] });
-  assert.deepEqual(prepared.graph.nodes.map((n) => n.opType), ['Resize']);
+  assert.deepEqual(
+    prepared.graph.nodes.map((n) => n.opType),
+    ['Resize'],
+  );
   assert.deepEqual(toNumbers(prepared.graph.initializers.get(prepared.graph.nodes[0]!.inputs[3]!)!), [1, 2, 6, 7]);
   assert.deepEqual(prepared.graph.valueInfo.get('y')!.shape, [1, 2, 6, 7]);
   const x = randomTensor([1, 2, 4, 5], 9);
@@ -182,7 +204,10 @@ test('Resize sizes from Shape arithmetic (Slice, Cast, Mul, Floor) fold to a con
 test('Resize sizes that copy a dynamic batch become constant scales, with the same results', async () => {
   const original = dynamicResize('batch');
   const prepared = await prepareModel(dynamicResize('batch'), undefined, { inputSize: [4, 5] });
-  assert.deepEqual(prepared.graph.nodes.map((n) => n.opType), ['Resize']);
+  assert.deepEqual(
+    prepared.graph.nodes.map((n) => n.opType),
+    ['Resize'],
+  );
   const resize = prepared.graph.nodes[0]!;
   assert.equal(resize.inputs.length, 3, 'scales instead of sizes');
   assert.deepEqual(Array.from(prepared.graph.initializers.get(resize.inputs[2]!)!.data as Float32Array), [1, 1, 1.5, Math.fround(1.4)]);
@@ -205,8 +230,7 @@ test('a dynamic height or width without an input size is a one-line error naming
 });
 
 test('a size the graph cannot take is a QuantflowError naming the size; a fixed size the graph fits is allowed', async () => {
-  const fixed = () =>
-    model({ x: [1, 2, 4, 6] }, { target: ints([1, 48]) }, [makeNode('Reshape', ['x', 'target'], ['y'])], ['y']);
+  const fixed = () => model({ x: [1, 2, 4, 6] }, { target: ints([1, 48]) }, [makeNode('Reshape', ['x', 'target'], ['y'])], ['y']);
   await assert.rejects(prepareModel(fixed(), undefined, { inputSize: [5, 5] }), /at input size 5x5: node 'y' \(Reshape\): cannot reshape/);
   const convolutional = model({ x: [1, 2, 4, 6] }, {}, [makeNode('Relu', ['x'], ['y'])], ['y']);
   const resized = await prepareModel(convolutional, undefined, { inputSize: [8, 8] });
@@ -230,7 +254,10 @@ test('TSE: an SE block on a dynamic-size map is found once the input size is fix
     );
   assert.equal(detectSqueezeExcite(se()).blocks.length, 0, 'no block on symbolic map sizes');
   const { blocks } = detectSqueezeExcite(await prepareModel(se(), undefined, { inputSize: [8, 6] }));
-  assert.deepEqual(blocks.map((b) => [b.channels, b.height, b.width]), [[4, 8, 6]]);
+  assert.deepEqual(
+    blocks.map((b) => [b.channels, b.height, b.width]),
+    [[4, 8, 6]],
+  );
 });
 
 test('CLI: --input-size on inspect and buffers (--input kept as its alias); without it a one-line error, exit code 2', async () => {
@@ -283,13 +310,30 @@ test('BlazeFace (PyTorch, opset 9) computes what the original file computes, as 
   await matchesOriginal(blazeface.path, await prepareModel(loadModel(blazeface.path)));
 });
 
-test('BlazeFace with a symbolic batch, height and width, prepared at 128x128: no Shape left, same outputs', { skip: blazeface.skip }, async () => {
-  const m = loadModel(blazeface.path);
-  assert.ok(m.graph.nodes.some((n) => n.opType === 'Shape'), 'the export has a shape subgraph');
-  m.graph.inputs[0]!.shape = ['batch', 3, 'height', 'width'];
-  const prepared = await prepareModel(m, undefined, { inputSize: [128, 128] });
-  assert.deepEqual(prepared.graph.nodes.filter((n) => ['Shape', 'Gather', 'Unsqueeze'].includes(n.opType)), []);
-  assert.deepEqual(prepared.graph.inputs[0]!.shape, ['batch', 3, 128, 128]);
-  assert.deepEqual(prepared.graph.outputs.map((o) => o.shape), [['batch', 896, 16], ['batch', 896, 1]], 'declared outputs follow the input');
-  await matchesOriginal(blazeface.path, prepared);
-});
+test(
+  'BlazeFace with a symbolic batch, height and width, prepared at 128x128: no Shape left, same outputs',
+  { skip: blazeface.skip },
+  async () => {
+    const m = loadModel(blazeface.path);
+    assert.ok(
+      m.graph.nodes.some((n) => n.opType === 'Shape'),
+      'the export has a shape subgraph',
+    );
+    m.graph.inputs[0]!.shape = ['batch', 3, 'height', 'width'];
+    const prepared = await prepareModel(m, undefined, { inputSize: [128, 128] });
+    assert.deepEqual(
+      prepared.graph.nodes.filter((n) => ['Shape', 'Gather', 'Unsqueeze'].includes(n.opType)),
+      [],
+    );
+    assert.deepEqual(prepared.graph.inputs[0]!.shape, ['batch', 3, 128, 128]);
+    assert.deepEqual(
+      prepared.graph.outputs.map((o) => o.shape),
+      [
+        ['batch', 896, 16],
+        ['batch', 896, 1],
+      ],
+      'declared outputs follow the input',
+    );
+    await matchesOriginal(blazeface.path, prepared);
+  },
+);

@@ -136,8 +136,12 @@ const SAMPLE_LAYERS = ['conv1', 'MobileNetV2/expanded_conv_3/depthwise', 'logits
 
 async function runCase(corpus: Corpus, m: Mutation, scratch: string): Promise<'load'> {
   if (corpus.target === 'profile-json') {
-    const profile = parseProfile(applyJson(JSON.parse(readFileSync(corpus.file, 'utf8')), m as Extract<Mutation, { op: 'json' }>), 'fuzz.json');
-    for (const [i, name] of SAMPLE_LAYERS.entries()) resolveLayer(profile, name, { isFirst: i === 0, isLast: i === SAMPLE_LAYERS.length - 1 });
+    const profile = parseProfile(
+      applyJson(JSON.parse(readFileSync(corpus.file, 'utf8')), m as Extract<Mutation, { op: 'json' }>),
+      'fuzz.json',
+    );
+    for (const [i, name] of SAMPLE_LAYERS.entries())
+      resolveLayer(profile, name, { isFirst: i === 0, isLast: i === SAMPLE_LAYERS.length - 1 });
     return 'load';
   }
   if (m.op === 'layout') {
@@ -206,7 +210,10 @@ async function workerMain(): Promise<void> {
       await runCase(msg.corpus, msg.mutation, scratch);
       outcome = { kind: 'load' };
     } catch (e) {
-      outcome = e instanceof QuantflowError ? { kind: 'clean' } : { kind: 'crash', message: String((e as Error)?.message ?? e), stack: String((e as Error)?.stack ?? '') };
+      outcome =
+        e instanceof QuantflowError
+          ? { kind: 'clean' }
+          : { kind: 'crash', message: String((e as Error)?.message ?? e), stack: String((e as Error)?.stack ?? '') };
     }
     process.send!({ id: msg.id, outcome } satisfies CaseReply);
   });
@@ -227,7 +234,9 @@ interface Layout {
 
 function tfliteLayout(bytes: Uint8Array): Layout {
   const copy = Uint8Array.from(bytes);
-  const buffers = readTfliteModel(copy, 'base').buffers.filter((b) => b.length > 64).map((b) => [b.byteOffset, b.byteOffset + b.length] as const);
+  const buffers = readTfliteModel(copy, 'base')
+    .buffers.filter((b) => b.length > 64)
+    .map((b) => [b.byteOffset, b.byteOffset + b.length] as const);
   buffers.sort((a, b) => a[0] - b[0]);
   const structure: [number, number][] = [];
   let at = 0;
@@ -266,7 +275,7 @@ function onnxLayout(bytes: Uint8Array): Layout {
   const walk = (start: number, end: number, depth: number): boolean => {
     const found: [number, number][] = [];
     const nested: [number, number][] = [];
-    for (let p = start; p < end; ) {
+    for (let p = start; p < end;) {
       const tag = readVarint(p, end);
       if (!tag || tag[0] >> 3 === 0) return false;
       p += tag[1];
@@ -307,16 +316,119 @@ function onnxLayout(bytes: Uint8Array): Layout {
 }
 
 /** Text fragments that break CSV and JSON parsers: separators, quotes, encodings, numbers. */
-const TOKENS = [',', '\n', '\r\n', '\r', '"', "'", '\uFEFF', '\u0000', '\t', ' ', '../', '/', '\\', 'a.jpg', 'sub', 'sub/deeper', '.', '..',
-  '-1', '1e3', '0x1f', '99999999999999999999', '1.5', 'NaN', 'Infinity', 'é', '\uD800', '😀', '{', '}', '[', ']', ':', 'null', 'true',
-  '"__proto__"', '"constructor"', '/(/', '/a+/g', '@first', '*', '?', 'file,label', 'x'.repeat(5000)];
+const TOKENS = [
+  ',',
+  '\n',
+  '\r\n',
+  '\r',
+  '"',
+  "'",
+  '\uFEFF',
+  '\u0000',
+  '\t',
+  ' ',
+  '../',
+  '/',
+  '\\',
+  'a.jpg',
+  'sub',
+  'sub/deeper',
+  '.',
+  '..',
+  '-1',
+  '1e3',
+  '0x1f',
+  '99999999999999999999',
+  '1.5',
+  'NaN',
+  'Infinity',
+  'é',
+  '\uD800',
+  '😀',
+  '{',
+  '}',
+  '[',
+  ']',
+  ':',
+  'null',
+  'true',
+  '"__proto__"',
+  '"constructor"',
+  '/(/',
+  '/a+/g',
+  '@first',
+  '*',
+  '?',
+  'file,label',
+  'x'.repeat(5000),
+];
 
 /** JSON values for profile fields. */
-const JSON_VALUES: unknown[] = [null, true, false, 0, -1, 1, 2, 4, 5, 8, 16, 32, 33, 64, 1.5, -63, 63, 1e308, -1e308, 2 ** 53, '', 'x', 'tensor',
-  'channel', 'shift', 'lut', 'float', 'fused-clamp', '@first', '@last', '@middle', '/(/', '/a+/gi', '/conv/', '*', '?', 'conv*', [], [0], [0, 47],
-  [-63, 63], [47, 0], [1.5, 2], {}, { bits: 4 }, { match: '*', weights: {} }, { match: '/x/', weights: { bits: 4 } }, JSON.parse('{"__proto__": 1}')];
+const JSON_VALUES: unknown[] = [
+  null,
+  true,
+  false,
+  0,
+  -1,
+  1,
+  2,
+  4,
+  5,
+  8,
+  16,
+  32,
+  33,
+  64,
+  1.5,
+  -63,
+  63,
+  1e308,
+  -1e308,
+  2 ** 53,
+  '',
+  'x',
+  'tensor',
+  'channel',
+  'shift',
+  'lut',
+  'float',
+  'fused-clamp',
+  '@first',
+  '@last',
+  '@middle',
+  '/(/',
+  '/a+/gi',
+  '/conv/',
+  '*',
+  '?',
+  'conv*',
+  [],
+  [0],
+  [0, 47],
+  [-63, 63],
+  [47, 0],
+  [1.5, 2],
+  {},
+  { bits: 4 },
+  { match: '*', weights: {} },
+  { match: '/x/', weights: { bits: 4 } },
+  JSON.parse('{"__proto__": 1}'),
+];
 
-const JSON_KEYS = ['name', 'bits', 'granularity', 'shiftBits', 'symmetric', 'match', 'weights', 'overrides', '__proto__', 'constructor', 'toString', 'extra'];
+const JSON_KEYS = [
+  'name',
+  'bits',
+  'granularity',
+  'shiftBits',
+  'symmetric',
+  'match',
+  'weights',
+  'overrides',
+  '__proto__',
+  'constructor',
+  'toString',
+  'extra',
+];
 
 function pick<T>(rand: () => number, items: readonly T[]): T {
   return items[Math.floor(rand() * items.length)]!;
@@ -337,7 +449,11 @@ function binaryMutation(rand: () => number, bytes: Uint8Array, layout: Layout, o
   if (r < 0.15) return { op: 'truncate', at: position(rand, layout, size) };
   if (r < 0.45) {
     const n = 1 + Math.floor(rand() * 8);
-    return { op: 'flip', at: Array.from({ length: n }, () => position(rand, layout, size)), xor: Array.from({ length: n }, () => 1 + Math.floor(rand() * 255)) };
+    return {
+      op: 'flip',
+      at: Array.from({ length: n }, () => position(rand, layout, size)),
+      xor: Array.from({ length: n }, () => 1 + Math.floor(rand() * 255)),
+    };
   }
   if (r < 0.8 && layout.lengths.length) {
     const [at, len] = pick(rand, layout.lengths);
@@ -355,7 +471,11 @@ function textMutation(rand: () => number, text: Uint8Array): Mutation {
   if (r < 0.1) return { op: 'truncate', at };
   if (r < 0.35) {
     const n = 1 + Math.floor(rand() * 3);
-    return { op: 'flip', at: Array.from({ length: n }, () => Math.floor(rand() * text.length)), xor: Array.from({ length: n }, () => 1 + Math.floor(rand() * 255)) };
+    return {
+      op: 'flip',
+      at: Array.from({ length: n }, () => Math.floor(rand() * text.length)),
+      xor: Array.from({ length: n }, () => 1 + Math.floor(rand() * 255)),
+    };
   }
   if (r < 0.75) return { op: 'insert', at, text: Array.from({ length: 1 + Math.floor(rand() * 3) }, () => pick(rand, TOKENS)).join('') };
   const len = 1 + Math.floor(rand() * 12);
@@ -382,15 +502,46 @@ function jsonMutation(rand: () => number, json: unknown): Mutation {
 }
 
 /** Names a dataset folder may hold: labels.csv in odd forms, class folders, images, hidden files. */
-const LAYOUT_PATHS = ['labels.csv', 'labels.csv/inner.jpg', 'a.jpg', 'cls0/x.jpg', 'cls0/sub/y.PNG', 'cls1/z.webp', 'cls1/.hidden.jpg', '.cls2/w.jpg',
-  'cls3', 'cls4/readme.txt', 'cls5/img.jpeg', 'cls0/link.jpg', 'empty'];
-const LAYOUT_DATA = ['file,label\na.jpg,0\n', 'file,label\ncls0/x.jpg,1\n', 'file,label\n', '', 'x', 'file,label\nempty,0\n', 'file,label\ncls3,0\n',
-  'file,label\ncls0/link.jpg,0\n', 'file,label\nlabels.csv,0\n', '/dev/null', '/nonexistent', '.', '..', 'cls0', 'labels.csv'];
+const LAYOUT_PATHS = [
+  'labels.csv',
+  'labels.csv/inner.jpg',
+  'a.jpg',
+  'cls0/x.jpg',
+  'cls0/sub/y.PNG',
+  'cls1/z.webp',
+  'cls1/.hidden.jpg',
+  '.cls2/w.jpg',
+  'cls3',
+  'cls4/readme.txt',
+  'cls5/img.jpeg',
+  'cls0/link.jpg',
+  'empty',
+];
+const LAYOUT_DATA = [
+  'file,label\na.jpg,0\n',
+  'file,label\ncls0/x.jpg,1\n',
+  'file,label\n',
+  '',
+  'x',
+  'file,label\nempty,0\n',
+  'file,label\ncls3,0\n',
+  'file,label\ncls0/link.jpg,0\n',
+  'file,label\nlabels.csv,0\n',
+  '/dev/null',
+  '/nonexistent',
+  '.',
+  '..',
+  'cls0',
+  'labels.csv',
+];
 
 function layoutMutation(rand: () => number): Mutation {
   const n = 1 + Math.floor(rand() * 6);
   const kinds = ['file', 'file', 'dir', 'symlink'] as const;
-  return { op: 'layout', entries: Array.from({ length: n }, () => ({ path: pick(rand, LAYOUT_PATHS), kind: pick(rand, kinds), data: pick(rand, LAYOUT_DATA) })) };
+  return {
+    op: 'layout',
+    entries: Array.from({ length: n }, () => ({ path: pick(rand, LAYOUT_PATHS), kind: pick(rand, kinds), data: pick(rand, LAYOUT_DATA) })),
+  };
 }
 
 function generate(corpus: Corpus, seed: number): Mutation[] {
@@ -490,7 +641,12 @@ async function fuzz(corpora: Corpus[], seed: number): Promise<Map<string, Tally>
         const outcome = await worker.run(corpus, mutation);
         tally.cases++;
         if (outcome === 'hang' || outcome === 'died' || outcome.kind === 'crash') {
-          const what = outcome === 'hang' ? `no answer within ${CASE_BUDGET_MS} ms` : outcome === 'died' ? 'the process died' : outcome.stack || outcome.message;
+          const what =
+            outcome === 'hang'
+              ? `no answer within ${CASE_BUDGET_MS} ms`
+              : outcome === 'died'
+                ? 'the process died'
+                : outcome.stack || outcome.message;
           tally.failures.push({ corpus: corpus.name, mutation, what, file: saveFailure(corpus, mutation, i) });
         } else if (outcome.kind === 'load') tally.loads++;
         else tally.clean++;
@@ -513,7 +669,9 @@ function saveFailure(corpus: Corpus, mutation: Mutation, index: number): string 
 
 function report(tallies: Map<string, Tally>): void {
   for (const [name, t] of tallies) {
-    console.log(`fuzz ${name}: ${t.cases} cases, ${t.loads} loaded, ${t.clean} clean errors, ${t.failures.length} failures (${t.seconds.toFixed(1)} s)`);
+    console.log(
+      `fuzz ${name}: ${t.cases} cases, ${t.loads} loaded, ${t.clean} clean errors, ${t.failures.length} failures (${t.seconds.toFixed(1)} s)`,
+    );
   }
 }
 
@@ -523,7 +681,11 @@ function report(tallies: Map<string, Tally>): void {
  */
 function signature(f: Failure): string {
   const [first = '', ...frames] = f.what.split('\n');
-  const frame = frames.find((l) => /\/dist\/src\//.test(l))?.trim().replace(/^at /, '') ?? '';
+  const frame =
+    frames
+      .find((l) => /\/dist\/src\//.test(l))
+      ?.trim()
+      .replace(/^at /, '') ?? '';
   return `${first.replace(/'[^']*'|"[^"]*"|\d+/g, '…')}${frame ? ` at ${frame}` : ''}`;
 }
 
@@ -535,7 +697,8 @@ const KNOWN_FAILURES: { signature: RegExp; bug: string }[] = [];
 
 async function assertNoFailures(t: TestContext, tallies: Map<string, Tally>): Promise<void> {
   const bySignature = new Map<string, Failure[]>();
-  for (const f of [...tallies.values()].flatMap((x) => x.failures)) bySignature.set(signature(f), [...(bySignature.get(signature(f)) ?? []), f]);
+  for (const f of [...tallies.values()].flatMap((x) => x.failures))
+    bySignature.set(signature(f), [...(bySignature.get(signature(f)) ?? []), f]);
   const describe = (sig: string, fs: Failure[]) => {
     const f = fs[0]!;
     return `${fs.length} x ${sig}\n  e.g. ${f.corpus} ${JSON.stringify(f.mutation).slice(0, 300)}${f.file ? ` (input: ${f.file})` : ''}\n  ${f.what.split('\n').slice(0, 6).join('\n  ')}`;
@@ -563,10 +726,18 @@ if (process.argv.includes(WORKER_FLAG)) {
   };
 
   test('fuzz: ONNX files (tiny CNN, ResNet-8 exported to ONNX)', async (t) => {
-    const corpora: Corpus[] = [{ name: 'tiny-cnn.onnx', target: 'model', file: base('tiny-cnn.onnx', serializeModel(tinyCnn())), cases: 1000 }];
+    const corpora: Corpus[] = [
+      { name: 'tiny-cnn.onnx', target: 'model', file: base('tiny-cnn.onnx', serializeModel(tinyCnn())), cases: 1000 },
+    ];
     const resnet = sharedPath('models', 'resnet8_cifar10_float.tflite');
     if (resnet.skip) console.log(`fuzz: ResNet-8 ONNX skipped: ${resnet.skip}`);
-    else corpora.push({ name: 'resnet8.onnx', target: 'model', file: base('resnet8.onnx', serializeModel(loadModel(resnet.path))), cases: 400 });
+    else
+      corpora.push({
+        name: 'resnet8.onnx',
+        target: 'model',
+        file: base('resnet8.onnx', serializeModel(loadModel(resnet.path))),
+        cases: 400,
+      });
     const tallies = await fuzz(corpora, 1);
     report(tallies);
     await assertNoFailures(t, tallies);
@@ -576,8 +747,19 @@ if (process.argv.includes(WORKER_FLAG)) {
   const TFLITE_CASES: Record<string, number> = { 'resnet8_cifar10_float.tflite': 600 };
   const models = sharedPath('models');
   test('fuzz: TFLite models in ../shared/models', { skip: models.skip }, async (t) => {
-    const names = ['resnet8_cifar10_float.tflite', 'mobilenet_v1_0.25_224_float.tflite', 'mobilenet_v2_1.0_224_int8.tflite', 'mobilenet_v2_1.0_224_uint8.tflite', 'mobilenet_v3_small_1.0_224_uint8.tflite'];
-    const corpora = names.map((n): Corpus => ({ name: n, target: 'model', file: join(sharedDir, 'models', n), cases: TFLITE_CASES[n] ?? 25 }));
+    const names = [
+      'resnet8_cifar10_float.tflite',
+      'mobilenet_v1_0.25_224_float.tflite',
+      'mobilenet_v2_1.0_224_int8.tflite',
+      'mobilenet_v2_1.0_224_uint8.tflite',
+      'mobilenet_v3_small_1.0_224_uint8.tflite',
+    ];
+    const corpora = names.map((n): Corpus => ({
+      name: n,
+      target: 'model',
+      file: join(sharedDir, 'models', n),
+      cases: TFLITE_CASES[n] ?? 25,
+    }));
     const tallies = await fuzz(corpora, 100);
     report(tallies);
     await assertNoFailures(t, tallies);

@@ -144,13 +144,20 @@ for (const { k, stride, pad } of [
     g.outputs.push({ name: 'y', dataType: 'float32' });
     g.initializers.set('w', randomTensor([4, 3, k, k], 2));
     g.nodes.push(
-      makeNode('Conv', ['x', 'w'], ['y'], { kernel_shape: attr.ints([k, k]), strides: attr.ints([stride, stride]), pads: attr.ints([pad, pad, pad, pad]) }),
+      makeNode('Conv', ['x', 'w'], ['y'], {
+        kernel_shape: attr.ints([k, k]),
+        strides: attr.ints([stride, stride]),
+        pads: attr.ints([pad, pad, pad, pad]),
+      }),
     );
     const model: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
     const layer = { node: g.nodes[0]!, weight: 'w', channelAxis: 0 };
     assert.ok(hasPatchMoments(layer, g));
 
-    const x = randomFloats(dims.reduce((a, b) => a * b, 1), 9);
+    const x = randomFloats(
+      dims.reduce((a, b) => a * b, 1),
+      9,
+    );
     const { model: probed, outputs } = withPatchMoments(model, [layer]);
     const session = await openSession(probed);
     const out = await runSession(session, { x: floatTensor(dims, x) });
@@ -186,7 +193,10 @@ test('patch moments skip grouped convolutions', () => {
 test('end to end on MobileNetV2 w4a8-channel: GPTQ rounding brings the quantized outputs closer to float than rounding to nearest', async (t) => {
   const shared = await loadShared('mobilenet_v2_1.0_224_int8.tflite', 'imagenet-sample-1k', 'imagenet-val-650');
   if ('skip' in shared) return t.skip(shared.skip);
-  const { model, data: [calib, val] } = shared;
+  const {
+    model,
+    data: [calib, val],
+  } = shared;
   const quantize = (gptq: boolean) => quantizeModel(model, calib, { profile: loadProfile('w4a8-channel'), calibLimit: 64, gptq });
   const nearest = await quantize(false);
   const gptq = await quantize(true);

@@ -35,11 +35,23 @@ test('inspect: operators, parameters, shapes and the plan of every built-in prof
     assert.deepEqual(r.outputs, [{ name: 'y', dataType: 'float32', shape: '[batch, 3]' }]);
     assert.deepEqual(r.squeezeExcite, { blocks: [], nearMisses: [] });
     assert.deepEqual(r.problems, []);
-    assert.deepEqual(r.profiles!.map((p) => p.profile), builtinProfiles());
+    assert.deepEqual(
+      r.profiles!.map((p) => p.profile),
+      builtinProfiles(),
+    );
     const w4 = r.profiles!.find((p) => p.profile === 'w4a8-shift')!;
     // The 4-bit profiles keep the first and last layer at 8 bits; here those are the only two.
-    assert.deepEqual(w4.layers.map((l) => [l.opType, l.bits, l.granularity, l.shiftBits]), [['Conv', 8, 'shift', 4], ['Gemm', 8, 'shift', 4]]);
-    assert.deepEqual(w4.groups.map((g) => [g.bits, g.layers.length]), [[8, 2]]);
+    assert.deepEqual(
+      w4.layers.map((l) => [l.opType, l.bits, l.granularity, l.shiftBits]),
+      [
+        ['Conv', 8, 'shift', 4],
+        ['Gemm', 8, 'shift', 4],
+      ],
+    );
+    assert.deepEqual(
+      w4.groups.map((g) => [g.bits, g.layers.length]),
+      [[8, 2]],
+    );
     assert.equal(w4.activations, 4);
   }));
 
@@ -76,7 +88,14 @@ test('inspect finds the squeeze-and-excite blocks of MobileNetV3', { skip: mnv3.
   const r = await inspectModel(mnv3.path);
   assert.equal(r.format, 'tflite');
   assert.equal(r.squeezeExcite!.blocks.length, 9);
-  assert.deepEqual(r.squeezeExcite!.blocks[0], { mul: 'MobilenetV3/expanded_conv/squeeze_excite/mul_unclamped', input: r.squeezeExcite!.blocks[0]!.input, channels: 16, height: 56, width: 56, gate: 'hard-sigmoid-arithmetic' });
+  assert.deepEqual(r.squeezeExcite!.blocks[0], {
+    mul: 'MobilenetV3/expanded_conv/squeeze_excite/mul_unclamped',
+    input: r.squeezeExcite!.blocks[0]!.input,
+    channels: 16,
+    height: 56,
+    width: 56,
+    gate: 'hard-sigmoid-arithmetic',
+  });
   assert.equal(r.operators.HardSwish, 19);
 });
 
@@ -84,7 +103,14 @@ test('CLI: inspect prints a summary and writes --json', () =>
   withTempDir(async (dir) => {
     writeOnnxFile(tinyCnn(), join(dir, 'tiny.onnx'));
     const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-    const { stdout } = await promisify(execFile)(process.execPath, [main, 'inspect', join(dir, 'tiny.onnx'), '--layers', '--json', join(dir, 'i.json')]);
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      main,
+      'inspect',
+      join(dir, 'tiny.onnx'),
+      '--layers',
+      '--json',
+      join(dir, 'i.json'),
+    ]);
     assert.match(stdout, /5 nodes, 127 parameters \(after constant and batch-norm folding\)/);
     assert.match(stdout, /operators: Conv 1, Gemm 1, GlobalAveragePool 1, Relu 1, Reshape 1/);
     assert.match(stdout, /w8a8-shift\s+2 x 8-bit shift \(k: 4 bits\)/);

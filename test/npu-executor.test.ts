@@ -12,7 +12,11 @@ import { QuantflowError } from '../src/util/errors.js';
 const grid = (zeroPoint = 0, qmin = 0, qmax = 255): Grid => ({ scale: 1, zeroPoint, qmin, qmax });
 const int32 = (...v: number[]): IntTensor => ({ dtype: 'int32', shape: [v.length], data: Int32Array.from(v) });
 const int8 = (shape: number[], v: number[]): IntTensor => ({ dtype: 'int8', shape, data: Int8Array.from(v) });
-const window = { strides: [1, 1] as [number, number], pads: [0, 0, 0, 0] as [number, number, number, number], dilations: [1, 1] as [number, number] };
+const window = {
+  strides: [1, 1] as [number, number],
+  pads: [0, 0, 0, 0] as [number, number, number, number],
+  dilations: [1, 1] as [number, number],
+};
 
 function packageOf(layer: NpuLayer, tensors: Record<string, TensorInfo>, accumulatorBits = 32): NpuPackage {
   return {
@@ -28,7 +32,13 @@ function packageOf(layer: NpuLayer, tensors: Record<string, TensorInfo>, accumul
 }
 
 function run(layer: NpuLayer, tensors: Record<string, TensorInfo>, inputs: number[][]): number[] {
-  return [...executeLayer(packageOf(layer, tensors), layer, inputs.map((i) => Int32Array.from(i))).output];
+  return [
+    ...executeLayer(
+      packageOf(layer, tensors),
+      layer,
+      inputs.map((i) => Int32Array.from(i)),
+    ).output,
+  ];
 }
 
 /** 3x3 input, centered values 1..9 (zero point 10). */
@@ -65,7 +75,11 @@ test('conv: per-channel multipliers, stride, padding, bias, round half up', () =
 
 test('conv: WESS multiplies one layer multiplier by 2^−k[c] per channel', () => {
   // One M·2^−n = 0.5; channel 1 shifts one more: 0.25. Channel 1: −18, −14, −6, −2 → −4.5, −3.5, −1.5, −0.5 → −4, −3, −1, 0
-  const layer = cornerConv({ multiplier: int32(16384), shift: int32(15), channelShift: { dtype: 'uint8', shape: [2], data: Uint8Array.of(0, 1) } });
+  const layer = cornerConv({
+    multiplier: int32(16384),
+    shift: int32(15),
+    channelShift: { dtype: 'uint8', shape: [2], data: Uint8Array.of(0, 1) },
+  });
   assert.deepEqual(run(layer, convTensors, [x3]), [109, 111, 115, 117, 96, 97, 99, 100]);
 });
 
@@ -105,14 +119,22 @@ test('fully connected: rows times [C_out, K] weights', () => {
 
 test('add: both inputs rescaled with one shift, rounded once, with broadcasting', () => {
   const layer: NpuLayer = { op: 'add', name: 'add', inputs: ['a', 'b'], output: 'y', multipliers: [3, 1], shift: 1, clamp: [0, 255] };
-  const tensors = { a: { shape: [1, 1, 1, 3], grid: grid(128) }, b: { shape: [1, 1, 1, 1], grid: grid(0) }, y: { shape: [1, 1, 1, 3], grid: grid(5) } };
+  const tensors = {
+    a: { shape: [1, 1, 1, 3], grid: grid(128) },
+    b: { shape: [1, 1, 1, 1], grid: grid(0) },
+    y: { shape: [1, 1, 1, 3], grid: grid(5) },
+  };
   // (3·{1, −1, 2} + 2) / 2 = 2.5, −0.5, 4 → 3, 0, 4 → +5
   assert.deepEqual(run(layer, tensors, [[129, 127, 130], [2]]), [8, 5, 9]);
 });
 
 test('mul: product of centred inputs, requantized', () => {
   const layer: NpuLayer = { op: 'mul', name: 'mul', inputs: ['a', 'b'], output: 'y', multiplier: 16384, shift: 15, clamp: [0, 255] };
-  const tensors = { a: { shape: [1, 2, 1, 1], grid: grid(3) }, b: { shape: [1, 1, 1, 1], grid: grid(1) }, y: { shape: [1, 2, 1, 1], grid: grid(10) } };
+  const tensors = {
+    a: { shape: [1, 2, 1, 1], grid: grid(3) },
+    b: { shape: [1, 1, 1, 1], grid: grid(1) },
+    y: { shape: [1, 2, 1, 1], grid: grid(10) },
+  };
   // {2, −3}·5·0.5 = 5, −7.5 → 5, −7 → +10
   assert.deepEqual(run(layer, tensors, [[5, 0], [6]]), [15, 3]);
 });
@@ -135,7 +157,10 @@ test('average pool: padded edge windows average their valid elements with their 
     clamp: [0, 255],
   };
   // Windows over [[1, 2], [3, 4]] from the top-left pad: {1}, {1, 2}, {1, 3}, all → 1, 1.5, 2, 2.5 → 1, 2, 2, 3
-  assert.deepEqual(run(layer, { x: { shape: [1, 1, 2, 2], grid: grid(0) }, y: { shape: [1, 1, 2, 2], grid: grid(0) } }, [[1, 2, 3, 4]]), [1, 2, 2, 3]);
+  assert.deepEqual(
+    run(layer, { x: { shape: [1, 1, 2, 2], grid: grid(0) }, y: { shape: [1, 1, 2, 2], grid: grid(0) } }, [[1, 2, 3, 4]]),
+    [1, 2, 2, 3],
+  );
 });
 
 test('max pool keeps the grid', () => {
@@ -152,13 +177,20 @@ test('lookup table indexed from the input grid minimum', () => {
 
 test('concat maps each input onto the output grid through its table', () => {
   const layer: NpuLayer = { op: 'concat', name: 'cat', inputs: ['a', 'b'], output: 'y', axis: 1, tables: [int32(0, 2, 4), int32(1, 1)] };
-  const tensors = { a: { shape: [1, 2, 1], grid: grid(0, 0, 2) }, b: { shape: [1, 1, 1], grid: grid(0, 0, 1) }, y: { shape: [1, 3, 1], grid: grid(0) } };
+  const tensors = {
+    a: { shape: [1, 2, 1], grid: grid(0, 0, 2) },
+    b: { shape: [1, 1, 1], grid: grid(0, 0, 1) },
+    y: { shape: [1, 3, 1], grid: grid(0) },
+  };
   assert.deepEqual(run(layer, tensors, [[2, 1], [0]]), [4, 2, 1]);
 });
 
 test('transpose moves integers only', () => {
   const layer: NpuLayer = { op: 'transpose', name: 't', inputs: ['x'], output: 'y', perm: [0, 2, 1] };
-  assert.deepEqual(run(layer, { x: { shape: [1, 2, 3], grid: grid(0) }, y: { shape: [1, 3, 2], grid: grid(0) } }, [[1, 2, 3, 4, 5, 6]]), [1, 4, 2, 5, 3, 6]);
+  assert.deepEqual(
+    run(layer, { x: { shape: [1, 2, 3], grid: grid(0) }, y: { shape: [1, 3, 2], grid: grid(0) } }, [[1, 2, 3, 4, 5, 6]]),
+    [1, 4, 2, 5, 3, 6],
+  );
 });
 
 test('multipliers too wide for float64 products take the exact integer path', () => {
@@ -183,7 +215,10 @@ test('multipliers too wide for float64 products take the exact integer path', ()
 test('an accumulator beyond the profile width is an error naming the layer', () => {
   const layer = cornerConv({ multiplier: int32(16384), shift: int32(15) });
   const pkg = packageOf({ ...layer, bias: int32(40000, 0) }, convTensors, 16);
-  assert.throws(() => execute(pkg, { x: x3 }), (e: unknown) => e instanceof QuantflowError && /'conv'.*16-bit accumulator/.test(e.message));
+  assert.throws(
+    () => execute(pkg, { x: x3 }),
+    (e: unknown) => e instanceof QuantflowError && /'conv'.*16-bit accumulator/.test(e.message),
+  );
 });
 
 test('execute checks inputs against their grid', () => {

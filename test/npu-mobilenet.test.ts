@@ -20,7 +20,12 @@ const exact = (list: TensorAgreement[]) => list.reduce((n, a) => n + a.exact, 0)
  * imagenet-sample-1k), its NPU package, and `verify` on 2 images of imagenet-val-650: the
  * integer ONNX model equals the executor, the QDQ simulation is within 1 LSB per layer.
  */
-async function checkPackage(t: TestContext, modelName: string, prepare: (m: Model) => Model, check: (pkg: NpuPackage) => void): Promise<void> {
+async function checkPackage(
+  t: TestContext,
+  modelName: string,
+  prepare: (m: Model) => Model,
+  check: (pkg: NpuPackage) => void,
+): Promise<void> {
   const modelFile = sharedPath('models', modelName);
   const calibDir = sharedPath('data', 'imagenet-sample-1k');
   const dataDir = sharedPath('data', 'imagenet-val-650');
@@ -34,7 +39,8 @@ async function checkPackage(t: TestContext, modelName: string, prepare: (m: Mode
   check(pkg);
   const geometry = imageInputGeometry(model);
   async function* batches() {
-    for await (const b of imageBatches(data.items.slice(100, 102), { ...geometry, preprocess: result.preprocess.spec, batch: 2 })) yield { data: b.data, count: b.items.length };
+    for await (const b of imageBatches(data.items.slice(100, 102), { ...geometry, preprocess: result.preprocess.spec, batch: 2 }))
+      yield { data: b.data, count: b.items.length };
   }
   const report = await verifyPackage(pkg, result.model, batches(), { integerModel: true });
   assert.equal(report.images, 2);
@@ -43,16 +49,28 @@ async function checkPackage(t: TestContext, modelName: string, prepare: (m: Mode
   assert.ok(exact(report.isolated) > 0.999, `per layer ${exact(report.isolated)}`);
   // Float32 MobileNet sums stay far below 2^24, where the integer ONNX model stays exact.
   assert.ok(Math.max(...Object.values(report.peaks)) < 2 ** 24);
-  t.diagnostic(`QDQ simulation vs executor: outputs ${(100 * exact(report.outputs)).toFixed(1)}% exact, max ${report.outputs[0]!.maxDiff} LSB; per layer ${(100 * exact(report.isolated)).toFixed(3)}%`);
+  t.diagnostic(
+    `QDQ simulation vs executor: outputs ${(100 * exact(report.outputs)).toFixed(1)}% exact, max ${report.outputs[0]!.maxDiff} LSB; per layer ${(100 * exact(report.isolated)).toFixed(3)}%`,
+  );
 }
 
 test('MobileNetV2 w8a8-shift on 2 images: integer ONNX model = executor; QDQ simulation within 1 LSB per layer', (t) =>
-  checkPackage(t, 'mobilenet_v2_1.0_224_int8.tflite', (m) => m, (pkg) => assert.equal(pkg.layers.filter((l) => l.op === 'conv').length, 53)));
+  checkPackage(
+    t,
+    'mobilenet_v2_1.0_224_int8.tflite',
+    (m) => m,
+    (pkg) => assert.equal(pkg.layers.filter((l) => l.op === 'conv').length, 53),
+  ));
 
 test('MobileNetV3-Small with 7-row TSE tiles, w8a8-shift: the tiled gates lower (nearest Resize) and verify like the rest', (t) =>
-  checkPackage(t, 'mobilenet_v3_small_1.0_224_uint8.tflite', (m) => tileSqueezeExcite(m, { tileRows: 7 }), (pkg) => {
-    const selects = pkg.layers.filter((l) => l.op === 'select');
-    // 6 of the 9 SE blocks have maps taller than 7 rows (56, 28, 14: no crop needed): one upsampling Resize each.
-    assert.equal(selects.length, 6);
-    for (const l of selects) assert.deepEqual(pkg.tensors[l.output]!.grid, pkg.tensors[l.inputs[0]!]!.grid);
-  }));
+  checkPackage(
+    t,
+    'mobilenet_v3_small_1.0_224_uint8.tflite',
+    (m) => tileSqueezeExcite(m, { tileRows: 7 }),
+    (pkg) => {
+      const selects = pkg.layers.filter((l) => l.op === 'select');
+      // 6 of the 9 SE blocks have maps taller than 7 rows (56, 28, 14: no crop needed): one upsampling Resize each.
+      assert.equal(selects.length, 6);
+      for (const l of selects) assert.deepEqual(pkg.tensors[l.output]!.grid, pkg.tensors[l.inputs[0]!]!.grid);
+    },
+  ));

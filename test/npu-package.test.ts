@@ -39,7 +39,13 @@ function zooCnn(extra?: (nodes: Node[]) => void): Model {
     ['wf', [5, 64], 0.3],
   ];
   weights.forEach(([name, dims, gain], i) => {
-    g.initializers.set(name, floatTensor(dims, randomFloats(sizeOf(dims), 10 + i).map((v) => v * gain)));
+    g.initializers.set(
+      name,
+      floatTensor(
+        dims,
+        randomFloats(sizeOf(dims), 10 + i).map((v) => v * gain),
+      ),
+    );
     g.initializers.set(`${name}_b`, randomTensor([dims[0]!], 20 + i));
   });
   // One depthwise channel far larger than the others: the case WESS shifts exist for.
@@ -81,7 +87,10 @@ const images = () => randomFloats(IMAGES * 3 * 8 * 8, 99);
 async function quantizeZoo(model: Model, profile: TargetProfile): Promise<Model> {
   const plan = planQuantization(model.graph);
   const outputs = plan.activations.map((name) => ({ name, dataType: 'float32' as const }));
-  const values = await runModel({ ...model, graph: { ...model.graph, outputs } }, { x: { dataType: 'float32', dims: [IMAGES, 3, 8, 8], data: images() } });
+  const values = await runModel(
+    { ...model, graph: { ...model.graph, outputs } },
+    { x: { dataType: 'float32', dims: [IMAGES, 3, 8, 8], data: images() } },
+  );
   const activations = new Map(
     plan.activations.map((name) => {
       const v = values[name]!.data as Float32Array;
@@ -107,7 +116,10 @@ for (const profileName of ['w8a8-shift', 'w8a8-channel', 'w4a8-shift']) {
     const profile = loadProfile(profileName);
     const qdq = await quantizeZoo(zooCnn(), profile);
     const pkg = await buildNpuPackage(qdq, profile);
-    assert.deepEqual(new Set(pkg.layers.map((l) => l.op)), new Set(['conv', 'avgpool', 'lut', 'mul', 'add', 'maxpool', 'concat', 'reshape', 'fc']));
+    assert.deepEqual(
+      new Set(pkg.layers.map((l) => l.op)),
+      new Set(['conv', 'avgpool', 'lut', 'mul', 'add', 'maxpool', 'concat', 'reshape', 'fc']),
+    );
     assert.deepEqual(pkg.outputs, ['logits'], 'the final Softmax is left to the host');
     const report = await verifyPackage(pkg, qdq, batches(), { integerModel: true });
     assert.equal(report.images, IMAGES);
@@ -115,7 +127,8 @@ for (const profileName of ['w8a8-shift', 'w8a8-channel', 'w4a8-shift']) {
     for (const a of report.isolated) assert.ok(a.maxDiff <= 1, `${a.layer}: ${a.maxDiff} LSB`);
     assert.ok(share(report.isolated) > 0.99, `per layer ${share(report.isolated)}`);
     const tables = pkg.layers.filter((l) => l.op === 'lut' || l.op === 'concat').map((l) => l.output);
-    for (const a of report.isolated.filter((x) => tables.includes(x.tensor))) assert.equal(a.exact, a.elements, `${a.layer} is a table: exact by construction`);
+    for (const a of report.isolated.filter((x) => tables.includes(x.tensor)))
+      assert.equal(a.exact, a.elements, `${a.layer} is a table: exact by construction`);
   });
 }
 
@@ -129,7 +142,10 @@ test('WESS layers get one multiplier and shift plus per-channel shifts k[c]', as
   assert.equal(dw.requant.shift.data.length, 1);
   const k = [...dw.requant.channelShift!.data];
   assert.equal(k[0], 0, 'the large channel sets the layer scale');
-  assert.ok(k.slice(1).every((s) => s >= 3), `shifts ${k}`);
+  assert.ok(
+    k.slice(1).every((s) => s >= 3),
+    `shifts ${k}`,
+  );
   // M·2^−(n + k[c]) is the real multiplier s_x·s_w[c]/s_y to the multiplier's precision.
   const scale = readScales(qdq, 'wd');
   const [sx, sy] = [pkg.tensors['r1']!.grid.scale, pkg.tensors['r2']!.grid.scale];
@@ -170,7 +186,10 @@ test('a node without an integer lowering is an error naming it', async () => {
     nodes.splice(at, 1, makeNode('LRN', ['r2'], ['lrn'], { size: attr.int(3) }), makeNode('GlobalAveragePool', ['lrn'], ['gp']));
   });
   const qdq = await quantizeZoo(model, profile);
-  await assert.rejects(buildNpuPackage(qdq, profile), (e: unknown) => e instanceof QuantflowError && /node 'lrn' \(LRN\): has no integer lowering/.test(e.message));
+  await assert.rejects(
+    buildNpuPackage(qdq, profile),
+    (e: unknown) => e instanceof QuantflowError && /node 'lrn' \(LRN\): has no integer lowering/.test(e.message),
+  );
 });
 
 test('a nonlinearity the profile runs on the host is refused', async () => {
@@ -180,14 +199,18 @@ test('a nonlinearity the profile runs on the host is refused', async () => {
   await assert.rejects(buildNpuPackage(qdq, host), /node 'hs' \(HardSwish\).*'float'/);
 });
 
-test('a tiled gate (nearest Resize, then a crop Slice) lowers to select layers on the gate\'s grid, exact against the simulation', async () => {
+test("a tiled gate (nearest Resize, then a crop Slice) lowers to select layers on the gate's grid, exact against the simulation", async () => {
   const profile = loadProfile('w8a8-shift');
   const model = zooCnn((nodes) => {
     const mul = nodes.findIndex((n) => n.outputs[0] === 'se');
     nodes.splice(
       mul,
       1,
-      makeNode('Resize', ['gate', '', 'tile_scales'], ['gate_up'], { mode: attr.string('nearest'), coordinate_transformation_mode: attr.string('asymmetric'), nearest_mode: attr.string('floor') }),
+      makeNode('Resize', ['gate', '', 'tile_scales'], ['gate_up'], {
+        mode: attr.string('nearest'),
+        coordinate_transformation_mode: attr.string('asymmetric'),
+        nearest_mode: attr.string('floor'),
+      }),
       makeNode('Slice', ['gate_up', 'crop_starts', 'crop_ends', 'crop_axes'], ['gate_px']),
       makeNode('Mul', ['r2', 'gate_px'], ['se']),
     );
@@ -199,11 +222,18 @@ test('a tiled gate (nearest Resize, then a crop Slice) lowers to select layers o
   const qdq = await quantizeZoo(model, profile);
   const pkg = await buildNpuPackage(qdq, profile);
   const selects = pkg.layers.filter((l) => l.op === 'select');
-  assert.deepEqual(selects.map((l) => pkg.tensors[l.output]!.shape), [[1, 8, 5, 5], [1, 8, 4, 4]]);
+  assert.deepEqual(
+    selects.map((l) => pkg.tensors[l.output]!.shape),
+    [
+      [1, 8, 5, 5],
+      [1, 8, 4, 4],
+    ],
+  );
   for (const l of selects) assert.deepEqual(pkg.tensors[l.output]!.grid, pkg.tensors[l.inputs[0]!]!.grid, 'no requantization');
   const report = await verifyPackage(pkg, qdq, batches(), { integerModel: true });
   assert.equal(share(report.integerModel!), 1, 'integer ONNX model vs executor');
-  for (const a of report.isolated.filter((x) => selects.some((l) => l.output === x.tensor))) assert.equal(a.exact, a.elements, `${a.layer} only moves integers`);
+  for (const a of report.isolated.filter((x) => selects.some((l) => l.output === x.tensor)))
+    assert.equal(a.exact, a.elements, `${a.layer} only moves integers`);
   assert.ok(share(report.isolated) > 0.99, `per layer ${share(report.isolated)}`);
 });
 

@@ -35,12 +35,24 @@ async function compare(node: Node, dims: number[], constants: Record<string, Ten
 }
 
 test('hand-computed selections: ×2 nearest upsampling (asymmetric, floor) and a crop', () => {
-  const up = makeNode('Resize', ['x', '', 's'], ['y'], { mode: attr.string('nearest'), coordinate_transformation_mode: attr.string('asymmetric'), nearest_mode: attr.string('floor') });
+  const up = makeNode('Resize', ['x', '', 's'], ['y'], {
+    mode: attr.string('nearest'),
+    coordinate_transformation_mode: attr.string('asymmetric'),
+    nearest_mode: attr.string('floor'),
+  });
   const s = resizeSelection(up, [1, 2, 2, 3], new Map([['s', floatTensor([4], [1, 1, 2, 2])]]));
   assert.deepEqual(s.shape, [1, 2, 4, 6]);
   assert.deepEqual(s.index, [[0], [0, 1], [0, 0, 1, 1], [0, 0, 1, 1, 2, 2]]);
   const crop = makeNode('Slice', ['x', 'b', 'e', 'a'], ['y']);
-  const c = sliceSelection(crop, [1, 2, 4, 6], new Map([['b', int64Tensor([1], [1])], ['e', int64Tensor([1], [-1])], ['a', int64Tensor([1], [-1])]]));
+  const c = sliceSelection(
+    crop,
+    [1, 2, 4, 6],
+    new Map([
+      ['b', int64Tensor([1], [1])],
+      ['e', int64Tensor([1], [-1])],
+      ['a', int64Tensor([1], [-1])],
+    ]),
+  );
   assert.deepEqual(c.index, [[0], [0, 1], [0, 1, 2, 3], [1, 2, 3, 4]]);
 });
 
@@ -49,9 +61,23 @@ test('Resize (nearest) selections match onnxruntime for each coordinate and roun
   const roundings = ['round_prefer_floor', 'round_prefer_ceil', 'floor', 'ceil'];
   for (const transform of transforms)
     for (const rounding of roundings) {
-      const attrs: Record<string, AttributeValue> = { mode: attr.string('nearest'), coordinate_transformation_mode: attr.string(transform), nearest_mode: attr.string(rounding) };
-      await compare(makeNode('Resize', ['x', '', 's'], ['y'], attrs, `${transform}/${rounding}/scales`), [1, 2, 5, 7], { s: floatTensor([4], [1, 1, 2.5, 0.6]) }, resizeSelection);
-      await compare(makeNode('Resize', ['x', '', '', 'n'], ['y'], attrs, `${transform}/${rounding}/sizes`), [1, 2, 5, 7], { n: int64Tensor([4], [1, 2, 9, 3]) }, resizeSelection);
+      const attrs: Record<string, AttributeValue> = {
+        mode: attr.string('nearest'),
+        coordinate_transformation_mode: attr.string(transform),
+        nearest_mode: attr.string(rounding),
+      };
+      await compare(
+        makeNode('Resize', ['x', '', 's'], ['y'], attrs, `${transform}/${rounding}/scales`),
+        [1, 2, 5, 7],
+        { s: floatTensor([4], [1, 1, 2.5, 0.6]) },
+        resizeSelection,
+      );
+      await compare(
+        makeNode('Resize', ['x', '', '', 'n'], ['y'], attrs, `${transform}/${rounding}/sizes`),
+        [1, 2, 5, 7],
+        { n: int64Tensor([4], [1, 2, 9, 3]) },
+        resizeSelection,
+      );
     }
 });
 
@@ -60,7 +86,10 @@ test('a bilinear Resize that only broadcasts a 1x1 map is a selection (matching 
   await compare(linear('broadcast'), [1, 3, 1, 1], { n: int64Tensor([4], [1, 3, 4, 5]) }, resizeSelection);
   const s = resizeSelection(linear('broadcast'), [1, 3, 1, 1], new Map([['n', int64Tensor([4], [1, 3, 2, 3])]]));
   assert.deepEqual(s.index, [[0], [0, 1, 2], [0, 0], [0, 0, 0]]);
-  assert.throws(() => resizeSelection(linear('up'), [1, 3, 2, 2], new Map([['n', int64Tensor([4], [1, 3, 4, 4])]])), /mode 'linear' is supported only where it broadcasts/);
+  assert.throws(
+    () => resizeSelection(linear('up'), [1, 3, 2, 2], new Map([['n', int64Tensor([4], [1, 3, 4, 4])]])),
+    /mode 'linear' is supported only where it broadcasts/,
+  );
 });
 
 test('Slice selections match onnxruntime: negative indices, clamped ends, steps both ways', async () => {
@@ -72,13 +101,21 @@ test('Slice selections match onnxruntime: negative indices, clamped ends, steps 
   ];
   for (const [name, starts, ends, axes, steps] of cases) {
     const t = (v: number[]) => int64Tensor([v.length], v);
-    await compare(makeNode('Slice', ['x', 'b', 'e', 'a', 'st'], ['y'], {}, name), [1, 3, 6, 5], { b: t(starts), e: t(ends), a: t(axes), st: t(steps) }, sliceSelection);
+    await compare(
+      makeNode('Slice', ['x', 'b', 'e', 'a', 'st'], ['y'], {}, name),
+      [1, 3, 6, 5],
+      { b: t(starts), e: t(ends), a: t(axes), st: t(steps) },
+      sliceSelection,
+    );
   }
 });
 
 test('an interpolating Resize or a computed scale is refused, naming the node', () => {
   const linear = makeNode('Resize', ['x', '', 's'], ['y'], { mode: attr.string('linear') }, 'up');
-  assert.throws(() => resizeSelection(linear, [1, 1, 2, 2], new Map([['s', floatTensor([4], [1, 1, 2, 2])]])), (e: unknown) => e instanceof QuantflowError && /node 'up' \(Resize\): mode 'linear'/.test(e.message));
+  assert.throws(
+    () => resizeSelection(linear, [1, 1, 2, 2], new Map([['s', floatTensor([4], [1, 1, 2, 2])]])),
+    (e: unknown) => e instanceof QuantflowError && /node 'up' \(Resize\): mode 'linear'/.test(e.message),
+  );
   const computed = makeNode('Resize', ['x', '', 'dynamic'], ['y'], {}, 'up2');
   assert.throws(() => resizeSelection(computed, [1, 1, 2, 2], new Map()), /node 'up2' \(Resize\): input 'dynamic' must be a constant/);
 });

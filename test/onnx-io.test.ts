@@ -17,7 +17,10 @@ test('ONNX round trip keeps structure, weights and outputs', async () => {
   const back = parseOnnx(serializeModel(model));
   assert.equal(back.opset, 17);
   assert.equal(back.metadata.note, 'kept');
-  assert.deepEqual(back.graph.nodes.map((n) => n.opType), model.graph.nodes.map((n) => n.opType));
+  assert.deepEqual(
+    back.graph.nodes.map((n) => n.opType),
+    model.graph.nodes.map((n) => n.opType),
+  );
   assert.deepEqual(back.graph.inputs, model.graph.inputs);
   assert.deepEqual([...back.graph.initializers.get('w')!.data], [...model.graph.initializers.get('w')!.data]);
   assert.deepEqual(back.graph.initializers.get('shape')!.data, model.graph.initializers.get('shape')!.data);
@@ -45,11 +48,28 @@ test('Constant nodes and typed data fields become initializers', () => {
     graph: {
       name: 'g',
       node: [
-        { opType: 'Constant', output: ['c'], attribute: [{ name: 'value', type: 4, t: { dims: [2n], dataType: 1, floatData: [1.5, -2] } }] },
+        {
+          opType: 'Constant',
+          output: ['c'],
+          attribute: [{ name: 'value', type: 4, t: { dims: [2n], dataType: 1, floatData: [1.5, -2] } }],
+        },
         { opType: 'Constant', output: ['k'], attribute: [{ name: 'value_ints', type: 7, ints: [3n, 4n] }] },
         { opType: 'Add', input: ['x', 'c'], output: ['y'] },
       ],
-      input: [{ name: 'x', type: { value: { case: 'tensorType', value: { elemType: 1, shape: { dim: [{ value: { case: 'dimParam', value: 'n' } }, { value: { case: 'dimValue', value: 2n } }] } } } } }],
+      input: [
+        {
+          name: 'x',
+          type: {
+            value: {
+              case: 'tensorType',
+              value: {
+                elemType: 1,
+                shape: { dim: [{ value: { case: 'dimParam', value: 'n' } }, { value: { case: 'dimValue', value: 2n } }] },
+              },
+            },
+          },
+        },
+      ],
       output: [{ name: 'y', type: { value: { case: 'tensorType', value: { elemType: 1 } } } }],
     },
   });
@@ -99,12 +119,15 @@ test('external data is read relative to the model file', () => {
 test('truncated, corrupt and unreadable models give one-line QuantflowErrors', () => {
   const bytes = serializeModel(tinyCnn());
   for (const cut of [1, 10, bytes.length >> 1, bytes.length - 3]) {
-    assert.throws(() => parseOnnx(bytes.subarray(0, cut), { source: 'cut.onnx' }), (e: unknown) => {
-      assert.ok(e instanceof QuantflowError, String(e));
-      assert.match(e.message, /^cut\.onnx: /);
-      assert.ok(!e.message.includes('\n'));
-      return true;
-    });
+    assert.throws(
+      () => parseOnnx(bytes.subarray(0, cut), { source: 'cut.onnx' }),
+      (e: unknown) => {
+        assert.ok(e instanceof QuantflowError, String(e));
+        assert.match(e.message, /^cut\.onnx: /);
+        assert.ok(!e.message.includes('\n'));
+        return true;
+      },
+    );
   }
   assert.throws(() => readOnnxFile('/nonexistent/model.onnx'), /\/nonexistent\/model\.onnx: cannot read model file \(ENOENT\)/);
   const oldOpset = tinyCnn();

@@ -27,7 +27,13 @@ function twoHeads(tail?: 'argmax'): Model {
   const g = createGraph('two_heads');
   g.inputs.push({ name: 'x', dataType: 'float32', shape: ['batch', 3, 6, 6] });
   const weight = (name: string, dims: number[], seed: number) => {
-    g.initializers.set(name, floatTensor(dims, randomFloats(sizeOf(dims), seed).map((v) => v * 0.5)));
+    g.initializers.set(
+      name,
+      floatTensor(
+        dims,
+        randomFloats(sizeOf(dims), seed).map((v) => v * 0.5),
+      ),
+    );
     g.initializers.set(`${name}_b`, floatTensor([dims[0]!], randomFloats(dims[0]!, seed + 1)));
   };
   weight('w', [4, 3, 3, 3], 1);
@@ -47,7 +53,10 @@ function twoHeads(tail?: 'argmax'): Model {
     );
     g.outputs.push({ name: 'class_map', dataType: 'float32', shape: ['batch', 6, 6] });
   } else {
-    g.outputs.push({ name: 'boxes', dataType: 'float32', shape: ['batch', 2, 6, 6] }, { name: 'scores', dataType: 'float32', shape: ['batch', 3, 6, 6] });
+    g.outputs.push(
+      { name: 'boxes', dataType: 'float32', shape: ['batch', 2, 6, 6] },
+      { name: 'scores', dataType: 'float32', shape: ['batch', 3, 6, 6] },
+    );
   }
   return { graph: g, opset: 17, producerName: 'test', metadata: {} };
 }
@@ -56,7 +65,10 @@ function twoHeads(tail?: 'argmax'): Model {
 async function quantize(model: Model, profile: TargetProfile) {
   const plan = planQuantization(model.graph);
   const outputs = plan.activations.map((name) => ({ name, dataType: 'float32' as const }));
-  const values = await runModel({ ...model, graph: { ...model.graph, outputs } }, { x: { dataType: 'float32', dims: [IMAGES, 3, 6, 6], data: images() } });
+  const values = await runModel(
+    { ...model, graph: { ...model.graph, outputs } },
+    { x: { dataType: 'float32', dims: [IMAGES, 3, 6, 6], data: images() } },
+  );
   const activations = new Map(
     plan.activations.map((name) => {
       const v = values[name]!.data as Float32Array;
@@ -85,17 +97,26 @@ test('two outputs: both calibrated and quantized in the QDQ model, both package 
   assert.deepEqual(pkg.outputs, ['boxes', 'scores']);
   assert.equal(pkg.hostTail, undefined);
   const report = await verifyPackage(pkg, qdq, batches(), { integerModel: true });
-  assert.deepEqual(report.outputs.map((o) => [o.tensor, o.elements]), [['boxes', IMAGES * 2 * 36], ['scores', IMAGES * 3 * 36]]);
+  assert.deepEqual(
+    report.outputs.map((o) => [o.tensor, o.elements]),
+    [
+      ['boxes', IMAGES * 2 * 36],
+      ['scores', IMAGES * 3 * 36],
+    ],
+  );
   for (const o of report.outputs) assert.ok(o.maxDiff <= 1, `${o.tensor}: ${o.maxDiff} LSB`);
   for (const a of report.integerModel!) assert.equal(a.exact, a.elements, a.tensor);
 });
 
-test('ArgMax → Cast stays unquantized in the QDQ model and is the NPU package\'s named host tail; verify compares the cut', async () => {
+test("ArgMax → Cast stays unquantized in the QDQ model and is the NPU package's named host tail; verify compares the cut", async () => {
   const model = twoHeads('argmax');
-  assert.deepEqual(hostTail(model.graph).map((n) => n.name), ['argmax', 'cast']);
+  assert.deepEqual(
+    hostTail(model.graph).map((n) => n.name),
+    ['argmax', 'cast'],
+  );
   const profile = loadProfile('w8a8-shift');
   const { plan, qdq } = await quantize(model, profile);
-  assert.ok(plan.activations.includes('scores'), 'the tail\'s input is the NPU\'s output, quantized');
+  assert.ok(plan.activations.includes('scores'), "the tail's input is the NPU's output, quantized");
   assert.ok(!plan.activations.includes('class_map') && !plan.activations.includes('classes'));
   const quantized = new Set(qdq.graph.nodes.filter((n) => n.opType === 'QuantizeLinear').map((n) => n.inputs[0]));
   const argmax = qdq.graph.nodes.find((n) => n.opType === 'ArgMax')!;
@@ -109,10 +130,16 @@ test('ArgMax → Cast stays unquantized in the QDQ model and is the NPU package\
   await session.release();
   assert.ok(want.filter((v, i) => v === got[i]).length / want.length > 0.9);
   const pkg = await buildNpuPackage(qdq, profile);
-  assert.deepEqual(pkg.hostTail, [{ name: 'argmax', opType: 'ArgMax' }, { name: 'cast', opType: 'Cast' }]);
+  assert.deepEqual(pkg.hostTail, [
+    { name: 'argmax', opType: 'ArgMax' },
+    { name: 'cast', opType: 'Cast' },
+  ]);
   assert.deepEqual(pkg.outputs, ['scores']);
   const report = await verifyPackage(pkg, qdq, batches());
-  assert.deepEqual(report.outputs.map((o) => o.tensor), ['scores']);
+  assert.deepEqual(
+    report.outputs.map((o) => o.tensor),
+    ['scores'],
+  );
   assert.ok(report.outputs[0]!.maxDiff <= 1);
 });
 
@@ -131,10 +158,16 @@ test('host tail: the unweighted nodes that feed only the tail join it; a weighte
   g.outputs.push({ name: 'class_map', dataType: 'int64' });
   const model: Model = { graph: g, opset: 17, producerName: 'test', metadata: {} };
   // The convolution's ReLU is part of the layer (fused into its requantization): the NPU keeps it.
-  assert.deepEqual(hostTail(g).map((n) => n.name), ['sigmoid', 'decode', 'argmax']);
+  assert.deepEqual(
+    hostTail(g).map((n) => n.name),
+    ['sigmoid', 'decode', 'argmax'],
+  );
   // A value the model also outputs stays with the NPU.
   g.outputs.push({ name: 'probs', dataType: 'float32' });
-  assert.deepEqual(hostTail(model.graph).map((n) => n.name), ['decode', 'argmax']);
+  assert.deepEqual(
+    hostTail(model.graph).map((n) => n.name),
+    ['decode', 'argmax'],
+  );
 });
 
 test('--loss auto: KL on a classifier, normalized L2 on each output of a two-output model', () => {
@@ -143,8 +176,11 @@ test('--loss auto: KL on a classifier, normalized L2 on each output of a two-out
   softmax.graph.nodes.push(makeNode('Softmax', ['y'], ['p'], { axis: attr.int(-1) }));
   softmax.graph.outputs = [{ name: 'p', dataType: 'float32' }];
   assert.deepEqual(outputTerms(softmax), [{ tensor: 'y', kind: 'kl', classes: 3 }], 'a probability output is compared on its logits');
-  assert.deepEqual(outputTerms(twoHeads()), [{ tensor: 'boxes', kind: 'l2' }, { tensor: 'scores', kind: 'l2' }]);
-  assert.deepEqual(outputTerms(twoHeads('argmax')), [{ tensor: 'scores', kind: 'l2' }], 'a class map is compared at the host tail\'s input');
+  assert.deepEqual(outputTerms(twoHeads()), [
+    { tensor: 'boxes', kind: 'l2' },
+    { tensor: 'scores', kind: 'l2' },
+  ]);
+  assert.deepEqual(outputTerms(twoHeads('argmax')), [{ tensor: 'scores', kind: 'l2' }], "a class map is compared at the host tail's input");
 });
 
 /** x [2, 2] → Relu → a, x → Neg → b: two outputs and nothing to quantize. */
@@ -156,10 +192,16 @@ function twoOutputs(): Model {
   return { graph: g, opset: 17, producerName: 'test', metadata: {} };
 }
 
-test('--loss auto: the student\'s loss is the hand-computed normalized L2 sum, or KL for one [N, K] output', async () => {
+test("--loss auto: the student's loss is the hand-computed normalized L2 sum, or KL for one [N, K] output", async () => {
   const none = { activations: new Map(), weights: [] };
   const student = buildStudent(twoOutputs(), none, { scaleRatio: 1, biasRatio: 1, batch: 2 });
-  assert.deepEqual(student.targets.map((t) => [t.tensor, t.kind]), [['a', 'l2'], ['b', 'l2']]);
+  assert.deepEqual(
+    student.targets.map((t) => [t.tensor, t.kind]),
+    [
+      ['a', 'l2'],
+      ['b', 'l2'],
+    ],
+  );
   // x = [[1, −2], [3, 0]]: a = [[1, 0], [3, 0]], b = [[−1, 2], [−3, 0]].
   // a vs [[2, 0], [3, 1]]: 1/4 and 1/10; b vs [[−1, 1], [−3, 0]]: 1/2 and 0; means 0.175 + 0.25.
   const feeds = {
@@ -178,10 +220,22 @@ test('--loss auto: the student\'s loss is the hand-computed normalized L2 sum, o
   g.inputs.push({ name: 'x', dataType: 'float32', shape: [1, 2] });
   g.nodes.push(makeNode('Relu', ['x'], ['y']));
   g.outputs.push({ name: 'y', dataType: 'float32' });
-  const classifier = buildStudent({ graph: g, opset: 17, producerName: 'test', metadata: {} }, none, { scaleRatio: 1, biasRatio: 1, batch: 1 });
-  assert.deepEqual(classifier.targets.map((t) => t.kind), ['kl']);
+  const classifier = buildStudent({ graph: g, opset: 17, producerName: 'test', metadata: {} }, none, {
+    scaleRatio: 1,
+    biasRatio: 1,
+    batch: 1,
+  });
+  assert.deepEqual(
+    classifier.targets.map((t) => t.kind),
+    ['kl'],
+  );
   // Teacher softmax [3/4, 1/4], student [1/2, 1/2]: KL = 3/4·ln(3/2) + 1/4·ln(1/2).
-  const kl = (await runModel(classifier.model, { x: floatTensor([1, 2], [0, 0]), [classifier.targets[0]!.input]: floatTensor([1, 2], [Math.log(3), 0]) }))[classifier.loss]!.data[0] as number;
+  const kl = (
+    await runModel(classifier.model, {
+      x: floatTensor([1, 2], [0, 0]),
+      [classifier.targets[0]!.input]: floatTensor([1, 2], [Math.log(3), 0]),
+    })
+  )[classifier.loss]!.data[0] as number;
   assert.ok(Math.abs(kl - (0.75 * Math.log(1.5) + 0.25 * Math.log(0.5))) < 1e-6, `kl ${kl}`);
 });
 
@@ -194,19 +248,30 @@ test('BlazeFace: w8a8-shift PTQ of both outputs, NPU package with both, verify w
   const profile = loadProfile('w8a8-shift');
   // The export has a fixed batch of 1.
   const ptq = await quantizeModel(loaded.model, calib, { profile, calibLimit: 16, batch: 1 });
-  assert.deepEqual(ptq.outputs.map((o) => o.name), ['199', '180']);
+  assert.deepEqual(
+    ptq.outputs.map((o) => o.name),
+    ['199', '180'],
+  );
   for (const o of ptq.outputs) assert.ok(o.activation && o.sqnrDb! > 8, `${o.name}: ${o.sqnrDb} dB`);
   const pkg = await buildNpuPackage(ptq.model, profile);
   assert.equal(pkg.outputs.length, 2);
   assert.equal(pkg.hostTail, undefined);
-  const report = await verifyPackage(pkg, ptq.model, (async function* () {
-    yield { data: ptq.sample.data as Float32Array, count: 1 };
-  })(), { integerModel: true });
+  const report = await verifyPackage(
+    pkg,
+    ptq.model,
+    (async function* () {
+      yield { data: ptq.sample.data as Float32Array, count: 1 };
+    })(),
+    { integerModel: true },
+  );
   assert.equal(report.outputs.length, 2);
   for (const a of report.isolated) assert.ok(a.maxDiff <= 1, `${a.layer}: ${a.maxDiff} LSB`);
   for (const a of report.integerModel!) assert.equal(a.exact, a.elements, a.tensor);
 
-  assert.deepEqual(outputTerms(ptq.float).map((o) => o.kind), ['l2', 'l2']);
+  assert.deepEqual(
+    outputTerms(ptq.float).map((o) => o.kind),
+    ['l2', 'l2'],
+  );
   const tuned = await finetune(ptq, calib, { epochs: 1, batch: 1, calibLimit: 16 });
   assert.equal(tuned.steps, 16);
   assert.ok(Number.isFinite(tuned.initialLoss) && tuned.initialLoss > 0);

@@ -51,7 +51,11 @@ test('runQuantize writes the QDQ model, the NPU package and both report files, a
       return { update() {}, stop: () => stopped++ };
     },
   });
-  assert.deepEqual(stages, [['calibrate', 8], ['eval float', 10], ['eval quantized', 10]]);
+  assert.deepEqual(stages, [
+    ['calibrate', 8],
+    ['eval float', 10],
+    ['eval quantized', 10],
+  ]);
   assert.equal(stopped, 3);
   assert.deepEqual(run.files, {
     model: join(output, 'model.qdq.onnx'),
@@ -123,13 +127,31 @@ test('quantflow quantize prints its summary over the pipeline and exits with 2 w
   const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
   const output = join(root, 'cli');
   const run = promisify(execFile);
-  const { stdout } = await run(process.execPath, [main, 'quantize', modelFile, '--calib', data, '--calib-limit', '8', '--eval', data, '-o', output]);
+  const { stdout } = await run(process.execPath, [
+    main,
+    'quantize',
+    modelFile,
+    '--calib',
+    data,
+    '--calib-limit',
+    '8',
+    '--eval',
+    data,
+    '-o',
+    output,
+  ]);
   const lines = stdout.trim().split('\n');
   assert.match(lines[0]!, /^layer \(worst output SQNR first\)\s+op\s+bits\s+weights\s+weight SQNR dB\s+output SQNR dB$/);
-  assert.match(lines[4]!, /^2 layers, 4 activations quantized for profile w8a8-shift; calibrated on 8 images \(mse, preset \S+\) in \d+\.\d s$/);
+  assert.match(
+    lines[4]!,
+    /^2 layers, 4 activations quantized for profile w8a8-shift; calibrated on 8 images \(mse, preset \S+\) in \d+\.\d s$/,
+  );
   assert.match(lines[5]!, /^preprocessing: \S+ \(.+\)$/);
   assert.match(lines[6]!, new RegExp(`^top-1 on ${data}: float \\d+\\.\\d%, quantized \\d+\\.\\d% \\(n = 12\\)$`));
-  assert.equal(lines[7], `wrote ${join(output, 'model.qdq.onnx')}, ${join(output, 'npu')}/ (integer NPU package), ${join(output, 'report.json')} and ${join(output, 'report.html')}`);
+  assert.equal(
+    lines[7],
+    `wrote ${join(output, 'model.qdq.onnx')}, ${join(output, 'npu')}/ (integer NPU package), ${join(output, 'report.json')} and ${join(output, 'report.html')}`,
+  );
   assert.equal(lines.length, 8);
 
   const file = join(root, 'cli-file');
@@ -144,7 +166,15 @@ test('quantflow quantize prints its summary over the pipeline and exits with 2 w
 
 test('runQuantize --compare measures the quantized outputs against the float ones into the report', async () => {
   const output = join(root, 'compare');
-  const { compare, report } = await runQuantize({ model: modelFile, calib: data, calibLimit: 8, profile: 'w8a8-shift', output, compare: data, compareLimit: 6 });
+  const { compare, report } = await runQuantize({
+    model: modelFile,
+    calib: data,
+    calibLimit: 8,
+    profile: 'w8a8-shift',
+    output,
+    compare: data,
+    compareLimit: 6,
+  });
   assert.equal(compare!.n, 6);
   assert.equal(compare!.data, data);
   const out = compare!.outputs[0]!;

@@ -25,7 +25,13 @@ function pattern(x: number, y: number): [number, number, number] {
  */
 const PILLOW: { preset: PresetName; width: number; height: number; size: number; bytes: string }[] = [
   // Shrinks (antialiased) from a 7x7 crop at (1, 0).
-  { preset: 'raw', width: 9, height: 7, size: 5, bytes: 'OSbSZzOvnEOF0VNbVGA4VWa+g3ObuINxrpNHQaAkdrOlpMCC0KpYg7EuPL4ql46MxZtpgzc/Ly1IXTrDs0B44U1VRV0rS21zeXre' },
+  {
+    preset: 'raw',
+    width: 9,
+    height: 7,
+    size: 5,
+    bytes: 'OSbSZzOvnEOF0VNbVGA4VWa+g3ObuINxrpNHQaAkdrOlpMCC0KpYg7EuPL4ql46MxZtpgzc/Ly1IXTrDs0B44U1VRV0rS21zeXre',
+  },
   // Enlarges a 4x4 crop at (1, 0).
   {
     preset: 'raw',
@@ -169,7 +175,9 @@ describe('decodeImage', () => {
   it('decodes JPEG and WebP', async () => {
     for (const format of ['jpeg', 'webp'] as const) {
       const path = join(root, `solid.${format}`);
-      await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 200, g: 100, b: 50 } } })[format]({ quality: 95 }).toFile(path);
+      await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 200, g: 100, b: 50 } } })
+        [format]({ quality: 95 })
+        .toFile(path);
       const out = await decode(path, 'raw', 10, 10);
       [200, 100, 50].forEach((v, c) => close(at(out, 10, 10, c, 5, 5), v, `${format} channel ${c}`, 3));
     }

@@ -26,7 +26,13 @@ function floatModel(): Model {
 }
 
 /** PTQ by hand: min-max activation grids (uint8) and MSE weight scales at `bits`. */
-async function ptq(model: Model, images: ImageSet, bits: number, granularity: 'tensor' | 'channel' | 'shift', kernelTaps = 1): Promise<QuantizationParams> {
+async function ptq(
+  model: Model,
+  images: ImageSet,
+  bits: number,
+  granularity: 'tensor' | 'channel' | 'shift',
+  kernelTaps = 1,
+): Promise<QuantizationParams> {
   const plan = planQuantization(model.graph);
   const outputs = plan.activations.map((name) => ({ name, dataType: 'float32' as const }));
   const out = await runModel({ ...model, graph: { ...model.graph, outputs } }, { x: images.slice(0, images.count) });
@@ -40,7 +46,12 @@ async function ptq(model: Model, images: ImageSet, bits: number, granularity: 't
     const t = model.graph.initializers.get(layer.weight)!;
     const w = layer.channelAxis === 0 ? toFloat32(t) : transpose(toFloat32(t), t.dims);
     const layerSpec = granularity === 'shift' ? { bits, granularity, shiftBits: 4 } : { bits, granularity };
-    return { layer, quantized: quantizeWeights(w, t.dims[layer.channelAxis]!, layerSpec as never, { kernelTaps: layer.node.opType === 'Conv' ? kernelTaps : 1 }) };
+    return {
+      layer,
+      quantized: quantizeWeights(w, t.dims[layer.channelAxis]!, layerSpec as never, {
+        kernelTaps: layer.node.opType === 'Conv' ? kernelTaps : 1,
+      }),
+    };
   });
   return { activations, weights };
 }
@@ -80,7 +91,16 @@ test('QFT lowers the distillation loss of 4-bit per-tensor PTQ on tinyCnn and is
   const images = new ImageSet('x', [3, 5, 5], randomTensor([IMAGES, 3, 5, 5], 41).data as Float32Array);
   const params = await ptq(model, images, 4, 'tensor');
   const before = await distillationLoss(model, buildQdqModel(model, params).model, images);
-  const run = () => finetuneImages(model, params, images, { epochs: 30, batch: 16, lrWeights: 0.05, lrScales: 0.01, seed: 7, threads: 1, schedule: 'constant' });
+  const run = () =>
+    finetuneImages(model, params, images, {
+      epochs: 30,
+      batch: 16,
+      lrWeights: 0.05,
+      lrScales: 0.01,
+      seed: 7,
+      threads: 1,
+      schedule: 'constant',
+    });
   const result = await run();
   const after = await distillationLoss(model, buildQdqModel(result.model, result.params).model, images);
   assert.equal(result.losses.length, 30);
@@ -92,7 +112,10 @@ test('QFT lowers the distillation loss of 4-bit per-tensor PTQ on tinyCnn and is
 
   const again = await run();
   assert.deepEqual(again.losses, result.losses);
-  assert.deepEqual(again.params.weights.map((w) => w.quantized.q), result.params.weights.map((w) => w.quantized.q));
+  assert.deepEqual(
+    again.params.weights.map((w) => w.quantized.q),
+    result.params.weights.map((w) => w.quantized.q),
+  );
   assert.deepEqual([...again.params.activations], [...result.params.activations]);
 });
 
@@ -131,8 +154,16 @@ test('a run interrupted twice and resumed from its checkpoint ends exactly like 
     const whole = await finetuneImages(model, params, images, options);
     const interruptAt = async (step: number) => {
       const stop = new AbortController();
-      const run = finetuneImages(model, params, images, { ...options, checkpoint: dir, signal: stop.signal, onProgress: (s) => s === step && stop.abort() });
-      await assert.rejects(run, (e: Error) => e instanceof QuantflowError && e.message.includes(`after step ${step} of 12`) && e.message.includes(dir));
+      const run = finetuneImages(model, params, images, {
+        ...options,
+        checkpoint: dir,
+        signal: stop.signal,
+        onProgress: (s) => s === step && stop.abort(),
+      });
+      await assert.rejects(
+        run,
+        (e: Error) => e instanceof QuantflowError && e.message.includes(`after step ${step} of 12`) && e.message.includes(dir),
+      );
     };
     await interruptAt(4); // at an epoch's end, before its shifts are re-chosen
     await interruptAt(6); // mid-epoch, between checkpoints
@@ -141,9 +172,16 @@ test('a run interrupted twice and resumed from its checkpoint ends exactly like 
     assert.deepEqual(resumed.stepLosses, whole.stepLosses);
     assert.deepEqual(resumed.losses, whole.losses);
     const shifts = (r: typeof whole) => r.params.weights.map((w) => [...w.quantized.shifts!]);
-    assert.notDeepEqual(shifts(whole), params.weights.map((w) => [...w.quantized.shifts!]), 'shifts were re-chosen');
+    assert.notDeepEqual(
+      shifts(whole),
+      params.weights.map((w) => [...w.quantized.shifts!]),
+      'shifts were re-chosen',
+    );
     assert.deepEqual(shifts(resumed), shifts(whole));
-    assert.deepEqual(resumed.params.weights.map((w) => w.quantized.q), whole.params.weights.map((w) => w.quantized.q));
+    assert.deepEqual(
+      resumed.params.weights.map((w) => w.quantized.q),
+      whole.params.weights.map((w) => w.quantized.q),
+    );
     assert.deepEqual([...resumed.params.activations], [...whole.params.activations]);
     // A finished run's checkpoint returns the result without training; another run's is refused.
     assert.equal((await finetuneImages(model, params, images, { ...options, checkpoint: dir })).stepsRun, 0);
@@ -153,7 +191,7 @@ test('a run interrupted twice and resumed from its checkpoint ends exactly like 
   }
 });
 
-test('frozen groups keep their PTQ values; the L2 loss starts at the QDQ model\'s normalized error', async () => {
+test("frozen groups keep their PTQ values; the L2 loss starts at the QDQ model's normalized error", async () => {
   const model = floatModel();
   const images = new ImageSet('x', [3, 5, 5], randomTensor([IMAGES, 3, 5, 5], 53).data as Float32Array);
   const params = await ptq(model, images, 4, 'channel');
@@ -169,7 +207,10 @@ test('frozen groups keep their PTQ values; the L2 loss starts at the QDQ model\'
   });
   assert.deepEqual([...weightsOnly.params.activations], [...params.activations]);
   weightsOnly.params.weights.forEach(({ quantized }, i) => assert.deepEqual(quantized.scale, params.weights[i]!.quantized.scale));
-  assert.ok(weightsOnly.params.weights.some(({ quantized }, i) => quantized.q.some((q, j) => q !== params.weights[i]!.quantized.q[j])), 'weights moved');
+  assert.ok(
+    weightsOnly.params.weights.some(({ quantized }, i) => quantized.q.some((q, j) => q !== params.weights[i]!.quantized.q[j])),
+    'weights moved',
+  );
 
   const x = images.slice(0, images.count);
   const teacher = (await runModel(model, { x })).y!.data as Float32Array;
@@ -247,9 +288,25 @@ test('equalization factors: trained between conv → ReLU → conv and folded in
   // f < 1 grows the first layer's weights: its step sizes grow with them (θ = 1/f − 1), so its
   // integer weights stay PTQ's; the second layer's shrink within their grid.
   const f = [0.8, 0.9, 0.7];
-  const values = new Map(Object.values(student.params).flat().map((p) => [p, student.model.graph.initializers.get(p)!]));
-  values.set(student.equalization[0]!.theta, floatTensor([3], f.map((v) => v - 1)));
-  values.set(student.layers[0]!.scale, floatTensor([3], f.map((v) => 1 / v - 1)));
+  const values = new Map(
+    Object.values(student.params)
+      .flat()
+      .map((p) => [p, student.model.graph.initializers.get(p)!]),
+  );
+  values.set(
+    student.equalization[0]!.theta,
+    floatTensor(
+      [3],
+      f.map((v) => v - 1),
+    ),
+  );
+  values.set(
+    student.layers[0]!.scale,
+    floatTensor(
+      [3],
+      f.map((v) => 1 / v - 1),
+    ),
+  );
   // The activation between them grows by up to 1/0.7: so does its step size.
   for (const a of student.activations) if (a.tensor === 'h' || a.tensor === 'r') values.set(a.scale, floatTensor([], [1 / 0.7 - 1]));
   const out = exportStudent(model, params, student, values);
@@ -259,7 +316,10 @@ test('equalization factors: trained between conv → ReLU → conv and folded in
   const w2 = toFloat32(g.initializers.get('w2')!);
   const q2 = w2.map((v, j) => Math.max(-127, Math.min(127, Math.round((v * f[j % 3]!) / second!.scale[Math.floor(j / 3)]!))));
   assert.deepEqual([...second!.q], [...q2]);
-  assert.deepEqual([...toFloat32(out.model.graph.initializers.get('b1')!)], [0.1, 0.2, 0.3].map((b, c) => Math.fround(Math.fround(b) / Math.fround(f[c]!))));
+  assert.deepEqual(
+    [...toFloat32(out.model.graph.initializers.get('b1')!)],
+    [0.1, 0.2, 0.3].map((b, c) => Math.fround(Math.fround(b) / Math.fround(f[c]!))),
+  );
   // The function is unchanged up to quantization noise.
   const x = images.slice(0, 16);
   const float = (await runModel(model, { x })).y!.data as Float32Array;
@@ -296,7 +356,7 @@ test('teacher values: cached or recomputed per batch, the same numbers', async (
   await Promise.all([cached.release(), recomputed.release()]);
 });
 
-test('QFT starts where PTQ ended: untrained, the student exports PTQ\'s integers, also those not rounded to nearest', async () => {
+test("QFT starts where PTQ ended: untrained, the student exports PTQ's integers, also those not rounded to nearest", async () => {
   const model = floatModel();
   const images = new ImageSet('x', [3, 5, 5], randomTensor([8, 3, 5, 5], 71).data as Float32Array);
   const params = await ptq(model, images, 4, 'channel', 9);
@@ -304,7 +364,10 @@ test('QFT starts where PTQ ended: untrained, the student exports PTQ\'s integers
   const w = toFloat32(model.graph.initializers.get(conv.layer.weight)!);
   const per = w.length / conv.quantized.scale.length;
   const nearest = w.map((v, i) => Math.max(-7, Math.min(7, Math.round(v / conv.quantized.scale[Math.floor(i / per)]!))));
-  assert.ok(conv.quantized.q.some((q, i) => q !== nearest[i]), 'kernel sums re-rounded some weights');
+  assert.ok(
+    conv.quantized.q.some((q, i) => q !== nearest[i]),
+    'kernel sums re-rounded some weights',
+  );
   const student = buildStudent(model, params, { loss: 'kl', logits: 'y', scaleRatio: 0.05, biasRatio: 10, batch: 8 });
   const untrained = new Map(TRAINED_GROUPS.flatMap((g) => student.params[g]).map((p) => [p, student.model.graph.initializers.get(p)!]));
   const exported = exportStudent(model, params, student, untrained);

@@ -1,11 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  activationQuantParams,
-  HistogramObserver,
-  MinMaxObserver,
-  type ActivationRange,
-} from '../src/quantization/calibration.js';
+import { activationQuantParams, HistogramObserver, MinMaxObserver, type ActivationRange } from '../src/quantization/calibration.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { randomFloats } from './fixtures.js';
 
@@ -89,13 +84,16 @@ test('MSE range of ReLU-like data keeps min at 0; all-zero tensors', () => {
   assert.deepEqual(zeros.range('mse', 8, false), { min: 0, max: 0 });
   assert.equal(zeros.percentile(50), 0);
   zeros.observe(Float32Array.of(1, 2));
-  assert.equal(zeros.histogram().counts.reduce((a, b) => a + b), 102, 'zeros seen before the first non-zero are kept');
+  assert.equal(
+    zeros.histogram().counts.reduce((a, b) => a + b),
+    102,
+    'zeros seen before the first non-zero are kept',
+  );
 });
 
 test('memory is bounded: state does not grow with 1e6 observed values', () => {
   const observer = new HistogramObserver();
-  const stateBytes = (): number =>
-    Object.values(observer).reduce((sum: number, v) => sum + (ArrayBuffer.isView(v) ? v.byteLength : 8), 0);
+  const stateBytes = (): number => Object.values(observer).reduce((sum: number, v) => sum + (ArrayBuffer.isView(v) ? v.byteLength : 8), 0);
   const base = randomFloats(50_000, 3);
   observer.observe(base);
   const initial = stateBytes();
@@ -104,7 +102,10 @@ test('memory is bounded: state does not grow with 1e6 observed values', () => {
   assert.equal(stateBytes(), initial);
   const h = observer.histogram();
   assert.equal(h.counts.length, 2048);
-  assert.equal(h.counts.reduce((a, b) => a + b), 1_000_000);
+  assert.equal(
+    h.counts.reduce((a, b) => a + b),
+    1_000_000,
+  );
 });
 
 test('re-binning keeps every count in an aligned bin', () => {
@@ -117,7 +118,10 @@ test('re-binning keeps every count in an aligned bin', () => {
   assert.ok(Number.isInteger(Math.log2(factor)), `width grew by ${factor}`);
   const offset = (before.lo - after.lo) / before.width;
   assert.ok(Math.abs(offset - Math.round(offset)) < 1e-9, 'old bin edges are new bin edges');
-  assert.equal(after.counts.reduce((a, b) => a + b), 1002);
+  assert.equal(
+    after.counts.reduce((a, b) => a + b),
+    1002,
+  );
   // the first 1000 values span [0, 1): they stay in the bins over that interval
   let inUnit = 0;
   after.counts.forEach((n, i) => {

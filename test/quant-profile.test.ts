@@ -96,7 +96,10 @@ test('each validation error is one line naming the file and the JSON path', () =
     [(p) => (p.description = 3), 'w4.json: description must be a string, got 3'],
     [(p) => delete p.weights, 'w4.json: weights is required (an object)'],
     [(p) => (p.weights.bitz = 4), 'w4.json: unknown key weights.bitz (known: bits, granularity, shiftBits, symmetric)'],
-    [(p) => (p.weight = {}), 'w4.json: unknown key weight (known: name, description, weights, activations, requantization, accumulatorBits, biasBits, nonlinearities, powerOfTwoScales, overrides)'],
+    [
+      (p) => (p.weight = {}),
+      'w4.json: unknown key weight (known: name, description, weights, activations, requantization, accumulatorBits, biasBits, nonlinearities, powerOfTwoScales, overrides)',
+    ],
     [(p) => (p.weights.granularity = 'group'), 'w4.json: weights.granularity must be "tensor", "channel" or "shift", got "group"'],
     [(p) => (p.weights.shiftBits = 9), 'w4.json: weights.shiftBits must be an integer in 1..5, got 9'],
     [(p) => (p.weights.shiftBits = 2.5), 'w4.json: weights.shiftBits must be an integer in 1..5, got 2.5'],
@@ -112,16 +115,38 @@ test('each validation error is one line naming the file and the JSON path', () =
     [(p) => Object.assign(p, { accumulatorBits: 24, biasBits: 32 }), 'w4.json: biasBits must be an integer in 8..24, got 32'],
     [(p) => (p.nonlinearities = { sigmoid: 'fused-clamp' }), 'w4.json: nonlinearities.sigmoid must be "lut" or "float", got "fused-clamp"'],
     [(p) => (p.nonlinearities = { relu: 'clamp' }), 'w4.json: nonlinearities.relu must be "fused-clamp", "lut" or "float", got "clamp"'],
-    [(p) => (p.nonlinearities = { gelu: 'lut' }), 'w4.json: unknown key nonlinearities.gelu (known: relu, relu6, leakyRelu, sigmoid, hardSigmoid, hardSwish, swish, tanh)'],
+    [
+      (p) => (p.nonlinearities = { gelu: 'lut' }),
+      'w4.json: unknown key nonlinearities.gelu (known: relu, relu6, leakyRelu, sigmoid, hardSigmoid, hardSwish, swish, tanh)',
+    ],
     [(p) => (p.powerOfTwoScales = 1), 'w4.json: powerOfTwoScales must be true or false, got 1'],
     [(p) => (p.overrides = {}), 'w4.json: overrides must be an array, got {}'],
     [(p) => (p.overrides = [{ weights: { bits: 8 } }]), 'w4.json: overrides[0].match is required (a non-empty string)'],
-    [(p) => (p.overrides = [{ match: '@middle', weights: { bits: 8 } }]), 'w4.json: overrides[0].match must be @first, @last, a glob or a /regex/, got "@middle"'],
+    [
+      (p) => (p.overrides = [{ match: '@middle', weights: { bits: 8 } }]),
+      'w4.json: overrides[0].match must be @first, @last, a glob or a /regex/, got "@middle"',
+    ],
     [(p) => (p.overrides = [{ match: '/(/', weights: { bits: 8 } }]), 'w4.json: overrides[0].match is not a valid regular expression: '],
-    [(p) => (p.overrides = [{ match: 'a', weights: {} }]), 'w4.json: overrides[0].weights must set at least one of bits, granularity, shiftBits'],
-    [(p) => (p.overrides = [{ match: 'a', weights: { bits: 8 } }, { match: 'b', weights: { bits: 2 } }]), 'w4.json: overrides[1].weights.bits must be 4 or 8, got 2'],
-    [(p) => (p.overrides = [{ match: 'a', weights: { symmetric: true } }]), 'w4.json: unknown key overrides[0].weights.symmetric (known: bits, granularity, shiftBits)'],
-    [(p) => (p.overrides = [{ match: 'a', activations: { bits: 16 } }]), 'w4.json: unknown key overrides[0].activations (known: match, weights)'],
+    [
+      (p) => (p.overrides = [{ match: 'a', weights: {} }]),
+      'w4.json: overrides[0].weights must set at least one of bits, granularity, shiftBits',
+    ],
+    [
+      (p) =>
+        (p.overrides = [
+          { match: 'a', weights: { bits: 8 } },
+          { match: 'b', weights: { bits: 2 } },
+        ]),
+      'w4.json: overrides[1].weights.bits must be 4 or 8, got 2',
+    ],
+    [
+      (p) => (p.overrides = [{ match: 'a', weights: { symmetric: true } }]),
+      'w4.json: unknown key overrides[0].weights.symmetric (known: bits, granularity, shiftBits)',
+    ],
+    [
+      (p) => (p.overrides = [{ match: 'a', activations: { bits: 16 } }]),
+      'w4.json: unknown key overrides[0].activations (known: match, weights)',
+    ],
   ];
   for (const [mutate, message] of cases) {
     const p = minimal();
@@ -153,7 +178,10 @@ test('loadProfile: files, unknown names, unreadable and malformed files', () => 
   assert.throws(() => loadProfile(missing), { message: `${missing}: cannot read target profile (ENOENT)` });
   const broken = join(dir, 'broken.json');
   writeFileSync(broken, '{"name": ');
-  assert.throws(() => loadProfile(broken), (e: unknown) => e instanceof QuantflowError && e.message.startsWith(`${broken}: invalid JSON (`));
+  assert.throws(
+    () => loadProfile(broken),
+    (e: unknown) => e instanceof QuantflowError && e.message.startsWith(`${broken}: invalid JSON (`),
+  );
   const bad = join(dir, 'w4.json');
   writeFileSync(bad, JSON.stringify({ ...minimal(), weights: { bits: 5, granularity: 'tensor' } }));
   assert.throws(() => loadProfile(bad), { message: `${bad}: weights.bits must be 4 or 8, got 5` });

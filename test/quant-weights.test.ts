@@ -158,7 +158,8 @@ test('WESS with MSE scales: within 3 dB of per-channel scales at 4 bits, and abo
   const channels = 64;
   const n = 9;
   const w = laplace(channels * n, 13);
-  for (let c = 0; c < channels; c++) for (let i = c * n; i < (c + 1) * n; i++) w[i] = w[i]! * 10 ** (-2 * ((c * 37) % channels) / channels);
+  for (let c = 0; c < channels; c++)
+    for (let i = c * n; i < (c + 1) * n; i++) w[i] = w[i]! * 10 ** ((-2 * ((c * 37) % channels)) / channels);
   const perChannel = meanChannelSqnr(w, channels, quantizePerChannel(w, channels, { bits: 4 }));
   const mse = meanChannelSqnr(w, channels, quantizeWithShifts(w, channels, { bits: 4, shiftBits: 4 }));
   const paper = meanChannelSqnr(w, channels, quantizeWithShifts(w, channels, { bits: 4, shiftBits: 4, method: 'minmax' }));

@@ -20,7 +20,13 @@ test('the plan quantizes weights of Conv/Gemm and activations after fused clamps
   const model = tinyCnn();
   foldBatchNorm(model.graph);
   const plan = planQuantization(model.graph);
-  assert.deepEqual(plan.layers.map((l) => [l.node.opType, l.channelAxis]), [['Conv', 0], ['Gemm', 0]]);
+  assert.deepEqual(
+    plan.layers.map((l) => [l.node.opType, l.channelAxis]),
+    [
+      ['Conv', 0],
+      ['Gemm', 0],
+    ],
+  );
   // Conv output is read only by Relu: fused, so the Relu output is quantized instead; Reshape keeps its grid.
   assert.deepEqual(plan.activations, ['x', 'relu', 'pool', 'y']);
 });
@@ -44,11 +50,22 @@ test('QDQ export: WESS weights become per-channel power-of-two scales and int32 
   const xParams = { scale: 1 / 127, zeroPoint: 0, qmin: -128, qmax: 127 };
   const yParams = { scale: 2 / 255, zeroPoint: 128, qmin: 0, qmax: 255 };
   const { model: qdq } = buildQdqModel(model, {
-    activations: new Map([['x', xParams], ['y', yParams]]),
+    activations: new Map([
+      ['x', xParams],
+      ['y', yParams],
+    ]),
     weights: [{ layer: layer!, quantized }],
   });
   const ops = qdq.graph.nodes.map((n) => n.opType);
-  assert.deepEqual(ops.sort(), ['Conv', 'DequantizeLinear', 'DequantizeLinear', 'DequantizeLinear', 'DequantizeLinear', 'QuantizeLinear', 'QuantizeLinear']);
+  assert.deepEqual(ops.sort(), [
+    'Conv',
+    'DequantizeLinear',
+    'DequantizeLinear',
+    'DequantizeLinear',
+    'DequantizeLinear',
+    'QuantizeLinear',
+    'QuantizeLinear',
+  ]);
   const init = [...qdq.graph.initializers.entries()];
   const wq = init.find(([n]) => n === 'w_quantized')![1];
   assert.equal(wq.dataType, 'int8');
@@ -69,7 +86,8 @@ test('QDQ export: WESS weights become per-channel power-of-two scales and int32 
     const s = await openSession(back, { simulate });
     const out = (await runSession(s, { x })).y!.data as Float32Array;
     await s.release();
-    for (let i = 0; i < 4; i++) assert.ok(Math.abs(out[i]! - float[i]!) <= yParams.scale * 1.01, `simulate=${simulate} element ${i}: ${out[i]} vs ${float[i]}`);
+    for (let i = 0; i < 4; i++)
+      assert.ok(Math.abs(out[i]! - float[i]!) <= yParams.scale * 1.01, `simulate=${simulate} element ${i}: ${out[i]} vs ${float[i]}`);
   }
 });
 
@@ -91,7 +109,10 @@ test('4-bit weights are exported as int4 at opset 21', async () => {
 test('end to end on MobileNetV2: per-tensor W8A8 loses far more than WESS shift scalers', async (t) => {
   const shared = await loadShared('mobilenet_v2_1.0_224_int8.tflite', 'imagenet-sample-1k', 'imagenet-val-650');
   if ('skip' in shared) return t.skip(shared.skip);
-  const { model, data: [calib, val] } = shared;
+  const {
+    model,
+    data: [calib, val],
+  } = shared;
   const top1 = async (m: Model) => (await evaluate(m, val, { limit: 100 })).top1;
   const float = await top1(model);
   const quantized = async (profile: string) =>

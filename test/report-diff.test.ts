@@ -35,7 +35,11 @@ function report(profile: string, layers: ReportLayer[], top1?: number): Quantize
 }
 
 const a = report('w8a8-shift', [layer('conv1', 40, 30), layer('conv2', 38, 20), layer('gone', 30, 10)], 0.754);
-const b = report('w8a8-channel', [layer('conv1', 45, 33, 'channel'), layer('conv2', null, 15, 'channel'), layer('new', 50, 40, 'channel')], 0.783);
+const b = report(
+  'w8a8-channel',
+  [layer('conv1', 45, 33, 'channel'), layer('conv2', null, 15, 'channel'), layer('new', 50, 40, 'channel')],
+  0.783,
+);
 
 test('diffReports: settings, accuracy and per-layer SQNR deltas, largest drop first', () => {
   const d = diffReports(a, b, { a: 'a.json', b: 'b.json' });
@@ -51,10 +55,13 @@ test('diffReports: settings, accuracy and per-layer SQNR deltas, largest drop fi
   assert.equal(d.accuracy[0]!.model, 'quantized');
   assert.ok(Math.abs(d.accuracy[0]!.top1 - 2.9) < 1e-9);
   assert.equal(d.accuracy[0]!.comparable, true);
-  assert.deepEqual(d.layers.map((l) => [l.name, l.outputSqnrDb?.delta, l.weightSqnrDb.delta]), [
-    ['conv2', -5, null],
-    ['conv1', 3, 5],
-  ]);
+  assert.deepEqual(
+    d.layers.map((l) => [l.name, l.outputSqnrDb?.delta, l.weightSqnrDb.delta]),
+    [
+      ['conv2', -5, null],
+      ['conv1', 3, 5],
+    ],
+  );
   assert.deepEqual(d.layers[0]!.weights, { a: '8-bit shift', b: '8-bit channel' });
   assert.deepEqual([d.onlyInA, d.onlyInB], [['gone'], ['new']]);
 });
@@ -66,7 +73,14 @@ test('identical reports differ in nothing', () => {
 });
 
 test('diffReports: the QFT final epoch loss and QFT options, when both finetuned', () => {
-  const qft = (lrWeights: number, epochLosses: number[]): QftReport => ({ options: { epochs: 2, lrWeights }, steps: 8, seconds: 4, initialLoss: 0.5, epochLosses, stepLosses: [] });
+  const qft = (lrWeights: number, epochLosses: number[]): QftReport => ({
+    options: { epochs: 2, lrWeights },
+    steps: 8,
+    seconds: 4,
+    initialLoss: 0.5,
+    epochLosses,
+    stepLosses: [],
+  });
   const d = diffReports({ ...a, qft: qft(0.001, [0.4, 0.3]) }, { ...a, qft: qft(0.002, [0.35, 0.25]) }, { a: 'a', b: 'b' });
   assert.deepEqual(d.settings, [{ key: 'qft.lrWeights', a: 0.001, b: 0.002 }]);
   assert.equal(d.qft!.a, 0.3);
@@ -74,7 +88,13 @@ test('diffReports: the QFT final epoch loss and QFT options, when both finetuned
   assert.match(formatDiff(d), /\nQFT final epoch loss: 0\.300 -> 0\.250 \(-0\.0500\)\n/);
   const one = diffReports(a, { ...a, qft: qft(0.001, [0.3]) }, { a: 'a', b: 'b' });
   assert.equal(one.qft, undefined);
-  assert.deepEqual(one.settings.map((s) => [s.key, s.a, s.b]), [['qft.epochs', undefined, 2], ['qft.lrWeights', undefined, 0.001]]);
+  assert.deepEqual(
+    one.settings.map((s) => [s.key, s.a, s.b]),
+    [
+      ['qft.epochs', undefined, 2],
+      ['qft.lrWeights', undefined, 0.001],
+    ],
+  );
 });
 
 test('CLI: diff prints the tables and writes --json; a bad report is a one-line error', async () => {

@@ -77,7 +77,16 @@ test('sections appear when extras carry their data', () => {
       tse: 6272,
       reduction: 0.875,
     },
-    passes: [{ pass: 'fold-batchnorm', seconds: 0.01, nodes: { before: 6, after: 5 }, parameters: { before: 143, after: 127 }, opDelta: { BatchNormalization: -1 }, initializers: { added: 0, removed: 4, changed: 2 } }],
+    passes: [
+      {
+        pass: 'fold-batchnorm',
+        seconds: 0.01,
+        nodes: { before: 6, after: 5 },
+        parameters: { before: 143, after: 127 },
+        opDelta: { BatchNormalization: -1 },
+        initializers: { added: 0, removed: 4, changed: 2 },
+      },
+    ],
   });
   assert.deepEqual(sectionIds(html), ['summary', 'sqnr', 'wess', 'layers', 'buffers', 'activations', 'passes']);
   assert.match(html, /−3\.1 pt/);
@@ -123,7 +132,16 @@ const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
 function sampleQft(): QftReport {
   const stepLosses = [2, 1.4, 1, 0.8, 0.6, 0.45, 0.35, 0.3, 0.25, 0.2, 0.1];
   return {
-    options: { epochs: 3, batch: 16, lrWeights: 0.001, lrScales: 0.001, loss: 'kl', seed: 0, schedule: 'cosine', train: ['weights', 'biases'] },
+    options: {
+      epochs: 3,
+      batch: 16,
+      lrWeights: 0.001,
+      lrScales: 0.001,
+      loss: 'kl',
+      seed: 0,
+      schedule: 'cosine',
+      train: ['weights', 'biases'],
+    },
     steps: 11,
     seconds: 18.7,
     initialLoss: 2,
@@ -134,8 +152,12 @@ function sampleQft(): QftReport {
 
 const qftSectionOf = (html: string) => /<section id="qft">[\s\S]*?<\/section>/.exec(html)?.[0] ?? '';
 const polylineXY = (html: string) =>
-  /<polyline class="line" points="([^"]+)"/.exec(html)![1]!.split(' ').map((p) => p.split(',').map(Number) as [number, number]);
-const dotXY = (html: string) => [...html.matchAll(/<circle class="dot" cx="([^"]+)" cy="([^"]+)"/g)].map((m) => [Number(m[1]), Number(m[2])]);
+  /<polyline class="line" points="([^"]+)"/
+    .exec(html)![1]!
+    .split(' ')
+    .map((p) => p.split(',').map(Number) as [number, number]);
+const dotXY = (html: string) =>
+  [...html.matchAll(/<circle class="dot" cx="([^"]+)" cy="([^"]+)"/g)].map((m) => [Number(m[1]), Number(m[2])]);
 
 test('QFT section: loss per step as a line, epoch means as dots mid-epoch, a log axis over a decade, a table', () => {
   assert.ok(!sectionIds(renderReportHtml(sampleReport())).includes('qft'), 'absent without qft');
@@ -145,14 +167,21 @@ test('QFT section: loss per step as a line, epoch means as dots mid-epoch, a log
   const line = polylineXY(qft);
   assert.equal(line.length, 11);
   assert.ok(line.every(([x, y]) => Number.isFinite(x) && Number.isFinite(y)));
-  for (let i = 1; i < line.length; i++) assert.ok(line[i]![0] > line[i - 1]![0] && line[i]![1] > line[i - 1]![1], 'steps left to right, a falling loss goes down');
+  for (let i = 1; i < line.length; i++)
+    assert.ok(line[i]![0] > line[i - 1]![0] && line[i]![1] > line[i - 1]![1], 'steps left to right, a falling loss goes down');
   // Epochs [1..5], [6..10] and the cut one, [11]: dots at steps 3, 8 and 11.
-  assert.deepEqual(dotXY(qft).map(([x]) => x), [line[2]![0], line[7]![0], line[10]![0]]);
+  assert.deepEqual(
+    dotXY(qft).map(([x]) => x),
+    [line[2]![0], line[7]![0], line[10]![0]],
+  );
   // On a log axis the last epoch's mean (one step, 0.1) sits exactly on its step.
   assert.equal(dotXY(qft)[2]![1], line[10]![1]);
   assert.match(qft, /loss, log scale/);
   assert.match(qft, /PTQ start 2/);
-  assert.match(qft, /<td class="n">2<\/td><td class="n">0\.1<\/td><td class="n">−95\.0%<\/td><td class="n">3<\/td><td class="n">11<\/td><td class="n">18\.7<\/td><td class="n">1\.7<\/td>/);
+  assert.match(
+    qft,
+    /<td class="n">2<\/td><td class="n">0\.1<\/td><td class="n">−95\.0%<\/td><td class="n">3<\/td><td class="n">11<\/td><td class="n">18\.7<\/td><td class="n">1\.7<\/td>/,
+  );
   assert.match(qft, /<td>train<\/td><td><code>\[&#34;weights&#34;,&#34;biases&#34;\]<\/code><\/td>/);
   assert.match(qft, /<td>loss<\/td><td><code>kl<\/code><\/td>/);
   assert.ok(!/NaN|undefined/.test(html), 'no NaN or undefined leaks into the page');
@@ -160,7 +189,10 @@ test('QFT section: loss per step as a line, epoch means as dots mid-epoch, a log
 
 test('QFT section: a linear axis within a decade; a diverged step is left out of the line', () => {
   const stepLosses = [0.5, 0.45, NaN, 0.38];
-  const html = renderReportHtml({ ...sampleReport(), qft: { options: {}, steps: 4, seconds: 2, initialLoss: 0.5, epochLosses: [0.44], stepLosses } });
+  const html = renderReportHtml({
+    ...sampleReport(),
+    qft: { options: {}, steps: 4, seconds: 2, initialLoss: 0.5, epochLosses: [0.44], stepLosses },
+  });
   const qft = qftSectionOf(html);
   assert.doesNotMatch(qft, /log scale|<h3>Options/);
   assert.equal(polylineXY(qft).length, 3);
@@ -208,10 +240,13 @@ test('layerWeightStats: per-channel max |w| along the output-channel axis of Con
   );
   const model = { graph: g, opset: 17, producerName: 't', metadata: {} };
   const stats = layerWeightStats(model, planQuantization(g));
-  assert.deepEqual([...stats.values()], [
-    { channelRanges: [3, 0.25], weightCount: 4 },
-    { channelRanges: [7, 2], weightCount: 8 },
-  ]);
+  assert.deepEqual(
+    [...stats.values()],
+    [
+      { channelRanges: [3, 0.25], weightCount: 4 },
+      { channelRanges: [7, 2], weightCount: 8 },
+    ],
+  );
 });
 
 test('shortLabels drops the shared prefix and keeps names unique', () => {
@@ -239,18 +274,53 @@ test('compare section: a row per output with the figures of its kind, detection 
       skipped: ['bad.jpg'],
       simulate: true,
       outputs: [
-        { name: 'seg', quantizedName: 'seg', kind: 'segment', sqnrDb: 21.25, cosine: 0.99123, maxAbsError: 0.5, segment: { pixelAgreement: 0.955, meanIou: 0.8, classIou: { 0: 0.9, 3: 0.7 } } },
-        { name: 'cls', quantizedName: 'cls', kind: 'classify', sqnrDb: null, cosine: 1, maxAbsError: 0, classify: { top1Agreement: 1, labelled: 0, labelOffset: 0 } },
+        {
+          name: 'seg',
+          quantizedName: 'seg',
+          kind: 'segment',
+          sqnrDb: 21.25,
+          cosine: 0.99123,
+          maxAbsError: 0.5,
+          segment: { pixelAgreement: 0.955, meanIou: 0.8, classIou: { 0: 0.9, 3: 0.7 } },
+        },
+        {
+          name: 'cls',
+          quantizedName: 'cls',
+          kind: 'classify',
+          sqnrDb: null,
+          cosine: 1,
+          maxAbsError: 0,
+          classify: { top1Agreement: 1, labelled: 0, labelOffset: 0 },
+        },
         { name: 'boxes', quantizedName: 'boxes', kind: 'detect' },
       ],
-      detection: { scoreThreshold: 0.3, iouThreshold: 0.5, precision: 0.9, recall: 0.75, matched: 9, floatDetections: 12, quantizedDetections: 10, source: 'postprocess', outputs: ['boxes'] },
+      detection: {
+        scoreThreshold: 0.3,
+        iouThreshold: 0.5,
+        precision: 0.9,
+        recall: 0.75,
+        matched: 9,
+        floatDetections: 12,
+        quantizedDetections: 10,
+        source: 'postprocess',
+        outputs: ['boxes'],
+      },
     },
   };
   const html = renderReportHtml(report);
   assert.deepEqual(sectionIds(html), ['summary', 'compare', 'sqnr', 'wess', 'layers', 'activations']);
   assert.match(html, /same 40 images of <code>data\/&#60;faces&#62;<\/code>.*1 unreadable image\(s\) skipped/);
-  assert.match(html, /<td><code>seg<\/code><\/td><td>segment<\/td><td class="n">21\.3<\/td><td class="n">0\.9912<\/td><td class="n">0\.5<\/td><td>pixel agreement 95\.5%, mean IoU 80\.0% over 2 classes<\/td>/);
-  assert.match(html, /<td><code>cls<\/code><\/td><td>classify<\/td><td class="n">∞<\/td><td class="n">1\.0000<\/td><td class="n">0<\/td><td>top-1 agreement 100\.0%<\/td>/);
+  assert.match(
+    html,
+    /<td><code>seg<\/code><\/td><td>segment<\/td><td class="n">21\.3<\/td><td class="n">0\.9912<\/td><td class="n">0\.5<\/td><td>pixel agreement 95\.5%, mean IoU 80\.0% over 2 classes<\/td>/,
+  );
+  assert.match(
+    html,
+    /<td><code>cls<\/code><\/td><td>classify<\/td><td class="n">∞<\/td><td class="n">1\.0000<\/td><td class="n">0<\/td><td>top-1 agreement 100\.0%<\/td>/,
+  );
   assert.match(html, /<td><code>boxes<\/code><\/td><td>detect<\/td><td class="n">–<\/td>/);
-  assert.match(html, /Precision <b>90\.0%<\/b>, recall <b>75\.0%<\/b>: 9 of the quantized model's 10 detections match one of the float model's 12/);
+  assert.match(
+    html,
+    /Precision <b>90\.0%<\/b>, recall <b>75\.0%<\/b>: 9 of the quantized model's 10 detections match one of the float model's 12/,
+  );
 });

@@ -50,11 +50,14 @@ test('a folder fingerprint follows names and sizes, not contents', () =>
   }));
 
 test('an input that cannot be read is a QuantflowError naming it', () => {
-  assert.throws(() => runManifest({ options: {}, inputs: ['/no/such/model.onnx'] }), (e: unknown) => {
-    assert.ok(e instanceof QuantflowError);
-    assert.match(e.message, /^\/no\/such\/model\.onnx: cannot read input to fingerprint it \(ENOENT\)$/);
-    return true;
-  });
+  assert.throws(
+    () => runManifest({ options: {}, inputs: ['/no/such/model.onnx'] }),
+    (e: unknown) => {
+      assert.ok(e instanceof QuantflowError);
+      assert.match(e.message, /^\/no\/such\/model\.onnx: cannot read input to fingerprint it \(ENOENT\)$/);
+      return true;
+    },
+  );
 });
 
 test('PassLog records what in-place and model-returning passes change', async () => {

@@ -49,7 +49,16 @@ function fullReport(): { report: QuantizeReportJson; extras: ReportExtras } {
     layers,
     activations: { input: { scale: 0.0078, zeroPoint: 127, qmin: 0, qmax: 255 } },
     accuracy: { float: { data: 'val', n: 650, top1: 0.785, top5: 0.955 }, quantized: { data: 'val', n: 650, top1: 0.755, top5: 0.932 } },
-    passes: [{ pass: 'fold-batchnorm', seconds: 0.01, nodes: { before: 6, after: 5 }, parameters: { before: 145, after: 129 }, opDelta: { BatchNormalization: -1 }, initializers: { added: 2, removed: 6, changed: 0 } }],
+    passes: [
+      {
+        pass: 'fold-batchnorm',
+        seconds: 0.01,
+        nodes: { before: 6, after: 5 },
+        parameters: { before: 145, after: 129 },
+        opDelta: { BatchNormalization: -1 },
+        initializers: { added: 2, removed: 6, changed: 0 },
+      },
+    ],
     qft: {
       options: { epochs: 2, batch: 16, lrWeights: 0.001 },
       steps: 32,
@@ -93,7 +102,16 @@ function tseReport(): TseReportJson {
       tiles: '7-row tiles',
       images: 16,
       preset: 'inception',
-      blocks: geometry.map((g, i) => ({ block: g.block, channels: g.channels, height: g.height, width: g.width, tile: g.tile, grid: [i ? 1 : 8, 1] as [number, number], toGlobal: 0.97, neighbours: i ? null : 0.95 })),
+      blocks: geometry.map((g, i) => ({
+        block: g.block,
+        channels: g.channels,
+        height: g.height,
+        width: g.width,
+        tile: g.tile,
+        grid: [i ? 1 : 8, 1] as [number, number],
+        toGlobal: 0.97,
+        neighbours: i ? null : 0.95,
+      })),
     },
     manifest: runManifest({ options: { tiles: { tileRows: 7 } }, inputs: [] }),
   };
@@ -147,7 +165,13 @@ async function renderInChromium(html: string): Promise<{ probe: Probe; stderr: s
     );
     const json = /<pre id="probe">([^<]*)<\/pre>/.exec(stdout)?.[1];
     assert.ok(json, 'the probe ran (JavaScript executed after the page loaded)');
-    const probe = JSON.parse(json.replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&')) as Probe;
+    const probe = JSON.parse(
+      json
+        .replace(/&quot;/g, '"')
+        .replace(/&lt;/g, '<')
+        .replace(/&gt;/g, '>')
+        .replace(/&amp;/g, '&'),
+    ) as Probe;
     return { probe, stderr };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -162,7 +186,11 @@ function assertClean({ probe, stderr }: { probe: Probe; stderr: string }): void 
     assert.ok(c.width > 0 && c.height > 0, `${c.label}: laid out (${c.width}x${c.height})`);
     assert.ok(c.marks > 0, `${c.label}: has visible marks`);
   }
-  assert.deepEqual(stderr.split('\n').filter((l) => /CONSOLE/.test(l)), [], 'no console output');
+  assert.deepEqual(
+    stderr.split('\n').filter((l) => /CONSOLE/.test(l)),
+    [],
+    'no console output',
+  );
 }
 
 test('the quantization report renders in headless Chromium: charts drawn, no errors', { skip: SKIP }, async () => {
@@ -184,5 +212,8 @@ test('the TSE report renders in headless Chromium: buffering chart drawn, no err
   const rendered = await renderInChromium(renderReportHtml(report));
   assert.deepEqual(rendered.probe.sections, ['summary', 'buffers', 'similarity', 'manifest']);
   assertClean(rendered);
-  assert.deepEqual(rendered.probe.charts.map((c) => [c.label, c.marks]), [['elements buffered per SE block', 2 * report.buffers.blocks.length]]);
+  assert.deepEqual(
+    rendered.probe.charts.map((c) => [c.label, c.marks]),
+    [['elements buffered per SE block', 2 * report.buffers.blocks.length]],
+  );
 });

@@ -44,7 +44,9 @@ function seNet(): Model {
     return `${k}_y`;
   };
   g.initializers.set('down', randomTensor([2 * C, C, 3, 3], 5));
-  g.nodes.push(makeNode('Conv', [block('x', C, 'avg', 'se1'), 'down'], ['d'], { strides: attr.ints([2, 2]), pads: attr.ints([1, 1, 1, 1]) }));
+  g.nodes.push(
+    makeNode('Conv', [block('x', C, 'avg', 'se1'), 'down'], ['d'], { strides: attr.ints([2, 2]), pads: attr.ints([1, 1, 1, 1]) }),
+  );
   g.nodes.push(makeNode('Identity', [block(block('d', 2 * C, 'avg', 'se2'), 2 * C, 'max', 'maxed')], ['y']));
   return { graph: g, opset: 17, producerName: 'test', metadata: {} };
 }
@@ -82,8 +84,17 @@ test('tseReport: the blocks as detected, their buffering, the near miss', () => 
     { block: 'se1/mul', squeeze: 'GlobalAveragePool', excitation: ['Conv'], gate: 'sigmoid' },
     { block: 'se2/mul', squeeze: 'GlobalAveragePool', excitation: ['Conv'], gate: 'sigmoid' },
   ]);
-  assert.deepEqual(r.buffers.blocks.map((b) => [b.block, b.se, b.tse]), [['se1/mul', 4 * 8 * 6, 4 * 2 * 6], ['se2/mul', 8 * 4 * 3, 8 * 2 * 3]]);
-  assert.deepEqual(r.nearMisses.map((m) => m.node), ['maxed/mul']);
+  assert.deepEqual(
+    r.buffers.blocks.map((b) => [b.block, b.se, b.tse]),
+    [
+      ['se1/mul', 4 * 8 * 6, 4 * 2 * 6],
+      ['se2/mul', 8 * 4 * 3, 8 * 2 * 3],
+    ],
+  );
+  assert.deepEqual(
+    r.nearMisses.map((m) => m.node),
+    ['maxed/mul'],
+  );
 });
 
 test('a TSE report shows summary, buffering, gate similarity and manifest, and no quantization section', () => {
@@ -95,7 +106,10 @@ test('a TSE report shows summary, buffering, gate similarity and manifest, and n
   assert.match(summary, /<dt>input<\/dt><dd>\[N, 4, 8, 6\]/);
   assert.match(summary, /2 found, 2 tiled/);
   assert.match(summary, /SE 288 → TSE 96 elements \(−66\.7%\)/);
-  assert.match(summary, /<dt>near misses<\/dt><dd>1, listed below[\s\S]*<code>maxed\/mul<\/code><\/td><td>&#39;maxed_s&#39; squeezes by GlobalMaxPool/);
+  assert.match(
+    summary,
+    /<dt>near misses<\/dt><dd>1, listed below[\s\S]*<code>maxed\/mul<\/code><\/td><td>&#39;maxed_s&#39; squeezes by GlobalMaxPool/,
+  );
   const buffers = section(html, 'buffers');
   assert.equal(buffers.match(/<svg/g)?.length, 1);
   assert.equal(buffers.match(/<rect class="bar"/g)?.length, 4, 'an SE and a TSE bar per block');
@@ -120,7 +134,10 @@ test('readReportJson refuses a TSE report with one line', () => {
   const dir = mkdtempSync(join(tmpdir(), 'report-tse-'));
   try {
     writeFileSync(join(dir, 'report.json'), JSON.stringify(sampleTseReport()));
-    assert.throws(() => readReportJson(join(dir, 'report.json')), (e: unknown) => e instanceof QuantflowError && /a TSE report .*not a report\.json of quantflow quantize$/.test(e.message));
+    assert.throws(
+      () => readReportJson(join(dir, 'report.json')),
+      (e: unknown) => e instanceof QuantflowError && /a TSE report .*not a report\.json of quantflow quantize$/.test(e.message),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -147,7 +164,14 @@ test('CLI: tse writes its report beside the model or into --report; diff refuses
     assert.equal(json.output, join(dir, 'se-tse.onnx'));
     assert.equal(json.buffers.tse, 96);
     assert.deepEqual(Object.keys(json.manifest.inputHashes), [model]);
-    assert.deepEqual(json.manifest.options, { tiles: { tileRows: 2 }, inputSize: null, analyze: false, limit: null, preprocess: null, skipBadImages: false });
+    assert.deepEqual(json.manifest.options, {
+      tiles: { tileRows: 2 },
+      inputSize: null,
+      analyze: false,
+      limit: null,
+      preprocess: null,
+      skipBadImages: false,
+    });
     const html = readFileSync(join(dir, 'se-tse.report.html'), 'utf8');
     assert.deepEqual(sectionIds(html), ['summary', 'buffers', 'passes', 'manifest']);
 
@@ -156,14 +180,22 @@ test('CLI: tse writes its report beside the model or into --report; diff refuses
 
     const refused = await failure(cli('diff', join(dir, 'se-tse.report.json'), join(dir, 'se-tse.report.json')));
     assert.equal(refused.code, 2);
-    assert.match(refused.stderr, /^quantflow: .*se-tse\.report\.json: a TSE report \(of quantflow tse or buffers\), not a report\.json of quantflow quantize\n$/);
+    assert.match(
+      refused.stderr,
+      /^quantflow: .*se-tse\.report\.json: a TSE report \(of quantflow tse or buffers\), not a report\.json of quantflow quantize\n$/,
+    );
 
     // A file where the report folder should be: the model is written first, then removed.
     writeFileSync(join(dir, 'blocked'), '');
-    const failed = await failure(cli('tse', model, '-o', join(dir, 'no.onnx'), '--json', join(dir, 'no.json'), '--report', join(dir, 'blocked')));
+    const failed = await failure(
+      cli('tse', model, '-o', join(dir, 'no.onnx'), '--json', join(dir, 'no.json'), '--report', join(dir, 'blocked')),
+    );
     assert.notEqual(failed.code, 0);
     assert.ok(!existsSync(join(dir, 'no.onnx')) && !existsSync(join(dir, 'no.json')));
-    assert.deepEqual(readdirSync(dir).filter((f) => /^no\.|report\.json\.tmp/.test(f)), []);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => /^no\.|report\.json\.tmp/.test(f)),
+      [],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -20,24 +20,14 @@ function model(inputs: Inputs, initializers: Record<string, TensorData>, nodes: 
   return { graph: g, opset, producerName: 'test', metadata: {} };
 }
 
-function infer(
-  inputs: Inputs,
-  initializers: Record<string, TensorData>,
-  nodes: Node[],
-  opset = 17,
-): Map<string, ValueInfo> {
+function infer(inputs: Inputs, initializers: Record<string, TensorData>, nodes: Node[], opset = 17): Map<string, ValueInfo> {
   const m = model(inputs, initializers, nodes, opset);
   inferShapes(m);
   return m.graph.valueInfo;
 }
 
 /** Shape of the first output of the last node. */
-function shapeOf(
-  inputs: Inputs,
-  initializers: Record<string, TensorData>,
-  nodes: Node[],
-  opset = 17,
-): Dim[] | undefined {
+function shapeOf(inputs: Inputs, initializers: Record<string, TensorData>, nodes: Node[], opset = 17): Dim[] | undefined {
   return infer(inputs, initializers, nodes, opset).get(nodes[nodes.length - 1].outputs[0])?.shape;
 }
 
@@ -60,11 +50,7 @@ test('Conv: stride 2 with pads, asymmetric pads, dilation', () => {
   );
   // (10 + 0 + 1 - 3) / 2 + 1 = 5 rows; (12 + 0 + 0 - 3) / 2 + 1 = 5 (floored) columns.
   assert.deepEqual(
-    shapeOf(
-      { x: [1, 3, 10, 12] },
-      { w: floatTensor([8, 3, 3, 3]) },
-      conv({ strides: attr.ints([2, 2]), pads: attr.ints([0, 0, 1, 0]) }),
-    ),
+    shapeOf({ x: [1, 3, 10, 12] }, { w: floatTensor([8, 3, 3, 3]) }, conv({ strides: attr.ints([2, 2]), pads: attr.ints([0, 0, 1, 0]) })),
     [1, 8, 5, 5],
   );
   // Dilation 2 turns a 3-tap kernel into a 5-wide window: 10 - 5 + 1 = 6.
@@ -79,9 +65,7 @@ test('Conv: stride 2 with pads, asymmetric pads, dilation', () => {
 test('Conv auto_pad on an odd input: SAME_UPPER, SAME_LOWER, VALID', () => {
   const w = { w: floatTensor([4, 3, 3, 3]) };
   const withPad = (autoPad: string) =>
-    shapeOf({ x: [1, 3, 7, 7] }, w, [
-      makeNode('Conv', ['x', 'w'], ['y'], { auto_pad: attr.string(autoPad), strides: attr.ints([2, 2]) }),
-    ]);
+    shapeOf({ x: [1, 3, 7, 7] }, w, [makeNode('Conv', ['x', 'w'], ['y'], { auto_pad: attr.string(autoPad), strides: attr.ints([2, 2]) })]);
   assert.deepEqual(withPad('SAME_UPPER'), [1, 4, 4, 4]);
   assert.deepEqual(withPad('SAME_LOWER'), [1, 4, 4, 4]);
   assert.deepEqual(withPad('VALID'), [1, 4, 3, 3]);
@@ -115,10 +99,7 @@ test('ConvTranspose: stride, pads, group, output_padding, output_shape', () => {
     [1, 4, 8, 9],
   );
   assert.deepEqual(ct(floatTensor([8, 4, 3, 3]), { output_shape: attr.ints([9, 9]) }), [1, 4, 9, 9]);
-  assert.deepEqual(
-    ct(floatTensor([8, 4, 3, 3]), { auto_pad: attr.string('SAME_UPPER'), strides: attr.ints([2, 2]) }),
-    [1, 4, 8, 8],
-  );
+  assert.deepEqual(ct(floatTensor([8, 4, 3, 3]), { auto_pad: attr.string('SAME_UPPER'), strides: attr.ints([2, 2]) }), [1, 4, 8, 8]);
 });
 
 test('Gemm with transA / transB and MatMul with broadcast batch dims', () => {
@@ -129,9 +110,7 @@ test('Gemm with transA / transB and MatMul with broadcast batch dims', () => {
     ['N', 10],
   );
   assert.deepEqual(
-    shapeOf({ a: [512, 2] }, { b: floatTensor([512, 10]) }, [
-      makeNode('Gemm', ['a', 'b'], ['y'], { transA: attr.int(1) }),
-    ]),
+    shapeOf({ a: [512, 2] }, { b: floatTensor([512, 10]) }, [makeNode('Gemm', ['a', 'b'], ['y'], { transA: attr.int(1) })]),
     [2, 10],
   );
   const mm = (a: Dim[], b: Dim[]) => shapeOf({ a, b }, {}, [makeNode('MatMul', ['a', 'b'], ['y'])]);
@@ -167,12 +146,7 @@ test('unary ops keep shape; Cast, Softmax, Clip, Identity', () => {
     assert.deepEqual(shapeOf({ x }, {}, [makeNode(op, ['x'], ['y'])]), x, op);
   assert.deepEqual(shapeOf({ x }, {}, [makeNode('LeakyRelu', ['x'], ['y'], { alpha: attr.float(0.1) })]), x);
   assert.deepEqual(shapeOf({ x }, {}, [makeNode('HardSigmoid', ['x'], ['y'], { alpha: attr.float(0.2) })]), x);
-  assert.deepEqual(
-    shapeOf({ x }, { lo: floatTensor([], [0]), hi: floatTensor([], [6]) }, [
-      makeNode('Clip', ['x', 'lo', 'hi'], ['y']),
-    ]),
-    x,
-  );
+  assert.deepEqual(shapeOf({ x }, { lo: floatTensor([], [0]), hi: floatTensor([], [6]) }, [makeNode('Clip', ['x', 'lo', 'hi'], ['y'])]), x);
   assert.deepEqual(shapeOf({ x }, {}, [makeNode('Softmax', ['x'], ['y'], { axis: attr.int(1) })]), x);
   assert.deepEqual(shapeOf({ x }, {}, [makeNode('LogSoftmax', ['x'], ['y'])]), x);
   const cast = infer({ x }, {}, [makeNode('Cast', ['x'], ['y'], { to: attr.int(3) })]).get('y');
@@ -192,12 +166,7 @@ test('pools: ceil_mode, windows starting in the right padding, auto_pad, global 
     ceil_mode: attr.int(1),
   };
   assert.deepEqual(pool('AveragePool', [1, 8, 5], padded), [1, 8, 3]);
-  assert.deepEqual(pool('AveragePool', ['N', 8, 7, 7], { ...k3s2, auto_pad: attr.string('SAME_UPPER') }), [
-    'N',
-    8,
-    4,
-    4,
-  ]);
+  assert.deepEqual(pool('AveragePool', ['N', 8, 7, 7], { ...k3s2, auto_pad: attr.string('SAME_UPPER') }), ['N', 8, 4, 4]);
   assert.deepEqual(pool('GlobalAveragePool', ['N', 64, 7, 7], {}), ['N', 64, 1, 1]);
   assert.deepEqual(pool('GlobalMaxPool', ['N', 64, 7], {}), ['N', 64, 1]);
 
@@ -209,41 +178,17 @@ test('Reduce*: axes attribute before opset 18 (13 for ReduceSum), input after; k
   const x: Dim[] = ['N', 16, 7, 7];
   const hw = { axes: attr.ints([2, 3]) };
   assert.deepEqual(shapeOf({ x }, {}, [makeNode('ReduceMean', ['x'], ['y'], hw)], 13), ['N', 16, 1, 1]);
-  assert.deepEqual(shapeOf({ x }, {}, [makeNode('ReduceMax', ['x'], ['y'], { ...hw, keepdims: attr.int(0) })], 13), [
-    'N',
-    16,
-  ]);
+  assert.deepEqual(shapeOf({ x }, {}, [makeNode('ReduceMax', ['x'], ['y'], { ...hw, keepdims: attr.int(0) })], 13), ['N', 16]);
   assert.deepEqual(
-    shapeOf(
-      { x },
-      { axes: ints([-1, -2]) },
-      [makeNode('ReduceMean', ['x', 'axes'], ['y'], { keepdims: attr.int(0) })],
-      18,
-    ),
+    shapeOf({ x }, { axes: ints([-1, -2]) }, [makeNode('ReduceMean', ['x', 'axes'], ['y'], { keepdims: attr.int(0) })], 18),
     ['N', 16],
   );
-  assert.deepEqual(shapeOf({ x }, { axes: ints([1]) }, [makeNode('ReduceSum', ['x', 'axes'], ['y'])], 13), [
-    'N',
-    1,
-    7,
-    7,
-  ]);
+  assert.deepEqual(shapeOf({ x }, { axes: ints([1]) }, [makeNode('ReduceSum', ['x', 'axes'], ['y'])], 13), ['N', 1, 7, 7]);
   assert.deepEqual(shapeOf({ x }, {}, [makeNode('ReduceSum', ['x'], ['y'])], 13), [1, 1, 1, 1]);
-  assert.deepEqual(
-    shapeOf({ x }, {}, [makeNode('ReduceSum', ['x'], ['y'], { noop_with_empty_axes: attr.int(1) })], 13),
-    x,
-  );
+  assert.deepEqual(shapeOf({ x }, {}, [makeNode('ReduceSum', ['x'], ['y'], { noop_with_empty_axes: attr.int(1) })], 13), x);
   // Axes computed at run time: keepdims still fixes the rank, not the sizes.
-  assert.deepEqual(shapeOf({ x, axes: [1] }, {}, [makeNode('ReduceMean', ['x', 'axes'], ['y'])], 18), [
-    null,
-    null,
-    null,
-    null,
-  ]);
-  assert.equal(
-    shapeOf({ x, axes: [1] }, {}, [makeNode('ReduceMean', ['x', 'axes'], ['y'], { keepdims: attr.int(0) })], 18),
-    undefined,
-  );
+  assert.deepEqual(shapeOf({ x, axes: [1] }, {}, [makeNode('ReduceMean', ['x', 'axes'], ['y'])], 18), [null, null, null, null]);
+  assert.equal(shapeOf({ x, axes: [1] }, {}, [makeNode('ReduceMean', ['x', 'axes'], ['y'], { keepdims: attr.int(0) })], 18), undefined);
 });
 
 test('Reshape: 0 copies, -1 infers, symbols cancel, allowzero, shape computed in the graph', () => {
@@ -280,29 +225,21 @@ test('Flatten, Squeeze, Unsqueeze (attribute before 13, input after), Transpose'
   assert.deepEqual(shapeOf({ x: [2, 3, 4] }, {}, [makeNode('Flatten', ['x'], ['y'], { axis: attr.int(-1) })]), [6, 4]);
 
   const x: Dim[] = ['N', 512, 1, 1];
-  assert.deepEqual(shapeOf({ x }, {}, [makeNode('Squeeze', ['x'], ['y'], { axes: attr.ints([2, 3]) })], 11), [
-    'N',
-    512,
-  ]);
+  assert.deepEqual(shapeOf({ x }, {}, [makeNode('Squeeze', ['x'], ['y'], { axes: attr.ints([2, 3]) })], 11), ['N', 512]);
   assert.deepEqual(shapeOf({ x }, { a: ints([-1]) }, [makeNode('Squeeze', ['x', 'a'], ['y'])], 13), ['N', 512, 1]);
   assert.deepEqual(shapeOf({ x: [1, 512, 1] }, {}, [makeNode('Squeeze', ['x'], ['y'])], 13), [512]);
   assert.equal(shapeOf({ x }, {}, [makeNode('Squeeze', ['x'], ['y'])], 13), undefined, 'N might be 1');
 
-  assert.deepEqual(
-    shapeOf({ x: ['N', 8] }, {}, [makeNode('Unsqueeze', ['x'], ['y'], { axes: attr.ints([1, -1]) })], 11),
-    ['N', 1, 8, 1],
-  );
-  assert.deepEqual(shapeOf({ x: ['N', 8] }, { a: ints([0]) }, [makeNode('Unsqueeze', ['x', 'a'], ['y'])], 13), [
-    1,
-    'N',
-    8,
-  ]);
+  assert.deepEqual(shapeOf({ x: ['N', 8] }, {}, [makeNode('Unsqueeze', ['x'], ['y'], { axes: attr.ints([1, -1]) })], 11), ['N', 1, 8, 1]);
+  assert.deepEqual(shapeOf({ x: ['N', 8] }, { a: ints([0]) }, [makeNode('Unsqueeze', ['x', 'a'], ['y'])], 13), [1, 'N', 8]);
 
   assert.deepEqual(shapeOf({ x: ['N', 3, 4] }, {}, [makeNode('Transpose', ['x'], ['y'])]), [4, 3, 'N']);
-  assert.deepEqual(
-    shapeOf({ x: ['N', 3, 4, 5] }, {}, [makeNode('Transpose', ['x'], ['y'], { perm: attr.ints([0, 2, 3, 1]) })]),
-    ['N', 4, 5, 3],
-  );
+  assert.deepEqual(shapeOf({ x: ['N', 3, 4, 5] }, {}, [makeNode('Transpose', ['x'], ['y'], { perm: attr.ints([0, 2, 3, 1]) })]), [
+    'N',
+    4,
+    5,
+    3,
+  ]);
 });
 
 test('Concat sums the axis and unifies the others; Pad via attribute and input', () => {
@@ -312,30 +249,19 @@ test('Concat sums the axis and unifies the others; Pad via attribute and input',
     ]),
     ['N', 9, 8, 8],
   );
+  assert.deepEqual(shapeOf({ a: [2, 'C'], b: [3, 'C'] }, {}, [makeNode('Concat', ['a', 'b'], ['y'], { axis: attr.int(0) })]), [5, 'C']);
+  assert.deepEqual(shapeOf({ x: ['N', 3, 8, 8] }, { p: ints([0, 0, 1, 2, 0, 0, 3, 4]) }, [makeNode('Pad', ['x', 'p'], ['y'])], 11), [
+    'N',
+    3,
+    12,
+    14,
+  ]);
   assert.deepEqual(
-    shapeOf({ a: [2, 'C'], b: [3, 'C'] }, {}, [makeNode('Concat', ['a', 'b'], ['y'], { axis: attr.int(0) })]),
-    [5, 'C'],
-  );
-  assert.deepEqual(
-    shapeOf({ x: ['N', 3, 8, 8] }, { p: ints([0, 0, 1, 2, 0, 0, 3, 4]) }, [makeNode('Pad', ['x', 'p'], ['y'])], 11),
-    ['N', 3, 12, 14],
-  );
-  assert.deepEqual(
-    shapeOf(
-      { x: ['N', 3, 8, 8] },
-      {},
-      [makeNode('Pad', ['x'], ['y'], { pads: attr.ints([0, 0, 1, 1, 0, 0, -1, -1]) })],
-      10,
-    ),
+    shapeOf({ x: ['N', 3, 8, 8] }, {}, [makeNode('Pad', ['x'], ['y'], { pads: attr.ints([0, 0, 1, 1, 0, 0, -1, -1]) })], 10),
     ['N', 3, 8, 8],
   );
   assert.deepEqual(
-    shapeOf(
-      { x: [1, 3, 8, 8] },
-      { p: ints([2, 2]), axes: ints([-1]) },
-      [makeNode('Pad', ['x', 'p', '', 'axes'], ['y'])],
-      18,
-    ),
+    shapeOf({ x: [1, 3, 8, 8] }, { p: ints([2, 2]), axes: ints([-1]) }, [makeNode('Pad', ['x', 'p', '', 'axes'], ['y'])], 18),
     [1, 3, 8, 12],
   );
 });
@@ -343,9 +269,7 @@ test('Concat sums the axis and unifies the others; Pad via attribute and input',
 test('BatchNormalization, Dropout, QuantizeLinear / DequantizeLinear', () => {
   const c = floatTensor([16]);
   assert.deepEqual(
-    shapeOf({ x: ['N', 16, 7, 7] }, { s: c, b: c, m: c, v: c }, [
-      makeNode('BatchNormalization', ['x', 's', 'b', 'm', 'v'], ['y']),
-    ]),
+    shapeOf({ x: ['N', 16, 7, 7] }, { s: c, b: c, m: c, v: c }, [makeNode('BatchNormalization', ['x', 's', 'b', 'm', 'v'], ['y'])]),
     ['N', 16, 7, 7],
   );
   const drop = infer({ x: ['N', 10] }, {}, [makeNode('Dropout', ['x'], ['y', 'mask'])]);
@@ -368,10 +292,12 @@ test('BatchNormalization, Dropout, QuantizeLinear / DequantizeLinear', () => {
 
 test('Resize and Upsample by scales or sizes', () => {
   const x: Dim[] = ['N', 8, 10, 15];
-  assert.deepEqual(
-    shapeOf({ x }, { scales: floatTensor([4], [1, 1, 2, 2]) }, [makeNode('Resize', ['x', '', 'scales'], ['y'])], 13),
-    ['N', 8, 20, 30],
-  );
+  assert.deepEqual(shapeOf({ x }, { scales: floatTensor([4], [1, 1, 2, 2]) }, [makeNode('Resize', ['x', '', 'scales'], ['y'])], 13), [
+    'N',
+    8,
+    20,
+    30,
+  ]);
   // Opset 11 requires roi and scales; empty scales mean "use sizes".
   assert.deepEqual(
     shapeOf(
@@ -391,16 +317,8 @@ test('Resize and Upsample by scales or sizes', () => {
     ),
     ['N', 8, 5, 7],
   );
-  assert.deepEqual(
-    shapeOf({ x }, { s: floatTensor([4], [1, 1, 2, 2]) }, [makeNode('Upsample', ['x', 's'], ['y'])], 9),
-    ['N', 8, 20, 30],
-  );
-  assert.deepEqual(shapeOf({ x }, {}, [makeNode('Upsample', ['x'], ['y'], { scales: attr.floats([1, 1, 3, 3]) })], 8), [
-    'N',
-    8,
-    30,
-    45,
-  ]);
+  assert.deepEqual(shapeOf({ x }, { s: floatTensor([4], [1, 1, 2, 2]) }, [makeNode('Upsample', ['x', 's'], ['y'])], 9), ['N', 8, 20, 30]);
+  assert.deepEqual(shapeOf({ x }, {}, [makeNode('Upsample', ['x'], ['y'], { scales: attr.floats([1, 1, 3, 3]) })], 8), ['N', 8, 30, 45]);
 });
 
 test('Shape, Gather, Slice with initializer bounds (and attributes before opset 10)', () => {
@@ -437,11 +355,7 @@ test('Shape, Gather, Slice with initializer bounds (and attributes before opset 
     makeNode('Sub', ['h', 'two'], ['end']),
     makeNode('Slice', ['x', 'zero', 'end', 'two'], ['y']),
   ];
-  assert.deepEqual(shapeOf({ x: ['N', 3, 10] }, { zero: ints([0]), two: ints([2]), three: ints([3]) }, nodes), [
-    'N',
-    3,
-    8,
-  ]);
+  assert.deepEqual(shapeOf({ x: ['N', 3, 10] }, { zero: ints([0]), two: ints([2]), three: ints([3]) }, nodes), ['N', 3, 8]);
 });
 
 test('Constant values feed shape operands', () => {
@@ -480,10 +394,7 @@ test('Split: equal parts, split sizes from an input, num_outputs with a smaller 
       ['N', 12, 2],
     ],
   );
-  assert.deepEqual(
-    shapeOf({ x: [6, 2] }, {}, [makeNode('Split', ['x'], ['a', 'b'], { split: attr.ints([1, 5]) })], 11),
-    [1, 2],
-  );
+  assert.deepEqual(shapeOf({ x: [6, 2] }, {}, [makeNode('Split', ['x'], ['a', 'b'], { split: attr.ints([1, 5]) })], 11), [1, 2]);
 });
 
 test('symbolic batch flows through a small CNN', () => {
@@ -538,14 +449,11 @@ test('inferShapes replaces stale valueInfo and leaves graph inputs alone', () =>
 });
 
 test('inferShapes throws a QuantflowError naming the node on a proven mismatch', () => {
-  const m = model({ x: [1, 3, 8, 8] }, { w: floatTensor([8, 4, 3, 3]) }, [
-    makeNode('Conv', ['x', 'w'], ['y'], {}, 'conv1'),
-  ]);
+  const m = model({ x: [1, 3, 8, 8] }, { w: floatTensor([8, 4, 3, 3]) }, [makeNode('Conv', ['x', 'w'], ['y'], {}, 'conv1')]);
   assert.throws(
     () => inferShapes(m),
     (e: unknown) =>
-      e instanceof QuantflowError &&
-      e.message.startsWith("node 'conv1' (Conv): input has 3 channels but weight [8, 4, 3, 3]"),
+      e instanceof QuantflowError && e.message.startsWith("node 'conv1' (Conv): input has 3 channels but weight [8, 4, 3, 3]"),
   );
   const unsorted = model({ x: [1] }, {}, [makeNode('Relu', ['y'], ['z'], {}, 'late'), makeNode('Relu', ['x'], ['y'])]);
   assert.throws(() => inferShapes(unsorted), /node 'late' \(Relu\): input 'y' is not produced before this node/);

@@ -79,8 +79,7 @@ export interface TensorSpec {
 }
 
 type Field =
-  | { slot: number; kind: 'int8' | 'int32' | 'bool' | 'float32'; value: number }
-  | { slot: number; kind: 'int32s'; value: number[] };
+  { slot: number; kind: 'int8' | 'int32' | 'bool' | 'float32'; value: number } | { slot: number; kind: 'int32s'; value: number[] };
 
 /** A builtin options table: its BuiltinOptions union type and fields. */
 export interface OptionsSpec {
@@ -146,11 +145,17 @@ export const options = {
   squeeze: (dims: number[]) => ({ type: 30, fields: [{ slot: 0, kind: 'int32s', value: dims } as Field] }),
   resizeBilinear: (o: { alignCorners?: boolean; halfPixel?: boolean }) => ({
     type: 15,
-    fields: [{ slot: 2, kind: 'bool', value: o.alignCorners ? 1 : 0 } as Field, { slot: 3, kind: 'bool', value: o.halfPixel ? 1 : 0 } as Field],
+    fields: [
+      { slot: 2, kind: 'bool', value: o.alignCorners ? 1 : 0 } as Field,
+      { slot: 3, kind: 'bool', value: o.halfPixel ? 1 : 0 } as Field,
+    ],
   }),
   resizeNearest: (o: { alignCorners?: boolean; halfPixel?: boolean }) => ({
     type: 74,
-    fields: [{ slot: 0, kind: 'bool', value: o.alignCorners ? 1 : 0 } as Field, { slot: 1, kind: 'bool', value: o.halfPixel ? 1 : 0 } as Field],
+    fields: [
+      { slot: 0, kind: 'bool', value: o.alignCorners ? 1 : 0 } as Field,
+      { slot: 1, kind: 'bool', value: o.halfPixel ? 1 : 0 } as Field,
+    ],
   }),
   blockSize: (type: 19 | 94, size: number) => ({ type, fields: [int32(0, size)] }),
   gather: (axis: number) => ({ type: 23, fields: [int32(0, axis)] }),

@@ -46,9 +46,7 @@ async function run(bytes: Uint8Array, dims: number[], data: ArrayLike<number>): 
 
 function assertClose(actual: number[], expected: number[], tolerance = 1e-5): void {
   assert.equal(actual.length, expected.length, `got [${actual}], expected [${expected}]`);
-  actual.forEach((a, i) =>
-    assert.ok(Math.abs(a - expected[i]!) <= tolerance, `element ${i}: got [${actual}], expected [${expected}]`),
-  );
+  actual.forEach((a, i) => assert.ok(Math.abs(a - expected[i]!) <= tolerance, `element ${i}: got [${actual}], expected [${expected}]`));
 }
 
 /** Value info on every intermediate, graph shapes with a symbolic batch, no quantization ops. */
@@ -86,10 +84,16 @@ test('CONV_2D 2x2 VALID with two output channels and bias', async () => {
   const x = [1, 1, 2, 2, 3, 0, 4, 0, 5, 1, 6, 0, 7, 3, 8, 0, 9, 1];
   // Output 0 adds the diagonal of channel 0; output 1 sums channel 1 over the window (OHWI).
   const w = [1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0, 1];
-  const bytes = single(OP.CONV_2D, [1, 3, 3, 2], [1, 2, 2, 2], [
-    { shape: [2, 2, 2, 2], data: w },
-    { shape: [2], data: [0.5, -1] },
-  ], options.conv2d({ padding: VALID }));
+  const bytes = single(
+    OP.CONV_2D,
+    [1, 3, 3, 2],
+    [1, 2, 2, 2],
+    [
+      { shape: [2, 2, 2, 2], data: w },
+      { shape: [2], data: [0.5, -1] },
+    ],
+    options.conv2d({ padding: VALID }),
+  );
   const y = await run(bytes, [1, 3, 3, 2], x);
   assert.deepEqual(y.dims, [1, 2, 2, 2]);
   assertClose(y.data, [6.5, 3, 8.5, 2, 12.5, 3, 14.5, 1]);
@@ -97,8 +101,13 @@ test('CONV_2D 2x2 VALID with two output channels and bias', async () => {
 
 test('CONV_2D SAME with stride 2 pads the odd pixel at the end', async () => {
   const x = Array.from({ length: 16 }, (_, i) => i + 1);
-  const bytes = single(OP.CONV_2D, [1, 4, 4, 1], [1, 2, 2, 1], [{ shape: [1, 3, 3, 1], data: new Array(9).fill(1) }],
-    options.conv2d({ padding: SAME, stride: [2, 2] }));
+  const bytes = single(
+    OP.CONV_2D,
+    [1, 4, 4, 1],
+    [1, 2, 2, 1],
+    [{ shape: [1, 3, 3, 1], data: new Array(9).fill(1) }],
+    options.conv2d({ padding: SAME, stride: [2, 2] }),
+  );
   const y = await run(bytes, [1, 4, 4, 1], x);
   // Windows rows/cols {0,1,2} and {2,3,pad}: 1+2+3+5+6+7+9+10+11, 3+4+7+8+11+12, 9+10+11+13+14+15, 11+12+15+16.
   assertClose(y.data, [54, 45, 72, 54]);
@@ -109,39 +118,54 @@ test('DEPTHWISE_CONV_2D with depth multiplier 2 orders outputs channel-major', a
   const x = [1, 10, 2, 20, 3, 30, 4, 40];
   // Output k = c*2 + m: k0 picks c0 top-left, k1 c0 bottom-right, k2 sums c1, k3 negates c1 top-right.
   const w = [1, 0, 1, 0, 0, 0, 1, -1, 0, 0, 1, 0, 0, 1, 1, 0];
-  const bytes = single(OP.DEPTHWISE_CONV_2D, [1, 2, 2, 2], [1, 1, 1, 4], [
-    { shape: [1, 2, 2, 4], data: w },
-    { shape: [4], data: [0, 0, 1, 0] },
-  ], options.depthwise({ multiplier: 2 }));
+  const bytes = single(
+    OP.DEPTHWISE_CONV_2D,
+    [1, 2, 2, 2],
+    [1, 1, 1, 4],
+    [
+      { shape: [1, 2, 2, 4], data: w },
+      { shape: [4], data: [0, 0, 1, 0] },
+    ],
+    options.depthwise({ multiplier: 2 }),
+  );
   const y = await run(bytes, [1, 2, 2, 2], x);
   assertClose(y.data, [1, 4, 101, -20]);
 });
 
 test('FULLY_CONNECTED runs on any batch size', async () => {
-  const bytes = single(OP.FULLY_CONNECTED, [1, 3], [1, 2], [
-    { shape: [2, 3], data: [1, 0, -1, 2, 1, 0] },
-    { shape: [2], data: [0.5, -0.5] },
-  ], options.fullyConnected());
+  const bytes = single(
+    OP.FULLY_CONNECTED,
+    [1, 3],
+    [1, 2],
+    [
+      { shape: [2, 3], data: [1, 0, -1, 2, 1, 0] },
+      { shape: [2], data: [0.5, -0.5] },
+    ],
+    options.fullyConnected(),
+  );
   const y = await run(bytes, [2, 3], [1, 2, 3, 0, 1, 0]);
   assert.deepEqual(y.dims, [2, 2]);
   assertClose(y.data, [-1.5, 3.5, 0.5, 0.5]);
 });
 
 test('FULLY_CONNECTED with fused RELU6 and no bias', async () => {
-  const bytes = single(OP.FULLY_CONNECTED, [1, 2], [1, 3], [{ shape: [3, 2], data: [-1, 0, 1, 1, 4, 0] }],
-    options.fullyConnected(ACT.RELU6));
+  const bytes = single(
+    OP.FULLY_CONNECTED,
+    [1, 2],
+    [1, 3],
+    [{ shape: [3, 2], data: [-1, 0, 1, 1, 4, 0] }],
+    options.fullyConnected(ACT.RELU6),
+  );
   assertClose((await run(bytes, [1, 2], [2, 1])).data, [0, 3, 6]);
 });
 
 test('FULLY_CONNECTED flattens a 4-D input in NHWC order', async () => {
-  const bytes = single(OP.FULLY_CONNECTED, [1, 1, 2, 2], [1, 1], [{ shape: [1, 4], data: [1, 10, 100, 1000] }],
-    options.fullyConnected());
+  const bytes = single(OP.FULLY_CONNECTED, [1, 1, 2, 2], [1, 1], [{ shape: [1, 4], data: [1, 10, 100, 1000] }], options.fullyConnected());
   assertClose((await run(bytes, [1, 1, 2, 2], [1, 2, 3, 4])).data, [4321]);
 });
 
 test('AVERAGE_POOL_2D SAME averages valid pixels only', async () => {
-  const bytes = single(OP.AVERAGE_POOL_2D, [1, 3, 3, 1], [1, 2, 2, 1], [],
-    options.pool({ padding: SAME, stride: [2, 2], filter: [2, 2] }));
+  const bytes = single(OP.AVERAGE_POOL_2D, [1, 3, 3, 1], [1, 2, 2, 1], [], options.pool({ padding: SAME, stride: [2, 2], filter: [2, 2] }));
   const y = await run(bytes, [1, 3, 3, 1], [1, 2, 3, 4, 5, 6, 7, 8, 9]);
   assertClose(y.data, [3, 4.5, 7.5, 9]);
 });
@@ -149,8 +173,7 @@ test('AVERAGE_POOL_2D SAME averages valid pixels only', async () => {
 test('MAX_POOL_2D VALID and SAME (padding never wins)', async () => {
   const valid = single(OP.MAX_POOL_2D, [1, 3, 3, 1], [1, 2, 2, 1], [], options.pool({ stride: [1, 1], filter: [2, 2] }));
   assertClose((await run(valid, [1, 3, 3, 1], [1, 2, 3, 4, 5, 6, 7, 8, 9])).data, [5, 6, 8, 9]);
-  const same = single(OP.MAX_POOL_2D, [1, 3, 3, 1], [1, 2, 2, 1], [],
-    options.pool({ padding: SAME, stride: [2, 2], filter: [2, 2] }));
+  const same = single(OP.MAX_POOL_2D, [1, 3, 3, 1], [1, 2, 2, 1], [], options.pool({ padding: SAME, stride: [2, 2], filter: [2, 2] }));
   assertClose((await run(same, [1, 3, 3, 1], [-1, -2, -3, -4, -5, -6, -7, -8, -9])).data, [-1, -3, -7, -9]);
 });
 
@@ -284,7 +307,12 @@ test('quantized uint8 conv: weights dequantized, QUANTIZE/DEQUANTIZE skipped, ou
 
   const model = importTflite(bytes, 'test.tflite');
   assert.deepEqual(JSON.parse(model.metadata['tflite.input']!), {
-    name: 'x', dtype: 'float32', scale: null, zeroPoint: null, realMin: null, realMax: null,
+    name: 'x',
+    dtype: 'float32',
+    scale: null,
+    zeroPoint: null,
+    realMin: null,
+    realMax: null,
   });
   const quant = JSON.parse(model.metadata['tflite.quantization']!);
   assert.deepEqual(quant.w, { scale: [0.5], zeroPoint: [128], axis: 0 });
@@ -300,9 +328,17 @@ test('uint8 input: real range in metadata; pools clamp only when the output rang
   const avg = b.activation('avg', [1, 1, 1, 1], quant, 'uint8');
   b.op(OP.AVERAGE_POOL_2D, [x], [avg], options.pool({ stride: [2, 2], filter: [2, 2] }));
   const model = importTflite(b.build([x], [avg]), 'test.tflite');
-  assert.deepEqual(model.graph.nodes.map((n) => n.opType), ['AveragePool']);
+  assert.deepEqual(
+    model.graph.nodes.map((n) => n.opType),
+    ['AveragePool'],
+  );
   assert.deepEqual(JSON.parse(model.metadata['tflite.input']!), {
-    name: 'image', dtype: 'uint8', scale: 0.5, zeroPoint: 10, realMin: -5, realMax: 122.5,
+    name: 'image',
+    dtype: 'uint8',
+    scale: 0.5,
+    zeroPoint: 10,
+    realMin: -5,
+    realMax: 122.5,
   });
 
   const c = new TfliteBuilder();
@@ -310,7 +346,10 @@ test('uint8 input: real range in metadata; pools clamp only when the output rang
   const max = c.activation('max', [1, 1, 1, 1], { scale: [0.1], zeroPoint: [0] }, 'uint8');
   c.op(OP.MAX_POOL_2D, [x2], [max], options.pool({ stride: [2, 2], filter: [2, 2] }));
   const bytes = c.build([x2], [max]);
-  assert.deepEqual(importTflite(bytes, 'test.tflite').graph.nodes.map((n) => n.opType), ['MaxPool', 'Clip']);
+  assert.deepEqual(
+    importTflite(bytes, 'test.tflite').graph.nodes.map((n) => n.opType),
+    ['MaxPool', 'Clip'],
+  );
   assertClose((await run(bytes, [1, 2, 2, 1], [-2, 3, 30, 1])).data, [25.5], 1e-4);
 });
 
@@ -346,7 +385,10 @@ test('a RELU whose quantized input is already non-negative vanishes (output copi
   const y = b.activation('y', [1, 2], q, 'uint8');
   b.op(OP.RELU, [x], [y]);
   const bytes = b.build([x], [y]);
-  assert.deepEqual(importTflite(bytes, 'test.tflite').graph.nodes.map((n) => n.opType), ['Identity']);
+  assert.deepEqual(
+    importTflite(bytes, 'test.tflite').graph.nodes.map((n) => n.opType),
+    ['Identity'],
+  );
   assertClose((await run(bytes, [1, 2], [1, 2])).data, [1, 2]);
 });
 
@@ -360,10 +402,16 @@ test('opcodes written only in the old byte field are read', async () => {
 });
 
 function conv(): Uint8Array {
-  return single(OP.CONV_2D, [1, 3, 3, 2], [1, 2, 2, 1], [
-    { shape: [1, 2, 2, 2], data: [1, 2, 3, 4, 5, 6, 7, 8] },
-    { shape: [1], data: [0.5] },
-  ], options.conv2d({}));
+  return single(
+    OP.CONV_2D,
+    [1, 3, 3, 2],
+    [1, 2, 2, 1],
+    [
+      { shape: [1, 2, 2, 2], data: [1, 2, 3, 4, 5, 6, 7, 8] },
+      { shape: [1], data: [0.5] },
+    ],
+    options.conv2d({}),
+  );
 }
 
 function importError(bytes: Uint8Array): string {
@@ -397,7 +445,10 @@ test('unsupported operators are named with their index', () => {
   const x3 = d.activation('x', [1, 2]);
   const y3 = d.activation('y', [1, 2]);
   d.custom('MyPostProcess', [x3], [y3]);
-  assert.match(importError(d.build([x3], [y3])), /custom operator "MyPostProcess" \(operator 0 of subgraph 0\); pass --cut-before MyPostProcess/);
+  assert.match(
+    importError(d.build([x3], [y3])),
+    /custom operator "MyPostProcess" \(operator 0 of subgraph 0\); pass --cut-before MyPostProcess/,
+  );
 });
 
 test('a file that is not TFLite is rejected by its identifier', () => {
@@ -436,8 +487,7 @@ test('bit flips anywhere give a model or a QuantflowError, never a crash', () =>
 });
 
 test('shape errors name the operator', () => {
-  const bytes = single(OP.CONV_2D, [1, 3, 3, 2], [1, 3, 3, 1], [{ shape: [1, 2, 2, 2], data: new Array(8).fill(1) }],
-    options.conv2d({}));
+  const bytes = single(OP.CONV_2D, [1, 3, 3, 2], [1, 3, 3, 1], [{ shape: [1, 2, 2, 2], data: new Array(8).fill(1) }], options.conv2d({}));
   assert.match(importError(bytes), /CONV_2D \(operator 0 of subgraph 0\): output is 3x3 but a 2x2 window with VALID padding/);
 });
 
@@ -457,7 +507,10 @@ for (const [file, classes] of REAL_MODELS) {
     const input = model.graph.inputs[0]!;
     const dims = input.shape!.map((d) => (typeof d === 'number' ? d : 2));
     assert.equal(dims[1], 3);
-    const data = randomFloats(dims.reduce((a, b) => a * b, 1), 7);
+    const data = randomFloats(
+      dims.reduce((a, b) => a * b, 1),
+      7,
+    );
     const out = await runModel(model, { [input.name]: { dataType: 'float32', dims, data } });
     const y = out[model.graph.outputs[0]!.name]!;
     assert.deepEqual(y.dims, [2, classes]);

@@ -56,7 +56,11 @@ async function runOp(
   model.graph.inputs.forEach((v, k) => {
     const dims = active[k]!.shape;
     const data = dims.length === 4 ? permuted(feeds[k]!, dims, true) : feeds[k]!;
-    feed[v.name] = { dataType: 'float32', dims: v.shape!.map((d, i) => (typeof d === 'number' ? d : dims[i === 0 ? 0 : i]!)), data: Float32Array.from(data) };
+    feed[v.name] = {
+      dataType: 'float32',
+      dims: v.shape!.map((d, i) => (typeof d === 'number' ? d : dims[i === 0 ? 0 : i]!)),
+      data: Float32Array.from(data),
+    };
   });
   const result = await runModel(model, feed);
   return model.graph.outputs.map((o) => {
@@ -88,7 +92,13 @@ test('RESIZE_BILINEAR 2x2 → 4x4: half_pixel_centers, align_corners and neither
     [{}, [0, 0.5, 1, 1]], // x/2, the last clamped
   ];
   for (const [o, w] of cases) {
-    const [y] = await runOp(OP.RESIZE_BILINEAR, [x4([1, 2, 2, 2]), ints('size', [2], [4, 4])], [y4([1, 4, 4, 2])], [x], options.resizeBilinear(o));
+    const [y] = await runOp(
+      OP.RESIZE_BILINEAR,
+      [x4([1, 2, 2, 2]), ints('size', [2], [4, 4])],
+      [y4([1, 4, 4, 2])],
+      [x],
+      options.resizeBilinear(o),
+    );
     assert.deepEqual(y!.dims, [1, 4, 4, 2]);
     close(y!.data, grid(w), 1e-4);
   }
@@ -105,7 +115,11 @@ test('RESIZE_BILINEAR on uint8 tensors clamps to the output quantized range', as
     options.resizeBilinear({}),
   );
   const w = [0, 0.5, 1, 1];
-  close(y!.data, w.flatMap((wy) => w.map((wx) => Math.min(8 * wy + 4 * wx, 5.1))), 1e-4);
+  close(
+    y!.data,
+    w.flatMap((wy) => w.map((wx) => Math.min(8 * wy + 4 * wx, 5.1))),
+    1e-4,
+  );
 });
 
 test('RESIZE_NEAREST_NEIGHBOR 3 → 5 columns in all three coordinate modes', async () => {
@@ -115,7 +129,13 @@ test('RESIZE_NEAREST_NEIGHBOR 3 → 5 columns in all three coordinate modes', as
     [{ alignCorners: true }, [10, 20, 20, 30, 30]], // round(x·0.5), halves up
   ];
   for (const [o, expected] of cases) {
-    const [y] = await runOp(OP.RESIZE_NEAREST_NEIGHBOR, [x4([1, 1, 3, 1]), ints('size', [2], [1, 5])], [y4([1, 1, 5, 1])], [[10, 20, 30]], options.resizeNearest(o));
+    const [y] = await runOp(
+      OP.RESIZE_NEAREST_NEIGHBOR,
+      [x4([1, 1, 3, 1]), ints('size', [2], [1, 5])],
+      [y4([1, 1, 5, 1])],
+      [[10, 20, 30]],
+      options.resizeNearest(o),
+    );
     close(y!.data, expected);
   }
 });
@@ -124,7 +144,12 @@ test('TRANSPOSE_CONV SAME stride 2 with bias: kernels stamped at 2·i, the overf
   // Input W = [1, 2]; channel 0 kernel [1, 10, 100], channel 1 [1, 1, 1]; pads 0 before, 1 after.
   const [y] = await runOp(
     OP.TRANSPOSE_CONV,
-    [ints('shape', [4], [1, 1, 4, 2]), { name: 'w', shape: [2, 1, 3, 1], data: [1, 10, 100, 1, 1, 1] }, x4([1, 1, 2, 1]), { name: 'b', shape: [2], data: [0.5, 0.5] }],
+    [
+      ints('shape', [4], [1, 1, 4, 2]),
+      { name: 'w', shape: [2, 1, 3, 1], data: [1, 10, 100, 1, 1, 1] },
+      x4([1, 1, 2, 1]),
+      { name: 'b', shape: [2], data: [0.5, 0.5] },
+    ],
     [y4([1, 1, 4, 2])],
     [[1, 2]],
     options.transposeConv(SAME, [1, 2]),
@@ -153,7 +178,10 @@ test('STRIDED_SLICE shrinks H and keeps W, C in NHWC order; an ellipsis covers t
     [iota(24)],
     options.stridedSlice({ begin: 0b01, end: 0b01, shrink: 0b10 }),
   );
-  close(y!.data, iota(12).map((i) => 12 + i));
+  close(
+    y!.data,
+    iota(12).map((i) => 12 + i),
+  );
   // x[..., 2]: the ellipsis spans N, H, W; the last axis shrinks.
   const [z] = await runOp(
     OP.STRIDED_SLICE,
@@ -162,29 +190,70 @@ test('STRIDED_SLICE shrinks H and keeps W, C in NHWC order; an ellipsis covers t
     [iota(24)],
     options.stridedSlice({ ellipsis: 0b01, shrink: 0b10 }),
   );
-  close(z!.data, iota(6).map((i) => i * 4 + 2));
+  close(
+    z!.data,
+    iota(6).map((i) => i * 4 + 2),
+  );
 });
 
 test('SPLIT on channels and SPLIT_V on W with a −1 size', async () => {
   const x = iota(8); // [1, 1, 2, 4]
-  const outs = await runOp(OP.SPLIT, [ints('axis', [], [-1]), x4([1, 1, 2, 4])], [y4([1, 1, 2, 2]), { name: 'y2', shape: [1, 1, 2, 2] }], [x], options.split(35, 2));
+  const outs = await runOp(
+    OP.SPLIT,
+    [ints('axis', [], [-1]), x4([1, 1, 2, 4])],
+    [y4([1, 1, 2, 2]), { name: 'y2', shape: [1, 1, 2, 2] }],
+    [x],
+    options.split(35, 2),
+  );
   close(outs[0]!.data, [0, 1, 4, 5]);
   close(outs[1]!.data, [2, 3, 6, 7]);
-  const v = await runOp(OP.SPLIT_V, [x4([1, 1, 3, 2]), ints('sizes', [2], [1, -1]), ints('axis', [], [2])], [y4([1, 1, 1, 2]), { name: 'y2', shape: [1, 1, 2, 2] }], [iota(6)], options.split(79, 2));
+  const v = await runOp(
+    OP.SPLIT_V,
+    [x4([1, 1, 3, 2]), ints('sizes', [2], [1, -1]), ints('axis', [], [2])],
+    [y4([1, 1, 1, 2]), { name: 'y2', shape: [1, 1, 2, 2] }],
+    [iota(6)],
+    options.split(79, 2),
+  );
   close(v[0]!.data, [0, 1]);
   close(v[1]!.data, [2, 3, 4, 5]);
 });
 
 test('PACK two [1, 2, 3] tensors on the last axis into NHWC [1, 2, 3, 2]; UNPACK channels', async () => {
-  const [y] = await runOp(OP.PACK, [{ name: 'x', shape: [1, 2, 3] }, { name: 'c', shape: [1, 2, 3], data: [10, 11, 12, 13, 14, 15] }], [y4([1, 2, 3, 2])], [iota(6)], options.pack(59, 2, 3));
-  close(y!.data, iota(6).flatMap((i) => [i, 10 + i]));
-  const parts = await runOp(OP.UNPACK, [x4([1, 2, 2, 3])], [0, 1, 2].map((k) => ({ name: `y${k}`, shape: [1, 2, 2] })), [iota(12)], options.pack(64, 3, 3));
-  parts.forEach((p, k) => close(p.data, [0, 1, 2, 3].map((i) => i * 3 + k)));
+  const [y] = await runOp(
+    OP.PACK,
+    [
+      { name: 'x', shape: [1, 2, 3] },
+      { name: 'c', shape: [1, 2, 3], data: [10, 11, 12, 13, 14, 15] },
+    ],
+    [y4([1, 2, 3, 2])],
+    [iota(6)],
+    options.pack(59, 2, 3),
+  );
+  close(
+    y!.data,
+    iota(6).flatMap((i) => [i, 10 + i]),
+  );
+  const parts = await runOp(
+    OP.UNPACK,
+    [x4([1, 2, 2, 3])],
+    [0, 1, 2].map((k) => ({ name: `y${k}`, shape: [1, 2, 2] })),
+    [iota(12)],
+    options.pack(64, 3, 3),
+  );
+  parts.forEach((p, k) =>
+    close(
+      p.data,
+      [0, 1, 2, 3].map((i) => i * 3 + k),
+    ),
+  );
 });
 
 test('TRANSPOSE of NHWC [1, 2, 3, 4] by [0, 2, 1, 3] swaps H and W', async () => {
   const [y] = await runOp(OP.TRANSPOSE, [x4([1, 2, 3, 4]), ints('perm', [4], [0, 2, 1, 3])], [y4([1, 3, 2, 4])], [iota(24)]);
-  close(y!.data, [0, 1, 2].flatMap((w) => [0, 1].flatMap((h) => [0, 1, 2, 3].map((c) => h * 12 + w * 4 + c))));
+  close(
+    y!.data,
+    [0, 1, 2].flatMap((w) => [0, 1].flatMap((h) => [0, 1, 2, 3].map((c) => h * 12 + w * 4 + c))),
+  );
 });
 
 test('GATHER channels of a 4-D map, and one row (H) dropping the axis', async () => {
@@ -215,7 +284,12 @@ test('ARG_MAX over channels (int64) and over H (int32), ARG_MIN, first index on 
 
 test('ARG_MAX on a uint8 map (segmentation head) keeps the dequantized order', async () => {
   const q = { scale: [0.25], zeroPoint: [100] };
-  const [y] = await runOp(OP.ARG_MAX, [{ name: 'x', shape: [1, 1, 2, 3], type: 'uint8', quant: q }, ints('axis', [], [3])], [y4([1, 1, 2], 'int64')], [[-1, 2, 0.5, 3, -4, 2.75]]);
+  const [y] = await runOp(
+    OP.ARG_MAX,
+    [{ name: 'x', shape: [1, 1, 2, 3], type: 'uint8', quant: q }, ints('axis', [], [3])],
+    [y4([1, 1, 2], 'int64')],
+    [[-1, 2, 0.5, 3, -4, 2.75]],
+  );
   close(y!.data, [1, 0]);
 });
 
@@ -247,7 +321,8 @@ test('LEAKY_RELU, PRELU per channel on NHWC, MAXIMUM and MINIMUM with a channel 
 });
 
 test('EXP, TANH, SQRT, RSQRT', async () => {
-  const one = (code: number, data: number[]) => runOp(code, [{ name: 'x', shape: [data.length] }], [{ name: 'y', shape: [data.length] }], [data]);
+  const one = (code: number, data: number[]) =>
+    runOp(code, [{ name: 'x', shape: [data.length] }], [{ name: 'y', shape: [data.length] }], [data]);
   close((await one(OP.EXP, [0, 1]))[0]!.data, [1, Math.E]);
   close((await one(OP.TANH, [0, 100]))[0]!.data, [0, 1]);
   close((await one(OP.SQRT, [4, 9]))[0]!.data, [2, 3]);
@@ -297,5 +372,8 @@ test('DeepLabV3 (uint8, RESIZE_BILINEAR, ARG_MAX) imports and runs to an int64 c
   const map = result[out.name]!;
   assert.deepEqual(map.dims, [1, 513, 513]);
   const classes = new Set(Array.from(map.data as BigInt64Array, Number));
-  assert.ok([...classes].every((c) => c >= 0 && c < 21), `classes ${[...classes]}`);
+  assert.ok(
+    [...classes].every((c) => c >= 0 && c < 21),
+    `classes ${[...classes]}`,
+  );
 });

@@ -52,7 +52,10 @@ const B2 = randomFloats(C, 14);
 
 /** [rows, cols] weights `w` (row-major [out, in]) transposed to [in, out]. */
 function transposed(w: Float32Array, out: number, inputs: number): TensorData {
-  return floatTensor([inputs, out], Array.from({ length: out * inputs }, (_, k) => w[(k % out) * inputs + Math.floor(k / out)]!));
+  return floatTensor(
+    [inputs, out],
+    Array.from({ length: out * inputs }, (_, k) => w[(k % out) * inputs + Math.floor(k / out)]!),
+  );
 }
 
 /** Adds nodes to `g` one after another; `add` returns the new value's name. */
@@ -106,10 +109,23 @@ function seModel(spec: SeSpec = {}): Model {
     if (!flat) s = add('Flatten', [s]);
     e = add('Gemm', [s, constant(floatTensor([HIDDEN, C], W1)), constant(floatTensor([HIDDEN], B1))], { transB: attr.int(1) });
     // The second layer in Gemm's default layout, with alpha and beta to fold.
-    e = add('Gemm', [act(clamp(e)), constant(transposed(W2, C, HIDDEN)), constant(floatTensor([1, C], B2.map((b) => b * 2)))], {
-      alpha: attr.float(1),
-      beta: attr.float(0.5),
-    });
+    e = add(
+      'Gemm',
+      [
+        act(clamp(e)),
+        constant(transposed(W2, C, HIDDEN)),
+        constant(
+          floatTensor(
+            [1, C],
+            B2.map((b) => b * 2),
+          ),
+        ),
+      ],
+      {
+        alpha: attr.float(1),
+        beta: attr.float(0.5),
+      },
+    );
   } else {
     if (!flat) s = add('Flatten', [s]);
     e = add('Add', [add('MatMul', [s, constant(transposed(W1, HIDDEN, C))]), constant(floatTensor([HIDDEN], B1))]);
@@ -223,7 +239,11 @@ test('a tile that covers the map reproduces SE exactly', async () => {
     const model = seModel(spec);
     const expected = await run(model, x);
     for (const tiles of [{ tileRows: 6 }, { tileRows: 50 }, { tile: [6, 5] as const }, { tileCols: 9 }])
-      assert.deepEqual(await run(tileSqueezeExcite(model, tiles), x), expected, `${spec.squeeze}/${spec.excitation} ${JSON.stringify(tiles)}`);
+      assert.deepEqual(
+        await run(tileSqueezeExcite(model, tiles), x),
+        expected,
+        `${spec.squeeze}/${spec.excitation} ${JSON.stringify(tiles)}`,
+      );
   }
 });
 
@@ -349,19 +369,34 @@ function twoBlocks(): Model {
 test('buffers: C·H·W per SE block, C·K·W with K-row or KxK tiles, whole map with column tiles', () => {
   const { blocks } = detectSqueezeExcite(twoBlocks());
   const rows = bufferReport(blocks, { tileRows: 2 });
-  assert.deepEqual(rows.blocks.map((b) => [b.se, b.tse]), [[4 * 8 * 6, 4 * 2 * 6], [8 * 4 * 3, 8 * 2 * 3]]);
+  assert.deepEqual(
+    rows.blocks.map((b) => [b.se, b.tse]),
+    [
+      [4 * 8 * 6, 4 * 2 * 6],
+      [8 * 4 * 3, 8 * 2 * 3],
+    ],
+  );
   assert.deepEqual([rows.se, rows.tse], [288, 96]);
   assert.ok(Math.abs(rows.reduction - 2 / 3) < 1e-12);
   assert.equal(bufferReport(blocks, { tile: [2, 2] }).tse, 96);
   assert.equal(bufferReport(blocks, { tileCols: 2 }).tse, 288);
-  assert.deepEqual(bufferReport(blocks, { tileRows: 5 }).blocks.map((b) => b.tse), [4 * 5 * 6, 8 * 4 * 3]);
+  assert.deepEqual(
+    bufferReport(blocks, { tileRows: 5 }).blocks.map((b) => b.tse),
+    [4 * 5 * 6, 8 * 4 * 3],
+  );
 });
 
 test('buffers at another input size: fixed whole-map pools count as global', () => {
   const model = twoBlocks();
   const { blocks, nearMisses } = detectSqueezeExcite(withInputSize(model, 32, 24));
   assert.deepEqual(nearMisses, []);
-  assert.deepEqual(blocks.map((b) => [b.channels, b.height, b.width]), [[C, 32, 24], [2 * C, 16, 12]]);
+  assert.deepEqual(
+    blocks.map((b) => [b.channels, b.height, b.width]),
+    [
+      [C, 32, 24],
+      [2 * C, 16, 12],
+    ],
+  );
   assert.equal(bufferReport(blocks, { tileRows: 4 }).tse, 4 * 4 * 24 + 8 * 4 * 12);
   assert.equal(model.graph.inputs[0]!.shape![2], 8, 'the original model is left alone');
 });
@@ -381,7 +416,17 @@ test('CLI: tse writes a tiled model; a model without SE is a one-line error and 
   try {
     writeOnnxFile(twoBlocks(), join(dir, 'se.onnx'));
     const out = join(dir, 'tse.onnx');
-    const { stdout } = await promisify(execFile)(process.execPath, [main, 'tse', join(dir, 'se.onnx'), '--tile', '2x2', '-o', out, '--json', join(dir, 'r.json')]);
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      main,
+      'tse',
+      join(dir, 'se.onnx'),
+      '--tile',
+      '2x2',
+      '-o',
+      out,
+      '--json',
+      join(dir, 'r.json'),
+    ]);
     assert.match(stdout, /2 of 2 SE blocks tiled/);
     assert.ok(existsSync(out) && existsSync(join(dir, 'r.json')));
 

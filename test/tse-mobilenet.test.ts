@@ -32,7 +32,10 @@ const SE_MAPS = [
 test('MobileNetV3-Small: all 9 SE blocks found (TFLite AveragePool squeeze, hard-sigmoid in arithmetic)', { skip: file.skip }, async () => {
   const { blocks, nearMisses } = detectSqueezeExcite(await mobilenet());
   assert.deepEqual(nearMisses, []);
-  assert.deepEqual(blocks.map((b) => [b.channels, b.height, b.width]), SE_MAPS);
+  assert.deepEqual(
+    blocks.map((b) => [b.channels, b.height, b.width]),
+    SE_MAPS,
+  );
   for (const b of blocks) {
     assert.equal(b.squeeze.opType, 'AveragePool');
     assert.equal(b.gate.kind, 'hard-sigmoid-arithmetic');
@@ -55,12 +58,19 @@ test('MobileNetV3-Small: the tiled model runs; tiles covering every map give SE 
   assert.ok(Math.abs(probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-4);
 });
 
-test('MobileNetV3-Small buffers: 285k elements under SE, 159k with 7-row tiles; 1.49M vs 364k at 512x512', { skip: file.skip }, async () => {
-  const model = await mobilenet();
-  const at224 = bufferReport(detectSqueezeExcite(model).blocks, { tileRows: 7 });
-  assert.equal(at224.se, SE_MAPS.reduce((s, [c, h, w]) => s + c! * h! * w!, 0));
-  assert.equal(at224.se, 285376);
-  assert.equal(at224.tse, 159152);
-  const at512 = bufferReport(detectSqueezeExcite(withInputSize(model, 512, 512)).blocks, { tileRows: 7 });
-  assert.deepEqual([at512.blocks.length, at512.se, at512.tse], [9, 1490944, 363776]);
-});
+test(
+  'MobileNetV3-Small buffers: 285k elements under SE, 159k with 7-row tiles; 1.49M vs 364k at 512x512',
+  { skip: file.skip },
+  async () => {
+    const model = await mobilenet();
+    const at224 = bufferReport(detectSqueezeExcite(model).blocks, { tileRows: 7 });
+    assert.equal(
+      at224.se,
+      SE_MAPS.reduce((s, [c, h, w]) => s + c! * h! * w!, 0),
+    );
+    assert.equal(at224.se, 285376);
+    assert.equal(at224.tse, 159152);
+    const at512 = bufferReport(detectSqueezeExcite(withInputSize(model, 512, 512)).blocks, { tileRows: 7 });
+    assert.deepEqual([at512.blocks.length, at512.se, at512.tse], [9, 1490944, 363776]);
+  },
+);

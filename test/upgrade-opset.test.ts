@@ -11,7 +11,12 @@ function pad9(value?: number): Model {
   const g = createGraph('pad9');
   g.inputs.push({ name: 'x', dataType: 'float32', shape: [1, 1, 1, 2] });
   g.outputs.push({ name: 'y', dataType: 'float32', shape: [1, 1, 1, 4] });
-  g.nodes.push(makeNode('Pad', ['x'], ['y'], { pads: attr.ints([0, 0, 0, 1, 0, 0, 0, 1]), ...(value === undefined ? {} : { value: attr.float(value) }) }));
+  g.nodes.push(
+    makeNode('Pad', ['x'], ['y'], {
+      pads: attr.ints([0, 0, 0, 1, 0, 0, 0, 1]),
+      ...(value === undefined ? {} : { value: attr.float(value) }),
+    }),
+  );
   return { graph: g, opset: 9, producerName: 'test', metadata: {} };
 }
 

@@ -51,8 +51,7 @@ test('a valid model passes and is left unchanged', () => {
 });
 
 test('SUPPORTED_OPS lists the operators quantflow handles', () => {
-  for (const op of ['Conv', 'Gemm', 'QuantizeLinear', 'DequantizeLinear', 'Resize', 'Split', 'Where'])
-    assert.ok(SUPPORTED_OPS.has(op), op);
+  for (const op of ['Conv', 'Gemm', 'QuantizeLinear', 'DequantizeLinear', 'Resize', 'Split', 'Where']) assert.ok(SUPPORTED_OPS.has(op), op);
   for (const op of ['LSTM', 'QLinearConv', 'RoiAlign']) assert.ok(!SUPPORTED_OPS.has(op), op);
 });
 
@@ -75,16 +74,10 @@ test('inputs must be produced, and produced earlier', () => {
     /^node 'add' \(Add\): input 'ghost' is never produced \(not a graph input, initializer or earlier node output\)$/,
   );
   rejects(
-    model({ x: [1, 4] }, {}, [
-      makeNode('Relu', ['r'], ['y'], {}, 'second'),
-      makeNode('Relu', ['x'], ['r'], {}, 'first'),
-    ]),
+    model({ x: [1, 4] }, {}, [makeNode('Relu', ['r'], ['y'], {}, 'second'), makeNode('Relu', ['x'], ['r'], {}, 'first')]),
     /^node 'second' \(Relu\): input 'r' is produced by a later node 'first' \(Relu\); the nodes are not in topological order$/,
   );
-  rejects(
-    model({}, {}, [makeNode('Relu', ['y'], ['y'], {}, 'loop')]),
-    /^node 'loop' \(Relu\): input 'y' is this node's own output$/,
-  );
+  rejects(model({}, {}, [makeNode('Relu', ['y'], ['y'], {}, 'loop')]), /^node 'loop' \(Relu\): input 'y' is this node's own output$/);
 });
 
 test('a value may be produced only once', () => {
@@ -107,18 +100,9 @@ test('a value may be produced only once', () => {
 });
 
 test('required inputs and input/output counts follow the opset', () => {
-  rejects(
-    model({ x: [1, 3, 8, 8] }, {}, [conv('c', ['x'], 'y')]),
-    /^node 'c' \(Conv\): missing required input 1 \(needs 2 at opset 17\)$/,
-  );
-  rejects(
-    model({ x: [1, 4] }, {}, [makeNode('Reshape', ['x', ''], ['y'], {}, 'r')]),
-    /^node 'r' \(Reshape\): missing required input 1/,
-  );
-  rejects(
-    model({ x: [1, 4] }, {}, [makeNode('Relu', ['x', 'x'], ['y'], {}, 'r')]),
-    /^node 'r' \(Relu\): takes at most 1 inputs, found 2$/,
-  );
+  rejects(model({ x: [1, 3, 8, 8] }, {}, [conv('c', ['x'], 'y')]), /^node 'c' \(Conv\): missing required input 1 \(needs 2 at opset 17\)$/);
+  rejects(model({ x: [1, 4] }, {}, [makeNode('Reshape', ['x', ''], ['y'], {}, 'r')]), /^node 'r' \(Reshape\): missing required input 1/);
+  rejects(model({ x: [1, 4] }, {}, [makeNode('Relu', ['x', 'x'], ['y'], {}, 'r')]), /^node 'r' \(Relu\): takes at most 1 inputs, found 2$/);
   // Unsqueeze takes axes as an input from opset 13 on.
   const axes = { a: int64Tensor([1], [0]) };
   rejects(
@@ -153,10 +137,7 @@ test('attributes must have the declared type; required attributes must be presen
 });
 
 test('graph outputs must be produced and match what inference finds', () => {
-  rejects(
-    model({ x: [1, 4] }, {}, [makeNode('Relu', ['x'], ['y'])], ['y', 'nothing']),
-    /^graph output 'nothing' is never produced$/,
-  );
+  rejects(model({ x: [1, 4] }, {}, [makeNode('Relu', ['x'], ['y'])], ['y', 'nothing']), /^graph output 'nothing' is never produced$/);
   const m = smallCnn();
   m.graph.outputs[0].shape = ['N', 4, 8, 9];
   rejects(m, /^graph output 'y' is declared \[N, 4, 8, 9\] but node 'relu' \(Relu\) produces \[N, 4, 8, 8\]$/);
@@ -178,15 +159,11 @@ test('shape mismatches found by inference name the node', () => {
     /^node 'dw' \(Conv\): input has 8 channels but weight \[8, 2, 3, 3\] with group 8 expects 16$/,
   );
   rejects(
-    model({ x: [1, 3, 8, 8] }, { w: floatTensor([4, 3, 3, 3]), b: floatTensor([5]) }, [
-      conv('c2', ['x', 'w', 'b'], 'y'),
-    ]),
+    model({ x: [1, 3, 8, 8] }, { w: floatTensor([4, 3, 3, 3]), b: floatTensor([5]) }, [conv('c2', ['x', 'w', 'b'], 'y')]),
     /^node 'c2' \(Conv\): bias \[5\] should be \[4\]$/,
   );
   rejects(
-    model({ a: ['N', 512] }, { b: floatTensor([10, 256]) }, [
-      makeNode('Gemm', ['a', 'b'], ['y'], { transB: attr.int(1) }, 'fc'),
-    ]),
+    model({ a: ['N', 512] }, { b: floatTensor([10, 256]) }, [makeNode('Gemm', ['a', 'b'], ['y'], { transB: attr.int(1) }, 'fc')]),
     /^node 'fc' \(Gemm\): inner dimensions differ: A \[N, 512\] · B \[10, 256\] transposed$/,
   );
   rejects(
@@ -198,9 +175,7 @@ test('shape mismatches found by inference name the node', () => {
     /^node 'add' \(Add\): shapes \[N, 3, 4\] and \[5, 4\] are not broadcastable$/,
   );
   rejects(
-    model({ a: ['N', 3, 8], b: ['N', 5, 9] }, {}, [
-      makeNode('Concat', ['a', 'b'], ['y'], { axis: attr.int(1) }, 'cat'),
-    ]),
+    model({ a: ['N', 3, 8], b: ['N', 5, 9] }, {}, [makeNode('Concat', ['a', 'b'], ['y'], { axis: attr.int(1) }, 'cat')]),
     /^node 'cat' \(Concat\): inputs \[N, 3, 8\], \[N, 5, 9\] differ on axis 2, which is not the concatenation axis 1$/,
   );
   rejects(

@@ -24,13 +24,7 @@ export interface AdamSlot {
  * so that one graph serves every step and any learning-rate schedule. Returns the names of
  * p', m', v' per slot.
  */
-export function adamUpdate(
-  b: GraphBuilder,
-  slots: readonly AdamSlot[],
-  step: string,
-  lr: string,
-  options: AdamOptions = {},
-): AdamSlot[] {
+export function adamUpdate(b: GraphBuilder, slots: readonly AdamSlot[], step: string, lr: string, options: AdamOptions = {}): AdamSlot[] {
   const { beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8 } = options;
   // Scalars shared by every parameter: lr/(1−β1^t) and 1/(1−β2^t).
   const correction = (beta: number) => b.op('Sub', [b.scalar(1), b.op('Pow', [b.scalar(beta), step])]);

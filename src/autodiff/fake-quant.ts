@@ -50,7 +50,9 @@ export function isFakeQuant(node: Node): boolean {
 export function fakeQuant(b: GraphBuilder, x: string, scale: string, options: FakeQuantOptions): string {
   const { qmin, qmax, zeroPoint = 0, perChannelAxis, gradScale = 1 } = options;
   if (![qmin, qmax, zeroPoint].every(Number.isInteger) || qmin >= qmax || zeroPoint < qmin || zeroPoint > qmax)
-    throw new QuantflowError(`fake quantization of '${x}': need integers qmin < qmax with qmin ≤ zero point ≤ qmax, got ${qmin}, ${qmax}, ${zeroPoint}`);
+    throw new QuantflowError(
+      `fake quantization of '${x}': need integers qmin < qmax with qmin ≤ zero point ≤ qmax, got ${qmin}, ${qmax}, ${zeroPoint}`,
+    );
   b.model.extraOpsets = { ...b.model.extraOpsets, [QUANTFLOW_DOMAIN]: 1 };
   const attributes = {
     qmin: attr.int(qmin),
@@ -88,8 +90,7 @@ export function emitFakeQuant(b: GraphBuilder, node: Node, rank: number | undefi
     s = b.reshape(scale, [-1, ...new Array<number>(rank - 1 - axis).fill(1)]);
   }
   const t = b.op('Div', [x, s], {}, `${node.name}_t`);
-  if (!node.attributes.qmin || !node.attributes.qmax)
-    throw nodeError(node, 'attributes qmin and qmax are required');
+  if (!node.attributes.qmin || !node.attributes.qmax) throw nodeError(node, 'attributes qmin and qmax are required');
   const bounds = [b.scalar(attrInt(node, 'qmin', 0) - z), b.scalar(attrInt(node, 'qmax', 0) - z)];
   const clipped = b.op('Clip', [t, ...bounds], {}, `${node.name}_clip`);
   const rounded = b.op('Round', [clipped], {}, `${node.name}_round`);

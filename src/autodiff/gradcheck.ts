@@ -31,10 +31,7 @@ export interface GradSample {
  * samples outside tolerance (empty when all agree), each as a readable line, and all
  * samples. A non-scalar loss counts as the sum of its elements, like its gradient seed.
  */
-export async function checkGradients(
-  model: Model,
-  options: GradCheckOptions,
-): Promise<{ failures: string[]; samples: GradSample[] }> {
+export async function checkGradients(model: Model, options: GradCheckOptions): Promise<{ failures: string[]; samples: GradSample[] }> {
   const { loss, wrt, feeds, samples: perTensor = 4, epsilon = 1e-2, atol = 1e-3, rtol = 1e-2 } = options;
   const gradModel = buildGradientGraph(model, { loss, wrt });
   const gradients = await runModel(gradModel, feeds);

@@ -54,8 +54,7 @@ export function buildGradientGraph(model: Model, options: GradientOptions): Mode
   };
   const out: Model = { ...model, graph, extraOpsets, metadata: { ...model.metadata } };
   const b = new GraphBuilder(out);
-  const shapeOf = (node: Node, name: string) =>
-    shapes.get(name)?.shape ?? fail(node, `the shape of '${name}' is unknown`);
+  const shapeOf = (node: Node, name: string) => shapes.get(name)?.shape ?? fail(node, `the shape of '${name}' is unknown`);
   const dimsOf = (node: Node, name: string, what: string) => {
     const shape = shapeOf(node, name);
     if (!shape.every((d): d is number => typeof d === 'number'))

@@ -6,14 +6,7 @@ export { GraphBuilder } from '../graph/builder.js';
 export { buildGradientGraph, type GradientOptions } from './gradients.js';
 export { registerGradient, gradientRule, differentiableOps } from './registry.js';
 export type { GradientRule, GradContext, ForwardContext, RuleTable } from './rule.js';
-export {
-  fakeQuant,
-  expandFakeQuant,
-  isFakeQuant,
-  lsqGradScale,
-  QUANTFLOW_DOMAIN,
-  type FakeQuantOptions,
-} from './fake-quant.js';
+export { fakeQuant, expandFakeQuant, isFakeQuant, lsqGradScale, QUANTFLOW_DOMAIN, type FakeQuantOptions } from './fake-quant.js';
 export { adamUpdate, type AdamOptions, type AdamSlot } from './adam.js';
 export { mseLoss } from './loss.js';
 export { buildTrainingStep, Trainer, type TrainingStepOptions, type TrainingStepModel, type ParamIO } from './train-step.js';

@@ -43,8 +43,7 @@ export interface TrainingStepModel {
  */
 export function buildTrainingStep(model: Model, options: TrainingStepOptions): TrainingStepModel {
   const { loss, params } = options;
-  for (const p of params)
-    if (!model.graph.initializers.has(p)) throw new QuantflowError(`cannot train '${p}': it is not an initializer`);
+  for (const p of params) if (!model.graph.initializers.has(p)) throw new QuantflowError(`cannot train '${p}': it is not an initializer`);
   const out = buildGradientGraph(model, { loss, wrt: params });
   const g = out.graph;
   const b = new GraphBuilder(out);
@@ -67,7 +66,11 @@ export function buildTrainingStep(model: Model, options: TrainingStepOptions): T
     return { param, grad: g.outputs[i + 1]!.name, m: moment('adam_m'), v: moment('adam_v') };
   });
   const updated = adamUpdate(b, slots, step, lr, options.adam);
-  const info = (name: string, like: string) => ({ name, dataType: 'float32' as const, shape: [...g.inputs.find((v) => v.name === like)!.shape!] });
+  const info = (name: string, like: string) => ({
+    name,
+    dataType: 'float32' as const,
+    shape: [...g.inputs.find((v) => v.name === like)!.shape!],
+  });
   g.outputs = [g.outputs[0]!];
   const io = slots.map((s, i) => {
     const u = updated[i]!;

@@ -6,7 +6,8 @@ export function sizePair(name: string): (value: string) => [number, number] {
   return (value) => {
     const m = /^(\d+)(?:x(\d+))?$/i.exec(value.trim());
     const pair = m ? ([Number(m[1]), Number(m[2] ?? m[1])] as [number, number]) : undefined;
-    if (!pair || pair.some((v) => v <= 0)) throw new InvalidArgumentError(`${name} takes positive integers as HxW (7x7) or one size (7), got '${value}'`);
+    if (!pair || pair.some((v) => v <= 0))
+      throw new InvalidArgumentError(`${name} takes positive integers as HxW (7x7) or one size (7), got '${value}'`);
     return pair;
   };
 }

@@ -26,7 +26,10 @@ export function addPreprocessOptions(command: Command): Command {
     .option('--channels <order>', `channel order fed to the model: ${CHANNELS.join(', ')} (default rgb; gray for a 1-channel input)`)
     .option('--resize <mode>', `${RESIZE_MODES.join(', ')}: central crop, torchvision resize then crop, whole image, or fit and pad`)
     .option('--pad-value <v>', 'border pixel value of --resize letterbox, 0-255 (default 114)')
-    .option('--preprocess <file.json>', 'preprocessing as JSON (preset, mean, std, channels, resize, crop, padValue); the options above override it')
+    .option(
+      '--preprocess <file.json>',
+      'preprocessing as JSON (preset, mean, std, channels, resize, crop, padValue); the options above override it',
+    )
     .option('--skip-bad-images', 'leave out unreadable images (counted and listed) instead of failing on the first');
 }
 

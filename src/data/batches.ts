@@ -36,7 +36,16 @@ export async function* imageBatches(items: DatasetItem[], o: BatchOptions): Asyn
   const pool = new DecodePool();
   const decode = (index: number) => {
     const chunk = items.slice(index * o.batch, (index + 1) * o.batch);
-    const p = pool.decode(chunk.map((it) => it.path), o.preprocess, o.channels, o.height, o.width, shared[index % 2]!).then((errors) => ({ chunk, errors }));
+    const p = pool
+      .decode(
+        chunk.map((it) => it.path),
+        o.preprocess,
+        o.channels,
+        o.height,
+        o.width,
+        shared[index % 2]!,
+      )
+      .then((errors) => ({ chunk, errors }));
     // Awaited one step later; without a handler now, a failure during the consumer's work would count as unhandled.
     p.catch(() => {});
     return p;

@@ -81,22 +81,30 @@ function fromFolders(root: string, dir: string): Dataset {
   if (entries.length === 0) throw new QuantflowError(`dataset folder '${dir}' is empty`);
   const file = (path: string) => relative(root, path).split(sep).join('/');
   // Plain code-unit order, as Python's sorted() in torchvision's ImageFolder.
-  const subfolders = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const subfolders = entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   const ownInputs = entries.some((e) => INPUT_FILES.test(e.name) && (e.isFile() || (e.isSymbolicLink() && isFile(join(root, e.name)))));
   if (!ownInputs && subfolders.length >= 2) {
     const items = subfolders.flatMap((name, label) => inputsUnder(join(root, name)).map((path) => ({ file: file(path), path, label })));
-    if (items.length === 0) throw new QuantflowError(`dataset folder '${dir}' has no images (jpg, jpeg, png, webp) or .npy files at any depth`);
+    if (items.length === 0)
+      throw new QuantflowError(`dataset folder '${dir}' has no images (jpg, jpeg, png, webp) or .npy files at any depth`);
     return { dir: root, items, labelled: true, classNames: subfolders };
   }
   const items = inputsUnder(root).map((path) => ({ file: file(path), path }));
-  if (items.length === 0) throw new QuantflowError(`dataset folder '${dir}' has no images (jpg, jpeg, png, webp) or .npy files at any depth`);
+  if (items.length === 0)
+    throw new QuantflowError(`dataset folder '${dir}' has no images (jpg, jpeg, png, webp) or .npy files at any depth`);
   return { dir: root, items, labelled: false };
 }
 
 /** Input files at any depth below `folder`, sorted by path. */
 function inputsUnder(folder: string): string[] {
   return readdirSync(folder, { recursive: true, withFileTypes: true })
-    .filter((e) => INPUT_FILES.test(e.name) && !e.name.startsWith('.') && (e.isFile() || (e.isSymbolicLink() && isFile(join(e.parentPath, e.name)))))
+    .filter(
+      (e) =>
+        INPUT_FILES.test(e.name) && !e.name.startsWith('.') && (e.isFile() || (e.isSymbolicLink() && isFile(join(e.parentPath, e.name)))),
+    )
     .map((e) => join(e.parentPath, e.name))
     .sort();
 }

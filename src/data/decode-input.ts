@@ -23,11 +23,15 @@ export async function decodeInput(
     const { dims, data } = readNpy(path);
     const chw = dims.length === 4 && dims[0] === 1 ? dims.slice(1) : dims;
     if (chw.length !== 3 || chw[0] !== channels || chw[1] !== height || chw[2] !== width)
-      throw new QuantflowError(`'${path}' holds shape [${dims.join(', ')}], the model input needs [${channels}, ${height}, ${width}] (or [1, ${channels}, ${height}, ${width}])`);
+      throw new QuantflowError(
+        `'${path}' holds shape [${dims.join(', ')}], the model input needs [${channels}, ${height}, ${width}] (or [1, ${channels}, ${height}, ${width}])`,
+      );
     out.set(data, offset);
     return;
   }
   if (imageChannels(spec) !== channels)
-    throw new QuantflowError(`'${path}' is an image but the model input has ${channels} channels: feed .npy tensors of shape [${channels}, ${height}, ${width}] instead`);
+    throw new QuantflowError(
+      `'${path}' is an image but the model input has ${channels} channels: feed .npy tensors of shape [${channels}, ${height}, ${width}] instead`,
+    );
   await decodeImage(path, spec, height, width, out, offset);
 }

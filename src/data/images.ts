@@ -50,13 +50,22 @@ export async function decodeImages(
   const geometry = imageInputGeometry(model);
   // The student graph QFT trains has one input.
   if (geometry.names.length > 1)
-    throw new QuantflowError(`QFT trains models with one image input; '${model.graph.name}' has ${geometry.names.length}: quantize it without --qft`);
+    throw new QuantflowError(
+      `QFT trains models with one image input; '${model.graph.name}' has ${geometry.names.length}: quantize it without --qft`,
+    );
   const items = calib.items.slice(0, options.limit);
   if (items.length * geometry.size * 4 > MAX_BYTES)
-    throw new QuantflowError(`QFT holds its calibration images in memory: ${items.length} images exceed ${MAX_BYTES / 1e9} GB, lower the calibration limit`);
+    throw new QuantflowError(
+      `QFT holds its calibration images in memory: ${items.length} images exceed ${MAX_BYTES / 1e9} GB, lower the calibration limit`,
+    );
   const data = new Float32Array(items.length * geometry.size);
   let count = 0;
-  for await (const b of imageBatches(items, { ...geometry, preprocess: options.preprocess, batch: options.batch, skipBadImages: options.skipBadImages })) {
+  for await (const b of imageBatches(items, {
+    ...geometry,
+    preprocess: options.preprocess,
+    batch: options.batch,
+    skipBadImages: options.skipBadImages,
+  })) {
     data.set(b.data.subarray(0, b.items.length * geometry.size), count * geometry.size);
     count += b.items.length;
   }

@@ -40,7 +40,11 @@ export function readNpy(path: string): NpyArray {
   if (descr === undefined || fortran === undefined || shapeText === undefined) fail('malformed header');
   if (fortran === 'True') fail('Fortran order (save a C-ordered array)');
   const dtype = DTYPES[descr!] ?? fail(`dtype '${descr}' (expected float32, float64 or uint8, little-endian)`);
-  const dims = shapeText!.split(',').map((d) => d.trim()).filter((d) => d !== '').map(Number);
+  const dims = shapeText!
+    .split(',')
+    .map((d) => d.trim())
+    .filter((d) => d !== '')
+    .map(Number);
   const count = dims.reduce((p, d) => p * d, 1);
   const offset = start + headerLength;
   if (bytes.length - offset < count * dtype.bytes) fail(`${count} values of ${descr} expected, the file is shorter`);

@@ -74,7 +74,11 @@ export function presetSpec(name: PresetName): Preprocess {
       return spec([0, 0, 0], [1, 1, 1], 'crop');
     case 'imagenet-torch':
       // In pixel units: 1 / (255 s) and -255 m / (255 s) give the same floats as torchvision's 1 / 255 then (x - m) / s here.
-      return spec(TORCH_MEAN.map((m) => 255 * m), TORCH_STD.map((s) => 255 * s), 'resize-crop');
+      return spec(
+        TORCH_MEAN.map((m) => 255 * m),
+        TORCH_STD.map((s) => 255 * s),
+        'resize-crop',
+      );
   }
 }
 
@@ -302,7 +306,9 @@ export function validatePreprocess(fields: Record<string, unknown>, where: (fiel
       case 'std': {
         const list = Array.isArray(value) ? value : [value];
         if ((list.length !== 1 && list.length !== 3) || !list.every((v) => typeof v === 'number' && Number.isFinite(v)))
-          fail(`expected 1 or 3 numbers (r,g,b in pixel units 0-255), got ${Array.isArray(value) ? value.join(',') : JSON.stringify(value)}`);
+          fail(
+            `expected 1 or 3 numbers (r,g,b in pixel units 0-255), got ${Array.isArray(value) ? value.join(',') : JSON.stringify(value)}`,
+          );
         if (field === 'std' && list.some((v) => v <= 0)) fail(`std must be positive, got ${list.join(',')}`);
         request[field] = list.length === 1 ? [list[0], list[0], list[0]] : [...list];
         break;
@@ -320,7 +326,8 @@ export function validatePreprocess(fields: Record<string, unknown>, where: (fiel
         request.crop = value as number;
         break;
       case 'padValue':
-        if (typeof value !== 'number' || !(value >= 0 && value <= 255)) fail(`expected a pixel value in 0..255, got ${JSON.stringify(value)}`);
+        if (typeof value !== 'number' || !(value >= 0 && value <= 255))
+          fail(`expected a pixel value in 0..255, got ${JSON.stringify(value)}`);
         request.padValue = value as number;
         break;
       default:

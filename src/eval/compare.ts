@@ -81,7 +81,8 @@ export interface CompareResult {
 export function quantizedModelFile(path: string): string {
   if (!existsSync(path) || !statSync(path).isDirectory()) return path;
   const file = join(path, 'model.qdq.onnx');
-  if (!existsSync(file)) throw new QuantflowError(`${path} is a folder without model.qdq.onnx: give a model file or a quantize output folder`);
+  if (!existsSync(file))
+    throw new QuantflowError(`${path} is a folder without model.qdq.onnx: give a model file or a quantize output folder`);
   return file;
 }
 
@@ -90,7 +91,9 @@ function matchOutputs(float: Model, quantized: Model): number[] {
   const f = float.graph.outputs;
   const q = quantized.graph.outputs;
   if (f.length !== q.length)
-    throw new QuantflowError(`the float model has ${f.length} output(s) and the quantized model ${q.length}: compare needs the same outputs`);
+    throw new QuantflowError(
+      `the float model has ${f.length} output(s) and the quantized model ${q.length}: compare needs the same outputs`,
+    );
   const byName = f.map((o) => q.findIndex((x) => x.name === o.name));
   return byName.every((i) => i >= 0) ? byName : f.map((_, i) => i);
 }
@@ -116,7 +119,13 @@ const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
  * anchor (the best class when there are several) and pass through a sigmoid when
  * `logits`; every anchor is a candidate, matched only against the same anchor.
  */
-function detections(source: DetectionSource, values: TensorData[], extra: Record<string, TensorData>, n: number, logits: boolean): Detection[][] {
+function detections(
+  source: DetectionSource,
+  values: TensorData[],
+  extra: Record<string, TensorData>,
+  n: number,
+  logits: boolean,
+): Detection[][] {
   const out: Detection[][] = Array.from({ length: n }, () => []);
   if (source.kind === 'postprocess') {
     const boxes = toFloat32(values[source.boxes]!);
@@ -177,11 +186,18 @@ interface OutputState {
  * Outputs are matched by name, else by position; the task of each comes from the float
  * model (`planTasks`). Labels are used only where images have them (classification top-1/top-5).
  */
-export async function compareModels(float: Model, quantized: Model, dataset: Dataset, options: CompareOptions = {}): Promise<CompareResult> {
+export async function compareModels(
+  float: Model,
+  quantized: Model,
+  dataset: Dataset,
+  options: CompareOptions = {},
+): Promise<CompareResult> {
   const fg = imageInputGeometry(float);
   const qg = imageInputGeometry(quantized);
   if (fg.height !== qg.height || fg.width !== qg.width || fg.channels !== qg.channels)
-    throw new QuantflowError(`the float model takes ${fg.height}x${fg.width} images and the quantized model ${qg.height}x${qg.width}: compare needs the same input size`);
+    throw new QuantflowError(
+      `the float model takes ${fg.height}x${fg.width} images and the quantized model ${qg.height}x${qg.width}: compare needs the same input size`,
+    );
   if (fg.fixedBatch !== null && qg.fixedBatch !== null && fg.fixedBatch !== qg.fixedBatch)
     throw new QuantflowError(`the float model fixes its batch at ${fg.fixedBatch} and the quantized model at ${qg.fixedBatch}`);
   const fixedBatch = fg.fixedBatch ?? qg.fixedBatch;
@@ -192,13 +208,17 @@ export async function compareModels(float: Model, quantized: Model, dataset: Dat
   const source = plan.detection;
   // NonMaxSuppression's inputs and indices are fetched as extra outputs, found in each model by its own node.
   const qSource = source?.kind === 'nms' ? planTasks(quantized).detection : source;
-  if (source?.kind === 'nms' && qSource?.kind !== 'nms') throw new QuantflowError('the float model ends in NonMaxSuppression and the quantized model does not');
+  if (source?.kind === 'nms' && qSource?.kind !== 'nms')
+    throw new QuantflowError('the float model ends in NonMaxSuppression and the quantized model does not');
   const withFetches = (m: Model, s: DetectionSource | undefined): { model: Model; extra: string[] } => {
     if (s?.kind !== 'nms') return { model: m, extra: [] };
     const extra = [s.boxes, s.scores, s.selected];
     const missing = extra.filter((name) => !m.graph.outputs.some((o) => o.name === name));
     const type = (name: string) => (name === s.selected ? 'int64' : 'float32') as 'int64' | 'float32';
-    return { model: { ...m, graph: { ...m.graph, outputs: [...m.graph.outputs, ...missing.map((name) => ({ name, dataType: type(name) }))] } }, extra };
+    return {
+      model: { ...m, graph: { ...m.graph, outputs: [...m.graph.outputs, ...missing.map((name) => ({ name, dataType: type(name) }))] } },
+      extra,
+    };
   };
   const fRun = withFetches(float, source);
   const qRun = withFetches(quantized, qSource);
@@ -210,7 +230,14 @@ export async function compareModels(float: Model, quantized: Model, dataset: Dat
   const items = dataset.items.slice(0, options.limit ?? dataset.items.length);
   const labels = items.map((it) => it.label).filter((l): l is number => l !== undefined);
   const maxLabel = labels.reduce((m, l) => Math.max(m, l), -1);
-  const batches = imageBatches(items, { preprocess: chosen.spec, channels: fg.channels, height: fg.height, width: fg.width, batch, skipBadImages: options.skipBadImages });
+  const batches = imageBatches(items, {
+    preprocess: chosen.spec,
+    channels: fg.channels,
+    height: fg.height,
+    width: fg.width,
+    batch,
+    skipBadImages: options.skipBadImages,
+  });
   const first = batches.next();
   first.catch(() => {});
   const sessions: ort.InferenceSession[] = [];
@@ -224,7 +251,12 @@ export async function compareModels(float: Model, quantized: Model, dataset: Dat
   try {
     sessions.push(await openSession(fRun.model, { simulate: false }), await openSession(qRun.model, { simulate }));
     const [fSession, qSession] = sessions as [ort.InferenceSession, ort.InferenceSession];
-    const run = async (session: ort.InferenceSession, names: string[], extra: string[], feed: TensorData): Promise<BatchOutputs & { extra: Record<string, TensorData> }> => {
+    const run = async (
+      session: ort.InferenceSession,
+      names: string[],
+      extra: string[],
+      feed: TensorData,
+    ): Promise<BatchOutputs & { extra: Record<string, TensorData> }> => {
       const out = await runSession(session, imageFeeds(fg, feed), [...new Set([...names, ...extra])]);
       return { values: names.map((name) => out[name]!), extra: out };
     };
@@ -234,10 +266,25 @@ export async function compareModels(float: Model, quantized: Model, dataset: Dat
       const count = current.items.length;
       if (count > 0) {
         const fed = fixedBatch ?? count;
-        const feed: TensorData = { dataType: 'float32', dims: [fed, fg.channels, fg.height, fg.width], data: current.data.subarray(0, fed * fg.size) };
+        const feed: TensorData = {
+          dataType: 'float32',
+          dims: [fed, fg.channels, fg.height, fg.width],
+          data: current.data.subarray(0, fed * fg.size),
+        };
         const f = await run(fSession, fNames, fRun.extra, feed);
         const q = await run(qSession, qNames, qRun.extra, feed);
-        plan.outputs.forEach((p, o) => compareOutput(p.name, p.kind, states[o]!, f.values[o]!, q.values[o]!, fed, current.items.map((it) => it.label), maxLabel));
+        plan.outputs.forEach((p, o) =>
+          compareOutput(
+            p.name,
+            p.kind,
+            states[o]!,
+            f.values[o]!,
+            q.values[o]!,
+            fed,
+            current.items.map((it) => it.label),
+            maxLabel,
+          ),
+        );
         if (source && detect && qSource) {
           if (logits === undefined) logits = source.kind === 'anchors' && scoresOutsideUnit(f.values[source.scores]!);
           const fd = detections(source, f.values, f.extra, count, logits);
@@ -259,13 +306,18 @@ export async function compareModels(float: Model, quantized: Model, dataset: Dat
       name: p.name,
       quantizedName: qNames[o]!,
       kind: p.kind,
-      ...(s.sizeMismatch || n === 0 ? {} : { sqnrDb: Number.isFinite(e.sqnrDb) ? e.sqnrDb : null, cosine: e.cosine, maxAbsError: e.maxAbsError }),
+      ...(s.sizeMismatch || n === 0
+        ? {}
+        : { sqnrDb: Number.isFinite(e.sqnrDb) ? e.sqnrDb : null, cosine: e.cosine, maxAbsError: e.maxAbsError }),
       ...(s.classify ? { classify: s.classify.result() } : {}),
       ...(s.segment ? { segment: s.segment.result() } : {}),
       ...(s.dense ? { dense: s.dense.result() } : {}),
     };
   });
-  const detectOutputs = source?.kind === 'nms' ? [source.boxes, source.scores, source.selected] : plan.outputs.filter((p) => p.kind === 'detect').map((p) => p.name);
+  const detectOutputs =
+    source?.kind === 'nms'
+      ? [source.boxes, source.scores, source.selected]
+      : plan.outputs.filter((p) => p.kind === 'detect').map((p) => p.name);
   return {
     n,
     preprocess: chosen.spec,
@@ -275,12 +327,28 @@ export async function compareModels(float: Model, quantized: Model, dataset: Dat
     simulate,
     outputs,
     ...(detect && source
-      ? { detection: { ...detect.result(), source: source.kind, outputs: detectOutputs, ...(source.kind === 'anchors' ? { scoresAsLogits: !!logits } : {}) } }
+      ? {
+          detection: {
+            ...detect.result(),
+            source: source.kind,
+            outputs: detectOutputs,
+            ...(source.kind === 'anchors' ? { scoresAsLogits: !!logits } : {}),
+          },
+        }
       : {}),
   };
 
   /** Adds one batch of one output to its figures: `fed` images in the tensors, the first `labels.length` real. */
-  function compareOutput(name: string, kind: OutputKind, s: OutputState, f: TensorData, q: TensorData, fed: number, itemLabels: (number | undefined)[], maxLabel: number): void {
+  function compareOutput(
+    name: string,
+    kind: OutputKind,
+    s: OutputState,
+    f: TensorData,
+    q: TensorData,
+    fed: number,
+    itemLabels: (number | undefined)[],
+    maxLabel: number,
+  ): void {
     const real = itemLabels.length;
     const fv = toFloat32(f);
     const qv = toFloat32(q);
@@ -297,7 +365,8 @@ export async function compareModels(float: Model, quantized: Model, dataset: Dat
       const b = qv.subarray(i * perImage, (i + 1) * perImage);
       if (kind === 'classify') {
         if (!s.classify) {
-          if (maxLabel >= perImage) throw new QuantflowError(`dataset label ${maxLabel} is out of range for output '${name}' with ${perImage} classes`);
+          if (maxLabel >= perImage)
+            throw new QuantflowError(`dataset label ${maxLabel} is out of range for output '${name}' with ${perImage} classes`);
           s.classify = new ClassifyAccumulator(perImage, perImage === 1001 && maxLabel >= 0 && maxLabel < 1000 ? 1 : 0);
         }
         s.classify.add(a, b, itemLabels[i]);

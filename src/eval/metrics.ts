@@ -92,7 +92,10 @@ export class ClassifyAccumulator {
    * @param classes scores per image
    * @param labelOffset columns before label 0 (1 for a background class)
    */
-  constructor(private readonly classes: number, private readonly labelOffset = 0) {}
+  constructor(
+    private readonly classes: number,
+    private readonly labelOffset = 0,
+  ) {}
 
   /** One image: its float and quantized scores (`classes` each) and its label, if any. */
   add(ref: ArrayLike<number>, test: ArrayLike<number>, label?: number): void {
@@ -101,7 +104,10 @@ export class ClassifyAccumulator {
     if (label === undefined) return;
     this.labelled++;
     const count = this.classes - this.labelOffset;
-    for (const [side, scores] of [['float', ref], ['quantized', test]] as const) {
+    for (const [side, scores] of [
+      ['float', ref],
+      ['quantized', test],
+    ] as const) {
       const top = topK(scores, this.labelOffset, count, 5);
       if (top[0] === label) this.hits[side].top1++;
       if (top.includes(label)) this.hits[side].top5++;
@@ -275,7 +281,10 @@ export class DetectAccumulator {
   private refCount = 0;
   private testCount = 0;
 
-  constructor(private readonly scoreThreshold: number, private readonly iouThreshold = 0.5) {}
+  constructor(
+    private readonly scoreThreshold: number,
+    private readonly iouThreshold = 0.5,
+  ) {}
 
   /** One image's detections; those scoring below the threshold are dropped first. */
   add(ref: Detection[], test: Detection[]): void {

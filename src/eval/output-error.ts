@@ -58,7 +58,12 @@ export function outputTerms(model: Model): OutputTerm[] {
  * fake-quant simulation. KL for a classifier, normalized L2 summed over the outputs otherwise:
  * how far quantization moved what the model hands out, labels not needed.
  */
-export async function outputError(float: Model, quantized: Model, images: ImageSet, options: { batch: number; limit?: number }): Promise<number> {
+export async function outputError(
+  float: Model,
+  quantized: Model,
+  images: ImageSet,
+  options: { batch: number; limit?: number },
+): Promise<number> {
   const n = Math.min(options.limit ?? images.count, images.count);
   const terms = outputTerms(float);
   const outputs = terms.map((t) => ({ name: t.tensor, dataType: 'float32' as const }));

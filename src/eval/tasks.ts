@@ -54,7 +54,10 @@ const wide = (d: Dim | undefined) => d !== 1;
 export function outputKind(v: ValueInfo): OutputKind {
   const s = v.shape;
   if (!s) return 'values';
-  if (isInteger(v)) return (s.length === 3 && (wide(s[1]) || wide(s[2]))) || (s.length === 4 && s[1] === 1 && (wide(s[2]) || wide(s[3]))) ? 'segment' : 'values';
+  if (isInteger(v))
+    return (s.length === 3 && (wide(s[1]) || wide(s[2]))) || (s.length === 4 && s[1] === 1 && (wide(s[2]) || wide(s[3])))
+      ? 'segment'
+      : 'values';
   if (fits('classify', v)) return wide(s[1]) ? 'classify' : 'values';
   if (s.length !== 4 || !(wide(s[2]) || wide(s[3]))) return 'values';
   // Rank-3 outputs are as often per-anchor values as maps, so only --task dense makes them maps.
@@ -101,8 +104,10 @@ export function planTasks(model: Model, options: TaskOptions = {}): TaskPlan {
   const plan: OutputPlan[] = outputs.map((o) => ({ name: o.name, kind: outputKind(o) }));
   let detection: DetectionSource | undefined;
   if (options.boxes || options.scores) {
-    if (!options.boxes || !options.scores) throw new QuantflowError('detection from raw outputs needs both --boxes <output> and --scores <output>');
-    if (options.task && options.task !== 'detect') throw new QuantflowError(`--boxes and --scores name detection outputs; they do not go with --task ${options.task}`);
+    if (!options.boxes || !options.scores)
+      throw new QuantflowError('detection from raw outputs needs both --boxes <output> and --scores <output>');
+    if (options.task && options.task !== 'detect')
+      throw new QuantflowError(`--boxes and --scores name detection outputs; they do not go with --task ${options.task}`);
     const boxes = outputIndex(model, options.boxes, '--boxes');
     const scores = outputIndex(model, options.scores, '--scores');
     const b = outputs[boxes]!.shape;
@@ -110,7 +115,9 @@ export function planTasks(model: Model, options: TaskOptions = {}): TaskPlan {
     if (b?.length !== 3 || (typeof b[2] === 'number' && b[2] < 4))
       throw new QuantflowError(`--boxes '${outputs[boxes]!.name}' must have shape [N, anchors, 4 or more]`);
     if (!s || (s.length !== 2 && s.length !== 3) || (typeof s[1] === 'number' && typeof b[1] === 'number' && s[1] !== b[1]))
-      throw new QuantflowError(`--scores '${outputs[scores]!.name}' must have shape [N, anchors] or [N, anchors, classes], with as many anchors as --boxes`);
+      throw new QuantflowError(
+        `--scores '${outputs[scores]!.name}' must have shape [N, anchors] or [N, anchors, classes], with as many anchors as --boxes`,
+      );
     detection = { kind: 'anchors', boxes, scores, boxFormat: options.boxFormat ?? 'cxcywh' };
     plan[boxes]!.kind = plan[scores]!.kind = 'detect';
   } else if (postprocessOutputs(outputs)) {
@@ -119,7 +126,14 @@ export function planTasks(model: Model, options: TaskOptions = {}): TaskPlan {
   } else {
     const nms = model.graph.nodes.find((n) => n.opType === 'NonMaxSuppression');
     if (nms) {
-      detection = { kind: 'nms', node: nms.name, boxes: nms.inputs[0]!, scores: nms.inputs[1]!, selected: nms.outputs[0]!, centerPointBox: attrInt(nms, 'center_point_box', 0) === 1 };
+      detection = {
+        kind: 'nms',
+        node: nms.name,
+        boxes: nms.inputs[0]!,
+        scores: nms.inputs[1]!,
+        selected: nms.outputs[0]!,
+        centerPointBox: attrInt(nms, 'center_point_box', 0) === 1,
+      };
       plan.forEach((p) => {
         if (p.name === nms.outputs[0]) p.kind = 'detect';
       });

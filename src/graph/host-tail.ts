@@ -7,7 +7,15 @@ import type { Graph, Node } from './types.js';
  * Their results are indices, counts or picked values that requantization would corrupt and
  * that an integer NPU does not compute, so they run on the host as in the float model.
  */
-const HOST_OPS: ReadonlySet<string> = new Set<OpType>(['ArgMax', 'ArgMin', 'Cast', 'GatherElements', 'GatherND', 'NonMaxSuppression', 'TopK']);
+const HOST_OPS: ReadonlySet<string> = new Set<OpType>([
+  'ArgMax',
+  'ArgMin',
+  'Cast',
+  'GatherElements',
+  'GatherND',
+  'NonMaxSuppression',
+  'TopK',
+]);
 
 /** Ops whose output describes a tensor's shape rather than its values. */
 const SHAPE_OPS: ReadonlySet<string> = new Set<OpType>(['Shape', 'Size']);
@@ -59,7 +67,9 @@ export function hostTail(graph: Graph): Node[] {
   for (const node of [...graph.nodes].reverse()) {
     if (onHost.has(node) || shapeNodes.has(node) || WEIGHTED_OPS.has(node.opType) || QDQ_OPS.has(node.opType) || layerClamp(node)) continue;
     const outputs = node.outputs.filter(Boolean);
-    const feedsTailOnly = outputs.every((o) => !graphOutputs.has(o) && (consumers.get(o) ?? []).length > 0 && consumers.get(o)!.every((c) => onHost.has(c)));
+    const feedsTailOnly = outputs.every(
+      (o) => !graphOutputs.has(o) && (consumers.get(o) ?? []).length > 0 && consumers.get(o)!.every((c) => onHost.has(c)),
+    );
     if (outputs.length && feedsTailOnly) onHost.add(node);
   }
   return graph.nodes.filter((n) => onHost.has(n));

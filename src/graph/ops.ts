@@ -231,9 +231,7 @@ function isDefaultDomain(node: Node): boolean {
 
 /** The schema of `node`'s operator, or undefined when quantflow does not support it. */
 export function schemaOf(node: Node): OpSchema | undefined {
-  return isDefaultDomain(node) && Object.hasOwn(OP_SCHEMAS, node.opType)
-    ? OP_SCHEMAS[node.opType as OpType]
-    : undefined;
+  return isDefaultDomain(node) && Object.hasOwn(OP_SCHEMAS, node.opType) ? OP_SCHEMAS[node.opType as OpType] : undefined;
 }
 
 /** The one-line message for a node whose operator is outside `SUPPORTED_OPS`. */

@@ -8,7 +8,11 @@ import type { Dim, Node } from './types.js';
  * over the feature map). Undefined when it does more than that, when a shape is unknown, and
  * for tf_crop_and_resize, whose extrapolation value can enter.
  */
-export function resizeBroadcastAxes(node: Node, inShape: readonly Dim[] | undefined, outShape: readonly Dim[] | undefined): number[] | undefined {
+export function resizeBroadcastAxes(
+  node: Node,
+  inShape: readonly Dim[] | undefined,
+  outShape: readonly Dim[] | undefined,
+): number[] | undefined {
   if (!inShape || !outShape || inShape.length !== outShape.length) return undefined;
   if (attrString(node, 'coordinate_transformation_mode', 'half_pixel') === 'tf_crop_and_resize') return undefined;
   // A symbolic batch stays as it is; it matches itself.

@@ -51,10 +51,7 @@ export function inferShapes(model: Model): Map<string, Dim[]> {
       const v = outputs[i] ?? c.fail(`has ${node.outputs.length} outputs, the operator produces ${outputs.length}`);
       known.set(name, v);
       if (v.elements) elements.set(name, v.elements);
-      valueInfo.set(
-        name,
-        v.shape ? { name, dataType: v.dataType, shape: [...v.shape] } : { name, dataType: v.dataType },
-      );
+      valueInfo.set(name, v.shape ? { name, dataType: v.dataType, shape: [...v.shape] } : { name, dataType: v.dataType });
     });
   }
   graph.valueInfo = valueInfo;
@@ -299,13 +296,7 @@ function softmax(c: Context): Value[] {
 }
 
 /** Output sizes of a sliding window (Conv, pools) over the spatial dims, symbolic ones included. */
-function windowOutputs(
-  c: Context,
-  spatial: readonly Dim[],
-  kernel: readonly Dim[],
-  w: WindowAttributes,
-  ceilMode: boolean,
-): Dim[] {
+function windowOutputs(c: Context, spatial: readonly Dim[], kernel: readonly Dim[], w: WindowAttributes, ceilMode: boolean): Dim[] {
   const same = isSamePadding(w);
   return spatial.map((d, i) => {
     const [k, stride, dilation] = [kernel[i], w.strides[i]!, w.dilations[i]!];
@@ -344,8 +335,7 @@ function convOperands(c: Context): { x: Value; xs: Dim[]; ws: Dim[]; rank?: numb
   const rank = x.shape?.length ?? w?.length;
   if (rank === undefined) return { x, xs: [], ws: [] };
   if (rank < 3) c.fail(`expects rank ≥ 3 (N, C, spatial...), found ${rank}`);
-  if (x.shape && w && w.length !== rank)
-    c.fail(`weight ${formatShape(w)} and input ${formatShape(x.shape)} differ in rank`);
+  if (x.shape && w && w.length !== rank) c.fail(`weight ${formatShape(w)} and input ${formatShape(x.shape)} differ in rank`);
   return { x, xs: x.shape ?? unknownDims(rank), ws: w ?? unknownDims(rank), rank };
 }
 
@@ -362,8 +352,7 @@ function conv(c: Context): Value[] {
   const [channels, outChannels, groupChannels] = [xs[1], ws[0], ws[1]];
   if (isNum(channels) && isNum(groupChannels) && channels !== groupChannels * g)
     c.fail(`input has ${channels} channels but weight ${formatShape(ws)} with group ${g} expects ${groupChannels * g}`);
-  if (isNum(outChannels) && outChannels % g !== 0)
-    c.fail(`${outChannels} output channels do not split into ${g} groups`);
+  if (isNum(outChannels) && outChannels % g !== 0) c.fail(`${outChannels} output channels do not split into ${g} groups`);
   checkBias(c, outChannels);
   const kernel = kernelShape(c, ws.slice(2));
   const spatial = windowOutputs(c, xs.slice(2), kernel, windowAttributes(c.node, rank - 2), false);
@@ -451,8 +440,7 @@ function pool(c: Context): Value[] {
   const x = c.input(0);
   const kernel = requiredInts(c, 'kernel_shape');
   const rank = kernel.length + 2;
-  if (x.shape && x.shape.length !== rank)
-    c.fail(`input ${formatShape(x.shape)} does not fit kernel_shape ${formatShape(kernel)}`);
+  if (x.shape && x.shape.length !== rank) c.fail(`input ${formatShape(x.shape)} does not fit kernel_shape ${formatShape(kernel)}`);
   const xs = x.shape ?? unknownDims(rank);
   const ceilMode = attrInt(c.node, 'ceil_mode', 0) !== 0;
   const shape = [xs[0], xs[1], ...windowOutputs(c, xs.slice(2), kernel, windowAttributes(c.node, kernel.length), ceilMode)];
@@ -523,8 +511,7 @@ function reshape(c: Context): Value[] {
     if (isNum(d) && d < -1) c.fail(`shape ${formatShape(spec)} has a negative dim`);
     if (d !== 0 || allowZero) return d;
     if (!x.shape) return null;
-    if (i >= x.shape.length)
-      c.fail(`shape ${formatShape(spec)} copies dim ${i} (0), which input ${formatShape(x.shape)} lacks`);
+    if (i >= x.shape.length) c.fail(`shape ${formatShape(spec)} copies dim ${i} (0), which input ${formatShape(x.shape)} lacks`);
     return x.shape[i];
   });
   return [{ dataType: x.dataType, shape: resolveReshape(c, x.shape, shape), elements: x.elements }];
@@ -544,9 +531,7 @@ function resolveReshape(c: Context, input: Dim[] | undefined, shape: Dim[]): Dim
     remaining.splice(j, 1);
   }
   const mismatch = () =>
-    c.fail(
-      `cannot reshape ${formatShape(input!)} (${inCount.n} elements) into ${formatShape(shape)} (${outCount.n} elements)`,
-    );
+    c.fail(`cannot reshape ${formatShape(input!)} (${inCount.n} elements) into ${formatShape(shape)} (${outCount.n} elements)`);
   if (wildcard < 0) {
     if (remaining.length === 0 && inCount.n !== outCount.n) mismatch();
     return shape;
@@ -591,8 +576,7 @@ function squeeze(c: Context): Value[] {
   } else {
     dropped = new Set(axes.map((a) => normalizeAxis(a, shape.length, c.node)));
     for (const i of dropped)
-      if (isNum(shape[i]) && shape[i] !== 1)
-        c.fail(`cannot squeeze axis ${i} of size ${shape[i]} in ${formatShape(shape)}`);
+      if (isNum(shape[i]) && shape[i] !== 1) c.fail(`cannot squeeze axis ${i} of size ${shape[i]} in ${formatShape(shape)}`);
   }
   return [{ dataType: x.dataType, shape: shape.filter((_, i) => !dropped.has(i)), elements: x.elements }];
 }
@@ -636,9 +620,7 @@ function concat(c: Context): Value[] {
     return known.reduce<Dim>((dim, s) => {
       const next = unifyDim(dim, s[j]);
       if (next === undefined)
-        c.fail(
-          `inputs ${known.map(formatShape).join(', ')} differ on axis ${j}, which is not the concatenation axis ${axis}`,
-        );
+        c.fail(`inputs ${known.map(formatShape).join(', ')} differ on axis ${j}, which is not the concatenation axis ${axis}`);
       return next;
     }, known[0][j]);
   });
@@ -736,8 +718,7 @@ function resize(c: Context): Value[] {
 
 function upsample(c: Context): Value[] {
   const x = c.input(0);
-  const scales =
-    c.opset >= 9 ? c.input(1).elements : (attrFloats(c.node, 'scales') ?? c.fail("missing required attribute 'scales'"));
+  const scales = c.opset >= 9 ? c.input(1).elements : (attrFloats(c.node, 'scales') ?? c.fail("missing required attribute 'scales'"));
   if (!x.shape) return [{ dataType: x.dataType }];
   if (!scales) return [{ dataType: x.dataType, shape: unknownDims(x.shape.length) }];
   if (scales.length !== x.shape.length) c.fail(`scales ${formatShape(scales)} should hold ${x.shape.length} values`);
@@ -820,8 +801,7 @@ function slice(c: Context): Value[] {
     return [{ dataType: x.dataType, shape }];
   }
   const counts = [starts.length, ends.length, axes.length, steps?.length ?? axes.length];
-  if (counts.some((n) => n !== axes.length))
-    c.fail(`starts, ends, axes and steps differ in length (${counts.join(', ')})`);
+  if (counts.some((n) => n !== axes.length)) c.fail(`starts, ends, axes and steps differ in length (${counts.join(', ')})`);
   let elements: Dim[] | undefined;
   axes.forEach((a, j) => {
     const step = steps?.[j] ?? 1;
@@ -857,9 +837,7 @@ function constant(c: Context): Value[] {
     if (a.type === 'float' || a.type === 'int') {
       if (a.type === kind) return [{ dataType, shape: [], elements: [a.value] }];
     } else if (a.type === kind) {
-      return [
-        { dataType, shape: [a.value.length], elements: a.value.length <= MAX_TRACKED_ELEMENTS ? a.value : undefined },
-      ];
+      return [{ dataType, shape: [a.value.length], elements: a.value.length <= MAX_TRACKED_ELEMENTS ? a.value : undefined }];
     }
     c.fail(`attribute '${name}' should be ${kind}, found ${a.type}`);
   }
@@ -876,8 +854,7 @@ function checkQuantParams(c: Context): void {
     c.fail(`scale ${formatShape(scale)} and zero point ${formatShape(zeroPoint)} differ in shape`);
   if (!x || !scale) return;
   if (attrInt(c.node, 'block_size', 0) > 0) {
-    if (scale.length !== x.length)
-      c.fail(`blocked scale ${formatShape(scale)} should have the rank of ${formatShape(x)}`);
+    if (scale.length !== x.length) c.fail(`blocked scale ${formatShape(scale)} should have the rank of ${formatShape(x)}`);
     return;
   }
   if (scale.length === 0 || (scale.length === 1 && scale[0] === 1)) return;
@@ -926,8 +903,7 @@ function split(c: Context): Value[] {
   if (numOutputs !== count) c.fail(`num_outputs is ${numOutputs} but the node has ${count} outputs`);
   if (parts) {
     if (parts.length !== count) c.fail(`split ${formatShape(parts)} should hold ${count} sizes, one per output`);
-    if (isNum(size) && parts.reduce((a, b) => a + b, 0) !== size)
-      c.fail(`split ${formatShape(parts)} does not add up to ${size}`);
+    if (isNum(size) && parts.reduce((a, b) => a + b, 0) !== size) c.fail(`split ${formatShape(parts)} does not add up to ${size}`);
     return parts.map(withDim);
   }
   if (parts === null || !isNum(size)) return range(count).map(() => withDim(null));
@@ -982,8 +958,7 @@ function expand(c: Context): Value[] {
   }
   const shape = broadcast(c, [x.shape, target]);
   const from = x.elements;
-  const elements =
-    shape && shape.length <= 1 && from ? fillElements(shape, (i) => from[from.length === 1 ? 0 : i] ?? null) : undefined;
+  const elements = shape && shape.length <= 1 && from ? fillElements(shape, (i) => from[from.length === 1 ? 0 : i] ?? null) : undefined;
   return [{ dataType: x.dataType, shape, elements }];
 }
 

@@ -56,17 +56,11 @@ export function validateModel(model: Model): void {
     check(schema, () => unsupportedOperatorMessage(node));
 
     const [required, maxInputs] = schema.inputs(opset);
-    check(
-      node.inputs.length <= maxInputs,
-      () => `${where}: takes at most ${maxInputs} inputs, found ${node.inputs.length}`,
-    );
+    check(node.inputs.length <= maxInputs, () => `${where}: takes at most ${maxInputs} inputs, found ${node.inputs.length}`);
     for (let i = 0; i < required; i++)
       check(node.inputs[i], () => `${where}: missing required input ${i} (needs ${required} at opset ${opset})`);
     const [requiredOutputs, maxOutputs] = schema.outputs;
-    check(
-      node.outputs.length <= maxOutputs,
-      () => `${where}: produces at most ${maxOutputs} outputs, found ${node.outputs.length}`,
-    );
+    check(node.outputs.length <= maxOutputs, () => `${where}: produces at most ${maxOutputs} outputs, found ${node.outputs.length}`);
     for (let i = 0; i < requiredOutputs; i++) check(node.outputs[i], () => `${where}: missing required output ${i}`);
 
     for (const [name, value] of Object.entries(node.attributes)) {
@@ -108,9 +102,6 @@ export function validateModel(model: Model): void {
     const conflict =
       declared.length !== actual.length ||
       declared.some((d, i) => typeof d === 'number' && typeof actual[i] === 'number' && d !== actual[i]);
-    check(
-      !conflict,
-      `graph output '${out.name}' is declared ${formatShape(declared)} but ${by} produces ${formatShape(actual)}`,
-    );
+    check(!conflict, `graph output '${out.name}' is declared ${formatShape(declared)} but ${by} produces ${formatShape(actual)}`);
   }
 }

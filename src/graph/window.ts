@@ -41,8 +41,7 @@ export function windowAttributes(node: Node, n: number): WindowAttributes {
     throw nodeError(node, `strides ${formatShape(strides)} should be ${n} values ≥ 1`);
   if (dilations.length !== n || dilations.some((d) => d < 1))
     throw nodeError(node, `dilations ${formatShape(dilations)} should be ${n} values ≥ 1`);
-  if (pads.length !== 2 * n || pads.some((p) => p < 0))
-    throw nodeError(node, `pads ${formatShape(pads)} should be ${2 * n} values ≥ 0`);
+  if (pads.length !== 2 * n || pads.some((p) => p < 0)) throw nodeError(node, `pads ${formatShape(pads)} should be ${2 * n} values ≥ 0`);
   return { strides, dilations, pads, autoPad };
 }
 

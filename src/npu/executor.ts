@@ -1,5 +1,19 @@
 import { QuantflowError } from '../util/errors.js';
-import { add, averagePool, concat, conv, fullyConnected, lookup, maxPool, mul, pad, select, transpose, type KernelResult, type Operand } from './kernels.js';
+import {
+  add,
+  averagePool,
+  concat,
+  conv,
+  fullyConnected,
+  lookup,
+  maxPool,
+  mul,
+  pad,
+  select,
+  transpose,
+  type KernelResult,
+  type Operand,
+} from './kernels.js';
 import type { NpuLayer, NpuPackage } from './types.js';
 
 /**
@@ -28,14 +42,20 @@ export function execute(pkg: NpuPackage, inputs: Record<string, ArrayLike<number
     const given = inputs[name];
     const info = pkg.tensors[name]!;
     const size = info.shape.reduce((a, b) => a * b, 1);
-    if (!given || given.length !== size) throw new QuantflowError(`input '${name}' needs ${size} integers (shape [${info.shape}]), got ${given?.length ?? 'none'}`);
+    if (!given || given.length !== size)
+      throw new QuantflowError(`input '${name}' needs ${size} integers (shape [${info.shape}]), got ${given?.length ?? 'none'}`);
     const data = Int32Array.from(given);
-    if (data.some((q) => q < info.grid.qmin || q > info.grid.qmax)) throw new QuantflowError(`input '${name}' has values outside its grid [${info.grid.qmin}, ${info.grid.qmax}]`);
+    if (data.some((q) => q < info.grid.qmin || q > info.grid.qmax))
+      throw new QuantflowError(`input '${name}' has values outside its grid [${info.grid.qmin}, ${info.grid.qmax}]`);
     tensors.set(name, data);
   }
   const peaks = new Map<string, number>();
   for (const layer of pkg.layers) {
-    const result = executeLayer(pkg, layer, layer.inputs.map((i) => tensors.get(i)!));
+    const result = executeLayer(
+      pkg,
+      layer,
+      layer.inputs.map((i) => tensors.get(i)!),
+    );
     tensors.set(layer.output, result.output);
     if (result.peak) peaks.set(layer.name, result.peak);
   }

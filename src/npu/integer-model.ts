@@ -106,14 +106,23 @@ class Builder {
       }
       case 'avgpool': {
         const channels = xi.shape[1]!;
-        const ones: TensorData = { dataType: 'float32', dims: [channels, 1, ...l.kernel], data: new Float32Array(channels * l.kernel[0] * l.kernel[1]).fill(1) };
+        const ones: TensorData = {
+          dataType: 'float32',
+          dims: [channels, 1, ...l.kernel],
+          data: new Float32Array(channels * l.kernel[0] * l.kernel[1]).fill(1),
+        };
         const sums = this.op('Conv', [this.centered(x, xi.grid), this.constant(ones)], { ...convAttributes(l), group: attr.int(channels) });
         const scaled = this.op('Mul', [this.double(sums), this.windowMultipliers(l, xi.shape)]);
         value = this.reshape(this.round(scaled, out.grid.zeroPoint, l.clamp), out.shape);
         break;
       }
       case 'maxpool':
-        value = this.op('MaxPool', [x], { kernel_shape: attr.ints(l.kernel), strides: attr.ints(l.strides), pads: attr.ints(l.pads), dilations: attr.ints(l.dilations) });
+        value = this.op('MaxPool', [x], {
+          kernel_shape: attr.ints(l.kernel),
+          strides: attr.ints(l.strides),
+          pads: attr.ints(l.pads),
+          dilations: attr.ints(l.dilations),
+        });
         break;
       case 'lut':
         value = this.lookup(x, xi.grid, l.table);
@@ -127,14 +136,26 @@ class Builder {
       case 'select':
         value = l.index.reduce((v, index, axis) => {
           if (index.length === xi.shape[axis] && index.every((i, o) => i === o)) return v;
-          return this.op('Gather', [v, this.constant({ dataType: 'int64', dims: [index.length], data: BigInt64Array.from(index, BigInt) })], { axis: attr.int(axis) });
+          return this.op(
+            'Gather',
+            [v, this.constant({ dataType: 'int64', dims: [index.length], data: BigInt64Array.from(index, BigInt) })],
+            { axis: attr.int(axis) },
+          );
         }, x);
         break;
       case 'pad':
-        value = this.op('Pad', [x, this.constant({ dataType: 'int64', dims: [l.pads.length], data: BigInt64Array.from(l.pads, BigInt) }), this.float32(xi.grid.zeroPoint)]);
+        value = this.op('Pad', [
+          x,
+          this.constant({ dataType: 'int64', dims: [l.pads.length], data: BigInt64Array.from(l.pads, BigInt) }),
+          this.float32(xi.grid.zeroPoint),
+        ]);
         break;
       case 'concat':
-        value = this.op('Concat', l.inputs.map((name, i) => this.lookup(this.values.get(name)!, this.pkg.tensors[name]!.grid, l.tables[i]!)), { axis: attr.int(l.axis) });
+        value = this.op(
+          'Concat',
+          l.inputs.map((name, i) => this.lookup(this.values.get(name)!, this.pkg.tensors[name]!.grid, l.tables[i]!)),
+          { axis: attr.int(l.axis) },
+        );
         break;
     }
     this.values.set(l.output, value);
@@ -148,7 +169,12 @@ class Builder {
     return name;
   }
 
-  private op(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, output = this.name(opType.toLowerCase())): string {
+  private op(
+    opType: string,
+    inputs: string[],
+    attributes: Record<string, AttributeValue> = {},
+    output = this.name(opType.toLowerCase()),
+  ): string {
     this.graph.nodes.push(makeNode(opType, inputs, [output], attributes, this.name(opType)));
     return output;
   }
@@ -184,7 +210,14 @@ class Builder {
    * Exact sums (float32) plus bias, times M·2^−(n+k[c]) per channel along the axis that
    * `channelShape` puts the channels on, rounded half up, clamped.
    */
-  private requantize(sums: string, bias: IntTensor | undefined, r: Requantization, channelShape: number[], zy: number, clamp: [number, number]): string {
+  private requantize(
+    sums: string,
+    bias: IntTensor | undefined,
+    r: Requantization,
+    channelShape: number[],
+    zy: number,
+    clamp: [number, number],
+  ): string {
     const channels = Math.max(r.multiplier.data.length, r.shift.data.length, r.channelShift?.data.length ?? 1);
     const factor = Float64Array.from({ length: channels }, (_, c) => {
       const m = r.multiplier.data[r.multiplier.data.length > 1 ? c : 0]!;
@@ -193,7 +226,15 @@ class Builder {
     });
     const shape = channels === 1 ? [] : channelShape.map((d) => (d === -1 ? channels : d));
     let acc = this.double(sums);
-    if (bias) acc = this.op('Add', [acc, this.constant({ dataType: 'float64', dims: bias.shape.length === 1 ? channelShape.map((d) => (d === -1 ? bias.shape[0]! : d)) : bias.shape, data: Float64Array.from(bias.data) })]);
+    if (bias)
+      acc = this.op('Add', [
+        acc,
+        this.constant({
+          dataType: 'float64',
+          dims: bias.shape.length === 1 ? channelShape.map((d) => (d === -1 ? bias.shape[0]! : d)) : bias.shape,
+          data: Float64Array.from(bias.data),
+        }),
+      ]);
     return this.round(this.op('Mul', [acc, this.constant({ dataType: 'float64', dims: shape, data: factor })]), zy, clamp);
   }
 
@@ -229,7 +270,9 @@ class Builder {
   }
 }
 
-function convAttributes(l: Pick<ConvLayer, 'kernel' | 'strides' | 'pads' | 'dilations'> & { group?: number }): Record<string, AttributeValue> {
+function convAttributes(
+  l: Pick<ConvLayer, 'kernel' | 'strides' | 'pads' | 'dilations'> & { group?: number },
+): Record<string, AttributeValue> {
   return {
     kernel_shape: attr.ints(l.kernel),
     strides: attr.ints(l.strides),

@@ -59,13 +59,17 @@ export function readNpuPackage(dir: string): NpuPackage {
   const bin = new Uint8Array(readFileSync(binPath));
   let pkg: NpuPackage;
   try {
-    pkg = JSON.parse(readFileSync(manifestPath, 'utf8'), (_key, value: unknown) => (isTensorRef(value) ? decode(value, bin, binPath) : value));
+    pkg = JSON.parse(readFileSync(manifestPath, 'utf8'), (_key, value: unknown) =>
+      isTensorRef(value) ? decode(value, bin, binPath) : value,
+    );
   } catch (e) {
     if (e instanceof QuantflowError) throw e;
     throw new QuantflowError(`${manifestPath}: invalid JSON (${(e as Error).message})`, { cause: e });
   }
   if (pkg.format !== 'quantflow-npu' || pkg.version !== 1) {
-    throw new QuantflowError(`${manifestPath}: not a quantflow NPU package of version 1 (format ${JSON.stringify(pkg.format)}, version ${JSON.stringify(pkg.version)})`);
+    throw new QuantflowError(
+      `${manifestPath}: not a quantflow NPU package of version 1 (format ${JSON.stringify(pkg.format)}, version ${JSON.stringify(pkg.version)})`,
+    );
   }
   return pkg;
 }
@@ -92,7 +96,13 @@ function encode(t: IntTensor): Uint8Array {
 function decode(ref: TensorRef, bin: Uint8Array, binPath: string): IntTensor {
   const n = elementCount(ref.shape);
   const expected = ref.dtype === 'int4' ? Math.ceil(n / 2) : ref.dtype === 'int32' ? 4 * n : n;
-  if (!DTYPES.includes(ref.dtype) || ref.byteLength !== expected || ref.offset < 0 || ref.offset % ALIGN !== 0 || ref.offset + ref.byteLength > bin.length) {
+  if (
+    !DTYPES.includes(ref.dtype) ||
+    ref.byteLength !== expected ||
+    ref.offset < 0 ||
+    ref.offset % ALIGN !== 0 ||
+    ref.offset + ref.byteLength > bin.length
+  ) {
     throw new QuantflowError(`${binPath}: tensor ${JSON.stringify(ref)} does not fit the file (${bin.length} bytes)`);
   }
   const bytes = bin.subarray(ref.offset, ref.offset + ref.byteLength);

@@ -2,7 +2,21 @@ import type { Grid } from '../quantization/grid.js';
 import { multiplyByQuantizedMultiplier, roundingRightShift } from '../quantization/fixedpoint.js';
 import { tapRange } from '../graph/window.js';
 import { windowAxis, windowOutput } from './window.js';
-import type { AddLayer, AvgPoolLayer, ConcatLayer, ConvLayer, FullyConnectedLayer, IntTensor, LutLayer, MaxPoolLayer, MulLayer, PadLayer, Requantization, SelectLayer, TransposeLayer } from './types.js';
+import type {
+  AddLayer,
+  AvgPoolLayer,
+  ConcatLayer,
+  ConvLayer,
+  FullyConnectedLayer,
+  IntTensor,
+  LutLayer,
+  MaxPoolLayer,
+  MulLayer,
+  PadLayer,
+  Requantization,
+  SelectLayer,
+  TransposeLayer,
+} from './types.js';
 
 /**
  * Integer kernels of the reference executor, batch 1, NCHW. Accumulators are integers held
@@ -46,7 +60,16 @@ function peakOf(acc: Float64Array, count: number): number {
  * largest |acc|. Round half up of acc·M·2^−s is floor(acc·M·2^−s + 0.5), exact in float64
  * while |acc·M| < 2^53 (see fixedpoint.ts); beyond that the 2^53-safe integer routine runs.
  */
-function requantize(acc: Float64Array, count: number, r: Requantization, c: number, zy: number, clamp: [number, number], out: Int32Array, at: number): number {
+function requantize(
+  acc: Float64Array,
+  count: number,
+  r: Requantization,
+  c: number,
+  zy: number,
+  clamp: [number, number],
+  out: Int32Array,
+  at: number,
+): number {
   const m = r.multiplier.data[r.multiplier.data.length > 1 ? c : 0]!;
   const s = r.shift.data[r.shift.data.length > 1 ? c : 0]! + (r.channelShift ? r.channelShift.data[c]! : 0);
   const peak = peakOf(acc, count);
@@ -57,14 +80,33 @@ function requantize(acc: Float64Array, count: number, r: Requantization, c: numb
 
 // Hot loops live in small functions of their own: V8 optimizes them whole instead of
 // deoptimizing on a branch that had never run when the loop was compiled.
-function requantizeFloat(acc: Float64Array, count: number, scale: number, zy: number, lo: number, hi: number, out: Int32Array, at: number): void {
+function requantizeFloat(
+  acc: Float64Array,
+  count: number,
+  scale: number,
+  zy: number,
+  lo: number,
+  hi: number,
+  out: Int32Array,
+  at: number,
+): void {
   for (let i = 0; i < count; i++) {
     const q = Math.floor(acc[i]! * scale + 0.5) + zy;
     out[at + i] = q < lo ? lo : q > hi ? hi : q;
   }
 }
 
-function requantizeWide(acc: Float64Array, count: number, m: number, s: number, zy: number, lo: number, hi: number, out: Int32Array, at: number): void {
+function requantizeWide(
+  acc: Float64Array,
+  count: number,
+  m: number,
+  s: number,
+  zy: number,
+  lo: number,
+  hi: number,
+  out: Int32Array,
+  at: number,
+): void {
   for (let i = 0; i < count; i++) {
     const q = multiplyByQuantizedMultiplier(acc[i]!, m, s) + zy;
     out[at + i] = q < lo ? lo : q > hi ? hi : q;

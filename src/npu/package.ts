@@ -40,7 +40,11 @@ export async function buildNpuPackage(qdq: Model, profile: TargetProfile, option
   // Shape arithmetic only sizes Reshapes, whose output shapes come from inference at batch 1.
   const skipped = new Set([...tail, ...shapeArithmetic(qdq.graph)]);
   for (const node of view.nodes) if (!skipped.has(node)) l.lower(node);
-  const tables = await unaryTables(qdq.graph, qdq.opset, l.tableRequests.map((t) => t.request));
+  const tables = await unaryTables(
+    qdq.graph,
+    qdq.opset,
+    l.tableRequests.map((t) => t.request),
+  );
   l.tableRequests.forEach((t, i) => {
     const [lo, hi] = t.clamp;
     t.layer.table = int32(tables[i]!.map((q) => Math.min(hi, Math.max(lo, q))));
@@ -70,7 +74,29 @@ function packageOutputs(graph: Graph, tail: readonly Node[], l: Lowering): strin
 }
 
 /** Elementwise ops that run as a lookup table when all inputs but one are scalar constants (only ops with a schema reach the lowering). */
-const TABLE_OPS: ReadonlySet<string> = new Set<OpType>(['Relu', 'Clip', 'LeakyRelu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Erf', 'Exp', 'Log', 'Abs', 'Neg', 'Sqrt', 'Reciprocal', 'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min']);
+const TABLE_OPS: ReadonlySet<string> = new Set<OpType>([
+  'Relu',
+  'Clip',
+  'LeakyRelu',
+  'Sigmoid',
+  'HardSigmoid',
+  'HardSwish',
+  'Tanh',
+  'Erf',
+  'Exp',
+  'Log',
+  'Abs',
+  'Neg',
+  'Sqrt',
+  'Reciprocal',
+  'Add',
+  'Sub',
+  'Mul',
+  'Div',
+  'Pow',
+  'Max',
+  'Min',
+]);
 
 /** The profile entry that says whether the target may run a table op. */
 const PROFILE_ENTRY: Partial<Record<OpType, Nonlinearity>> = {
@@ -81,7 +107,6 @@ const PROFILE_ENTRY: Partial<Record<OpType, Nonlinearity>> = {
   HardSwish: 'hardSwish',
   Tanh: 'tanh',
 };
-
 
 /** Largest input grid a lookup table covers. */
 const MAX_TABLE = 1 << 16;
@@ -236,7 +261,8 @@ class Lowering {
     const c = this.constant(node, 1, 'weights');
     const { dataType, dims } = c.values;
     if (dataType !== 'int8' && dataType !== 'int4') throw nodeError(node, `${dataType} weights are not supported (int8 or int4)`);
-    if (c.scale.length > 1 && (c.axis + dims.length) % dims.length !== outAxis) throw nodeError(node, 'weight scales must run along the output channels');
+    if (c.scale.length > 1 && (c.axis + dims.length) % dims.length !== outAxis)
+      throw nodeError(node, 'weight scales must run along the output channels');
     const data = c.values.data as Int8Array;
     const bits = dataType === 'int4' ? 4 : 8;
     if (outAxis === 0) return { data, shape: dims, scale: c.scale, bits };
@@ -283,10 +309,12 @@ class Lowering {
     for (let ch = 0; ch < data.length; ch++) {
       const expected = Math.fround(sx * w.scale[w.scale.length > 1 ? ch : 0]!);
       const scale = c.scale[c.scale.length > 1 ? ch : 0]!;
-      if (Math.abs(scale - expected) > 1e-6 * expected) throw nodeError(node, `bias scale ${scale} of channel ${ch} is not s_x·s_w = ${expected}`);
+      if (Math.abs(scale - expected) > 1e-6 * expected)
+        throw nodeError(node, `bias scale ${scale} of channel ${ch} is not s_x·s_w = ${expected}`);
     }
     const limit = 2 ** (this.profile.biasBits - 1);
-    if (data.some((b) => b < -limit || b >= limit)) throw nodeError(node, `a bias does not fit the profile's ${this.profile.biasBits}-bit biases`);
+    if (data.some((b) => b < -limit || b >= limit))
+      throw nodeError(node, `a bias does not fit the profile's ${this.profile.biasBits}-bit biases`);
     return { bias: { dtype: 'int32', shape: [data.length], data } };
   }
 
@@ -357,7 +385,15 @@ class Lowering {
     const other = Math.round(Math.min(ra, rb) * 2 ** m.shift);
     const [ma, mb] = ra >= rb ? [m.multiplier, other] : [other, m.multiplier];
     this.emit(
-      { op: 'add', name: node.name, inputs: [a.name, b.name], output: o.output, multipliers: [ma, node.opType === 'Sub' ? -mb : mb], shift: m.shift, clamp: o.clamp },
+      {
+        op: 'add',
+        name: node.name,
+        inputs: [a.name, b.name],
+        output: o.output,
+        multipliers: [ma, node.opType === 'Sub' ? -mb : mb],
+        shift: m.shift,
+        clamp: o.clamp,
+      },
       broadcastShape(node, a.shape, b.shape),
       o.grid,
     );
@@ -381,7 +417,9 @@ class Lowering {
     let kernel = [h, w];
     let keep = true;
     if (node.opType === 'ReduceMean') {
-      const axes = (constantInput(node, 1, this.graph.initializers) ?? attrInts(node, 'axes', [])).map((a) => normalizeAxis(a, 4, node)).sort();
+      const axes = (constantInput(node, 1, this.graph.initializers) ?? attrInts(node, 'axes', []))
+        .map((a) => normalizeAxis(a, 4, node))
+        .sort();
       if (axes.join() !== '2,3') throw nodeError(node, `only the spatial mean (axes 2, 3) is supported, got axes [${axes}]`);
       keep = attrInt(node, 'keepdims', 1) === 1;
     } else if (node.opType === 'AveragePool') kernel = attrInts(node, 'kernel_shape', []);
@@ -404,7 +442,12 @@ class Lowering {
     if (node.outputs[1] && this.view.readers.has(node.outputs[1])) throw nodeError(node, 'the indices output is not supported');
     if (x.shape.length !== 4) throw nodeError(node, 'only NCHW inputs are supported');
     const { window, out } = windowOf(node, x.shape.slice(2), attrInts(node, 'kernel_shape', []));
-    this.emitSameGrid(node, { op: 'maxpool', name: node.name, inputs: [x.name], output: node.outputs[0]!, ...window }, [1, x.shape[1]!, ...out], x.grid);
+    this.emitSameGrid(
+      node,
+      { op: 'maxpool', name: node.name, inputs: [x.name], output: node.outputs[0]!, ...window },
+      [1, x.shape[1]!, ...out],
+      x.grid,
+    );
   }
 
   private lowerReshape(node: Node): void {
@@ -416,8 +459,17 @@ class Lowering {
 
   private lowerTranspose(node: Node): void {
     const x = this.info(node, node.inputs[0]!);
-    const perm = attrInts(node, 'perm', x.shape.map((_, i) => x.shape.length - 1 - i));
-    this.emitSameGrid(node, { op: 'transpose', name: node.name, inputs: [x.name], output: node.outputs[0]!, perm }, perm.map((p) => x.shape[p]!), x.grid);
+    const perm = attrInts(
+      node,
+      'perm',
+      x.shape.map((_, i) => x.shape.length - 1 - i),
+    );
+    this.emitSameGrid(
+      node,
+      { op: 'transpose', name: node.name, inputs: [x.name], output: node.outputs[0]!, perm },
+      perm.map((p) => x.shape[p]!),
+      x.grid,
+    );
   }
 
   private lowerSelect(node: Node): void {
@@ -432,7 +484,8 @@ class Lowering {
     const x = this.info(node, node.inputs[0]!);
     if (!keepsGrid(node)) throw nodeError(node, 'only constant zero padding is supported');
     const pads = constantInput(node, 1, this.graph.initializers);
-    if (!pads || pads.length !== 2 * x.shape.length || pads.some((p) => p < 0)) throw nodeError(node, 'needs constant non-negative pads, two per axis');
+    if (!pads || pads.length !== 2 * x.shape.length || pads.some((p) => p < 0))
+      throw nodeError(node, 'needs constant non-negative pads, two per axis');
     if (pads[0] || pads[x.shape.length]) throw nodeError(node, 'pads the batch axis, which a package running one image at a time cannot');
     const shape = x.shape.map((d, i) => d + pads[i]! + pads[i + x.shape.length]!);
     this.emitSameGrid(node, { op: 'pad', name: node.name, inputs: [x.name], output: node.outputs[0]!, pads }, shape, x.grid);
@@ -447,13 +500,15 @@ class Lowering {
       this.batchOne = copy.graph.valueInfo;
     }
     const shape = this.batchOne.get(node.outputs[0]!)?.shape;
-    if (!shape?.every((d): d is number => typeof d === 'number')) throw nodeError(node, 'its target shape is computed and not static at batch 1');
+    if (!shape?.every((d): d is number => typeof d === 'number'))
+      throw nodeError(node, 'its target shape is computed and not static at batch 1');
     return shape;
   }
 
   /** Ops that keep their input's grid write their own output name, which nothing may requantize. */
   private emitSameGrid(node: Node, layer: NpuLayer, shape: number[], grid: Grid): void {
-    if (this.view.quantizedAs.has(node.outputs[0]!)) throw nodeError(node, 'its output is requantized, which a grid-preserving op does not support');
+    if (this.view.quantizedAs.has(node.outputs[0]!))
+      throw nodeError(node, 'its output is requantized, which a grid-preserving op does not support');
     this.emit(layer, shape, grid);
   }
 
@@ -492,7 +547,8 @@ class Lowering {
   }
 
   private checkTableSize(node: Node, g: Grid): void {
-    if (g.qmax - g.qmin + 1 > MAX_TABLE) throw nodeError(node, `input grid of ${g.qmax - g.qmin + 1} levels is too large for a lookup table`);
+    if (g.qmax - g.qmin + 1 > MAX_TABLE)
+      throw nodeError(node, `input grid of ${g.qmax - g.qmin + 1} levels is too large for a lookup table`);
   }
 }
 
@@ -504,7 +560,10 @@ function wessShifts(node: Node, scale: Float32Array, shiftBits: number): Uint8Ar
   return Uint8Array.from(scale, (s, c) => {
     const k = Math.log2(top / s);
     if (!Number.isInteger(k) || k > 2 ** shiftBits - 1) {
-      throw nodeError(node, `weight scale of channel ${c} is not the layer scale times 2^−k with k in 0..${2 ** shiftBits - 1} (profile granularity 'shift')`);
+      throw nodeError(
+        node,
+        `weight scale of channel ${c} is not the layer scale times 2^−k with k in 0..${2 ** shiftBits - 1} (profile granularity 'shift')`,
+      );
     }
     return k;
   });

@@ -60,7 +60,12 @@ export function qdqView(graph: Graph): QdqView {
       if (!dq) throw new QuantflowError(`QuantizeLinear '${n.name}' has no DequantizeLinear after it`);
       const tensor = inputs.has(n.inputs[0]!) ? n.inputs[0]! : dq.outputs[0]!;
       const grid = activationGrid(n, graph);
-      view.quantizedAs.set(n.inputs[0]!, { tensor, grid, integers: n.outputs[0]!, dataType: graph.initializers.get(n.inputs[2]!)!.dataType });
+      view.quantizedAs.set(n.inputs[0]!, {
+        tensor,
+        grid,
+        integers: n.outputs[0]!,
+        dataType: graph.initializers.get(n.inputs[2]!)!.dataType,
+      });
       view.tensorOf.set(dq.outputs[0]!, tensor);
     } else if (n.opType === 'DequantizeLinear') {
       const values = graph.initializers.get(n.inputs[0]!);

@@ -17,7 +17,8 @@ export function resizeSelection(node: Node, inShape: readonly number[], constant
   const interpolating = attrString(node, 'mode', 'nearest') !== 'nearest';
   const transform = attrString(node, 'coordinate_transformation_mode', 'half_pixel');
   const rounding = attrString(node, 'nearest_mode', 'round_prefer_floor');
-  if (attrString(node, 'keep_aspect_ratio_policy', 'stretch') !== 'stretch') throw nodeError(node, 'keep_aspect_ratio_policy other than stretch is not supported');
+  if (attrString(node, 'keep_aspect_ratio_policy', 'stretch') !== 'stretch')
+    throw nodeError(node, 'keep_aspect_ratio_policy other than stretch is not supported');
   const rank = inShape.length;
   const axes = attrInts(node, 'axes', [...inShape.keys()]).map((a) => normalizeAxis(a, rank, node));
   // Opset 10: [X, scales]; opset 11 on: [X, roi, scales, sizes].
@@ -40,7 +41,10 @@ export function resizeSelection(node: Node, inShape: readonly number[], constant
     }
   });
   if (interpolating && !resizeBroadcastAxes(node, inShape, shape))
-    throw nodeError(node, `mode '${attrString(node, 'mode', 'nearest')}' is supported only where it broadcasts single rows or columns (otherwise only nearest)`);
+    throw nodeError(
+      node,
+      `mode '${attrString(node, 'mode', 'nearest')}' is supported only where it broadcasts single rows or columns (otherwise only nearest)`,
+    );
   const index = shape.map((out, axis) => {
     const n = inShape[axis]!;
     if (interpolating) return Array.from({ length: out }, (_, o) => (n === 1 ? 0 : o));
@@ -95,9 +99,12 @@ export function sliceSelection(node: Node, inShape: readonly number[], constants
   const fromInputs = node.inputs.length > 1;
   const starts = fromInputs ? constantInput(node, 1, constants)! : attrInts(node, 'starts', []);
   const ends = fromInputs ? constantInput(node, 2, constants)! : attrInts(node, 'ends', []);
-  const axes = ((fromInputs ? constantInput(node, 3, constants) : attrInts(node, 'axes')) ?? starts.map((_, i) => i)).map((a) => normalizeAxis(a, rank, node));
+  const axes = ((fromInputs ? constantInput(node, 3, constants) : attrInts(node, 'axes')) ?? starts.map((_, i) => i)).map((a) =>
+    normalizeAxis(a, rank, node),
+  );
   const steps = (fromInputs ? constantInput(node, 4, constants) : undefined) ?? starts.map(() => 1);
-  if (ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length) throw nodeError(node, 'starts, ends, axes and steps differ in length');
+  if (ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length)
+    throw nodeError(node, 'starts, ends, axes and steps differ in length');
   const index = inShape.map((n) => Array.from({ length: n }, (_, i) => i));
   axes.forEach((axis, i) => {
     const n = inShape[axis]!;

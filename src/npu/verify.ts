@@ -70,7 +70,8 @@ export async function verifyPackage(
   const imageSize = inputInfo.shape.reduce((a, b) => a * b, 1);
   const simulated = simulatedTensors(qdq, pkg);
   const producers = new Map(pkg.layers.map((l) => [l.output, l.name]));
-  const stats = (names: string[]) => new Map(names.map((t) => [t, { tensor: t, layer: producers.get(t) ?? '', elements: 0, exact: 0, maxDiff: 0 }]));
+  const stats = (names: string[]) =>
+    new Map(names.map((t) => [t, { tensor: t, layer: producers.get(t) ?? '', elements: 0, exact: 0, maxDiff: 0 }]));
   const tensors = Object.keys(pkg.tensors);
   const chained = stats(tensors);
   const isolated = stats(tensors.filter((t) => t !== input));
@@ -79,7 +80,10 @@ export async function verifyPackage(
   const seconds = { simulation: 0, executor: 0, integerModel: options.integerModel ? 0 : undefined };
   let images = 0;
 
-  const session = await openSession({ ...qdq, graph: { ...qdq.graph, outputs: [...simulated.values()].map(({ name, dataType }) => ({ name, dataType })) } }, { simulate: true });
+  const session = await openSession(
+    { ...qdq, graph: { ...qdq.graph, outputs: [...simulated.values()].map(({ name, dataType }) => ({ name, dataType })) } },
+    { simulate: true },
+  );
   const integerSession = integer && (await openSession(buildIntegerModel(pkg, { allTensors: true })));
   try {
     for await (const batch of batches) {
@@ -104,9 +108,14 @@ export async function verifyPackage(
         const run = execute(pkg, { [input]: image });
         for (const [t, s] of chained) accumulate(s, run.tensors.get(t)!, reference.get(t)!);
         for (const [layer, peak] of run.peaks) peaks[layer] = Math.max(peaks[layer] ?? 0, peak);
-        for (const [t, s] of integer ?? []) accumulate(s, run.tensors.get(t)!, imageSlice(integerRun![t]!.data as Float32Array, batch.count, n));
+        for (const [t, s] of integer ?? [])
+          accumulate(s, run.tensors.get(t)!, imageSlice(integerRun![t]!.data as Float32Array, batch.count, n));
         for (const layer of pkg.layers) {
-          const out = executeLayer(pkg, layer, layer.inputs.map((i) => reference.get(i)!)).output;
+          const out = executeLayer(
+            pkg,
+            layer,
+            layer.inputs.map((i) => reference.get(i)!),
+          ).output;
           accumulate(isolated.get(layer.output)!, out, reference.get(layer.output)!);
         }
         seconds.executor += (performance.now() - t0) / 1000;
@@ -164,7 +173,8 @@ function simulatedTensors(qdq: Model, pkg: NpuPackage): Map<string, SimulatedTen
     Object.keys(pkg.tensors).map((t): [string, SimulatedTensor] => {
       const q = quantized.get(t);
       if (q) return [t, { name: q.integers, dataType: q.dataType, quantize: false }];
-      if (!values.has(t)) throw new QuantflowError(`the QDQ model has no value for package tensor '${t}': is it the model the package was built from?`);
+      if (!values.has(t))
+        throw new QuantflowError(`the QDQ model has no value for package tensor '${t}': is it the model the package was built from?`);
       return [t, { name: t, dataType: 'float32', quantize: true }];
     }),
   );

@@ -1,21 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { fromBinary } from '@bufbuild/protobuf';
-import {
-  ModelProtoSchema,
-  type AttributeProto,
-  type GraphProto,
-  type NodeProto,
-  type TensorProto,
-  type ValueInfoProto,
-} from 'onnx-buf';
+import { ModelProtoSchema, type AttributeProto, type GraphProto, type NodeProto, type TensorProto, type ValueInfoProto } from 'onnx-buf';
 import type { AttributeValue, DataType, Dim, Graph, Model, Node, TensorData, ValueInfo } from '../graph/types.js';
 import { allocStorage, sizeOf } from '../graph/tensor.js';
 import { topologicalSort } from '../graph/toposort.js';
 import { QuantflowError } from '../util/errors.js';
 import { dataTypeFromCode } from '../graph/datatype.js';
 import { MAX_OPSET, MIN_OPSET } from '../graph/ops.js';
-
 
 interface ReadContext {
   /** File name for messages. */
@@ -150,8 +142,7 @@ function readAttribute(a: AttributeProto, n: NodeProto, index: number, ctx: Read
 /** The value of a Constant node in any of its spellings. */
 function constantValue(node: Node, ctx: ReadContext): TensorData {
   const [key, a] = Object.entries(node.attributes)[0] ?? [];
-  const fail = () =>
-    new QuantflowError(`${ctx.source}: Constant node '${node.name}' has no usable value (attribute ${key ?? 'missing'})`);
+  const fail = () => new QuantflowError(`${ctx.source}: Constant node '${node.name}' has no usable value (attribute ${key ?? 'missing'})`);
   if (!a) throw fail();
   switch (a.type) {
     case 'tensor':
@@ -206,8 +197,7 @@ function readTensor(t: TensorProto, ctx: ReadContext): TensorData {
     if (values.length !== expected)
       throw new QuantflowError(`${ctx.source}: ${what} holds ${values.length} values, its shape [${dims}] needs ${expected}`);
     if (packed) unpackNibbles(Uint8Array.from(values as ArrayLike<number>), dataType, data);
-    else if (data instanceof BigInt64Array || data instanceof BigUint64Array)
-      for (let i = 0; i < count; i++) data[i] = BigInt(values[i]!);
+    else if (data instanceof BigInt64Array || data instanceof BigUint64Array) for (let i = 0; i < count; i++) data[i] = BigInt(values[i]!);
     else for (let i = 0; i < count; i++) data[i] = Number(values[i]);
   }
   return { dataType, dims, data };
@@ -218,7 +208,8 @@ function readExternal(t: TensorProto, ctx: ReadContext): Uint8Array {
   const location = entries.get('location');
   const what = `tensor '${t.name}'`;
   if (!location) throw new QuantflowError(`${ctx.source}: ${what} is stored externally but names no location`);
-  if (!ctx.baseDir) throw new QuantflowError(`${ctx.source}: ${what} is stored in external file '${location}'; read the model from its file`);
+  if (!ctx.baseDir)
+    throw new QuantflowError(`${ctx.source}: ${what} is stored in external file '${location}'; read the model from its file`);
   const rel = normalize(location);
   if (isAbsolute(rel) || rel.startsWith('..'))
     throw new QuantflowError(`${ctx.source}: ${what} points outside the model folder ('${location}')`);
@@ -240,7 +231,9 @@ function readExternal(t: TensorProto, ctx: ReadContext): Uint8Array {
 function copyRaw(raw: Uint8Array, dataType: DataType, data: TensorData['data'], what: string, ctx: ReadContext): void {
   if (dataType === 'int4' || dataType === 'uint4') {
     if (raw.length !== Math.ceil(data.length / 2))
-      throw new QuantflowError(`${ctx.source}: ${what} has ${raw.length} bytes of 4-bit data, its shape needs ${Math.ceil(data.length / 2)}`);
+      throw new QuantflowError(
+        `${ctx.source}: ${what} has ${raw.length} bytes of 4-bit data, its shape needs ${Math.ceil(data.length / 2)}`,
+      );
     unpackNibbles(raw, dataType, data);
     return;
   }
@@ -270,7 +263,6 @@ function tryReadValueInfo(v: ValueInfoProto): ValueInfo | undefined {
 
 function readValueInfo(v: ValueInfoProto, ctx: ReadContext): ValueInfo {
   const info = tryReadValueInfo(v);
-  if (!info)
-    throw new QuantflowError(`${ctx.source}: graph input/output '${v.name}' is not a tensor of a supported element type`);
+  if (!info) throw new QuantflowError(`${ctx.source}: graph input/output '${v.name}' is not a tensor of a supported element type`);
   return info;
 }

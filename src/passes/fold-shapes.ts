@@ -23,10 +23,7 @@ export async function foldShapes(model: Model): Promise<number> {
   const before = model.graph.nodes.length;
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const elements = inferShapes(model);
-    const changed =
-      copyBatchDims(model.graph, elements) +
-      sizesAsScales(model, elements) +
-      constantValues(model.graph, elements);
+    const changed = copyBatchDims(model.graph, elements) + sizesAsScales(model, elements) + constantValues(model.graph, elements);
     if (!changed) break;
     removeUnread(model.graph);
     inferShapes(model);

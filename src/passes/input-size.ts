@@ -60,8 +60,7 @@ function globalPoolsAsGlobal(model: Model): void {
     if (n.opType !== 'AveragePool') return n;
     const map = valueInfo.get(n.inputs[0]!)?.shape ?? model.graph.inputs.find((v) => v.name === n.inputs[0])?.shape;
     const kernel = attrInts(n, 'kernel_shape', []);
-    const unpadded =
-      attrInts(n, 'pads', []).every((p) => p === 0) && ['NOTSET', 'VALID'].includes(attrString(n, 'auto_pad', 'NOTSET'));
+    const unpadded = attrInts(n, 'pads', []).every((p) => p === 0) && ['NOTSET', 'VALID'].includes(attrString(n, 'auto_pad', 'NOTSET'));
     const whole = unpadded && map?.length === 4 && kernel[0] === map[2] && kernel[1] === map[3];
     return whole ? { ...n, opType: 'GlobalAveragePool', attributes: {} } : n;
   });

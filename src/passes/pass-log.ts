@@ -31,7 +31,13 @@ function snapshot(model: Model): Snapshot {
   for (const [name, t] of model.graph.initializers) {
     parameters += t.data.length;
     const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    tensors.set(name, createHash('sha1').update(`${t.dataType}[${t.dims.join(',')}]`).update(bytes).digest('hex'));
+    tensors.set(
+      name,
+      createHash('sha1')
+        .update(`${t.dataType}[${t.dims.join(',')}]`)
+        .update(bytes)
+        .digest('hex'),
+    );
   }
   return { nodes: model.graph.nodes.length, parameters, ops, tensors };
 }

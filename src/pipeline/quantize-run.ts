@@ -178,7 +178,9 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       equalize,
       eval: options.eval ?? null,
       ...(options.evalLimit ? { evalLimit: options.evalLimit } : {}),
-      ...(options.compare ? { compare: options.compare, ...(options.compareLimit ? { compareLimit: options.compareLimit } : {}), ...options.compareOptions } : {}),
+      ...(options.compare
+        ? { compare: options.compare, ...(options.compareLimit ? { compareLimit: options.compareLimit } : {}), ...options.compareOptions }
+        : {}),
     },
     profile,
     inputs: [options.model, options.calib, ...(/[/\\]|\.json$/.test(options.profile) ? [options.profile] : [])],
@@ -188,7 +190,9 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   const calib = await loadDataset(options.calib);
   const evalData = options.eval ? await loadDataset(options.eval) : undefined;
   if (evalData && !evalData.labelled)
-    throw new QuantflowError(`--eval measures top-1 against labels, and '${options.eval}' has none: give a folder with labels.csv or one subfolder per class`);
+    throw new QuantflowError(
+      `--eval measures top-1 against labels, and '${options.eval}' has none: give a folder with labels.csv or one subfolder per class`,
+    );
   const compareData = options.compare ? await loadDataset(options.compare) : undefined;
   const stage = async <T>(name: QuantizeStage, total: number, work: (reporter: StageReporter) => Promise<T>): Promise<T> => {
     const reporter = options.onStage?.(name, total) ?? SILENT;
@@ -259,10 +263,17 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   if (evalData) {
     const measure = (m: Model, name: QuantizeStage): Promise<AccuracyReport> =>
       stage(name, Math.min(options.evalLimit ?? Infinity, evalData.items.length), async (r) => {
-        const e = await evaluate(m, evalData, { preprocess: result.preprocess.spec, limit: options.evalLimit, onProgress: (d) => r.update(d) });
+        const e = await evaluate(m, evalData, {
+          preprocess: result.preprocess.spec,
+          limit: options.evalLimit,
+          onProgress: (d) => r.update(d),
+        });
         return { data: options.eval!, n: e.n, top1: e.top1, top5: e.top5 };
       });
-    accuracy = { float: options.floatAccuracy ?? (await measure(model, 'eval float')), quantized: await measure(result.model, 'eval quantized') };
+    accuracy = {
+      float: options.floatAccuracy ?? (await measure(model, 'eval float')),
+      quantized: await measure(result.model, 'eval quantized'),
+    };
   }
 
   let compare: CompareReport | undefined;
@@ -325,7 +336,8 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     writeReportFiles(reportFiles, report);
   } catch (e) {
     // Only paths that exist: below a file nothing was written, and rm would fail there, hiding `e`.
-    for (const path of createdOutput ? [options.output] : [files.model, npuDir]) if (existsSync(path)) rmSync(path, { recursive: true, force: true });
+    for (const path of createdOutput ? [options.output] : [files.model, npuDir])
+      if (existsSync(path)) rmSync(path, { recursive: true, force: true });
     throw e;
   }
   return { quantization: result, profile, report, files, accuracy, compare, npuProblem, finetune: tuned };

@@ -6,7 +6,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { imageBatches, imageInputGeometry } from '../data/batches.js';
 import { loadDataset } from '../data/dataset.js';
-import { PREPROCESS_METADATA, PRESETS, resolvePreprocess, type PreprocessChoice, type PreprocessRequest, type PresetName } from '../data/preprocess.js';
+import {
+  PREPROCESS_METADATA,
+  PRESETS,
+  resolvePreprocess,
+  type PreprocessChoice,
+  type PreprocessRequest,
+  type PresetName,
+} from '../data/preprocess.js';
 import { readNpuPackage } from '../npu/io.js';
 import { buildNpuPackage } from '../npu/package.js';
 import type { NpuPackage } from '../npu/types.js';
@@ -71,7 +78,10 @@ export async function runVerify(options: VerifyRunOptions): Promise<VerifyRun> {
   }
   const geometry = imageInputGeometry(qdq);
   // Packages record only a preset name; QDQ models from before the metadata existed have nothing else.
-  const packaged = qdq.metadata[PREPROCESS_METADATA] === undefined && PRESETS.includes(pkg.preset as PresetName) ? { preset: pkg.preset as PresetName } : undefined;
+  const packaged =
+    qdq.metadata[PREPROCESS_METADATA] === undefined && PRESETS.includes(pkg.preset as PresetName)
+      ? { preset: pkg.preset as PresetName }
+      : undefined;
   const preprocess = resolvePreprocess(qdq, options.preprocess ?? packaged, geometry.channels);
   const dataset = await loadDataset(options.data);
   const items = dataset.items.slice(0, options.limit ?? 4);

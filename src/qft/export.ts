@@ -1,7 +1,15 @@
 import type { QuantizationParams } from '../quantization/qdq.js';
 import { toFloat32 } from '../graph/tensor.js';
 import type { Model, TensorData } from '../graph/types.js';
-import { dequantize, qmaxOf, quantize, shiftsForReference, shiftsForScale, sqnrDb, type QuantizedWeights } from '../quantization/weights.js';
+import {
+  dequantize,
+  qmaxOf,
+  quantize,
+  shiftsForReference,
+  shiftsForScale,
+  sqnrDb,
+  type QuantizedWeights,
+} from '../quantization/weights.js';
 import { outputChannelsFirst } from '../quantization/plan.js';
 import type { Student } from './student.js';
 
@@ -37,7 +45,10 @@ export function exportStudent(
     if (ptq.granularity === 'channel') scales = ptq.scale.map((s0, c) => relative(s0, ts[c]!));
     else {
       layerScale = relative(ptq.layerScale ?? ptq.scale[0]!, ts[0]!);
-      scales = ptq.granularity === 'shift' ? Float32Array.from(layerShifts!, (k) => Math.fround(layerScale! * 2 ** -k)) : Float32Array.of(layerScale);
+      scales =
+        ptq.granularity === 'shift'
+          ? Float32Array.from(layerShifts!, (k) => Math.fround(layerScale! * 2 ** -k))
+          : Float32Array.of(layerScale);
     }
     const qmax = qmaxOf(ptq.bits);
     const q = new Int8Array(w.length);
@@ -139,7 +150,13 @@ class TrainedValues {
  * output channels; axis 1: input channels, or output channels of a depthwise conv, whose
  * input channel c is its output channel c).
  */
-function scaleConvChannels(w: Float32Array, dims: readonly number[], f: Float32Array, axis: 0 | 1, op: (v: number, f: number) => number): void {
+function scaleConvChannels(
+  w: Float32Array,
+  dims: readonly number[],
+  f: Float32Array,
+  axis: 0 | 1,
+  op: (v: number, f: number) => number,
+): void {
   const [outs, perGroup] = dims as [number, number];
   const kernel = w.length / (outs * perGroup);
   const depthwise = axis === 1 && perGroup === 1 && f.length === outs;

@@ -14,7 +14,15 @@ import { TeacherTargets } from './teacher.js';
 import { seededRandom } from '../util/random.js';
 
 /** QFT's default schedule: docs/RESULTS.md has the runs that chose it. */
-export const QFT_DEFAULTS = { epochs: 4, batch: 16, lrWeights: 0.0005, lrBiases: 0.03, lrScales: 0.00005, schedule: 'cosine', loss: 'auto' } as const;
+export const QFT_DEFAULTS = {
+  epochs: 4,
+  batch: 16,
+  lrWeights: 0.0005,
+  lrBiases: 0.03,
+  lrScales: 0.00005,
+  schedule: 'cosine',
+  loss: 'auto',
+} as const;
 
 export interface FinetuneOptions {
   /** Passes over the calibration images (default 4). */
@@ -106,7 +114,14 @@ export async function finetuneImages(
   options: FinetuneOptions & { biases?: ReadonlyMap<string, Float32Array> } = {},
 ): Promise<FinetuneResult> {
   const t0 = performance.now();
-  const { epochs = QFT_DEFAULTS.epochs, lrWeights = QFT_DEFAULTS.lrWeights, lrBiases = QFT_DEFAULTS.lrBiases, lrScales = QFT_DEFAULTS.lrScales, seed = 0, checkpointSteps = 25 } = options;
+  const {
+    epochs = QFT_DEFAULTS.epochs,
+    lrWeights = QFT_DEFAULTS.lrWeights,
+    lrBiases = QFT_DEFAULTS.lrBiases,
+    lrScales = QFT_DEFAULTS.lrScales,
+    seed = 0,
+    checkpointSteps = 25,
+  } = options;
   const batch = Math.min(options.batch ?? QFT_DEFAULTS.batch, images.count);
   if (!(lrWeights > 0) || !(lrBiases > 0) || !(lrScales > 0)) throw new QuantflowError('QFT learning rates must be positive');
   const student = buildStudent(withBatchInput(model, batch), params, {
@@ -119,14 +134,21 @@ export async function finetuneImages(
   });
   const trainedParams = TRAINED_GROUPS.filter((g) => options.train?.[g] ?? true).flatMap((g) => student.params[g]);
   if (!trainedParams.length) throw new QuantflowError('QFT has nothing to train: every group is frozen');
-  const teacher = await TeacherTargets.create(withBatchInput(model, 'batch'), student.targets.map((t) => t.tensor), images, batch);
+  const teacher = await TeacherTargets.create(
+    withBatchInput(model, 'batch'),
+    student.targets.map((t) => t.tensor),
+    images,
+    batch,
+  );
   let trainer: Trainer | undefined;
   try {
     trainer = await Trainer.create(student.model, { loss: student.loss, params: trainedParams }, { threads: options.threads });
     const perEpoch = Math.floor(images.count / batch);
     const total = perEpoch * epochs;
     const rate = learningRate(options.schedule ?? QFT_DEFAULTS.schedule, total);
-    const fingerprint = options.checkpoint ? runFingerprint(student, trainedParams, images, { ...options, epochs, batch, lrWeights, lrBiases, lrScales, seed }) : '';
+    const fingerprint = options.checkpoint
+      ? runFingerprint(student, trainedParams, images, { ...options, epochs, batch, lrWeights, lrBiases, lrScales, seed })
+      : '';
     const saved = options.checkpoint ? loadCheckpoint(options.checkpoint, fingerprint) : undefined;
     const progress: QftProgress = saved?.progress ?? {
       step: 0,
@@ -140,7 +162,8 @@ export async function finetuneImages(
     // Out of time: stop with the checkpoint saved. Interrupted: the same, then an error that says so.
     const stopping = () => {
       const interrupted = options.signal?.aborted ?? false;
-      if (!interrupted && (options.timeBudgetSeconds === undefined || (performance.now() - t0) / 1000 < options.timeBudgetSeconds)) return false;
+      if (!interrupted && (options.timeBudgetSeconds === undefined || (performance.now() - t0) / 1000 < options.timeBudgetSeconds))
+        return false;
       save();
       if (!interrupted) return true;
       const where = options.checkpoint ? `; progress saved in ${options.checkpoint}: rerun the same command to continue` : '';
@@ -233,7 +256,10 @@ export function qdqBiases(ptq: Pick<QuantizeResult, 'model' | 'params'>): Map<st
     else if (dq) {
       const q = toFloat32(g.initializers.get(dq.inputs[0]!)!);
       const s = toFloat32(g.initializers.get(dq.inputs[1]!)!);
-      out.set(layer.bias, q.map((v, c) => v * s[s.length === 1 ? 0 : c]!));
+      out.set(
+        layer.bias,
+        q.map((v, c) => v * s[s.length === 1 ? 0 : c]!),
+      );
     }
   }
   return out;
@@ -265,7 +291,11 @@ function currentValues(student: Student, trainer: Trainer): Map<string, TensorDa
 function shiftInputs(student: Student, shifts: Record<string, number[]>): Record<string, TensorData> {
   const feeds: Record<string, TensorData> = {};
   for (const { layer, shifts: input } of student.layers)
-    if (input) feeds[input] = floatTensor([shifts[layer.weight]!.length], shifts[layer.weight]!.map((k) => 2 ** -k));
+    if (input)
+      feeds[input] = floatTensor(
+        [shifts[layer.weight]!.length],
+        shifts[layer.weight]!.map((k) => 2 ** -k),
+      );
   return feeds;
 }
 
@@ -279,7 +309,9 @@ function runFingerprint(student: Student, trained: string[], images: ImageSet, o
   const hash = createHash('sha256');
   const shapes = trained.map((p) => [p, student.model.graph.initializers.get(p)!.dims]);
   const { epochs, batch, lrWeights, lrBiases, lrScales, seed, schedule, loss, lossLayers, train, rechooseShifts } = options;
-  hash.update(JSON.stringify({ shapes, epochs, batch, lrWeights, lrBiases, lrScales, seed, schedule, loss, lossLayers, train, rechooseShifts }));
+  hash.update(
+    JSON.stringify({ shapes, epochs, batch, lrWeights, lrBiases, lrScales, seed, schedule, loss, lossLayers, train, rechooseShifts }),
+  );
   hash.update(new Uint8Array(images.data.buffer, images.data.byteOffset, images.data.byteLength));
   return hash.digest('hex');
 }

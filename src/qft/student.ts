@@ -141,10 +141,16 @@ export function buildStudent(model: Model, params: QuantizationParams, options: 
   const features = lossKind === 'kl' ? [] : (options.lossLayers ?? (lossKind === 'auto' ? [] : [defaultFeature(params)]));
   // 'auto' compares each output once; 'kl+l2' may add L2 on the logits themselves.
   const l2Layers = lossKind === 'auto' ? features.filter((f) => !outputs.some((o) => o.tensor === f)) : [...features];
-  if (!outputs.length && !l2Layers.length) throw new QuantflowError(`QFT: model '${src.name}' has no float output to distil; pass --loss-layers`);
+  if (!outputs.length && !l2Layers.length)
+    throw new QuantflowError(`QFT: model '${src.name}' has no float output to distil; pass --loss-layers`);
   const shapes = staticShapes(model);
   for (const t of [...l2Layers, ...outputs.filter((o) => o.kind === 'l2').map((o) => o.tensor)])
-    if (!shapes.get(t)?.shape?.slice(1).every((d) => typeof d === 'number'))
+    if (
+      !shapes
+        .get(t)
+        ?.shape?.slice(1)
+        .every((d) => typeof d === 'number')
+    )
       throw new QuantflowError(`--loss-layers: '${t}' is not a value of the model with a static shape (see \`quantflow inspect\`)`);
   const student = cloneModel(model);
   const graph = student.graph;
@@ -198,7 +204,10 @@ export function buildStudent(model: Model, params: QuantizationParams, options: 
     const qmax = qmaxOf(quantized.bits);
     // Per-output-channel values shaped to broadcast along the channel axis of the weight.
     const channelDims = (n: number) => dims.map((d, i) => (n > 1 && i === layer.channelAxis ? d : 1));
-    const unit = b.tensor(floatTensor(channelDims(channels), quantized.scale.length === 1 ? [quantized.scale[0]!] : quantized.scale), `${layer.weight}_step`);
+    const unit = b.tensor(
+      floatTensor(channelDims(channels), quantized.scale.length === 1 ? [quantized.scale[0]!] : quantized.scale),
+      `${layer.weight}_step`,
+    );
     const weight = trained('weights', `${layer.weight}_qft`, dims);
     const origin = b.tensor(floatTensor(dims, ptqStart(toFloat32(w), dims, layer, quantized)), `${layer.weight}_ptq`);
     let value = affine(origin, unit, weight);
@@ -213,7 +222,16 @@ export function buildStudent(model: Model, params: QuantizationParams, options: 
     if (quantized.granularity === 'channel') {
       scale = trained('scales', `${layer.weight}_scale_qft`, [channels]);
       const s0 = floatTensor([channels], quantized.scale);
-      effective = affine(b.tensor(s0), b.tensor(floatTensor([channels], quantized.scale.map((s) => s * ratio))), scale);
+      effective = affine(
+        b.tensor(s0),
+        b.tensor(
+          floatTensor(
+            [channels],
+            quantized.scale.map((s) => s * ratio),
+          ),
+        ),
+        scale,
+      );
     } else {
       // One trained layer scale; WESS channels get their power-of-two factors 2^−k[c] as an input.
       const s = quantized.layerScale ?? quantized.scale[0]!;
@@ -257,7 +275,10 @@ export function buildStudent(model: Model, params: QuantizationParams, options: 
   const terms: string[] = [];
   for (const o of outputs) {
     const dims = shapes.get(o.tensor)!.shape!.slice(1) as number[];
-    const teacher = graphInput(o.kind === 'kl' && outputs.length === 1 ? 'teacher_logits' : `teacher_${o.tensor}`, [options.batch, ...dims]);
+    const teacher = graphInput(o.kind === 'kl' && outputs.length === 1 ? 'teacher_logits' : `teacher_${o.tensor}`, [
+      options.batch,
+      ...dims,
+    ]);
     targets.push({ tensor: o.tensor, input: teacher, kind: o.kind });
     terms.push(o.kind === 'kl' ? klLoss(b, teacher, seen(o.tensor), o.classes!, options.batch) : normalizedL2(b, teacher, seen(o.tensor)));
   }
@@ -312,7 +333,8 @@ function normalizedL2(b: GraphBuilder, teacher: string, student: string): string
 function outputStep(graph: Graph, layer: WeightedLayer, params: QuantizationParams): number | undefined {
   const out = layer.node.outputs[0]!;
   const readers = graph.nodes.filter((n) => n.inputs.includes(out));
-  const clamp = readers.length === 1 && (readers[0]!.opType === 'Relu' || readers[0]!.opType === 'Clip') ? readers[0]!.outputs[0] : undefined;
+  const clamp =
+    readers.length === 1 && (readers[0]!.opType === 'Relu' || readers[0]!.opType === 'Clip') ? readers[0]!.outputs[0] : undefined;
   return params.activations.get(out)?.scale ?? (clamp === undefined ? undefined : params.activations.get(clamp)?.scale);
 }
 

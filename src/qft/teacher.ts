@@ -22,7 +22,13 @@ export class TeacherTargets {
     private readonly session: ort.InferenceSession | undefined,
   ) {}
 
-  static async create(model: Model, tensors: readonly string[], images: ImageSet, batch: number, cacheBytes = CACHE_BYTES): Promise<TeacherTargets> {
+  static async create(
+    model: Model,
+    tensors: readonly string[],
+    images: ImageSet,
+    batch: number,
+    cacheBytes = CACHE_BYTES,
+  ): Promise<TeacherTargets> {
     const outputs = tensors.map((name) => ({ name, dataType: 'float32' as const }));
     const session = await openSession({ ...model, graph: { ...model.graph, outputs } });
     try {

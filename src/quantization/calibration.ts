@@ -159,7 +159,7 @@ export class HistogramObserver implements Observer {
     if (this.width === 0) return { min: 0, max: 0 };
     const model = new BinModel(this.lo, this.width, this.counts);
     const rounding = (lo: number, hi: number, step: number): number =>
-      Math.max(0, this.count - this.zeros - model.massBelow(lo) - (this.count - model.massBelow(hi))) * (step * step) / 12;
+      (Math.max(0, this.count - this.zeros - model.massBelow(lo) - (this.count - model.massBelow(hi))) * (step * step)) / 12;
     let best = { min: 0, max: 0 };
     let bestError = Infinity;
     const consider = (min: number, max: number, error: number): void => {

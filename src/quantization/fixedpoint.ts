@@ -114,6 +114,6 @@ export function roundHalfToEven(x: number): number {
 
 /** The smallest power of two ≥ x > 0: a power-of-two scale that still covers the range. */
 export function powerOfTwoCeil(x: number): number {
-  const p = 2 ** (floorLog2(x));
+  const p = 2 ** floorLog2(x);
   return p < x ? p * 2 : p;
 }

@@ -45,7 +45,12 @@ export function gptqRound(w: Float32Array, scale: Float32Array, moments: Float64
  * (w − ŵ)ᵀH(w − ŵ) is least; `chosen[r]` says which. A step that clips a row's largest
  * weights can still win, since GPTQ pushes clipping error onto the other inputs too.
  */
-export function gptqRoundChoosing(w: Float32Array, candidates: Float32Array[], moments: Float64Array, qmax: number): { q: Int8Array; chosen: Int32Array } {
+export function gptqRoundChoosing(
+  w: Float32Array,
+  candidates: Float32Array[],
+  moments: Float64Array,
+  qmax: number,
+): { q: Int8Array; chosen: Int32Array } {
   const rows = candidates[0]?.length ?? 0;
   const cols = w.length / rows;
   if (!Number.isInteger(cols) || moments.length !== cols * cols || candidates.some((c) => c.length !== rows))

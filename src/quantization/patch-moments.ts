@@ -58,7 +58,12 @@ export function withPatchMoments(model: Model, layers: readonly WeightedLayer[])
       const oneHot = new Float32Array(size * size);
       for (let p = 0; p < size; p++) oneHot[p * size + p] = 1;
       const filters = b.tensor(floatTensor([size, channels, kh, kw], oneHot), `${weight}_patch_filters`);
-      patches = b.op('Conv', [patches, filters], { kernel_shape: attr.ints([kh, kw]), strides: attr.ints(strides), pads: attr.ints(pads), dilations: attr.ints(dilations) });
+      patches = b.op('Conv', [patches, filters], {
+        kernel_shape: attr.ints([kh, kw]),
+        strides: attr.ints(strides),
+        pads: attr.ints(pads),
+        dilations: attr.ints(dilations),
+      });
     }
     // [N, P, H, W] → [N·H·W, P] rows, then rowsᵀ·rows.
     const rows = b.op('Flatten', [b.transpose(patches, [0, 2, 3, 1])], { axis: attr.int(3) });

@@ -44,7 +44,17 @@ export interface QuantizationPlan {
 
 /** Activations the NPU applies inside the producing layer's requantization (a clamp). */
 const FUSIBLE_ACTIVATIONS = new Set(['Relu', 'Clip']);
-const SAME_GRID_OPS: ReadonlySet<string> = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Transpose', 'MaxPool', 'Identity', 'Dropout', 'Slice']);
+const SAME_GRID_OPS: ReadonlySet<string> = new Set([
+  'Reshape',
+  'Flatten',
+  'Squeeze',
+  'Unsqueeze',
+  'Transpose',
+  'MaxPool',
+  'Identity',
+  'Dropout',
+  'Slice',
+]);
 
 /**
  * Whether `node`'s output lies on the same integer grid as its (first) input, so the target
@@ -60,10 +70,11 @@ export function keepsGrid(node: Node, graph?: Graph): boolean {
   return SAME_GRID_OPS.has(node.opType) || padsWithZeros(node);
 }
 
-
 /** A constant-mode Pad whose value is 0, which every grid holds exactly (its zero point). */
 function padsWithZeros(node: Node): boolean {
-  return node.opType === 'Pad' && attrString(node, 'mode', 'constant') === 'constant' && !node.inputs[2] && attrFloat(node, 'value', 0) === 0;
+  return (
+    node.opType === 'Pad' && attrString(node, 'mode', 'constant') === 'constant' && !node.inputs[2] && attrFloat(node, 'value', 0) === 0
+  );
 }
 
 function weightedLayer(node: Node, graph: Graph): WeightedLayer | undefined {

@@ -71,16 +71,7 @@ export interface RequantizationSpec {
 }
 
 /** Non-linearities a target may run, named as in the model zoo rather than by ONNX op. */
-export const NONLINEARITIES = [
-  'relu',
-  'relu6',
-  'leakyRelu',
-  'sigmoid',
-  'hardSigmoid',
-  'hardSwish',
-  'swish',
-  'tanh',
-] as const;
+export const NONLINEARITIES = ['relu', 'relu6', 'leakyRelu', 'sigmoid', 'hardSigmoid', 'hardSwish', 'swish', 'tanh'] as const;
 export type Nonlinearity = (typeof NONLINEARITIES)[number];
 
 /**
@@ -282,11 +273,7 @@ export function parseProfile(json: unknown, source: string): TargetProfile {
  * applied in order. `isFirst`/`isLast` tell whether the layer is the first or the last layer
  * with weights, which the `@first`/`@last` matchers select.
  */
-export function resolveLayer(
-  profile: TargetProfile,
-  layerName: string,
-  position: { isFirst: boolean; isLast: boolean },
-): LayerWeights {
+export function resolveLayer(profile: TargetProfile, layerName: string, position: { isFirst: boolean; isLast: boolean }): LayerWeights {
   let { bits, granularity, shiftBits } = profile.weights;
   for (const o of profile.overrides) {
     if (!matches(o.match, layerName, position)) continue;
@@ -308,7 +295,10 @@ function matches(match: string, name: string, position: { isFirst: boolean; isLa
 function matcherRegExp(match: string): RegExp {
   const slash = match.lastIndexOf('/');
   if (match.startsWith('/') && slash > 0) return new RegExp(match.slice(1, slash), match.slice(slash + 1));
-  const body = match.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = match
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`);
 }
 

@@ -170,13 +170,8 @@ function clampIsSaturation(node: Node, p: Grid, graph: Graph): boolean {
  * The scale of the integer grid a layer input lies on: its own activation scale, or that of
  * the nearest quantized tensor upstream through grid-preserving ops.
  */
-function gridScale(
-  name: string,
-  activations: Map<string, Grid>,
-  producers: Map<string, Node>,
-  graph: Graph,
-): number | undefined {
-  for (let current: string | undefined = name; current; ) {
+function gridScale(name: string, activations: Map<string, Grid>, producers: Map<string, Node>, graph: Graph): number | undefined {
+  for (let current: string | undefined = name; current;) {
     const p = activations.get(current);
     if (p) return p.scale;
     const producer = producers.get(current);
@@ -196,4 +191,3 @@ function scalarOfType(dataType: 'int8' | 'uint8' | 'int16' | 'uint16', value: nu
           : Uint16Array.of(value);
   return { dataType, dims: [], data };
 }
-

@@ -34,7 +34,9 @@ export const PTQ_DEFAULTS = {
 type PtqDefaulted = 'calibration' | 'calibLimit' | 'batch' | 'biasCorrection' | 'gptq' | 'equalize';
 
 /** `options` with every option of `PTQ_DEFAULTS` that it leaves out filled in. */
-export function resolvePtqOptions<T extends Pick<QuantizeOptions, PtqDefaulted>>(options: T): T & Required<Pick<QuantizeOptions, PtqDefaulted>> {
+export function resolvePtqOptions<T extends Pick<QuantizeOptions, PtqDefaulted>>(
+  options: T,
+): T & Required<Pick<QuantizeOptions, PtqDefaulted>> {
   return {
     ...options,
     calibration: options.calibration ?? PTQ_DEFAULTS.calibration,
@@ -138,7 +140,8 @@ export async function quantizeModel(input: Model, calib: Dataset, given: Quantiz
   const method = options.calibration;
   const profile = options.profile;
   const plan = planQuantization(model.graph);
-  if (!plan.layers.length) throw new QuantflowError(`model '${model.graph.name}' has no Conv/Gemm/MatMul layer with constant weights to quantize`);
+  if (!plan.layers.length)
+    throw new QuantflowError(`model '${model.graph.name}' has no Conv/Gemm/MatMul layer with constant weights to quantize`);
   const items = calib.items.slice(0, options.calibLimit);
 
   let t0 = performance.now();
@@ -147,7 +150,9 @@ export async function quantizeModel(input: Model, calib: Dataset, given: Quantiz
   );
   const layerInputs = options.biasCorrection ? [...new Set(plan.layers.map((l) => l.node.inputs[0]!))] : [];
   const means = new Map(layerInputs.map((name) => [name, new ChannelMeans()]));
-  const specs = plan.layers.map((layer, i) => resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 }));
+  const specs = plan.layers.map((layer, i) =>
+    resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 }),
+  );
   const gptqLayers = options.gptq ? plan.layers.filter((l, i) => specs[i]!.bits < 8 && hasPatchMoments(l, model.graph)) : [];
   const fetched = [...new Set([...plan.activations, ...layerInputs])];
   const probed = withPatchMoments(withOutputs(model, fetched), gptqLayers);
@@ -157,11 +162,21 @@ export async function quantizeModel(input: Model, calib: Dataset, given: Quantiz
   const skipped: string[] = [];
   let firstBatch: Float32Array | undefined;
   try {
-    for await (const b of imageBatches(items, { ...geometry, preprocess: preprocess.spec, batch: options.batch, skipBadImages: options.skipBadImages })) {
+    for await (const b of imageBatches(items, {
+      ...geometry,
+      preprocess: preprocess.spec,
+      batch: options.batch,
+      skipBadImages: options.skipBadImages,
+    })) {
       skipped.push(...b.skipped);
       const n = b.items.length;
       if (!n) continue;
-      const input = new ort.Tensor('float32', b.data.subarray(0, n * geometry.size), [n, geometry.channels, geometry.height, geometry.width]);
+      const input = new ort.Tensor('float32', b.data.subarray(0, n * geometry.size), [
+        n,
+        geometry.channels,
+        geometry.height,
+        geometry.width,
+      ]);
       firstBatch ??= b.data.slice(0, n * geometry.size);
       const out = await session.run(imageFeeds(geometry, input), [...fetched, ...moments.keys()]);
       for (const a of plan.activations) {
@@ -180,7 +195,10 @@ export async function quantizeModel(input: Model, calib: Dataset, given: Quantiz
   const activations = new Map(
     plan.activations.map((a) => {
       const range = observers.get(a)!.range(method, profile.activations.bits, profile.activations.symmetric);
-      return [a, activationQuantParams(range, profile.activations.bits, profile.activations.symmetric, { powerOfTwo: profile.powerOfTwoScales })];
+      return [
+        a,
+        activationQuantParams(range, profile.activations.bits, profile.activations.symmetric, { powerOfTwo: profile.powerOfTwoScales }),
+      ];
     }),
   );
   const calibration = (performance.now() - t0) / 1000;
@@ -208,7 +226,11 @@ export async function quantizeModel(input: Model, calib: Dataset, given: Quantiz
   const weightSeconds = (performance.now() - t0) / 1000;
 
   const params: QuantizationParams = { activations, weights: weights.map(({ layer, quantized }) => ({ layer, quantized })) };
-  const sample = { dataType: 'float32' as const, dims: [firstBatch!.length / geometry.size, geometry.channels, geometry.height, geometry.width], data: firstBatch! };
+  const sample = {
+    dataType: 'float32' as const,
+    dims: [firstBatch!.length / geometry.size, geometry.channels, geometry.height, geometry.width],
+    data: firstBatch!,
+  };
   const built = await buildQuantizedModel(corrected, params, profile, sample, model);
   return {
     model: built.model,
@@ -244,7 +266,13 @@ export async function buildQuantizedModel(
   const exportSeconds = (performance.now() - t0) / 1000;
 
   t0 = performance.now();
-  const outputSqnr = await layerOutputSqnr(reference, qdq, floatNames, params.weights.map((w) => w.layer), sample);
+  const outputSqnr = await layerOutputSqnr(
+    reference,
+    qdq,
+    floatNames,
+    params.weights.map((w) => w.layer),
+    sample,
+  );
   const readers = consumerMap(model.graph);
   const layers: LayerReport[] = params.weights.map(({ layer, quantized }) => {
     const out = layer.node.outputs[0]!;
@@ -284,7 +312,13 @@ async function modelOutputErrors(float: Model, quantized: Model, params: Quantiz
     const [want, got] = [ref[name]!, sim[name]!];
     const grid = params.activations.get(name);
     const activation = grid && { scale: grid.scale, zeroPoint: grid.zeroPoint };
-    if (want.dataType === 'float32') return { name, dataType: want.dataType, sqnrDb: sqnrDb(want.data as Float32Array, got.data as Float32Array), ...(activation && { activation }) };
+    if (want.dataType === 'float32')
+      return {
+        name,
+        dataType: want.dataType,
+        sqnrDb: sqnrDb(want.data as Float32Array, got.data as Float32Array),
+        ...(activation && { activation }),
+      };
     let equal = 0;
     for (let i = 0; i < want.data.length; i++) if (want.data[i] === got.data[i]) equal++;
     return { name, dataType: want.dataType, agreement: want.data.length ? equal / want.data.length : 1 };

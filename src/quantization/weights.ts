@@ -137,7 +137,11 @@ const LAYER_SCALE_STEPS = 48;
 function mseShifts(g: ChannelGroups, options: WeightQuantOptions, maxShift: number): { layerScale: number; shifts: Int32Array } {
   const optima = new ChannelOptima(g, options, maxShift);
   if (optima.top === 0) return { layerScale: 1, shifts: new Int32Array(g.channels) };
-  const candidates = new Set(Array.from({ length: 2 * LAYER_SCALE_STEPS }, (_, i) => toScale(optima.top * 2 ** (i / LAYER_SCALE_STEPS - 1), options.powerOfTwo ?? false)));
+  const candidates = new Set(
+    Array.from({ length: 2 * LAYER_SCALE_STEPS }, (_, i) =>
+      toScale(optima.top * 2 ** (i / LAYER_SCALE_STEPS - 1), options.powerOfTwo ?? false),
+    ),
+  );
   let best = Infinity;
   let layerScale = optima.top;
   for (const s of candidates) {
@@ -157,7 +161,12 @@ function mseShifts(g: ChannelGroups, options: WeightQuantOptions, maxShift: numb
  * the least squared error). QFT re-chooses shifts this way between epochs, with the layer
  * scale it trained.
  */
-export function shiftsForScale(w: Float32Array, channels: number, layerScale: number, options: WeightQuantOptions & { maxShift: number }): Int32Array {
+export function shiftsForScale(
+  w: Float32Array,
+  channels: number,
+  layerScale: number,
+  options: WeightQuantOptions & { maxShift: number },
+): Int32Array {
   const optima = new ChannelOptima(new ChannelGroups(w, channels), options, options.maxShift);
   return Int32Array.from({ length: channels }, (_, c) => optima.shift(c, layerScale).k);
 }
@@ -167,7 +176,12 @@ export function shiftsForScale(w: Float32Array, channels: number, layerScale: nu
  * grid and the coarser one; equal where maxShift bounds them), for a rounding that judges
  * them by something other than weight error (`gptqRoundChoosing`).
  */
-export function shiftChoices(w: Float32Array, channels: number, layerScale: number, options: WeightQuantOptions & { maxShift: number }): [Int32Array, Int32Array] {
+export function shiftChoices(
+  w: Float32Array,
+  channels: number,
+  layerScale: number,
+  options: WeightQuantOptions & { maxShift: number },
+): [Int32Array, Int32Array] {
   const optima = new ChannelOptima(new ChannelGroups(w, channels), options, options.maxShift);
   const pairs = Array.from({ length: channels }, (_, c) => optima.around(c, layerScale));
   return [Int32Array.from(pairs, (p) => p[0]), Int32Array.from(pairs, (p) => p[1])];
@@ -417,7 +431,8 @@ function finish(
  */
 export function preserveKernelSums(w: Float32Array, q: Int8Array, scale: Float32Array, taps: number, qmax: number): void {
   const perChannel = w.length / scale.length;
-  if (!Number.isInteger(taps) || taps < 1 || perChannel % taps) throw new RangeError(`${perChannel} weights per channel do not split into kernels of ${taps}`);
+  if (!Number.isInteger(taps) || taps < 1 || perChannel % taps)
+    throw new RangeError(`${perChannel} weights per channel do not split into kernels of ${taps}`);
   for (let start = 0; start < w.length; start += taps) {
     const s = scale[Math.floor(start / perChannel)]!;
     let excess = 0;

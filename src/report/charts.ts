@@ -131,7 +131,9 @@ export function channelPanels(o: { label: string; unit: string; panels: ChannelP
       const top = y(v);
       return `M${(left + c * w).toFixed(2)} ${(y0 + ph).toFixed(1)}V${top.toFixed(1)}h${Math.max(w * 0.85, 0.6).toFixed(2)}V${(y0 + ph).toFixed(1)}z`;
     });
-    parts.push(`<path class="bar" d="${bars.join('')}" fill="${p.color}"><title>${esc(`${p.title} (${p.values.length} channels)`)}</title></path>`);
+    parts.push(
+      `<path class="bar" d="${bars.join('')}" fill="${p.color}"><title>${esc(`${p.title} (${p.values.length} channels)`)}</title></path>`,
+    );
     for (const l of p.lines ?? []) {
       const ly = y(l.value).toFixed(1);
       parts.push(
@@ -141,7 +143,9 @@ export function channelPanels(o: { label: string; unit: string; panels: ChannelP
     }
     parts.push(`<line x1="${left}" x2="${left + plotW}" y1="${y0 + ph}" y2="${y0 + ph}" stroke="#888"/>`);
   });
-  parts.push(`<text x="${left + plotW}" y="${height - 2}" text-anchor="end" fill="#555">output channel → (${esc(o.unit)}, log scale)</text>`);
+  parts.push(
+    `<text x="${left + plotW}" y="${height - 2}" text-anchor="end" fill="#555">output channel → (${esc(o.unit)}, log scale)</text>`,
+  );
   return svg(width, height, o.label, parts.join(''));
 }
 
@@ -173,9 +177,16 @@ export function sparkHistogram(o: { label: string; counts: number[]; width?: num
   const max = Math.max(1, ...o.counts);
   const w = width / o.counts.length;
   const d = o.counts
-    .map((c, i) => (c ? `M${(i * w).toFixed(1)} ${height}v${(-(c / max) * (height - 1) - 1).toFixed(1)}h${(w * 0.8).toFixed(1)}V${height}z` : ''))
+    .map((c, i) =>
+      c ? `M${(i * w).toFixed(1)} ${height}v${(-(c / max) * (height - 1) - 1).toFixed(1)}h${(w * 0.8).toFixed(1)}V${height}z` : '',
+    )
     .join('');
-  return svg(width, height, o.label, `<rect width="${width}" height="${height}" fill="#f4f4f4"/><path class="bar" d="${d}" fill="${o.color ?? COLORS.blue}"/>`);
+  return svg(
+    width,
+    height,
+    o.label,
+    `<rect width="${width}" height="${height}" fill="#f4f4f4"/><path class="bar" d="${d}" fill="${o.color ?? COLORS.blue}"/>`,
+  );
 }
 
 export interface LineSeries {
@@ -260,10 +271,14 @@ export function lineChart(o: {
   for (const s of series) {
     if (s.style === 'line') {
       const points = s.points.map(([x, y]) => `${px(x)},${py(y)}`).join(' ');
-      parts.push(`<polyline class="line" points="${points}" fill="none" stroke="${s.color}" stroke-width="1.5" stroke-linejoin="round"><title>${esc(s.name)}</title></polyline>`);
+      parts.push(
+        `<polyline class="line" points="${points}" fill="none" stroke="${s.color}" stroke-width="1.5" stroke-linejoin="round"><title>${esc(s.name)}</title></polyline>`,
+      );
     } else {
       for (const [x, y] of s.points)
-        parts.push(`<circle class="dot" cx="${px(x)}" cy="${py(y)}" r="4" fill="${s.color}" stroke="#fff"><title>${esc(`${s.name}: ${num(y)} at ${o.xUnit} ${num(x)}`)}</title></circle>`);
+        parts.push(
+          `<circle class="dot" cx="${px(x)}" cy="${py(y)}" r="4" fill="${s.color}" stroke="#fff"><title>${esc(`${s.name}: ${num(y)} at ${o.xUnit} ${num(x)}`)}</title></circle>`,
+        );
     }
   }
   return svg(width, height, o.label, parts.join(''));

@@ -59,7 +59,16 @@ export function diffReports(a: QuantizeReportJson, b: QuantizeReportJson, names:
     accuracy: (['float', 'quantized'] as const).flatMap((m) => {
       const [x, y] = [a.accuracy?.[m], b.accuracy?.[m]];
       if (!x || !y) return [];
-      return [{ model: m, a: x, b: y, top1: 100 * (y.top1 - x.top1), top5: 100 * (y.top5 - x.top5), comparable: x.data === y.data && x.n === y.n }];
+      return [
+        {
+          model: m,
+          a: x,
+          b: y,
+          top1: 100 * (y.top1 - x.top1),
+          top5: 100 * (y.top5 - x.top5),
+          comparable: x.data === y.data && x.n === y.n,
+        },
+      ];
     }),
     qft: qftDelta(a, b),
     layers,

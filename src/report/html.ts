@@ -79,4 +79,3 @@ ${rendered.map(({ s, html }) => `<section id="${s.id}"><h2>${esc(s.title)}</h2>\
 </main></body></html>
 `;
 }
-

@@ -141,7 +141,14 @@ function unsupportedOperators(model: Model): string[] {
 function squeezeExcite(model: Model): InspectReport['squeezeExcite'] {
   const { blocks, nearMisses } = detectSqueezeExcite(model);
   return {
-    blocks: blocks.map((b) => ({ mul: b.mul.name, input: b.input, channels: b.channels, height: b.height, width: b.width, gate: b.gate.kind })),
+    blocks: blocks.map((b) => ({
+      mul: b.mul.name,
+      input: b.input,
+      channels: b.channels,
+      height: b.height,
+      width: b.width,
+      gate: b.gate.kind,
+    })),
     nearMisses,
   };
 }

@@ -67,7 +67,7 @@ export function shortLabels(names: string[]): string[] {
   while (parts.length && parts.every((p) => p.length > common + 1 && p[common] === parts[0]![common])) common++;
   const rest = parts.map((p) => p.slice(common));
   const keep = rest.map(() => 1);
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     changed = false;
     const labels = rest.map((p, i) => p.slice(0, keep[i]).join('/'));
     const counts = new Map<string, number>();

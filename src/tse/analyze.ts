@@ -82,7 +82,14 @@ export async function gateSimilarity(
   let done = 0;
   const skipped: string[] = [];
   try {
-    for await (const b of imageBatches(items, { preprocess: preprocess.spec, channels, height, width, batch, skipBadImages: options.skipBadImages })) {
+    for await (const b of imageBatches(items, {
+      preprocess: preprocess.spec,
+      channels,
+      height,
+      width,
+      batch,
+      skipBadImages: options.skipBadImages,
+    })) {
       skipped.push(...b.skipped);
       const n = b.items.length;
       if (!n) continue;
@@ -163,7 +170,7 @@ function accumulate(
     for (let t = 0; t < tiles; t++) {
       sum.toGlobal += cosine(vectors[t]!, g);
       sum.tiles++;
-      const right = t % gw + 1 < gw ? [t + 1] : [];
+      const right = (t % gw) + 1 < gw ? [t + 1] : [];
       const below = Math.floor(t / gw) + 1 < gh ? [t + gw] : [];
       for (const other of [...right, ...below]) {
         sum.neighbours += cosine(vectors[t]!, vectors[other]!);

@@ -192,9 +192,7 @@ function squeezeProblem(view: GraphView, squeeze: Node, map: Dim[]): string | un
       const autoPad = attrString(squeeze, 'auto_pad', 'NOTSET');
       if (pads.some((p) => p !== 0) || (autoPad !== 'NOTSET' && autoPad !== 'VALID'))
         return `pool '${squeeze.name}' pads the map; only an unpadded whole-map window is a squeeze`;
-      return kernel[0] === h && kernel[1] === w
-        ? undefined
-        : `pool kernel ${kernel.join('x')} does not cover the ${h}x${w} map`;
+      return kernel[0] === h && kernel[1] === w ? undefined : `pool kernel ${kernel.join('x')} does not cover the ${h}x${w} map`;
     }
     default:
       return `'${squeeze.name}' squeezes by ${squeeze.opType}; tiling handles average pooling only`;
@@ -253,7 +251,7 @@ function escapes(view: GraphView, nodes: Node[], excitation: ReadonlySet<Node>, 
 
 /** Whether `to` is `from` itself or `from` through clamps only. */
 function derivedByRangeOps(view: GraphView, from: string, to: string): boolean {
-  for (let t: string | undefined = to; t; ) {
+  for (let t: string | undefined = to; t;) {
     if (t === from) return true;
     const node = view.producer(t);
     t = node && RANGE_OPS.has(node.opType) ? node.inputs[0] : undefined;

@@ -20,7 +20,6 @@ export interface Gate {
   nodes: Node[];
 }
 
-
 type ScalarFn = (v: number) => number;
 
 const CLAMPS: ReadonlySet<string> = new Set(['Clip', 'Relu']);
@@ -32,7 +31,7 @@ const CLAMPS: ReadonlySet<string> = new Set(['Clip', 'Relu']);
 export function findGate(output: string, excitation: ReadonlySet<Node>, view: GraphView): Gate | undefined {
   // The chain backwards from the output: each entry is one node and its scalar function.
   const chain: { node: Node; fn: ScalarFn }[] = [];
-  for (let t = output; ; ) {
+  for (let t = output; ;) {
     const node = view.producer(t);
     if (!node || !excitation.has(node)) break;
     const step = SHAPE_ONLY_OPS.has(node.opType) ? { fn: (v: number) => v, data: node.inputs[0]! } : scalarStep(node, view);

@@ -79,11 +79,17 @@ function broadcastBack(
     const scales = constant('tile_scales', floatTensor([4], [1, 1, ...scale]));
     const resized = fresh(`${base}_tile_gates`);
     nodes.push(
-      makeNode('Resize', [output, '', scales], [resized], {
-        mode: attr.string('nearest'),
-        coordinate_transformation_mode: attr.string('asymmetric'),
-        nearest_mode: attr.string('floor'),
-      }, fresh(`${base}_upsample`)),
+      makeNode(
+        'Resize',
+        [output, '', scales],
+        [resized],
+        {
+          mode: attr.string('nearest'),
+          coordinate_transformation_mode: attr.string('asymmetric'),
+          nearest_mode: attr.string('floor'),
+        },
+        fresh(`${base}_upsample`),
+      ),
     );
     output = resized;
   }
@@ -92,12 +98,36 @@ function broadcastBack(
   if (crop.length) {
     const cropped = fresh(`${base}_pixel_gates`);
     nodes.push(
-      makeNode('Slice', [
-        output,
-        constant('crop_starts', int64Tensor([crop.length], crop.map(() => 0))),
-        constant('crop_ends', int64Tensor([crop.length], crop.map((a) => size[a]!))),
-        constant('crop_axes', int64Tensor([crop.length], crop.map((a) => a + 2))),
-      ], [cropped], {}, fresh(`${base}_crop`)),
+      makeNode(
+        'Slice',
+        [
+          output,
+          constant(
+            'crop_starts',
+            int64Tensor(
+              [crop.length],
+              crop.map(() => 0),
+            ),
+          ),
+          constant(
+            'crop_ends',
+            int64Tensor(
+              [crop.length],
+              crop.map((a) => size[a]!),
+            ),
+          ),
+          constant(
+            'crop_axes',
+            int64Tensor(
+              [crop.length],
+              crop.map((a) => a + 2),
+            ),
+          ),
+        ],
+        [cropped],
+        {},
+        fresh(`${base}_crop`),
+      ),
     );
     output = cropped;
   }

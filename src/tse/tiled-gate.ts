@@ -43,12 +43,18 @@ export function emitTiledGate(
   };
   const descriptors = fresh(`${block.squeeze.outputs[0]}_tiles`);
   const nodes: Node[] = [
-    makeNode('AveragePool', [block.squeeze.inputs[0]!], [descriptors], {
-      kernel_shape: attr.ints([kh, kw]),
-      strides: attr.ints([kh, kw]),
-      pads: attr.ints([0, 0, grid[0] * kh - block.height, grid[1] * kw - block.width]),
-      count_include_pad: attr.int(0),
-    }, fresh(`${block.squeeze.name}_tiles`)),
+    makeNode(
+      'AveragePool',
+      [block.squeeze.inputs[0]!],
+      [descriptors],
+      {
+        kernel_shape: attr.ints([kh, kw]),
+        strides: attr.ints([kh, kw]),
+        pads: attr.ints([0, 0, grid[0] * kh - block.height, grid[1] * kw - block.width]),
+        count_include_pad: attr.int(0),
+      },
+      fresh(`${block.squeeze.name}_tiles`),
+    ),
   ];
   const renamed = new Map([[block.squeeze.outputs[0]!, descriptors]]);
   const input = (name: string) => renamed.get(name) ?? name;
@@ -96,5 +102,11 @@ function asConvWeights(view: GraphView, node: Node): { weight: TensorData; bias?
   if (!c) return { weight };
   const beta = attrFloat(node, 'beta', 1);
   const cv = toFloat32(c);
-  return { weight, bias: floatTensor([outs], Array.from({ length: outs }, (_, o) => beta * cv[cv.length === 1 ? 0 : o]!)) };
+  return {
+    weight,
+    bias: floatTensor(
+      [outs],
+      Array.from({ length: outs }, (_, o) => beta * cv[cv.length === 1 ? 0 : o]!),
+    ),
+  };
 }

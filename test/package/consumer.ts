@@ -22,9 +22,18 @@ import type { Graph } from 'quantflow/dist/src/graph/types.js';
 
 const load: LoadModelOptions = { inputSize: [224, 224], cutBefore: 'Softmax' };
 const ptqOptions: QuantizeOptions = { profile: 'w4a8-shift', calibLimit: 16, preprocess: { preset: 'inception' } };
-const run: QuantizeRunOptions = { model: 'm.tflite', calib: 'calib/', profile: 'w8a8-channel', output: 'out/', qft: { epochs: QFT_DEFAULTS.epochs } };
+const run: QuantizeRunOptions = {
+  model: 'm.tflite',
+  calib: 'calib/',
+  profile: 'w8a8-channel',
+  output: 'out/',
+  qft: { epochs: QFT_DEFAULTS.epochs },
+};
 
-export async function quantizeAndCompare(file: string, calibDir: string): Promise<{ q: Quantization; figures: CompareResult; bits: TargetProfile['weights']['bits'] }> {
+export async function quantizeAndCompare(
+  file: string,
+  calibDir: string,
+): Promise<{ q: Quantization; figures: CompareResult; bits: TargetProfile['weights']['bits'] }> {
   const float: Model = await loadModel(file, load);
   const calib: Dataset = await loadDataset(calibDir);
   const ptq = await quantizeModel(float, calib, ptqOptions);

@@ -30,10 +30,7 @@ function geometry(ctx: GradContext): ConvGeometry {
   const w = windowOf(ctx, wDims.slice(2));
   const group = attrInt(ctx.node, 'group', 1);
   const pointwise =
-    group === 1 &&
-    w.kernel.every((k) => k === 1) &&
-    w.strides.every((s) => s === 1) &&
-    [...w.begin, ...w.end].every((p) => p === 0);
+    group === 1 && w.kernel.every((k) => k === 1) && w.strides.every((s) => s === 1) && [...w.begin, ...w.end].every((p) => p === 0);
   return { w, group, wDims, spatial: range(w.kernel.length).map((i) => i + 2), pointwise };
 }
 

@@ -18,9 +18,7 @@ export const normalizationRules: RuleTable = {
       const a = b.op('Mul', [scale, invStd]);
       const sumDy = once(() => b.reduceSum(dy, others, false));
       // Σ dy·(x − mean), which the scale and variance gradients share.
-      const centered = once(() =>
-        b.op('Sub', [b.reduceSum(b.op('Mul', [dy, x]), others, false), b.op('Mul', [mean, sumDy()])]),
-      );
+      const centered = once(() => b.op('Sub', [b.reduceSum(b.op('Mul', [dy, x]), others, false), b.op('Mul', [mean, sumDy()])]));
       return [
         ctx.needs(0) ? b.op('Mul', [dy, perChannel(a)], {}, `${node.name}_dx`) : undefined,
         ctx.needs(1) ? b.op('Mul', [centered(), invStd]) : undefined,

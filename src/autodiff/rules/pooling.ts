@@ -51,7 +51,12 @@ function spreadTiles(ctx: GradContext, w: Window, g: string): string {
   const merged = b.reshape(expanded, [0, 0, ...covered]);
   if (covered.every((c, i) => c === w.inSize[i])) return merged;
   const spatial = range(n).map((i) => i + 2);
-  const cut = b.op('Slice', [merged, b.int64s(spatial.map(() => 0)), b.int64s(covered.map((c, i) => Math.min(c, w.inSize[i]!))), b.int64s(spatial)]);
+  const cut = b.op('Slice', [
+    merged,
+    b.int64s(spatial.map(() => 0)),
+    b.int64s(covered.map((c, i) => Math.min(c, w.inSize[i]!))),
+    b.int64s(spatial),
+  ]);
   // Floor mode leaves trailing rows that no tile reads: their gradient is zero.
   const short = covered.map((c, i) => Math.max(0, w.inSize[i]! - c));
   if (short.every((s) => s === 0)) return cut;
@@ -96,7 +101,8 @@ export const poolingRules: RuleTable = {
       const kernel = attrInts(node, 'kernel_shape') ?? ctx.fail('missing kernel_shape');
       if (attrInts(node, 'dilations', []).some((d) => d !== 1)) ctx.fail('dilated MaxPool has no gradient rule');
       const w = windowOf(ctx, kernel);
-      if (!w.kernel.every((k, i) => k === w.strides[i]) || !w.begin.every((p) => p === 0)) ctx.fail('only MaxPool with kernel = stride and no begin padding has a gradient rule');
+      if (!w.kernel.every((k, i) => k === w.strides[i]) || !w.begin.every((p) => p === 0))
+        ctx.fail('only MaxPool with kernel = stride and no begin padding has a gradient rule');
       const maxima = spreadTiles(ctx, w, node.outputs[0]!);
       return [masked(ctx, b.op('Equal', [node.inputs[0]!, maxima]), spreadTiles(ctx, w, ctx.dy))];
     },

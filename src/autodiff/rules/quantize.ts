@@ -9,7 +9,11 @@ import { masked, range } from './helpers.js';
  * operands ([1, N]·[N, 1], a GEMV with one output) 3-5x slower.
  */
 function dot(ctx: GradContext, a: string, b: string, axis: number | undefined, rank: number): string {
-  return ctx.b.reduceSum(ctx.b.op('Mul', [a, b]), range(rank).filter((i) => i !== axis), false);
+  return ctx.b.reduceSum(
+    ctx.b.op('Mul', [a, b]),
+    range(rank).filter((i) => i !== axis),
+    false,
+  );
 }
 
 export const quantizeRules: MarkerRuleTable = {

@@ -76,7 +76,11 @@ function resizeGrad(ctx: GradContext): (string | undefined)[] {
   const mode = (name: string, fallback: string) => attrString(node, name, fallback);
   const broadcast = resizeBroadcastAxes(node, ctx.shape(node.inputs[0]!), ctx.shape(node.outputs[0]!));
   if (broadcast) return [b.reduceSum(ctx.dy, broadcast, true, `${node.name}_grad`)];
-  if (mode('mode', 'nearest') !== 'nearest' || mode('coordinate_transformation_mode', 'half_pixel') !== 'asymmetric' || mode('nearest_mode', 'round_prefer_floor') !== 'floor')
+  if (
+    mode('mode', 'nearest') !== 'nearest' ||
+    mode('coordinate_transformation_mode', 'half_pixel') !== 'asymmetric' ||
+    mode('nearest_mode', 'round_prefer_floor') !== 'floor'
+  )
     ctx.fail('only nearest-neighbour Resize with asymmetric coordinates and floor rounding has a gradient rule');
   const x = node.inputs[0]!;
   const inShape = ctx.shape(x);

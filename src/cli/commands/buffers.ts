@@ -101,7 +101,9 @@ export function registerBuffers(program: Command): void {
       const input = model.graph.inputs[0]?.shape;
       const report = tseReport({ model: modelPath, input, detection, tiles, manifest, passes: passes.changes });
       const buffers = report.buffers;
-      console.log(`${detection.blocks.length} squeeze-and-excite block(s) at input ${input ? `[${input.join(', ')}]` : 'of unknown shape'}`);
+      console.log(
+        `${detection.blocks.length} squeeze-and-excite block(s) at input ${input ? `[${input.join(', ')}]` : 'of unknown shape'}`,
+      );
       if (detection.blocks.length) console.log(bufferTable(buffers));
       for (const line of nearMissLines(detection.nearMisses)) console.log(line);
       const files = opts.report === undefined ? undefined : reportFilesIn(opts.report);

@@ -42,14 +42,37 @@ export function addTaskOptions(command: Command): Command {
     .option('--task <task>', `what the outputs are: ${TASKS.join(', ')} (default: from output shapes and ops)`, choice('--task', TASKS))
     .option('--boxes <output>', 'detection: raw box output (name or 0-based position), compared anchor by anchor; needs --scores')
     .option('--scores <output>', 'detection: raw score output [N, anchors] or [N, anchors, classes]; needs --boxes')
-    .option('--box-format <format>', `layout of the --boxes values: ${BOX_FORMATS.join(', ')} (default cxcywh)`, choice('--box-format', BOX_FORMATS))
-    .option('--score-threshold <x>', 'detection: detections scoring below this are dropped', fraction('--score-threshold'), COMPARE_DEFAULTS.scoreThreshold)
-    .option('--threshold <x>', 'dense maps: compare the sets of elements at or above this', fraction('--threshold'), COMPARE_DEFAULTS.threshold);
+    .option(
+      '--box-format <format>',
+      `layout of the --boxes values: ${BOX_FORMATS.join(', ')} (default cxcywh)`,
+      choice('--box-format', BOX_FORMATS),
+    )
+    .option(
+      '--score-threshold <x>',
+      'detection: detections scoring below this are dropped',
+      fraction('--score-threshold'),
+      COMPARE_DEFAULTS.scoreThreshold,
+    )
+    .option(
+      '--threshold <x>',
+      'dense maps: compare the sets of elements at or above this',
+      fraction('--threshold'),
+      COMPARE_DEFAULTS.threshold,
+    );
 }
 
 /** `TaskCliOptions` as `compareModels` takes them. */
-export function taskOptions(opts: TaskCliOptions): Pick<CompareOptions, 'task' | 'boxes' | 'scores' | 'boxFormat' | 'scoreThreshold' | 'threshold'> {
-  return { task: opts.task, boxes: opts.boxes, scores: opts.scores, boxFormat: opts.boxFormat, scoreThreshold: opts.scoreThreshold, threshold: opts.threshold };
+export function taskOptions(
+  opts: TaskCliOptions,
+): Pick<CompareOptions, 'task' | 'boxes' | 'scores' | 'boxFormat' | 'scoreThreshold' | 'threshold'> {
+  return {
+    task: opts.task,
+    boxes: opts.boxes,
+    scores: opts.scores,
+    boxFormat: opts.boxFormat,
+    scoreThreshold: opts.scoreThreshold,
+    threshold: opts.threshold,
+  };
 }
 
 interface CompareCliOptions extends TaskCliOptions, PreprocessFlags, InputSizeCliOptions {
@@ -67,7 +90,9 @@ export function formatComparison(r: CompareResult): string {
   const rows = r.outputs.map((o) => {
     const task = o.classify
       ? `top-1 agreement ${percent(o.classify.top1Agreement)}` +
-        (o.classify.labels ? `; labels top-1 float ${percent(o.classify.labels.float.top1)}, quantized ${percent(o.classify.labels.quantized.top1)}` : '')
+        (o.classify.labels
+          ? `; labels top-1 float ${percent(o.classify.labels.float.top1)}, quantized ${percent(o.classify.labels.quantized.top1)}`
+          : '')
       : o.segment
         ? `pixel agreement ${percent(o.segment.pixelAgreement)}, mIoU ${percent(o.segment.meanIou)}`
         : o.dense
@@ -93,7 +118,10 @@ export function registerCompare(program: Command): void {
       .description('Compare a float model with its quantized (or tiled) version on the same images; no labels needed.')
       .argument('<float>', 'float model (.tflite or .onnx)')
       .argument('<quantized>', 'quantized or tiled model (.onnx), or an output folder of quantize (its model.qdq.onnx)'),
-  ).requiredOption('--data <dir>', 'image folder at any depth; labels (labels.csv or class folders) are used only for classification top-1/top-5');
+  ).requiredOption(
+    '--data <dir>',
+    'image folder at any depth; labels (labels.csv or class folders) are used only for classification top-1/top-5',
+  );
   addPreprocessOptions(command)
     .option('--batch <n>', 'images per inference batch', positiveInt('--batch'), 32)
     .option('--limit <n>', 'compare on the first n images only', positiveInt('--limit'))
@@ -107,7 +135,7 @@ export function registerCompare(program: Command): void {
         'agreement and mean IoU of the class maps; dense (other [N, C, H, W] maps): IoU of the maps\n' +
         'thresholded at --threshold; detect (TFLite_Detection_PostProcess outputs, NonMaxSuppression, or\n' +
         '--boxes/--scores): precision and recall at IoU 0.5 of the quantized detections against the float\n' +
-        "ones. With --boxes/--scores every anchor is a detection, matched only against the same anchor;\n" +
+        'ones. With --boxes/--scores every anchor is a detection, matched only against the same anchor;\n' +
         'scores outside [0, 1] are taken as logits (sigmoid).\n\nExample:\n' +
         '  quantflow compare model.onnx out/ --data ../shared/data/wider-face-183 --limit 50 --json compare.json',
     )

@@ -36,7 +36,13 @@ const OUTPUT_PROFILE = 'w8a8-shift';
  * user states (it was trained on stretched images), then compared with its float self on
  * other photos, which have no labels.
  */
-const DETECTOR = { model: 'ssd_mobilenet_v1_coco_uint8.tflite', calib: 'coco-val-100', compare: 'wider-face-183', calibImages: 64, output: 'detector' };
+const DETECTOR = {
+  model: 'ssd_mobilenet_v1_coco_uint8.tflite',
+  calib: 'coco-val-100',
+  compare: 'wider-face-183',
+  calibImages: 64,
+  output: 'detector',
+};
 
 export function registerDemo(program: Command): void {
   program
@@ -48,7 +54,11 @@ export function registerDemo(program: Command): void {
     )
     .option('--shared <dir>', 'folder holding models/, data/ and reference/', '../shared')
     .option('--limit <n>', 'images per dataset (default: all)', positiveInt('--limit'))
-    .option('--output <dir>', `folder for the ${OUTPUT_PROFILE} run's model.qdq.onnx, npu/, report.json and report.html, by default in the current folder`, 'quantflow-demo')
+    .option(
+      '--output <dir>',
+      `folder for the ${OUTPUT_PROFILE} run's model.qdq.onnx, npu/, report.json and report.html, by default in the current folder`,
+      'quantflow-demo',
+    )
     .option('--json <file>', 'write the table as JSON')
     .action(async (opts: { shared: string; limit?: number; output: string; json?: string }) => {
       const shared = resolve(opts.shared);
@@ -63,7 +73,11 @@ export function registerDemo(program: Command): void {
         const dataset = await loadDataset(join(shared, 'data', run.data));
         const total = Math.min(opts.limit ?? Infinity, dataset.items.length);
         const bar = progressBar(run.model, total);
-        const result = await evaluate(model, dataset, { limit: opts.limit, preprocess: { preset: run.preset }, onProgress: (d) => bar.update(d) });
+        const result = await evaluate(model, dataset, {
+          limit: opts.limit,
+          preprocess: { preset: run.preset },
+          onProgress: (d) => bar.update(d),
+        });
         bar.stop();
         const refPath = join(shared, 'reference', `${run.model.replace(/\.tflite$/, '')}__${run.data}.csv`);
         const agreement = existsSync(refPath) ? compareWithReference(result.predictions, refPath) : undefined;
@@ -76,7 +90,15 @@ export function registerDemo(program: Command): void {
           result.imagesPerSecond.toFixed(1),
           agreement ? `${percent(agreement.top1Agreement)} of ${agreement.n}` : '-',
         ]);
-        results.push({ ...run, n: result.n, top1: result.top1, top5: result.top5, imagesPerSecond: result.imagesPerSecond, preset: result.preset, referenceAgreement: agreement?.top1Agreement });
+        results.push({
+          ...run,
+          n: result.n,
+          top1: result.top1,
+          top5: result.top5,
+          imagesPerSecond: result.imagesPerSecond,
+          preset: result.preset,
+          referenceAgreement: agreement?.top1Agreement,
+        });
       }
       console.log(formatTable(rows));
 
@@ -138,6 +160,12 @@ export function registerDemo(program: Command): void {
       console.log(
         `With all 1,000 calibration images, another --profile or --qft: npx quantflow quantize ${modelPath} --calib ${calib.dir} --profile ${OUTPUT_PROFILE} --eval ${val.dir} -o out`,
       );
-      if (opts.json) writeJsonResult(opts.json, { evaluation: results, quantization: ptq, outputs: files, detector: { model: DETECTOR.model, compare: detector.compare, outputs: detector.files } });
+      if (opts.json)
+        writeJsonResult(opts.json, {
+          evaluation: results,
+          quantization: ptq,
+          outputs: files,
+          detector: { model: DETECTOR.model, compare: detector.compare, outputs: detector.files },
+        });
     });
 }

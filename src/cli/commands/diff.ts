@@ -19,7 +19,8 @@ const show = (v: unknown) => (v === undefined ? '(absent)' : JSON.stringify(v));
 /** The diff as the plain-text tables the command prints. */
 export function formatDiff(d: ReportDiff): string {
   const out: string[] = [`a: ${d.a}`, `b: ${d.b}`, ''];
-  if (d.settings.length) out.push('settings that differ (a -> b):', ...d.settings.map((s) => `  ${s.key}: ${show(s.a)} -> ${show(s.b)}`), '');
+  if (d.settings.length)
+    out.push('settings that differ (a -> b):', ...d.settings.map((s) => `  ${s.key}: ${show(s.a)} -> ${show(s.b)}`), '');
   else out.push('settings: identical', '');
   if (d.accuracy.length) {
     out.push(
@@ -38,7 +39,11 @@ export function formatDiff(d: ReportDiff): string {
       '',
     );
   }
-  if (d.qft) out.push(`QFT final epoch loss: ${d.qft.a.toPrecision(3)} -> ${d.qft.b.toPrecision(3)} (${d.qft.delta >= 0 ? '+' : ''}${d.qft.delta.toPrecision(3)})`, '');
+  if (d.qft)
+    out.push(
+      `QFT final epoch loss: ${d.qft.a.toPrecision(3)} -> ${d.qft.b.toPrecision(3)} (${d.qft.delta >= 0 ? '+' : ''}${d.qft.delta.toPrecision(3)})`,
+      '',
+    );
   if (d.layers.length) {
     const labels = shortLabels(d.layers.map((l) => l.name));
     out.push(
@@ -69,7 +74,10 @@ export function registerDiff(program: Command): void {
     .argument('<a>', 'report.json of the baseline run')
     .argument('<b>', 'report.json of the run to compare')
     .option('--json <file>', 'write the comparison as JSON (SQNR null means infinite, as in report.json)')
-    .addHelpText('after', '\nDeltas are b − a: negative SQNR deltas are regressions.\n\nExample:\n  quantflow diff out/w8a8-shift/report.json out/w8a8-channel/report.json')
+    .addHelpText(
+      'after',
+      '\nDeltas are b − a: negative SQNR deltas are regressions.\n\nExample:\n  quantflow diff out/w8a8-shift/report.json out/w8a8-channel/report.json',
+    )
     .action((a: string, b: string, opts: DiffOptions) => {
       const diff = diffReports(readReportJson(a), readReportJson(b), { a, b });
       console.log(formatDiff(diff));

@@ -70,8 +70,12 @@ export function registerEval(program: Command): void {
         ]),
       );
       console.log(`preprocessing: ${result.preset} (${result.presetReason})`);
-      if (!result.labelled) console.log(`top-1/top-5 need labels: '${opts.data}' has no labels.csv or class subfolders (predictions are in --json)`);
-      if (result.skipped.length) console.log(`skipped ${result.skipped.length} unreadable image(s): ${result.skipped.slice(0, 5).join(', ')}${result.skipped.length > 5 ? ', ...' : ''}`);
+      if (!result.labelled)
+        console.log(`top-1/top-5 need labels: '${opts.data}' has no labels.csv or class subfolders (predictions are in --json)`);
+      if (result.skipped.length)
+        console.log(
+          `skipped ${result.skipped.length} unreadable image(s): ${result.skipped.slice(0, 5).join(', ')}${result.skipped.length > 5 ? ', ...' : ''}`,
+        );
       if (opts.json) writeJsonResult(opts.json, { model: modelPath, data: opts.data, ...result });
     });
 }

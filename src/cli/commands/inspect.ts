@@ -25,13 +25,20 @@ export function formatInspect(r: InspectReport, perLayer: boolean): string {
     `${r.nodes} nodes, ${formatCount(r.parameters)} parameters${r.prepared ? ' (after constant and batch-norm folding)' : ' (as loaded: the model could not be prepared)'}`,
     ...r.inputs.map((v) => `input  ${v.name}: ${v.dataType} ${v.shape}`),
     ...r.outputs.map((v) => `output ${v.name}: ${v.dataType} ${v.shape}`),
-    `operators: ${Object.entries(r.operators).map(([op, n]) => `${op} ${n}`).join(', ')}`,
+    `operators: ${Object.entries(r.operators)
+      .map(([op, n]) => `${op} ${n}`)
+      .join(', ')}`,
   ];
   if (r.squeezeExcite) {
     const { blocks, nearMisses } = r.squeezeExcite;
     out.push(`squeeze-and-excite blocks: ${blocks.length}`);
     if (blocks.length) {
-      out.push(formatTable([['SE block (Mul)', 'C x H x W', 'gate'], ...blocks.map((b) => [b.mul, `${b.channels}x${b.height}x${b.width}`, b.gate])]));
+      out.push(
+        formatTable([
+          ['SE block (Mul)', 'C x H x W', 'gate'],
+          ...blocks.map((b) => [b.mul, `${b.channels}x${b.height}x${b.width}`, b.gate]),
+        ]),
+      );
     }
     for (const m of nearMisses) out.push(`not an SE block: Mul '${m.node}': ${m.reason}`);
   }
@@ -39,7 +46,9 @@ export function formatInspect(r: InspectReport, perLayer: boolean): string {
     const width = Math.max(...r.profiles.map((p) => p.profile.length));
     out.push('', `built-in profiles (every one quantizes ${r.profiles[0]!.activations} activations per-tensor):`);
     for (const p of r.profiles) {
-      const groups = p.groups.map((g) => `${g.layers.length} x ${how(g)}${g.layers.length <= MAX_NAMED && p.groups.length > 1 ? ` (${g.layers.join(', ')})` : ''}`);
+      const groups = p.groups.map(
+        (g) => `${g.layers.length} x ${how(g)}${g.layers.length <= MAX_NAMED && p.groups.length > 1 ? ` (${g.layers.join(', ')})` : ''}`,
+      );
       out.push(`  ${p.profile.padEnd(width)}  ${groups.join('; ')}`);
     }
     if (perLayer) {

@@ -54,7 +54,8 @@ function choice<T extends string>(name: string, values: readonly T[]): (value: s
 function groupList(value: string): TrainedGroup[] {
   const groups = value.split(',').map((g) => g.trim());
   const unknown = groups.filter((g) => !(TRAINED_GROUPS as readonly string[]).includes(g));
-  if (unknown.length || !groups.length) throw new InvalidArgumentError(`--train: unknown group '${unknown[0] ?? value}'; choose from ${TRAINED_GROUPS.join(', ')}`);
+  if (unknown.length || !groups.length)
+    throw new InvalidArgumentError(`--train: unknown group '${unknown[0] ?? value}'; choose from ${TRAINED_GROUPS.join(', ')}`);
   return groups as TrainedGroup[];
 }
 
@@ -81,36 +82,100 @@ export function registerQuantize(program: Command): void {
   ).requiredOption('--calib <dir>', 'calibration images: any folder of images at any depth (labels unused)');
   addPreprocessOptions(command)
     .option('--profile <name|file.json>', `target profile: ${builtinProfiles().join(', ')}, or a JSON file`, PTQ_DEFAULTS.profile)
-    .option('--calibration <method>', `activation ranges: ${METHODS.join(', ')}`, (v: string) => {
-      if (!(METHODS as string[]).includes(v)) throw new InvalidArgumentError(`choose one of ${METHODS.join(', ')}`);
-      return v as RangeMethod;
-    }, PTQ_DEFAULTS.calibration)
+    .option(
+      '--calibration <method>',
+      `activation ranges: ${METHODS.join(', ')}`,
+      (v: string) => {
+        if (!(METHODS as string[]).includes(v)) throw new InvalidArgumentError(`choose one of ${METHODS.join(', ')}`);
+        return v as RangeMethod;
+      },
+      PTQ_DEFAULTS.calibration,
+    )
     .option('--calib-limit <n>', 'calibration images used', positiveInt('--calib-limit'), PTQ_DEFAULTS.calibLimit)
     .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), PTQ_DEFAULTS.batch)
-    .option('--equalize', `cross-layer equalization: balance the weight ranges of convolution pairs around ReLUs before quantizing${defaultMark(PTQ_DEFAULTS.equalize)}`)
-    .option('--bias-correction', `correct each bias for the mean output shift that weight rounding causes, measured on the calibration images${defaultMark(PTQ_DEFAULTS.biasCorrection)}`)
+    .option(
+      '--equalize',
+      `cross-layer equalization: balance the weight ranges of convolution pairs around ReLUs before quantizing${defaultMark(PTQ_DEFAULTS.equalize)}`,
+    )
+    .option(
+      '--bias-correction',
+      `correct each bias for the mean output shift that weight rounding causes, measured on the calibration images${defaultMark(PTQ_DEFAULTS.biasCorrection)}`,
+    )
     .option('--no-bias-correction', `keep the float biases as they are${defaultMark(!PTQ_DEFAULTS.biasCorrection)}`)
-    .option('--gptq', `round the weights of convolutions without groups below 8 bits for the least output error on the calibration images (GPTQ)${defaultMark(PTQ_DEFAULTS.gptq)}`)
-    .option('--no-gptq', `round weights to nearest instead (each spatial kernel still keeps its integer sum)${defaultMark(!PTQ_DEFAULTS.gptq)}`)
-    .option('--qft', 'after PTQ, finetune weights, biases, step sizes and equalization factors jointly by distillation from the float model (QFT)')
+    .option(
+      '--gptq',
+      `round the weights of convolutions without groups below 8 bits for the least output error on the calibration images (GPTQ)${defaultMark(PTQ_DEFAULTS.gptq)}`,
+    )
+    .option(
+      '--no-gptq',
+      `round weights to nearest instead (each spatial kernel still keeps its integer sum)${defaultMark(!PTQ_DEFAULTS.gptq)}`,
+    )
+    .option(
+      '--qft',
+      'after PTQ, finetune weights, biases, step sizes and equalization factors jointly by distillation from the float model (QFT)',
+    )
     .option('--epochs <n>', 'QFT passes over the calibration images', positiveInt('--epochs'), QFT_DEFAULTS.epochs)
-    .option('--lr-weights <x>', 'QFT peak Adam learning rate of weights (in quantization steps)', positiveNumber('--lr-weights'), QFT_DEFAULTS.lrWeights)
-    .option('--lr-biases <x>', 'QFT peak Adam learning rate of biases (in steps of the layer\'s quantized output)', positiveNumber('--lr-biases'), QFT_DEFAULTS.lrBiases)
-    .option('--lr-scales <x>', 'QFT peak Adam learning rate of step sizes and equalization factors (relative)', positiveNumber('--lr-scales'), QFT_DEFAULTS.lrScales)
-    .option('--schedule <name>', 'QFT learning-rate schedule: cosine (5% warm-up, then cosine decay) or constant', choice('--schedule', ['cosine', 'constant'] as const), QFT_DEFAULTS.schedule)
-    .option('--loss <kind>', 'QFT distillation loss: auto (KL on a classifier, normalized L2 summed over other outputs), kl (logits), l2 (normalized, on --loss-layers) or kl+l2', choice('--loss', ['auto', 'kl', 'l2', 'kl+l2'] as const), QFT_DEFAULTS.loss)
-    .option('--loss-layers <names>', 'comma-separated values of the float model for the L2 loss (default: the input of the last layer)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option(
+      '--lr-weights <x>',
+      'QFT peak Adam learning rate of weights (in quantization steps)',
+      positiveNumber('--lr-weights'),
+      QFT_DEFAULTS.lrWeights,
+    )
+    .option(
+      '--lr-biases <x>',
+      "QFT peak Adam learning rate of biases (in steps of the layer's quantized output)",
+      positiveNumber('--lr-biases'),
+      QFT_DEFAULTS.lrBiases,
+    )
+    .option(
+      '--lr-scales <x>',
+      'QFT peak Adam learning rate of step sizes and equalization factors (relative)',
+      positiveNumber('--lr-scales'),
+      QFT_DEFAULTS.lrScales,
+    )
+    .option(
+      '--schedule <name>',
+      'QFT learning-rate schedule: cosine (5% warm-up, then cosine decay) or constant',
+      choice('--schedule', ['cosine', 'constant'] as const),
+      QFT_DEFAULTS.schedule,
+    )
+    .option(
+      '--loss <kind>',
+      'QFT distillation loss: auto (KL on a classifier, normalized L2 summed over other outputs), kl (logits), l2 (normalized, on --loss-layers) or kl+l2',
+      choice('--loss', ['auto', 'kl', 'l2', 'kl+l2'] as const),
+      QFT_DEFAULTS.loss,
+    )
+    .option(
+      '--loss-layers <names>',
+      'comma-separated values of the float model for the L2 loss (default: the input of the last layer)',
+      (v: string) =>
+        v
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean),
+    )
     .option('--train <groups>', `QFT groups to train, comma-separated: ${TRAINED_GROUPS.join(', ')}`, groupList, [...TRAINED_GROUPS])
-    .option('--rechoose-shifts', 'QFT re-chooses the WESS shifts for the trained weights between epochs instead of keeping PTQ\'s (worse on the models measured; see docs/RESULTS.md)')
+    .option(
+      '--rechoose-shifts',
+      "QFT re-chooses the WESS shifts for the trained weights between epochs instead of keeping PTQ's (worse on the models measured; see docs/RESULTS.md)",
+    )
     .option('--checkpoint <dir>', 'save QFT progress here; rerunning the same command continues from it')
     .option('--time-budget <seconds>', 'stop QFT after this many seconds', positiveNumber('--time-budget'))
-    .option('--seed <n>', 'QFT shuffling seed', (v: string) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`--seed must be a non-negative integer, got '${v}'`);
-      return n;
-    }, 0)
+    .option(
+      '--seed <n>',
+      'QFT shuffling seed',
+      (v: string) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`--seed must be a non-negative integer, got '${v}'`);
+        return n;
+      },
+      0,
+    )
     .option('--eval <dir>', 'also measure float and quantized top-1/top-5 on this labeled folder (never the calibration set)')
-    .option('--compare <dir>', 'also compare the quantized outputs with the float ones on this image folder (as quantflow compare; into the report)')
+    .option(
+      '--compare <dir>',
+      'also compare the quantized outputs with the float ones on this image folder (as quantflow compare; into the report)',
+    )
     .option('--compare-limit <n>', 'compare on the first n images of --compare only', positiveInt('--compare-limit'))
     .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, npu/, report.json, report.html)');
   addTaskOptions(command)
@@ -126,7 +191,16 @@ export function registerQuantize(program: Command): void {
       // Ctrl-C during QFT ends the current step and saves the checkpoint; a second one exits at once.
       const interrupt = new AbortController();
       const onSigint = () => interrupt.abort();
-      const { quantization: result, profile, accuracy, compare, files, npuProblem, finetune: tuned, report } = await runQuantize({
+      const {
+        quantization: result,
+        profile,
+        accuracy,
+        compare,
+        files,
+        npuProblem,
+        finetune: tuned,
+        report,
+      } = await runQuantize({
         model: modelPath,
         load: loadOptions(opts),
         calib: opts.calib,
@@ -185,7 +259,14 @@ export function registerQuantize(program: Command): void {
       console.log(
         formatTable([
           ['layer (worst output SQNR first)', 'op', 'bits', 'weights', 'weight SQNR dB', 'output SQNR dB'],
-          ...worst.map((l) => [l.name, l.opType, l.weightBits, l.granularity, l.weightSqnrDb.toFixed(1), l.outputSqnrDb?.toFixed(1) ?? '-']),
+          ...worst.map((l) => [
+            l.name,
+            l.opType,
+            l.weightBits,
+            l.granularity,
+            l.weightSqnrDb.toFixed(1),
+            l.outputSqnrDb?.toFixed(1) ?? '-',
+          ]),
         ]),
       );
       console.log(
@@ -195,12 +276,19 @@ export function registerQuantize(program: Command): void {
       console.log(`preprocessing: ${result.preprocess.label} (${result.preprocess.reason})`);
       if (result.skipped.length) console.log(`skipped ${result.skipped.length} unreadable calibration image(s), listed in ${files.json}`);
       if (accuracy?.float && accuracy.quantized)
-        console.log(`top-1 on ${opts.eval}: float ${percent(accuracy.float.top1)}, quantized ${percent(accuracy.quantized.top1)} (n = ${accuracy.float.n})`);
+        console.log(
+          `top-1 on ${opts.eval}: float ${percent(accuracy.float.top1)}, quantized ${percent(accuracy.quantized.top1)} (n = ${accuracy.float.n})`,
+        );
       if (result.outputs.length > 1 || result.outputs.some((o) => o.sqnrDb === undefined))
-        console.log(`outputs: ${result.outputs.map((o) => `${o.name} ${o.sqnrDb !== undefined ? `SQNR ${o.sqnrDb.toFixed(1)} dB` : `agreement ${percent(o.agreement!)}`}`).join(', ')}`);
+        console.log(
+          `outputs: ${result.outputs.map((o) => `${o.name} ${o.sqnrDb !== undefined ? `SQNR ${o.sqnrDb.toFixed(1)} dB` : `agreement ${percent(o.agreement!)}`}`).join(', ')}`,
+        );
       if (compare) console.log(`outputs on ${compare.n} images of ${opts.compare}, float vs quantized:\n${formatComparison(compare)}`);
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
-      if (report.npu?.hostTail) console.log(`host tail: ${nodeSummary(report.npu.hostTail)}; the NPU package outputs ${report.npu.outputs.length <= 4 ? report.npu.outputs.join(', ') : `${report.npu.outputs.length} tensors`}`);
+      if (report.npu?.hostTail)
+        console.log(
+          `host tail: ${nodeSummary(report.npu.hostTail)}; the NPU package outputs ${report.npu.outputs.length <= 4 ? report.npu.outputs.join(', ') : `${report.npu.outputs.length} tensors`}`,
+        );
       console.log(`wrote ${files.model}${files.npu ? `, ${files.npu}/ (integer NPU package)` : ''}, ${files.json} and ${files.html}`);
     });
 }

@@ -50,7 +50,7 @@ export function registerTse(program: Command): void {
     .option('--report <dir>', 'write report.html and report.json into <dir> instead of beside the tiled model')
     .addHelpText(
       'after',
-      '\nA tile larger than a block\'s map covers it whole; such a block stays as it is. The tiled\n' +
+      "\nA tile larger than a block's map covers it whole; such a block stays as it is. The tiled\n" +
         'model is a standard ONNX model: `eval` and `quantize` take it like any other.\n\n' +
         'The report (blocks found, near misses, SE vs TSE buffering per block, gate similarity with\n' +
         '--analyze, run manifest) goes beside the tiled model: -o m7.onnx writes m7.report.html and\n' +
@@ -63,7 +63,14 @@ export function registerTse(program: Command): void {
       if (opts.analyze && !opts.data) throw new QuantflowError('--analyze needs --data <dir> (calibration images)');
       const preprocess = preprocessRequest(opts);
       const manifest = runManifest({
-        options: { tiles, inputSize: opts.inputSize ?? null, analyze: !!opts.analyze, limit: opts.analyze ? opts.limit : null, preprocess: preprocess ?? null, skipBadImages: !!opts.skipBadImages },
+        options: {
+          tiles,
+          inputSize: opts.inputSize ?? null,
+          analyze: !!opts.analyze,
+          limit: opts.analyze ? opts.limit : null,
+          preprocess: preprocess ?? null,
+          skipBadImages: !!opts.skipBadImages,
+        },
         inputs: [modelPath, ...(opts.analyze ? [opts.data!] : [])],
       });
       const passes = new PassLog();
@@ -96,15 +103,32 @@ export function registerTse(program: Command): void {
       writeOnnxFile(tiled, opts.output);
       try {
         if (opts.json) {
-          const summary = blocks.map((b) => ({ block: b.mul.name, input: b.input, squeeze: b.squeeze.name, gate: b.gate.kind, channels: b.channels, height: b.height, width: b.width }));
-          writeJsonResult(opts.json, { model: modelPath, output: opts.output, blocks: summary, nearMisses, buffers, analysis: report.analysis });
+          const summary = blocks.map((b) => ({
+            block: b.mul.name,
+            input: b.input,
+            squeeze: b.squeeze.name,
+            gate: b.gate.kind,
+            channels: b.channels,
+            height: b.height,
+            width: b.width,
+          }));
+          writeJsonResult(opts.json, {
+            model: modelPath,
+            output: opts.output,
+            blocks: summary,
+            nearMisses,
+            buffers,
+            analysis: report.analysis,
+          });
         }
         writeReportFiles(files, report);
       } catch (e) {
         for (const path of [opts.output, opts.json]) if (path) rmSync(path, { force: true });
         throw e;
       }
-      console.log(`wrote ${opts.output}: ${buffers.blocks.filter(isTiled).length} of ${blocks.length} SE blocks tiled; report ${files.html}`);
+      console.log(
+        `wrote ${opts.output}: ${buffers.blocks.filter(isTiled).length} of ${blocks.length} SE blocks tiled; report ${files.html}`,
+      );
     });
 }
 
@@ -113,7 +137,14 @@ function blockTable(report: TseReportJson): string {
     ['SE block (Mul)', 'squeeze', 'excitation', 'gate', 'C x H x W', 'tile'],
     ...report.blocks.map((b, i) => {
       const x = report.buffers.blocks[i]!;
-      return [b.block, b.squeeze, b.excitation.join('+'), b.gate, `${x.channels}x${x.height}x${x.width}`, isTiled(x) ? `${x.tile[0]}x${x.tile[1]}` : 'whole map'];
+      return [
+        b.block,
+        b.squeeze,
+        b.excitation.join('+'),
+        b.gate,
+        `${x.channels}x${x.height}x${x.width}`,
+        isTiled(x) ? `${x.tile[0]}x${x.tile[1]}` : 'whole map',
+      ];
     }),
   ]);
 }

@@ -38,7 +38,7 @@ export function registerVerify(program: Command): void {
       '\nEnd to end, the executor runs from its own quantized input, so a one-step difference in an\n' +
         "early layer propagates; per layer, each layer is fed the simulation's inputs, which shows\n" +
         "what every layer adds by itself. Differences are in steps (LSBs) of each tensor's grid.\n" +
-        "The fake-quant simulation rounds and rescales in float, so it agrees per layer to within one\n" +
+        'The fake-quant simulation rounds and rescales in float, so it agrees per layer to within one\n' +
         "step, not exactly; the package's integer ONNX model (src/npu/integer-model.ts), also run\n" +
         'here, must agree with the executor exactly.\n\n' +
         'Example:\n  quantflow verify out/ --data ../shared/data/imagenet-val-650 --limit 2 --per-layer',
@@ -72,19 +72,43 @@ export function registerVerify(program: Command): void {
       console.log(`all tensors, each layer fed the simulation's inputs: ${summary(report.isolated)}`);
       console.log(`all tensors, the package's integer ONNX model (onnxruntime) vs the executor: ${summary(report.integerModel!)}`);
       const peak = Object.entries(report.peaks).sort((a, b) => b[1] - a[1])[0];
-      if (peak) console.log(`largest accumulator: ${peak[1]} (2^${Math.log2(peak[1]).toFixed(1)}) in '${peak[0]}', of a ${pkg.profile.accumulatorBits}-bit accumulator`);
+      if (peak)
+        console.log(
+          `largest accumulator: ${peak[1]} (2^${Math.log2(peak[1]).toFixed(1)}) in '${peak[0]}', of a ${pkg.profile.accumulatorBits}-bit accumulator`,
+        );
 
       const chained = new Map(report.chained.map((a) => [a.tensor, a]));
-      const layers = opts.perLayer ? report.isolated : [...report.isolated].sort((a, b) => a.exact / a.elements - b.exact / b.elements).slice(0, 5);
+      const layers = opts.perLayer
+        ? report.isolated
+        : [...report.isolated].sort((a, b) => a.exact / a.elements - b.exact / b.elements).slice(0, 5);
       console.log(
         '\n' +
           formatTable([
             [opts.perLayer ? 'layer' : 'layer (least exact first)', 'op', 'elements', 'exact per layer', 'max', 'exact end to end', 'max'],
-            ...layers.map((a) => [a.layer, opOf.get(a.tensor) ?? '', a.elements, exactShare(a), a.maxDiff, exactShare(chained.get(a.tensor)!), chained.get(a.tensor)!.maxDiff]),
+            ...layers.map((a) => [
+              a.layer,
+              opOf.get(a.tensor) ?? '',
+              a.elements,
+              exactShare(a),
+              a.maxDiff,
+              exactShare(chained.get(a.tensor)!),
+              chained.get(a.tensor)!.maxDiff,
+            ]),
           ]),
       );
-      console.log(`\nexecutor ${report.seconds.executor.toFixed(1)} s, QDQ simulation ${report.seconds.simulation.toFixed(1)} s, integer model ${report.seconds.integerModel!.toFixed(1)} s`);
-      if (opts.json) writeJsonResult(opts.json, { qdq: qdqPath, profile: pkg.profile.name, preset, preprocess: preprocess.spec, skipped, data: opts.data, ...report });
+      console.log(
+        `\nexecutor ${report.seconds.executor.toFixed(1)} s, QDQ simulation ${report.seconds.simulation.toFixed(1)} s, integer model ${report.seconds.integerModel!.toFixed(1)} s`,
+      );
+      if (opts.json)
+        writeJsonResult(opts.json, {
+          qdq: qdqPath,
+          profile: pkg.profile.name,
+          preset,
+          preprocess: preprocess.spec,
+          skipped,
+          data: opts.data,
+          ...report,
+        });
     });
 }
 

@@ -108,8 +108,7 @@ export class Op {
   /** Reads a fused activation code and checks that it is one we can express. */
   activation(options: Table | null, slot: number): number {
     const code = options?.int8(slot) ?? 0;
-    if (!(code in ACTIVATIONS))
-      this.fail(`unsupported fused activation ${code} (supported: NONE, RELU, RELU_N1_TO_1, RELU6)`);
+    if (!(code in ACTIVATIONS)) this.fail(`unsupported fused activation ${code} (supported: NONE, RELU, RELU_N1_TO_1, RELU6)`);
     return code;
   }
 
@@ -286,9 +285,7 @@ export class ImportContext {
   ): void {
     this.graph.nodes.push(makeNode(opType, inputs, outputs, attributes));
     const inherited = inputs[0] ? this.typeOf(inputs[0]) : 'float32';
-    outputs.forEach((o, i) =>
-      this.graph.valueInfo.set(o, { name: o, dataType: types[i] ?? inherited, shape: shapes[i]! }),
-    );
+    outputs.forEach((o, i) => this.graph.valueInfo.set(o, { name: o, dataType: types[i] ?? inherited, shape: shapes[i]! }));
   }
 
   /** Element type of an ONNX value made so far (graph input, initializer or node output). */

@@ -70,9 +70,7 @@ export function importTflite(bytes: Uint8Array, source: string, options: TfliteI
 function checkShapes(sg: TfliteSubgraph, source: string): void {
   for (const t of sg.tensors)
     if (t.shape.some((d) => d < 0))
-      throw new QuantflowError(
-        `${source}: tensor '${t.name}' has dynamic shape [${t.shape}]; only static shapes are supported`,
-      );
+      throw new QuantflowError(`${source}: tensor '${t.name}' has dynamic shape [${t.shape}]; only static shapes are supported`);
 }
 
 /** Builtin name, or custom code for a custom operator. */

@@ -62,11 +62,7 @@ export function rawValues(bytes: Uint8Array, type: string): Float32Array | Float
  * Real values of a constant: scale * (q - zero_point), per channel along `q.axis` when the
  * quantization has several scales; the raw values when `q` is null.
  */
-export function dequantize(
-  raw: Float32Array | Float64Array,
-  dims: readonly number[],
-  q: Quantization | null,
-): Float32Array {
+export function dequantize(raw: Float32Array | Float64Array, dims: readonly number[], q: Quantization | null): Float32Array {
   if (!q) return raw instanceof Float32Array ? raw : Float32Array.from(raw);
   const out = new Float32Array(raw.length);
   const channels = q.scale.length;

@@ -336,16 +336,16 @@ export function readTfliteModel(bytes: Uint8Array, source: string): TfliteModel 
   if (bytes.length < 8) r.fail(`only ${bytes.length} bytes`);
   const id = String.fromCharCode(...bytes.subarray(4, 8));
   if (id !== 'TFL3')
-    throw new QuantflowError(
-      `${source}: not a TFLite model (file identifier ${JSON.stringify(id)} at bytes 4-7, expected "TFL3")`,
-    );
+    throw new QuantflowError(`${source}: not a TFLite model (file identifier ${JSON.stringify(id)} at bytes 4-7, expected "TFL3")`);
   const root = new Table(r, r.u32(0, 'root table offset'), 'model');
   return {
-    operatorCodes: root.tables(1, 'operator codes', (i) => `operator code ${i}`).map((t) => ({
-      // builtin_code (int32) superseded the byte-sized field; older writers fill only the latter.
-      builtin: Math.max(t.int8(0), t.int32(3)),
-      customCode: t.string(1, `custom code of ${t.what}`),
-    })),
+    operatorCodes: root
+      .tables(1, 'operator codes', (i) => `operator code ${i}`)
+      .map((t) => ({
+        // builtin_code (int32) superseded the byte-sized field; older writers fill only the latter.
+        builtin: Math.max(t.int8(0), t.int32(3)),
+        customCode: t.string(1, `custom code of ${t.what}`),
+      })),
     subgraphs: root.tables(2, 'subgraphs', (i) => `subgraph ${i}`).map(readSubgraph),
     buffers: root.tables(4, 'buffers', (i) => `buffer ${i}`).map((t, i) => readBuffer(r, t, i)),
   };

@@ -27,7 +27,13 @@ export const buffersSection: ReportSection = {
       { html: num(x.se), numeric: true },
       { html: num(x.tse), numeric: true },
     ]);
-    rows.push(['<b>total</b>', '', '', { html: num(b.se), numeric: true }, { html: `${num(b.tse)} (−${percent(b.reduction)})`, numeric: true }]);
+    rows.push([
+      '<b>total</b>',
+      '',
+      '',
+      { html: num(b.se), numeric: true },
+      { html: `${num(b.tse)} (−${percent(b.reduction)})`, numeric: true },
+    ]);
     return (
       '<p class="note">On a row-streaming accelerator an SE block holds its whole input (C·H·W) until the global mean exists; ' +
       'tiled SE holds one band of tile rows (C·k·W).</p>' +

@@ -8,10 +8,13 @@ function taskFigures(o: OutputComparison): string {
     const l = o.classify.labels;
     return (
       `top-1 agreement ${percent(o.classify.top1Agreement)}` +
-      (l ? `; against labels (${o.classify.labelled} images): top-1 float ${percent(l.float.top1)}, quantized ${percent(l.quantized.top1)}; top-5 float ${percent(l.float.top5)}, quantized ${percent(l.quantized.top5)}` : '')
+      (l
+        ? `; against labels (${o.classify.labelled} images): top-1 float ${percent(l.float.top1)}, quantized ${percent(l.quantized.top1)}; top-5 float ${percent(l.float.top5)}, quantized ${percent(l.quantized.top5)}`
+        : '')
     );
   }
-  if (o.segment) return `pixel agreement ${percent(o.segment.pixelAgreement)}, mean IoU ${percent(o.segment.meanIou)} over ${Object.keys(o.segment.classIou).length} classes`;
+  if (o.segment)
+    return `pixel agreement ${percent(o.segment.pixelAgreement)}, mean IoU ${percent(o.segment.meanIou)} over ${Object.keys(o.segment.classIou).length} classes`;
   if (o.dense) return `IoU of the maps thresholded at ${o.dense.threshold}: ${percent(o.dense.iou)}`;
   return '';
 }

@@ -30,14 +30,33 @@ export const layersSection: ReportSection = {
       `<span title="${esc(l.name)}">${esc(labels.get(l.name)!)}</span>`,
       esc(l.opType),
       esc(`${l.weightBits}-bit ${l.granularity}`),
-      { html: String(l.weightScales.length > 1 ? l.weightScales.length : l.channelRanges?.length ?? ''), numeric: true },
-      { html: scaleText(l), numeric: true, title: l.weightScales.length > 1 ? 'smallest – largest effective per-channel scale' : undefined },
+      { html: String(l.weightScales.length > 1 ? l.weightScales.length : (l.channelRanges?.length ?? '')), numeric: true },
+      {
+        html: scaleText(l),
+        numeric: true,
+        title: l.weightScales.length > 1 ? 'smallest – largest effective per-channel scale' : undefined,
+      },
       ...(withShifts ? [shiftCell(l)] : []),
       { html: db(l.weightSqnrDb), numeric: true },
       { html: db(l.outputSqnrDb), numeric: true },
-      { html: l.outputActivation ? `${num(l.outputActivation.scale)} / ${l.outputActivation.zeroPoint}` : '', numeric: true, title: l.outputActivation?.tensor },
+      {
+        html: l.outputActivation ? `${num(l.outputActivation.scale)} / ${l.outputActivation.zeroPoint}` : '',
+        numeric: true,
+        title: l.outputActivation?.tensor,
+      },
     ]);
-    const header = ['#', 'layer', 'op', 'weights', 'channels', 'weight scale', ...(withShifts ? ['WESS shifts k (histogram)'] : []), 'weight SQNR dB', 'output SQNR dB', 'output scale / zero point'];
+    const header = [
+      '#',
+      'layer',
+      'op',
+      'weights',
+      'channels',
+      'weight scale',
+      ...(withShifts ? ['WESS shifts k (histogram)'] : []),
+      'weight SQNR dB',
+      'output SQNR dB',
+      'output scale / zero point',
+    ];
     return table(header, rows, 'layers');
   },
 };

@@ -13,7 +13,11 @@ export const passesSection: ReportSection = {
       esc(p.pass),
       { html: num(p.seconds), numeric: true },
       { html: `${p.nodes.before} → ${p.nodes.after}`, numeric: true },
-      esc(Object.entries(p.opDelta).map(([op, d]) => `${op} ${signed(d)}`).join(', ')),
+      esc(
+        Object.entries(p.opDelta)
+          .map(([op, d]) => `${op} ${signed(d)}`)
+          .join(', '),
+      ),
       { html: `${count(p.parameters.before)} → ${count(p.parameters.after)}`, numeric: true },
       { html: `+${p.initializers.added} −${p.initializers.removed} ~${p.initializers.changed}`, numeric: true },
     ]);

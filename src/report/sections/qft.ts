@@ -18,7 +18,11 @@ export const qftSection: ReportSection = {
         [
           { html: num(q.initialLoss), numeric: true },
           { html: final === undefined ? '' : num(final), numeric: true },
-          { html: change === undefined || !Number.isFinite(change) ? '' : `${change < 0 ? '−' : '+'}${(100 * Math.abs(change)).toFixed(1)}%`, numeric: true },
+          {
+            html:
+              change === undefined || !Number.isFinite(change) ? '' : `${change < 0 ? '−' : '+'}${(100 * Math.abs(change)).toFixed(1)}%`,
+            numeric: true,
+          },
           { html: String(q.epochLosses.length), numeric: true },
           { html: String(q.steps), numeric: true },
           { html: num(q.seconds), numeric: true },
@@ -31,7 +35,7 @@ export const qftSection: ReportSection = {
       .map(([k, v]) => [esc(k), `<code>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</code>`]);
     return (
       '<p class="note">Distillation loss between the float model (teacher) and the quantized model (student) while QFT trains ' +
-      'weights, biases, step sizes and equalization factors (as its options say); lower is closer to the float model. Each step\'s loss is measured on its batch before the update.</p>' +
+      "weights, biases, step sizes and equalization factors (as its options say); lower is closer to the float model. Each step's loss is measured on its batch before the update.</p>" +
       lossChart(q) +
       summary +
       (options.length ? `<h3>Options</h3>` + table(['option', 'value'], options) : '')

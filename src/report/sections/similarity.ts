@@ -18,7 +18,7 @@ export const similaritySection: ReportSection = {
     ]);
     return (
       `<p class="note">Mean cosine similarity of gate vectors over ${a.images} images (preset ${esc(a.preset)}, ${esc(a.tiles)}): ` +
-      'of each tile\'s gate to the global SE gate of the same image, and of adjacent tiles to each other. Every block gets the ' +
+      "of each tile's gate to the global SE gate of the same image, and of adjacent tiles to each other. Every block gets the " +
       'input the SE network gives it, so each is judged alone. Near 1, a tile sees what the whole map says; lower, its gate ' +
       'depends on where it is. A block that one tile covers has no neighbours.</p>' +
       table(['SE block (Mul)', 'C × H × W', 'tile', 'tiles', 'tile vs global', 'neighbours'], rows)

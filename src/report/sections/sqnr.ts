@@ -16,10 +16,7 @@ export const sqnrSection: ReportSection = {
       (a, b) => key(a.outputSqnrDb) - key(b.outputSqnrDb) || key(a.weightSqnrDb) - key(b.weightSqnrDb),
     );
     const hasOutputs = layers.some((l) => l.outputSqnrDb !== undefined);
-    const series = [
-      ...(hasOutputs ? [{ name: 'output SQNR', color: COLORS.orange }] : []),
-      { name: 'weight SQNR', color: COLORS.blue },
-    ];
+    const series = [...(hasOutputs ? [{ name: 'output SQNR', color: COLORS.orange }] : []), { name: 'weight SQNR', color: COLORS.blue }];
     const chart = barChart({
       label: 'per-layer SQNR in dB, worst output first',
       unit: 'dB',
@@ -32,9 +29,9 @@ export const sqnrSection: ReportSection = {
     });
     return (
       '<p class="note">Signal-to-quantization-noise ratio (higher is better; +6 dB per bit). ' +
-      '<b>Weight SQNR</b> compares each layer\'s quantized weights with its float weights. ' +
+      "<b>Weight SQNR</b> compares each layer's quantized weights with its float weights. " +
       (hasOutputs
-        ? '<b>Output SQNR</b> compares the layer\'s output in the quantized simulation with the float model on one calibration batch, so it includes the error of every layer before it. '
+        ? "<b>Output SQNR</b> compares the layer's output in the quantized simulation with the float model on one calibration batch, so it includes the error of every layer before it. "
         : '') +
       'Layers are sorted worst first.</p>' +
       chart

@@ -16,28 +16,55 @@ export const summarySection: ReportSection = {
     const c = report.calibration;
     const rows: [string, string][] = [
       ['model', `<code>${esc(report.model)}</code>`],
-      ['target profile', `<b>${esc(p.name)}</b>${p.description ? ` — ${esc(p.description)}` : ''} <span class="dim">(${esc(p.source)})</span>`],
+      [
+        'target profile',
+        `<b>${esc(p.name)}</b>${p.description ? ` — ${esc(p.description)}` : ''} <span class="dim">(${esc(p.source)})</span>`,
+      ],
       ['weights', esc(weightText(p))],
       ['layers', esc(layerMix(report.layers))],
-      ['activations', esc(`${p.activations.bits}-bit ${p.activations.symmetric ? 'symmetric' : 'asymmetric'} per-tensor, ${Object.keys(report.activations).length} tensors`)],
+      [
+        'activations',
+        esc(
+          `${p.activations.bits}-bit ${p.activations.symmetric ? 'symmetric' : 'asymmetric'} per-tensor, ${Object.keys(report.activations).length} tensors`,
+        ),
+      ],
       ['requantization', esc(requantText(p))],
       ['non-linearities', esc(nonlinearityText(p))],
       ['calibration', esc(`${c.method} ranges on ${c.images} images of ${c.folder}, preset ${c.preset}`) + skippedText(c.skipped)],
       ['bias correction', report.biasCorrection ? 'on' : 'off'],
     ];
     const size = weightBytes(report.layers);
-    if (size) rows.push(['weights size', esc(`float32 ${bytes(size.float)} → ${bytes(size.quantized)} (×${num(size.float / size.quantized, 2)} smaller; weight values only, scales, shifts and biases not counted)`)]);
+    if (size)
+      rows.push([
+        'weights size',
+        esc(
+          `float32 ${bytes(size.float)} → ${bytes(size.quantized)} (×${num(size.float / size.quantized, 2)} smaller; weight values only, scales, shifts and biases not counted)`,
+        ),
+      ]);
     const stages = Object.entries(report.seconds).map(([name, value]) => ({ name, value }));
     const total = stages.reduce((s, x) => s + x.value, 0);
-    rows.push(['wall time', `${num(total)} s over ${stages.length} stages` + (stages.length ? stackedBar({ label: 'wall time per stage', unit: 's', parts: stages }) : '')]);
+    rows.push([
+      'wall time',
+      `${num(total)} s over ${stages.length} stages` +
+        (stages.length ? stackedBar({ label: 'wall time per stage', unit: 's', parts: stages }) : ''),
+    ]);
     return facts(rows) + accuracyTable(ctx.accuracy, p.name);
   },
 };
 
 function weightText(p: TargetProfile): string {
   const w = p.weights;
-  const how = { tensor: 'one scale per layer', channel: 'one scale per output channel', shift: `WESS: one scale per layer and a ${w.shiftBits}-bit power-of-two shift per output channel` }[w.granularity];
-  const overrides = p.overrides.map((o) => `${o.match} → ${Object.entries(o.weights).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  const how = {
+    tensor: 'one scale per layer',
+    channel: 'one scale per output channel',
+    shift: `WESS: one scale per layer and a ${w.shiftBits}-bit power-of-two shift per output channel`,
+  }[w.granularity];
+  const overrides = p.overrides.map(
+    (o) =>
+      `${o.match} → ${Object.entries(o.weights)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+  );
   return `${w.bits}-bit symmetric, ${how}${p.powerOfTwoScales ? ', power-of-two scales' : ''}${overrides.length ? `; overrides: ${overrides.join('; ')}` : ''}`;
 }
 
@@ -78,11 +105,23 @@ function accuracyTable(a: ReportContext['accuracy'], profile: string): string {
   ] as const;
   const body = rows
     .filter(([, r]) => r)
-    .map(([name, r]) => [esc(name), esc(r!.data), { html: String(r!.n), numeric: true }, { html: percent(r!.top1), numeric: true }, { html: percent(r!.top5), numeric: true }]);
+    .map(([name, r]) => [
+      esc(name),
+      esc(r!.data),
+      { html: String(r!.n), numeric: true },
+      { html: percent(r!.top1), numeric: true },
+      { html: percent(r!.top5), numeric: true },
+    ]);
   // A difference only means something on the same images.
   if (a.float && a.quantized && a.float.data === a.quantized.data && a.float.n === a.quantized.n) {
     const d = (x: number) => `${x >= 0 ? '+' : '−'}${(100 * Math.abs(x)).toFixed(1)} pt`;
-    body.push(['difference', '', { html: '', numeric: true }, { html: d(a.quantized.top1 - a.float.top1), numeric: true }, { html: d(a.quantized.top5 - a.float.top5), numeric: true }]);
+    body.push([
+      'difference',
+      '',
+      { html: '', numeric: true },
+      { html: d(a.quantized.top1 - a.float.top1), numeric: true },
+      { html: d(a.quantized.top5 - a.float.top5), numeric: true },
+    ]);
   }
   return `<h3>Accuracy</h3>` + table(['model', 'data', 'images', 'top-1', 'top-5'], body);
 }

@@ -42,5 +42,11 @@ function blockTable(r: TseReportJson): string {
 
 function nearMissTable(r: TseReportJson): string {
   if (!r.nearMisses.length) return '';
-  return '<h3>Near misses</h3>' + table(['Mul', 'why it is not an SE block'], r.nearMisses.map((m) => [`<code>${esc(m.node)}</code>`, esc(m.reason)]));
+  return (
+    '<h3>Near misses</h3>' +
+    table(
+      ['Mul', 'why it is not an SE block'],
+      r.nearMisses.map((m) => [`<code>${esc(m.node)}</code>`, esc(m.reason)]),
+    )
+  );
 }

@@ -67,14 +67,16 @@ export const wessSection: ReportSection = {
       `${num(spread(chosen.channelRanges))}× to ${num(spread(after))}×` +
       (dead ? `; ${dead} channel${dead > 1 ? 's are' : ' is'} all zero and stay${dead > 1 ? '' : 's'} so` : '') +
       '.</p>';
-    const rows = ranked.slice(0, 12).map((l) => [
-      `<span title="${esc(l.name)}">${esc(ctx.labels.get(l.name)!)}</span>`,
-      { html: String(l.shifts.length), numeric: true },
-      { html: `${num(spread(l.channelRanges))}×`, numeric: true },
-      { html: `${num(spread(shifted(l)))}×`, numeric: true },
-      { html: `${coarse(l.channelRanges, layerScale(l))} → ${coarse(shifted(l), layerScale(l))}`, numeric: true },
-      { html: `${Math.min(...l.shifts)}..${Math.max(...l.shifts)}`, numeric: true },
-    ]);
+    const rows = ranked
+      .slice(0, 12)
+      .map((l) => [
+        `<span title="${esc(l.name)}">${esc(ctx.labels.get(l.name)!)}</span>`,
+        { html: String(l.shifts.length), numeric: true },
+        { html: `${num(spread(l.channelRanges))}×`, numeric: true },
+        { html: `${num(spread(shifted(l)))}×`, numeric: true },
+        { html: `${coarse(l.channelRanges, layerScale(l))} → ${coarse(shifted(l), layerScale(l))}`, numeric: true },
+        { html: `${Math.min(...l.shifts)}..${Math.max(...l.shifts)}`, numeric: true },
+      ]);
     return (
       intro +
       chart +

@@ -75,14 +75,24 @@ function bias(ctx: ImportContext, op: Op, channels: number, k = 2): string[] {
   if (!b) return [];
   const data = ctx.constantValues(op, b);
   if (data.length !== channels) op.fail(`bias '${b.name}' has ${data.length} values for ${channels} output channels`);
-  return [ctx.initializer(ctx.baseName(b), floatTensor([channels], data), ctx.quantRecord(b, () => 0))];
+  return [
+    ctx.initializer(
+      ctx.baseName(b),
+      floatTensor([channels], data),
+      ctx.quantRecord(b, () => 0),
+    ),
+  ];
 }
 
 /** Weights of shape `dims` permuted by `perm` into a new initializer. */
 function weights(ctx: ImportContext, op: Op, k: number, perm: number[]): string {
   const w = op.input(k);
   const tensor = permuteConstant(ctx.constantValues(op, w), w.shape, perm);
-  return ctx.initializer(ctx.baseName(w), tensor, ctx.quantRecord(w, (a) => perm.indexOf(a)));
+  return ctx.initializer(
+    ctx.baseName(w),
+    tensor,
+    ctx.quantRecord(w, (a) => perm.indexOf(a)),
+  );
 }
 
 /** CONV_2D → Conv (grouped when the weights' input depth divides the input channels). */
@@ -157,8 +167,7 @@ export function transposeConv(ctx: ImportContext, op: Op): void {
   const [w, x, y] = [op.input(1), op.input(2), op.output()];
   require4d(op, x, w, y);
   const stated = ctx.constantInts(op, op.input(0));
-  if (stated.slice(1).join() !== y.shape.slice(1).join())
-    op.fail(`output_shape [${stated}] disagrees with the output tensor [${y.shape}]`);
+  if (stated.slice(1).join() !== y.shape.slice(1).join()) op.fail(`output_shape [${stated}] disagrees with the output tensor [${y.shape}]`);
   const [outChannels, kh, kw, depth] = w.shape as [number, number, number, number];
   if (depth !== x.shape[3] || outChannels !== y.shape[3])
     op.fail(`weights [${w.shape}] do not fit input [${x.shape}] and output [${y.shape}]`);
@@ -175,7 +184,9 @@ export function transposeConv(ctx: ImportContext, op: Op): void {
     const [begin, end] = spatialPadding(padding, out, k, s, 1);
     const extra = out - ((n - 1) * s + k - begin - end);
     if (extra < 0 || extra >= s)
-      op.fail(`output is ${y.shape[1]}x${y.shape[2]}, which a ${kh}x${kw} window with ${padding} padding and strides ${strides.join('x')} cannot produce from ${x.shape[1]}x${x.shape[2]}`);
+      op.fail(
+        `output is ${y.shape[1]}x${y.shape[2]}, which a ${kh}x${kw} window with ${padding} padding and strides ${strides.join('x')} cannot produce from ${x.shape[1]}x${x.shape[2]}`,
+      );
     pads[a] = begin;
     pads[a + 2] = end;
     outputPadding[a] = extra;

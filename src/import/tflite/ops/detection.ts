@@ -79,8 +79,7 @@ export function detectionPostProcess(ctx: ImportContext, op: Op): void {
   op.arity(3, 3, 4);
   const opts = readOptions(op);
   const [encT, scoresT, anchorsT] = [op.input(0), op.input(1), op.input(2)];
-  if (encT.shape.length !== 3 || encT.shape[2]! < 4)
-    op.fail(`box encodings must be [1, boxes, 4 or more], found [${encT.shape}]`);
+  if (encT.shape.length !== 3 || encT.shape[2]! < 4) op.fail(`box encodings must be [1, boxes, 4 or more], found [${encT.shape}]`);
   const n = encT.shape[1]!;
   if (scoresT.shape.length !== 3 || scoresT.shape[1] !== n)
     op.fail(`class predictions must be [1, ${n}, classes], found [${scoresT.shape}]`);

@@ -147,8 +147,7 @@ function argReduce(onnxOp: 'ArgMax' | 'ArgMin') {
       { axis: attr.int(onnxAxis(axis, rank)), keepdims: attr.int(keep ? 1 : 0) },
       ['int64'],
     );
-    if (keep)
-      ctx.reshape({ name: reduced, dims: keptDims, batched: ctx.isBatched(x.index) }, y.shape, ctx.outputBatched(op, y), target);
+    if (keep) ctx.reshape({ name: reduced, dims: keptDims, batched: ctx.isBatched(x.index) }, y.shape, ctx.outputBatched(op, y), target);
     if (target !== out) ctx.node('Cast', [target], [out], [ctx.onnxDims(y)], { to: attr.int(onnxTypeCode('int32')) }, ['int32']);
   };
 }

@@ -22,13 +22,7 @@ function tfliteLayout(ctx: ImportContext, op: Op, t: TfliteTensor): string {
 }
 
 /** Output k, which `build` computes in TFLite layout into the name and dims it is given. */
-function fromTfliteLayout(
-  ctx: ImportContext,
-  op: Op,
-  k: number,
-  spec: OutputSpec,
-  build: (target: string, dims: Dim[]) => void,
-): void {
+function fromTfliteLayout(ctx: ImportContext, op: Op, k: number, spec: OutputSpec, build: (target: string, dims: Dim[]) => void): void {
   const y = op.output(k);
   const out = ctx.output(op, k, spec);
   if (y.shape.length !== 4) {
@@ -78,7 +72,13 @@ interface AxisSlice {
 }
 
 /** TensorFlow's strided-slice index arithmetic for one axis of size `dim`. */
-function resolveAxis(dim: number, begin: number, end: number, step: number, masks: { begin: boolean; end: boolean; shrink: boolean }): AxisSlice {
+function resolveAxis(
+  dim: number,
+  begin: number,
+  end: number,
+  step: number,
+  masks: { begin: boolean; end: boolean; shrink: boolean },
+): AxisSlice {
   const wrap = (i: number): number => (i < 0 ? i + dim : i);
   if (masks.shrink) return { first: wrap(begin), count: 1, step: 1 };
   const [lo, hi] = step > 0 ? [0, dim] : [-1, dim - 1];
@@ -149,17 +149,30 @@ export function stridedSlice(ctx: ImportContext, op: Op): void {
       'Slice',
       [
         input,
-        ctx.int64s(`${target}_starts`, cut.map((i) => axes[i]!.first)),
-        ctx.int64s(`${target}_ends`, cut.map((i) => stop(axes[i]!))),
-        ctx.int64s(`${target}_axes`, cut.map((i) => onnxAxis(i, rank))),
-        ctx.int64s(`${target}_steps`, cut.map((i) => axes[i]!.step)),
+        ctx.int64s(
+          `${target}_starts`,
+          cut.map((i) => axes[i]!.first),
+        ),
+        ctx.int64s(
+          `${target}_ends`,
+          cut.map((i) => stop(axes[i]!)),
+        ),
+        ctx.int64s(
+          `${target}_axes`,
+          cut.map((i) => onnxAxis(i, rank)),
+        ),
+        ctx.int64s(
+          `${target}_steps`,
+          cut.map((i) => axes[i]!.step),
+        ),
       ],
       [target],
       [slicedDims],
     );
   }
   const source = cut.length ? target : input;
-  if (shrunk.size) ctx.reshape({ name: source, dims: sliced, batched: ctx.isBatched(x.index) && !shrunk.has(0) }, y.shape, ctx.outputBatched(op, y), out);
+  if (shrunk.size)
+    ctx.reshape({ name: source, dims: sliced, batched: ctx.isBatched(x.index) && !shrunk.has(0) }, y.shape, ctx.outputBatched(op, y), out);
   else if (!cut.length) ctx.node('Identity', [input], [out], [ctx.onnxDims(y)]);
 }
 
@@ -174,9 +187,15 @@ function splitInto(ctx: ImportContext, op: Op, x: TfliteTensor, axis: number, si
   const input = ctx.value(op, x);
   const outs = sizes.map((_, k) => ctx.output(op, k, { bounds: ctx.rangeOf(x) }));
   const first = outs[0]!;
-  ctx.node('Split', [input, ctx.int64s(`${first}_split`, sizes)], outs, sizes.map((_, k) => ctx.onnxDims(op.output(k))), {
-    axis: attr.int(onnxAxis(axis, rank)),
-  });
+  ctx.node(
+    'Split',
+    [input, ctx.int64s(`${first}_split`, sizes)],
+    outs,
+    sizes.map((_, k) => ctx.onnxDims(op.output(k))),
+    {
+      axis: attr.int(onnxAxis(axis, rank)),
+    },
+  );
 }
 
 /** SPLIT (axis, input) into num_splits equal parts → Split. */
@@ -240,9 +259,15 @@ export function unpack(ctx: ImportContext, op: Op): void {
   const input = tfliteLayout(ctx, op, x);
   const partDims = ctx.tfliteDims(x).map((d, i) => (i === axis ? 1 : d));
   const parts = op.raw.outputs.map(() => ctx.fresh(`${input}_part`));
-  ctx.node('Split', [input, ctx.int64s(`${parts[0]}_split`, new Array<number>(count).fill(1))], parts, parts.map(() => partDims), {
-    axis: attr.int(axis),
-  });
+  ctx.node(
+    'Split',
+    [input, ctx.int64s(`${parts[0]}_split`, new Array<number>(count).fill(1))],
+    parts,
+    parts.map(() => partDims),
+    {
+      axis: attr.int(axis),
+    },
+  );
   const axesValue = ctx.int64s(`${parts[0]}_axes`, [axis]);
   parts.forEach((part, k) =>
     fromTfliteLayout(ctx, op, k, { bounds: ctx.rangeOf(x) }, (target, dims) => ctx.node('Squeeze', [part, axesValue], [target], [dims])),

@@ -20,9 +20,7 @@ export function squeeze(ctx: ImportContext, op: Op): void {
   const [x, y] = [op.input(0), op.output()];
   const rank = x.shape.length;
   const listed = op.options(Options.squeeze)?.int32s(Options.squeeze.squeezeDims, 'squeeze_dims') ?? [];
-  const axes = listed.length
-    ? listed.map((a) => normalizeAxis(a, rank))
-    : x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
+  const axes = listed.length ? listed.map((a) => normalizeAxis(a, rank)) : x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
   if (axes.some((a) => x.shape[a] !== 1)) op.fail(`cannot squeeze axes [${listed}] of [${x.shape}]`);
   const expected = x.shape.filter((_, i) => !axes.includes(i));
   if (expected.join() !== y.shape.join()) op.fail(`output [${y.shape}] should be [${expected}]`);
@@ -44,8 +42,7 @@ export function pad(ctx: ImportContext, op: Op): void {
   const [x, y] = [op.input(0), op.output()];
   const rank = x.shape.length;
   const paddings = ctx.constantInts(op, op.input(1));
-  if (paddings.length !== 2 * rank || paddings.some((p) => p < 0))
-    op.fail(`paddings [${paddings}] do not fit input [${x.shape}]`);
+  if (paddings.length !== 2 * rank || paddings.some((p) => p < 0)) op.fail(`paddings [${paddings}] do not fit input [${x.shape}]`);
   let begin = paddings.filter((_, i) => i % 2 === 0);
   let end = paddings.filter((_, i) => i % 2 === 1);
   const expected = x.shape.map((d, i) => d + begin[i]! + end[i]!);
@@ -71,9 +68,7 @@ export function concatenation(ctx: ImportContext, op: Op): void {
   const axis = o?.int32(Options.concatenation.axis) ?? 0;
   if (axis < -rank || axis >= rank) op.fail(`axis ${axis} is out of range for rank ${rank}`);
   const a = normalizeAxis(axis, rank);
-  const fits = xs.every(
-    (x) => x.shape.length === rank && x.shape.every((d, i) => i === a || d === y.shape[i]),
-  );
+  const fits = xs.every((x) => x.shape.length === rank && x.shape.every((d, i) => i === a || d === y.shape[i]));
   if (!fits || xs.reduce((s, x) => s + x.shape[a]!, 0) !== y.shape[a])
     op.fail(`inputs ${xs.map((x) => `[${x.shape}]`).join(', ')} do not concatenate to [${y.shape}] on axis ${axis}`);
   const inputs = xs.map((x) => ctx.value(op, x));
