@@ -5,6 +5,7 @@ import { resolvePreprocess, type Preprocess, type PreprocessRequest } from '../d
 import type { Model } from '../graph/types.js';
 import { isQdqModel, openSession, runSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
+import { topK } from './metrics.js';
 
 export interface EvalOptions {
   /** Preprocessing: a preset and/or fields; the rest is chosen from the model (`resolvePreprocess`). */
@@ -136,21 +137,4 @@ function backgroundOffset(classes: number, items: DatasetItem[]): number {
   if (maxLabel >= classes - offset)
     throw new QuantflowError(`dataset label ${maxLabel} is out of range for a model with ${classes} output classes`);
   return offset;
-}
-
-/** Indices of the `k` largest of `scores[from .. from + count)`, relative to `from`, best first. */
-function topK(scores: Float32Array, from: number, count: number, k: number): number[] {
-  const best: number[] = [];
-  for (let c = 0; c < count; c++) {
-    const v = scores[from + c]!;
-    if (best.length === k) {
-      if (v <= scores[from + best[k - 1]!]!) continue;
-      best.pop();
-    }
-    let i = best.length;
-    // Strict comparison keeps the lower class index first on ties, like argmax.
-    while (i > 0 && scores[from + best[i - 1]!]! < v) i--;
-    best.splice(i, 0, c);
-  }
-  return best;
 }
