@@ -4,6 +4,7 @@ import { allocStorage } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, TensorData } from '../graph/types.js';
 import { onnxTypeCode } from '../graph/datatype.js';
 import type { AvgPoolLayer, ConvLayer, IntTensor, NpuLayer, NpuPackage, Requantization, TensorInfo } from './types.js';
+import { accumulatorBound } from './accumulator.js';
 import { windowCount, windowOutput } from './window.js';
 
 /**
@@ -14,11 +15,15 @@ import { windowCount, windowOutput } from './window.js';
  * - Activations are the grid integers q themselves, held in float32 tensors. Convolutions
  *   and matrix products run on (q − z) with integer weights, so float32 sums are exact
  *   while every partial sum stays below 2^24 in magnitude; the executor reports the
- *   largest |accumulator| to check that headroom.
- * - Requantization runs in float64, where acc·M·2^−s is exact (|acc·M| < 2^53): add the
- *   bias, multiply by M·2^−(n+k[c]) — the target's fixed-point multiplier, not the real
- *   s_x·s_w/s_y — then Floor(x + 0.5) for round half up (not QuantizeLinear, which rounds
- *   half to even), add the zero point and clamp.
+ *   largest |accumulator| to check that headroom. A grid wider than 8 bits (16-bit
+ *   activations) is split into bytes, q − z = 256·h + l with l in [−128, 127], and summed as
+ *   256·Σh + Σl in float64, so each float32 sum stays at 8-bit magnitudes.
+ * - Requantization runs in float64: add the bias, multiply by M·2^−(n+k[c]) — the target's
+ *   fixed-point multiplier, not the real s_x·s_w/s_y — then Floor(x + 0.5) for round half
+ *   up (not QuantizeLinear, which rounds half to even), add the zero point and clamp. The
+ *   one product is exact while |acc·M| < 2^53 for the layer's worst-case accumulator;
+ *   beyond that M is split into 16-bit halves as multiplyByQuantizedMultiplier does
+ *   (exact for |acc| < 2^37).
  * - Add rescales with its two multipliers and rounds once; average pooling sums with a
  *   ones kernel and multiplies by each window count's M·2^−s; tables are Gathers.
  *
@@ -81,16 +86,18 @@ class Builder {
     let value: string;
     switch (l.op) {
       case 'conv': {
-        const sums = this.op('Conv', [this.centered(x, xi.grid), this.floats(l.weights)], convAttributes(l));
-        value = this.requantize(sums, l.bias, l.requant, [-1, 1, 1], out.grid.zeroPoint, l.clamp);
+        const w = this.floats(l.weights);
+        const sums = this.sums(x, xi.grid, (v) => this.op('Conv', [v, w], convAttributes(l)));
+        value = this.requantize(sums, l.bias, l.requant, [-1, 1, 1], out.grid.zeroPoint, l.clamp, this.bound(l));
         break;
       }
       case 'fc': {
         const [outC, k] = l.weights.shape as [number, number];
         const kByC = new Float32Array(k * outC);
         for (let c = 0; c < outC; c++) for (let i = 0; i < k; i++) kByC[i * outC + c] = l.weights.data[c * k + i]!;
-        const sums = this.op('MatMul', [this.centered(x, xi.grid), this.constant({ dataType: 'float32', dims: [k, outC], data: kByC })]);
-        value = this.requantize(sums, l.bias, l.requant, [-1], out.grid.zeroPoint, l.clamp);
+        const w = this.constant({ dataType: 'float32', dims: [k, outC], data: kByC });
+        const sums = this.sums(x, xi.grid, (v) => this.op('MatMul', [v, w]));
+        value = this.requantize(sums, l.bias, l.requant, [-1], out.grid.zeroPoint, l.clamp, this.bound(l));
         break;
       }
       case 'add': {
@@ -100,8 +107,9 @@ class Builder {
         break;
       }
       case 'mul': {
-        const product = this.double(this.op('Mul', [this.centered(x, xi.grid), this.centered(y, yi.grid)]));
-        value = this.round(this.op('Mul', [product, this.float64(l.multiplier * 2 ** -l.shift)]), out.grid.zeroPoint, l.clamp);
+        // In float64: two 16-bit operands' product exceeds float32's 24-bit mantissa.
+        const product = this.op('Mul', [this.double(this.centered(x, xi.grid)), this.double(this.centered(y, yi.grid))]);
+        value = this.round(this.scaled(product, [l.multiplier], [l.shift], [], this.bound(l)), out.grid.zeroPoint, l.clamp);
         break;
       }
       case 'avgpool': {
@@ -111,8 +119,10 @@ class Builder {
           dims: [channels, 1, ...l.kernel],
           data: new Float32Array(channels * l.kernel[0] * l.kernel[1]).fill(1),
         };
-        const sums = this.op('Conv', [this.centered(x, xi.grid), this.constant(ones)], { ...convAttributes(l), group: attr.int(channels) });
-        const scaled = this.op('Mul', [this.double(sums), this.windowMultipliers(l, xi.shape)]);
+        const w = this.constant(ones);
+        const sums = this.sums(x, xi.grid, (v) => this.op('Conv', [v, w], { ...convAttributes(l), group: attr.int(channels) }));
+        const { multipliers, shifts, dims } = this.windowMultipliers(l, xi.shape);
+        const scaled = this.scaled(sums, multipliers, shifts, dims, this.bound(l));
         value = this.reshape(this.round(scaled, out.grid.zeroPoint, l.clamp), out.shape);
         break;
       }
@@ -206,8 +216,25 @@ class Builder {
     return g.zeroPoint === 0 ? v : this.op('Sub', [v, this.float32(g.zeroPoint)]);
   }
 
+  /** The layer's worst-case |accumulator| (see accumulator.ts). */
+  private bound(l: NpuLayer): number {
+    return accumulatorBound(l, this.pkg.tensors);
+  }
+
   /**
-   * Exact sums (float32) plus bias, times M·2^−(n+k[c]) per channel along the axis that
+   * `linear` (a Conv or MatMul with integer weights) of (v − z), as float64: in one float32
+   * run on an 8-bit grid, else as 256·linear(h) + linear(l) over the bytes of v − z.
+   */
+  private sums(v: string, g: Grid, linear: (input: string) => string): string {
+    const c = this.centered(v, g);
+    if (g.qmax - g.qmin < 256) return this.double(linear(c));
+    const high = this.op('Floor', [this.op('Add', [this.op('Mul', [c, this.float32(1 / 256)]), this.float32(0.5)])]);
+    const low = this.op('Sub', [c, this.op('Mul', [high, this.float32(256)])]);
+    return this.op('Add', [this.op('Mul', [this.double(linear(high)), this.float64(256)]), this.double(linear(low))]);
+  }
+
+  /**
+   * Exact sums (float64) plus bias, times M·2^−(n+k[c]) per channel along the axis that
    * `channelShape` puts the channels on, rounded half up, clamped.
    */
   private requantize(
@@ -217,15 +244,16 @@ class Builder {
     channelShape: number[],
     zy: number,
     clamp: [number, number],
+    bound: number,
   ): string {
     const channels = Math.max(r.multiplier.data.length, r.shift.data.length, r.channelShift?.data.length ?? 1);
-    const factor = Float64Array.from({ length: channels }, (_, c) => {
-      const m = r.multiplier.data[r.multiplier.data.length > 1 ? c : 0]!;
-      const s = r.shift.data[r.shift.data.length > 1 ? c : 0]! + (r.channelShift ? r.channelShift.data[c]! : 0);
-      return m * 2 ** -s;
-    });
+    const multipliers = Array.from({ length: channels }, (_, c) => r.multiplier.data[r.multiplier.data.length > 1 ? c : 0]!);
+    const shifts = Array.from(
+      { length: channels },
+      (_, c) => r.shift.data[r.shift.data.length > 1 ? c : 0]! + (r.channelShift ? r.channelShift.data[c]! : 0),
+    );
     const shape = channels === 1 ? [] : channelShape.map((d) => (d === -1 ? channels : d));
-    let acc = this.double(sums);
+    let acc = sums;
     if (bias)
       acc = this.op('Add', [
         acc,
@@ -235,7 +263,25 @@ class Builder {
           data: Float64Array.from(bias.data),
         }),
       ]);
-    return this.round(this.op('Mul', [acc, this.constant({ dataType: 'float64', dims: shape, data: factor })]), zy, clamp);
+    return this.round(this.scaled(acc, multipliers, shifts, shape, bound), zy, clamp);
+  }
+
+  /**
+   * acc·M·2^−s (M, s broadcast over acc with `dims`) as a float64 x whose Floor(x + 0.5) is
+   * the exact round-half-up result. One product while |acc·M| < 2^53; else, as
+   * multiplyByQuantizedMultiplier, a = acc·⌊M/2^16⌋ and b = acc·(M mod 2^16), both exact,
+   * combined as (a·2^(16−u) + ⌊b·2^−u + h⌋)·2^−(s−u) with u = min(s, 16) and h = ½ when the
+   * whole shift falls on b (s ≤ 16), 0 when the final rounding does it.
+   */
+  private scaled(acc: string, multipliers: number[], shifts: number[], dims: number[], bound: number): string {
+    const constant = (f: (m: number, s: number) => number) =>
+      this.constant({ dataType: 'float64', dims, data: Float64Array.from(multipliers, (m, i) => f(m, shifts[i]!)) });
+    if (bound * Math.max(...multipliers.map(Math.abs)) < 2 ** 53) return this.op('Mul', [acc, constant((m, s) => m * 2 ** -s)]);
+    const a = this.op('Mul', [acc, constant((m) => Math.floor(m / 65536))]);
+    const b = this.op('Mul', [acc, constant((m) => m % 65536)]);
+    const low = this.op('Floor', [this.op('Add', [this.op('Mul', [b, constant((_, s) => 2 ** -Math.min(s, 16))]), constant((_, s) => (s <= 16 ? 0.5 : 0))])]);
+    const t = this.op('Add', [this.op('Mul', [a, constant((_, s) => 2 ** (16 - Math.min(s, 16)))]), low]);
+    return this.op('Mul', [t, constant((_, s) => 2 ** -(s - Math.min(s, 16)))]);
   }
 
   /** float64 real → clamp(floor(x + 0.5) + z) as float32. */
@@ -245,17 +291,22 @@ class Builder {
     return this.op('Cast', [clamped], { to: attr.int(FLOAT) });
   }
 
-  /** M·2^−s of each output position's window count, as one scalar or an [OH, OW] map. */
-  private windowMultipliers(l: AvgPoolLayer, inShape: number[]): string {
-    const factor = new Map(l.windows.map((w) => [w.count, w.multiplier * 2 ** -w.shift]));
-    if (l.windows.length === 1) return this.float64(l.windows[0]!.multiplier * 2 ** -l.windows[0]!.shift);
+  /** M and s of each output position's window count, one pair or an [OH, OW] map. */
+  private windowMultipliers(l: AvgPoolLayer, inShape: number[]): { multipliers: number[]; shifts: number[]; dims: number[] } {
+    if (l.windows.length === 1) return { multipliers: [l.windows[0]!.multiplier], shifts: [l.windows[0]!.shift], dims: [] };
+    const byCount = new Map(l.windows.map((w) => [w.count, w]));
     const [h, w] = inShape.slice(2) as [number, number];
     const [oh, ow] = windowOutput(l, h, w);
-    const data = new Float64Array(oh * ow);
+    const multipliers: number[] = [];
+    const shifts: number[] = [];
     for (let y = 0; y < oh; y++) {
-      for (let x = 0; x < ow; x++) data[y * ow + x] = factor.get(windowCount(l, l.countIncludePad, y, x, h, w))!;
+      for (let x = 0; x < ow; x++) {
+        const r = byCount.get(windowCount(l, l.countIncludePad, y, x, h, w))!;
+        multipliers.push(r.multiplier);
+        shifts.push(r.shift);
+      }
     }
-    return this.constant({ dataType: 'float64', dims: [oh, ow], data });
+    return { multipliers, shifts, dims: [oh, ow] };
   }
 
   private lookup(v: string, g: Grid, table: IntTensor): string {

@@ -9,6 +9,7 @@ import { quantizeMultiplier, type FixedPointMultiplier } from '../quantization/f
 import { resolveLayer, type Nonlinearity, type TargetProfile } from '../quantization/profile.js';
 import { QuantflowError } from '../util/errors.js';
 import { quantizeValue, type Grid } from '../quantization/grid.js';
+import { accumulatorBound } from './accumulator.js';
 import { regridTable, unaryTables, type TableRequest } from './lut.js';
 import { qdqView, type DequantizedConstant, type QdqView } from './qdq-view.js';
 import { reshapeOutput } from './reshape.js';
@@ -214,6 +215,14 @@ class Lowering {
   }
 
   private emit(layer: NpuLayer, shape: number[], grid: Grid): void {
+    const bound = accumulatorBound(layer, this.tensors);
+    const bits = this.profile.accumulatorBits;
+    if (bound >= 2 ** (bits - 1)) {
+      const needed = Math.ceil(Math.log2(bound + 1)) + 1;
+      throw new QuantflowError(
+        `layer '${layer.name}': its worst-case accumulator ±${bound} needs ${needed} bits, more than the ${bits}-bit accumulator of profile ${this.profile.name}; use a profile with accumulatorBits ≥ ${needed} or narrower activations`,
+      );
+    }
     this.layers.push(layer);
     this.tensors[layer.output] = { shape, grid };
   }

@@ -86,12 +86,18 @@ export function roundingRightShift(x: number, n: number): number {
 
 /**
  * acc · M · 2^−shift rounded half up: the requantization product before the zero point and
- * clamp. Exact for integer |acc| < 2^36 and integer M in [0, 2^32) whenever the result is a
- * safe integer — the 62-bit product is never formed: M is split into 16-bit halves so every
- * partial product fits a float64 mantissa. `shift` is the total right shift (n + k[c] with
- * WESS).
+ * clamp. Exact for any safe integer acc and integer M in [0, 2^32) whenever the result is a
+ * safe integer. For |acc| < 2^36 the product is never formed: M is split into 16-bit halves
+ * so every partial product fits a float64 mantissa; wider accumulators (16-bit activations
+ * with a wide accumulator) take the slower BigInt path. `shift` is the total right shift
+ * (n + k[c] with WESS).
  */
 export function multiplyByQuantizedMultiplier(acc: number, multiplier: number, shift: number): number {
+  if (Math.abs(acc) >= 2 ** 36) {
+    const p = BigInt(acc) * BigInt(multiplier);
+    // >> on a BigInt is an arithmetic shift, i.e. floor division, so adding half first rounds half up.
+    return Number(shift <= 0 ? p << BigInt(-shift) : (p + (1n << BigInt(shift - 1))) >> BigInt(shift));
+  }
   const hi = Math.floor(multiplier / 65536);
   const a = acc * hi;
   const b = acc * (multiplier - hi * 65536);

@@ -88,6 +88,11 @@ export interface WeightOverride {
   shiftBits?: number;
 }
 
+/** Activation settings an override may change: the width of the matched layer's output grid. */
+export interface ActivationOverride {
+  bits?: 8 | 16;
+}
+
 /**
  * Mixed precision. `match` selects layers by name:
  * - `@first` / `@last`: the first and the last layer with weights (the stem convolution and
@@ -98,7 +103,10 @@ export interface WeightOverride {
  */
 export interface LayerOverride {
   match: string;
-  weights: WeightOverride;
+  /** At least one of `weights` and `activations` is present. */
+  weights?: WeightOverride;
+  /** Applies to the activation the layer writes (after a fused ReLU/Clip, that clamp's output). */
+  activations?: ActivationOverride;
 }
 
 export interface TargetProfile {
@@ -110,9 +118,13 @@ export interface TargetProfile {
   weights: WeightSpec;
   activations: ActivationSpec;
   requantization: RequantizationSpec;
-  /** Accumulator width, 16..32. Default 32. */
+  /**
+   * Accumulator width, 16..48. Default 32. 16-bit activations times 8-bit weights can exceed
+   * 32 bits; the NPU lowering refuses a layer whose worst-case accumulator does not fit. 48 is
+   * the most the executor checks exactly (it holds accumulators in float64).
+   */
   accumulatorBits: number;
-  /** Bias width (bias at scale s_x·s_w[c]), 8..accumulatorBits. Default 32. */
+  /** Bias width (bias at scale s_x·s_w[c]), 8..min(32, accumulatorBits): biases are stored as int32. Default 32. */
   biasBits: number;
   /**
    * Every entry of NONLINEARITIES is present after parsing. Defaults: relu and relu6
@@ -216,8 +228,8 @@ export function parseProfile(json: unknown, source: string): TargetProfile {
   const maxShift = r.int('requantization.shiftRange[1]', shiftRange[1], minShift, 63);
   const requantization: RequantizationSpec = { multiplierBits, shiftRange: [minShift, maxShift] };
 
-  const accumulatorBits = root.accumulatorBits === undefined ? 32 : r.int('accumulatorBits', root.accumulatorBits, 16, 32);
-  const biasBits = root.biasBits === undefined ? 32 : r.int('biasBits', root.biasBits, 8, accumulatorBits);
+  const accumulatorBits = root.accumulatorBits === undefined ? 32 : r.int('accumulatorBits', root.accumulatorBits, 16, 48);
+  const biasBits = root.biasBits === undefined ? 32 : r.int('biasBits', root.biasBits, 8, Math.min(32, accumulatorBits));
 
   const nl = root.nonlinearities === undefined ? {} : r.object('nonlinearities', root.nonlinearities, NONLINEARITIES);
   const nonlinearities = {} as Record<Nonlinearity, NonlinearityMode>;
@@ -236,21 +248,32 @@ export function parseProfile(json: unknown, source: string): TargetProfile {
   const list = root.overrides === undefined ? [] : r.array('overrides', root.overrides, undefined, 'an array');
   const overrides = list.map((item, i): LayerOverride => {
     const path = `overrides[${i}]`;
-    const o = r.object(path, item, ['match', 'weights']);
+    const o = r.object(path, item, ['match', 'weights', 'activations']);
     const match = r.string(`${path}.match`, o.match);
     const matcherError = checkMatcher(match);
     if (matcherError) throw new QuantflowError(`${source}: ${path}.match ${matcherError}`);
-    const ow = r.object(`${path}.weights`, o.weights, ['bits', 'granularity', 'shiftBits']);
-    if (Object.keys(ow).length === 0) {
-      throw new QuantflowError(`${source}: ${path}.weights must set at least one of bits, granularity, shiftBits`);
+    if (o.weights === undefined && o.activations === undefined) {
+      throw new QuantflowError(`${source}: ${path} must set weights, activations or both`);
     }
-    const weightOverride: WeightOverride = {};
-    if (ow.bits !== undefined) weightOverride.bits = r.oneOf(`${path}.weights.bits`, ow.bits, [4, 8] as const);
-    if (ow.granularity !== undefined) {
-      weightOverride.granularity = r.oneOf(`${path}.weights.granularity`, ow.granularity, GRANULARITIES);
+    const override: LayerOverride = { match };
+    if (o.weights !== undefined) {
+      const ow = r.object(`${path}.weights`, o.weights, ['bits', 'granularity', 'shiftBits']);
+      if (Object.keys(ow).length === 0) {
+        throw new QuantflowError(`${source}: ${path}.weights must set at least one of bits, granularity, shiftBits`);
+      }
+      const weightOverride: WeightOverride = {};
+      if (ow.bits !== undefined) weightOverride.bits = r.oneOf(`${path}.weights.bits`, ow.bits, [4, 8] as const);
+      if (ow.granularity !== undefined) {
+        weightOverride.granularity = r.oneOf(`${path}.weights.granularity`, ow.granularity, GRANULARITIES);
+      }
+      if (ow.shiftBits !== undefined) weightOverride.shiftBits = r.int(`${path}.weights.shiftBits`, ow.shiftBits, 1, 5);
+      override.weights = weightOverride;
     }
-    if (ow.shiftBits !== undefined) weightOverride.shiftBits = r.int(`${path}.weights.shiftBits`, ow.shiftBits, 1, 5);
-    return { match, weights: weightOverride };
+    if (o.activations !== undefined) {
+      const oa = r.object(`${path}.activations`, o.activations, ['bits']);
+      override.activations = { bits: r.oneOf(`${path}.activations.bits`, oa.bits, [8, 16] as const) };
+    }
+    return override;
   });
 
   return {
@@ -277,11 +300,28 @@ export function resolveLayer(profile: TargetProfile, layerName: string, position
   let { bits, granularity, shiftBits } = profile.weights;
   for (const o of profile.overrides) {
     if (!matches(o.match, layerName, position)) continue;
-    bits = o.weights.bits ?? bits;
-    granularity = o.weights.granularity ?? granularity;
-    shiftBits = o.weights.shiftBits ?? shiftBits;
+    bits = o.weights?.bits ?? bits;
+    granularity = o.weights?.granularity ?? granularity;
+    shiftBits = o.weights?.shiftBits ?? shiftBits;
   }
   return { bits, granularity, shiftBits: granularity === 'shift' ? shiftBits : 0 };
+}
+
+/**
+ * The width of an activation's grid: the profile's, or that of the last override matching
+ * one of `layerNames`, the layers whose output the activation is (the producer, and the
+ * layer before a fused clamp). `position` is that of the weighted layer among them.
+ */
+export function resolveActivationBits(
+  profile: TargetProfile,
+  layerNames: readonly string[],
+  position: { isFirst: boolean; isLast: boolean },
+): 8 | 16 {
+  let bits = profile.activations.bits;
+  for (const o of profile.overrides) {
+    if (o.activations?.bits !== undefined && layerNames.some((name) => matches(o.match, name, position))) bits = o.activations.bits;
+  }
+  return bits;
 }
 
 const GRANULARITIES = ['tensor', 'channel', 'shift'] as const;

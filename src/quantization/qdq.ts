@@ -15,8 +15,8 @@ export interface QuantizationParams {
   weights: { layer: WeightedLayer; quantized: QuantizedWeights }[];
 }
 
-/** int4 DequantizeLinear exists from opset 21 on. */
-const INT4_OPSET = 21;
+/** int4 weights and int16/uint16 activations in QuantizeLinear/DequantizeLinear exist from opset 21 on. */
+const OPSET_21 = 21;
 /** Per-axis DequantizeLinear (per-channel and WESS weights) exists from opset 13 on. */
 const PER_AXIS_OPSET = 13;
 
@@ -33,7 +33,8 @@ const PER_AXIS_OPSET = 13;
 export function buildQdqModel(model: Model, params: QuantizationParams): { model: Model; floatNames: Map<string, string> } {
   const out = cloneModel(model);
   const graph = out.graph;
-  upgradeOpset(out, params.weights.some((w) => w.quantized.bits === 4) ? INT4_OPSET : PER_AXIS_OPSET);
+  const wide = params.weights.some((w) => w.quantized.bits === 4) || [...params.activations.values()].some(isWide);
+  upgradeOpset(out, wide ? OPSET_21 : PER_AXIS_OPSET);
   const fresh = nameAllocator(graph);
   const newNodes = new Map<Node | 'inputs', Node[]>();
   const after = (anchor: Node | 'inputs', nodes: Node[]) => newNodes.set(anchor, [...(newNodes.get(anchor) ?? []), ...nodes]);
@@ -46,7 +47,7 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
 
   for (const [name, p] of params.activations) {
     const signed = p.qmin < 0;
-    const zpType = p.qmax > 255 || p.qmin < -128 ? (signed ? 'int16' : 'uint16') : signed ? 'int8' : 'uint8';
+    const zpType = isWide(p) ? (signed ? 'int16' : 'uint16') : signed ? 'int8' : 'uint8';
     const scale = fresh(`${name}_scale`);
     const zp = fresh(`${name}_zero_point`);
     graph.initializers.set(scale, { dataType: 'float32', dims: [], data: Float32Array.of(p.scale) });
@@ -178,6 +179,11 @@ function gridScale(name: string, activations: Map<string, Grid>, producers: Map<
     current = producer && keepsGrid(producer, graph) ? producer.inputs[0] : undefined;
   }
   return undefined;
+}
+
+/** A grid of more than 8 bits: stored as int16/uint16. */
+function isWide(g: Grid): boolean {
+  return g.qmax > 255 || g.qmin < -128;
 }
 
 function scalarOfType(dataType: 'int8' | 'uint8' | 'int16' | 'uint16', value: number): TensorData {

@@ -2,15 +2,15 @@ import * as ort from 'onnxruntime-node';
 import type { Dataset } from '../data/dataset.js';
 import { imageBatches, imageFeeds, imageInputGeometry } from '../data/batches.js';
 import { preprocessMetadata, resolvePreprocess, type PreprocessChoice, type PreprocessRequest } from '../data/preprocess.js';
-import type { Model, Node, TensorData } from '../graph/types.js';
-import { cloneModel, consumerMap } from '../graph/graph.js';
+import type { Graph, Model, Node, TensorData } from '../graph/types.js';
+import { cloneModel, consumerMap, producerMap } from '../graph/graph.js';
 import { toFloat32 } from '../graph/tensor.js';
 import { buildQdqModel, type QuantizationParams } from './qdq.js';
 import { openSession, runSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 import { activationQuantParams, HistogramObserver, MinMaxObserver, type Observer, type RangeMethod } from './calibration.js';
 import { outputChannelsFirst, planQuantization, type QuantizationPlan, type WeightedLayer } from './plan.js';
-import { resolveLayer, type TargetProfile } from './profile.js';
+import { resolveActivationBits, resolveLayer, type TargetProfile } from './profile.js';
 import { quantizeWeights, sqnrDb } from './weights.js';
 import { gptqQuantize } from './gptq.js';
 import { hasPatchMoments, PatchMoments, withPatchMoments } from './patch-moments.js';
@@ -192,13 +192,12 @@ export async function quantizeModel(input: Model, calib: Dataset, given: Quantiz
     await session.release();
   }
   if (!done) throw new QuantflowError(`calibration folder '${calib.dir}' gave no images`);
+  const widths = activationWidths(plan, model.graph, profile);
   const activations = new Map(
     plan.activations.map((a) => {
-      const range = observers.get(a)!.range(method, profile.activations.bits, profile.activations.symmetric);
-      return [
-        a,
-        activationQuantParams(range, profile.activations.bits, profile.activations.symmetric, { powerOfTwo: profile.powerOfTwoScales }),
-      ];
+      const bits = widths.get(a)!;
+      const range = observers.get(a)!.range(method, bits, profile.activations.symmetric);
+      return [a, activationQuantParams(range, bits, profile.activations.symmetric, { powerOfTwo: profile.powerOfTwoScales })];
     }),
   );
   const calibration = (performance.now() - t0) / 1000;
@@ -323,6 +322,31 @@ async function modelOutputErrors(float: Model, quantized: Model, params: Quantiz
     for (let i = 0; i < want.data.length; i++) if (want.data[i] === got.data[i]) equal++;
     return { name, dataType: want.dataType, agreement: want.data.length ? equal / want.data.length : 1 };
   });
+}
+
+/**
+ * The grid width of every planned activation: the profile's, or an override's that matches
+ * the layer writing it. A clamp the target fuses (Relu/Clip alone after its producer) writes
+ * the activation on behalf of that producer, so both names match; a model input matches by
+ * its own name.
+ */
+export function activationWidths(plan: QuantizationPlan, graph: Graph, profile: TargetProfile): Map<string, 8 | 16> {
+  const producers = producerMap(graph);
+  const readers = consumerMap(graph);
+  const weighted = plan.layers.map((l) => l.node.name);
+  return new Map(
+    plan.activations.map((a) => {
+      const producer = producers.get(a);
+      const names = producer ? [producer.name] : [a];
+      if (producer && (producer.opType === 'Relu' || producer.opType === 'Clip')) {
+        const before = producers.get(producer.inputs[0]!);
+        if (before && readers.get(producer.inputs[0]!)?.length === 1) names.push(before.name);
+      }
+      const index = weighted.findIndex((name) => names.includes(name));
+      const position = { isFirst: index === 0, isLast: index >= 0 && index === weighted.length - 1 };
+      return [a, resolveActivationBits(profile, names, position)];
+    }),
+  );
 }
 
 /** A copy of `model` (sharing unchanged tensors) with cross-layer equalization applied. */

@@ -61,9 +61,10 @@ function weightText(p: TargetProfile): string {
   }[w.granularity];
   const overrides = p.overrides.map(
     (o) =>
-      `${o.match} → ${Object.entries(o.weights)
-        .map(([k, v]) => `${k} ${v}`)
-        .join(', ')}`,
+      `${o.match} → ${[
+        ...Object.entries(o.weights ?? {}).map(([k, v]) => `${k} ${v}`),
+        ...(o.activations?.bits ? [`activation bits ${o.activations.bits}`] : []),
+      ].join(', ')}`,
   );
   return `${w.bits}-bit symmetric, ${how}${p.powerOfTwoScales ? ', power-of-two scales' : ''}${overrides.length ? `; overrides: ${overrides.join('; ')}` : ''}`;
 }
