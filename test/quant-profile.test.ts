@@ -3,10 +3,17 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { builtinProfiles, loadProfile, parseProfile, resolveLayer, type TargetProfile } from '../src/quantization/profile.js';
+import {
+  builtinProfiles,
+  loadProfile,
+  parseProfile,
+  resolveActivationBits,
+  resolveLayer,
+  type TargetProfile,
+} from '../src/quantization/profile.js';
 import { QuantflowError } from '../src/util/errors.js';
 
-const BUILTINS = ['w4a8-channel', 'w4a8-shift', 'w4a8-tensor', 'w8a8-channel', 'w8a8-shift', 'w8a8-tensor'];
+const BUILTINS = ['w4a8-channel', 'w4a8-shift', 'w4a8-tensor', 'w8a16-channel', 'w8a8-channel', 'w8a8-shift', 'w8a8-tensor'];
 const middle = { isFirst: false, isLast: false };
 
 function minimal(): Record<string, any> {
@@ -28,11 +35,12 @@ test('every built-in profile loads, named after its file', () => {
     const p = loadProfile(name);
     assert.equal(p.name, name);
     assert.equal(p.source, `${name}.json`);
-    const [, wbits, granularity] = /^w(\d)a8-(\w+)$/.exec(name)!;
+    const [, wbits, abits, granularity] = /^w(\d)a(8|16)-(\w+)$/.exec(name)!;
     assert.equal(p.weights.bits, Number(wbits));
     assert.equal(p.weights.granularity, granularity);
-    assert.deepEqual(p.activations, { bits: 8, symmetric: false });
-    assert.equal(p.accumulatorBits, 32);
+    assert.deepEqual(p.activations, { bits: Number(abits), symmetric: false });
+    // 16-bit activations times 8-bit weights overflow 32 bits on wide layers.
+    assert.equal(p.accumulatorBits, abits === '16' ? 48 : 32);
     assert.equal(p.biasBits, 32);
     const first = resolveLayer(p, 'stem', { isFirst: true, isLast: false });
     const last = resolveLayer(p, 'logits', { isFirst: false, isLast: true });
@@ -88,6 +96,24 @@ test('overrides: globs, regexes, @first/@last, later ones win field by field', (
   assert.deepEqual(resolveLayer(withOverrides([{ match: 'a.b', weights: { bits: 8 } }]), 'axb', middle).bits, 4, '. is literal in globs');
 });
 
+test('activation overrides set the output width of the layers they match; weight-only overrides leave it', () => {
+  const p = withOverrides([
+    { match: 'expand_*', activations: { bits: 16 } },
+    { match: 'expand_3', weights: { bits: 8 } },
+    { match: '@last', weights: { bits: 8 }, activations: { bits: 16 } },
+    { match: 'expand_2', activations: { bits: 8 } },
+  ]);
+  const bits = (names: string[], position = middle) => resolveActivationBits(p, names, position);
+  assert.equal(bits(['conv']), 8);
+  assert.equal(bits(['expand_1']), 16);
+  assert.equal(bits(['expand_3']), 16);
+  assert.equal(bits(['expand_2']), 8, 'later ones win');
+  assert.equal(bits(['relu', 'expand_1']), 16, 'a fused clamp writes on behalf of the layer before it');
+  assert.equal(bits(['head'], { isFirst: false, isLast: true }), 16);
+  assert.equal(resolveLayer(p, 'expand_1', middle).bits, 4, 'an activation override leaves the weights');
+  assert.equal(resolveActivationBits(loadProfile('w8a16-channel'), ['conv'], middle), 16);
+});
+
 test('each validation error is one line naming the file and the JSON path', () => {
   const cases: [(p: Record<string, any>) => unknown, string][] = [
     [(p) => (p.weights.bits = 5), 'w4.json: weights.bits must be 4 or 8, got 5'],
@@ -111,7 +137,8 @@ test('each validation error is one line naming the file and the JSON path', () =
     [(p) => (p.requantization.shiftRange = 3), 'w4.json: requantization.shiftRange must be a [min, max] pair of integers, got 3'],
     [(p) => (p.requantization.shiftRange = [5, 2]), 'w4.json: requantization.shiftRange[1] must be an integer in 5..63, got 2'],
     [(p) => (p.requantization.shiftRange = ['0', 2]), 'w4.json: requantization.shiftRange[0] must be an integer in -63..63, got "0"'],
-    [(p) => (p.accumulatorBits = 64), 'w4.json: accumulatorBits must be an integer in 16..32, got 64'],
+    [(p) => (p.accumulatorBits = 64), 'w4.json: accumulatorBits must be an integer in 16..48, got 64'],
+    [(p) => Object.assign(p, { accumulatorBits: 48, biasBits: 40 }), 'w4.json: biasBits must be an integer in 8..32, got 40'],
     [(p) => Object.assign(p, { accumulatorBits: 24, biasBits: 32 }), 'w4.json: biasBits must be an integer in 8..24, got 32'],
     [(p) => (p.nonlinearities = { sigmoid: 'fused-clamp' }), 'w4.json: nonlinearities.sigmoid must be "lut" or "float", got "fused-clamp"'],
     [(p) => (p.nonlinearities = { relu: 'clamp' }), 'w4.json: nonlinearities.relu must be "fused-clamp", "lut" or "float", got "clamp"'],
@@ -143,9 +170,11 @@ test('each validation error is one line naming the file and the JSON path', () =
       (p) => (p.overrides = [{ match: 'a', weights: { symmetric: true } }]),
       'w4.json: unknown key overrides[0].weights.symmetric (known: bits, granularity, shiftBits)',
     ],
+    [(p) => (p.overrides = [{ match: 'a' }]), 'w4.json: overrides[0] must set weights, activations or both'],
+    [(p) => (p.overrides = [{ match: 'a', activations: { bits: 4 } }]), 'w4.json: overrides[0].activations.bits must be 8 or 16, got 4'],
     [
-      (p) => (p.overrides = [{ match: 'a', activations: { bits: 16 } }]),
-      'w4.json: unknown key overrides[0].activations (known: match, weights)',
+      (p) => (p.overrides = [{ match: 'a', activations: { symmetric: true } }]),
+      'w4.json: unknown key overrides[0].activations.symmetric (known: bits)',
     ],
   ];
   for (const [mutate, message] of cases) {

@@ -41,7 +41,9 @@ export function buildIntegerModel(pkg: NpuPackage, options: { allTensors?: boole
   } else {
     for (const name of pkg.outputs) b.realOutput(name);
   }
-  return { graph: b.graph, opset: 17, producerName: 'quantflow', metadata: { 'quantflow.npu': pkg.model } };
+  // A 16-bit input grid needs QuantizeLinear with a uint16/int16 zero point: opset 21.
+  const wide = pkg.inputs.some((name) => pkg.tensors[name]!.grid.qmax - pkg.tensors[name]!.grid.qmin > 255);
+  return { graph: b.graph, opset: wide ? 21 : 17, producerName: 'quantflow', metadata: { 'quantflow.npu': pkg.model } };
 }
 
 const FLOAT = onnxTypeCode('float32');
