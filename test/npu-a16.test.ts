@@ -12,6 +12,9 @@ import { quantizeWeights, sqnrDb } from '../src/quantization/weights.js';
 import { multiplyByQuantizedMultiplier } from '../src/quantization/fixedpoint.js';
 import { runModel } from '../src/runtime/session.js';
 import { buildNpuPackage } from '../src/npu/package.js';
+import { execute } from '../src/npu/executor.js';
+import { buildIntegerModel } from '../src/npu/integer-model.js';
+import type { NpuPackage } from '../src/npu/types.js';
 import { verifyPackage, type TensorAgreement } from '../src/npu/verify.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { randomFloats, randomTensor } from './fixtures.js';
@@ -119,14 +122,19 @@ test('w8a16-channel: int16 Q/DQ at opset 21 runs in onnxruntime; the package (65
   const profile = loadProfile('w8a16-channel');
   const { qdq } = await quantize(smallCnn(), profile);
   assert.ok(qdq.opset >= 21, `opset ${qdq.opset}`);
-  const zeroPoints = qdq.graph.nodes.filter((n) => n.opType === 'QuantizeLinear').map((n) => qdq.graph.initializers.get(n.inputs[2]!)!.dataType);
+  const zeroPoints = qdq.graph.nodes
+    .filter((n) => n.opType === 'QuantizeLinear')
+    .map((n) => qdq.graph.initializers.get(n.inputs[2]!)!.dataType);
   assert.ok(zeroPoints.length > 0 && zeroPoints.every((t) => t === 'uint16'), zeroPoints.join());
   const out = await runModel(qdq, feed());
   assert.equal(out.y!.data.length, IMAGES * 4);
   const { pkg, report } = await checkPackage(profile, qdq);
   const table = pkg.layers.find((l) => l.op === 'lut')!;
   assert.equal(table.op === 'lut' && table.table.data.length, 65536);
-  assert.ok(Object.values(report.peaks).some((p) => p >= 2 ** 24), 'sums beyond float32: the byte split is exercised');
+  assert.ok(
+    Object.values(report.peaks).some((p) => p >= 2 ** 24),
+    'sums beyond float32: the byte split is exercised',
+  );
 });
 
 test('one layer at 16 bits in an 8-bit model: grids of both widths meet in conv, add, table and pool', async () => {
@@ -161,7 +169,10 @@ test('a layer whose worst-case accumulator exceeds the profile width is refused 
   const { qdq } = await quantize(smallCnn(), profile);
   await assert.rejects(buildNpuPackage(qdq, profile), (e: Error) => {
     assert.ok(e instanceof QuantflowError);
-    assert.match(e.message, /^layer 'c1': its worst-case accumulator ±\d+ needs \d+ bits, more than the 24-bit accumulator of profile w8a16-channel; /);
+    assert.match(
+      e.message,
+      /^layer 'c1': its worst-case accumulator ±\d+ needs \d+ bits, more than the 24-bit accumulator of profile w8a16-channel; /,
+    );
     assert.ok(!e.message.includes('\n'));
     return true;
   });
@@ -180,4 +191,57 @@ test('multiplyByQuantizedMultiplier stays exact for accumulators beyond 2^36', (
       assert.equal(multiplyByQuantizedMultiplier(acc, m, s), want, `${acc}·${m}·2^−${s}`);
     }
   }
+});
+
+test('integer ONNX model: 16-bit sums beyond float32 and products acc·M beyond 2^53 stay bit-exact with the executor', async () => {
+  const wide = { scale: 1, zeroPoint: 0, qmin: 0, qmax: 65535 };
+  const int32 = (...v: number[]) => ({ dtype: 'int32' as const, shape: [v.length], data: Int32Array.from(v) });
+  const window = {
+    strides: [1, 1] as [number, number],
+    pads: [0, 0, 0, 0] as [number, number, number, number],
+    dilations: [1, 1] as [number, number],
+  };
+  const weights = [127, 125, 123, 121, 119, 117, 115, 113, 111];
+  const pkg: NpuPackage = {
+    format: 'quantflow-npu',
+    version: 1,
+    model: 'wide',
+    profile: loadProfile('w8a16-channel'),
+    inputs: ['x', 'v'],
+    outputs: ['c', 'm'],
+    tensors: {
+      x: { shape: [1, 1, 6, 6], grid: wide },
+      v: { shape: [1, 1, 1, 2], grid: wide },
+      c: { shape: [1, 1, 4, 4], grid: { ...wide, zeroPoint: 30000 } },
+      m: { shape: [1, 1, 1, 2], grid: wide },
+    },
+    layers: [
+      {
+        // Inputs near 65535 make sums of about 2^26, which float32 cannot hold to the unit; the
+        // bias takes their mean back out and the multiplier ½ keeps every unit in the output.
+        op: 'conv',
+        name: 'conv',
+        inputs: ['x'],
+        output: 'c',
+        kernel: [3, 3],
+        ...window,
+        group: 1,
+        weights: { dtype: 'int8', shape: [1, 1, 3, 3], data: Int8Array.from(weights) },
+        bias: int32(-Math.round(weights.reduce((a, b) => a + b) * 65517.5)),
+        requant: { multiplier: int32(2 ** 30), shift: int32(31) },
+        clamp: [0, 65535],
+      },
+      // 36281²·M = 48832.5·2^40 − 1, within float64's rounding of a tie: one product would round up.
+      { op: 'mul', name: 'mul', inputs: ['v', 'v'], output: 'm', multiplier: 40789679, shift: 40, clamp: [0, 65535] },
+    ],
+  };
+  const x = Float32Array.from(randomFloats(36, 5), (r) => 65500 + Math.round((r + 1) * 17.5));
+  const v = Float32Array.of(36281, 34787);
+  const want = execute(pkg, { x, v }).tensors;
+  assert.equal(want.get('m')![0], 48832);
+  const got = await runModel(buildIntegerModel(pkg, { allTensors: true }), {
+    x: { dataType: 'float32', dims: [1, 1, 6, 6], data: x },
+    v: { dataType: 'float32', dims: [1, 1, 1, 2], data: v },
+  });
+  for (const name of ['c', 'm']) assert.deepEqual([...(got[name]!.data as Float32Array)], [...want.get(name)!], name);
 });

@@ -281,7 +281,9 @@ class Builder {
     if (bound * Math.max(...multipliers.map(Math.abs)) < 2 ** 53) return this.op('Mul', [acc, constant((m, s) => m * 2 ** -s)]);
     const a = this.op('Mul', [acc, constant((m) => Math.floor(m / 65536))]);
     const b = this.op('Mul', [acc, constant((m) => m % 65536)]);
-    const low = this.op('Floor', [this.op('Add', [this.op('Mul', [b, constant((_, s) => 2 ** -Math.min(s, 16))]), constant((_, s) => (s <= 16 ? 0.5 : 0))])]);
+    const low = this.op('Floor', [
+      this.op('Add', [this.op('Mul', [b, constant((_, s) => 2 ** -Math.min(s, 16))]), constant((_, s) => (s <= 16 ? 0.5 : 0))]),
+    ]);
     const t = this.op('Add', [this.op('Mul', [a, constant((_, s) => 2 ** (16 - Math.min(s, 16)))]), low]);
     return this.op('Mul', [t, constant((_, s) => 2 ** -(s - Math.min(s, 16)))]);
   }
