@@ -9,23 +9,29 @@ import { buildNpuPackage } from '../src/npu/package.js';
 import type { NpuPackage } from '../src/npu/types.js';
 import { verifyPackage, type TensorAgreement } from '../src/npu/verify.js';
 import { loadProfile } from '../src/quantization/profile.js';
-import { quantizeModel } from '../src/quantization/quantize.js';
+import { quantizeModel, type QuantizeResult } from '../src/quantization/quantize.js';
 import { tileSqueezeExcite } from '../src/tse/rewrite.js';
 import { sharedPath } from './shared.js';
 
 const exact = (list: TensorAgreement[]) => list.reduce((n, a) => n + a.exact, 0) / list.reduce((n, a) => n + a.elements, 0);
 
 /**
- * w8a8-shift PTQ of `modelName` (as `prepare` turns it, calibrated on 4 images of
- * imagenet-sample-1k), its NPU package, and `verify` on 2 images of imagenet-val-650: the
- * integer ONNX model equals the executor, the QDQ simulation is within 1 LSB per layer.
+ * PTQ of `modelName` (as `prepare` turns it; by default w8a8-shift, min-max ranges from 4
+ * images of imagenet-sample-1k), its NPU package, and `verify` on 2 images of
+ * imagenet-val-650: the integer ONNX model equals the executor, the QDQ simulation is within
+ * 1 LSB per layer. Returns the PTQ result.
  */
 async function checkPackage(
   t: TestContext,
   modelName: string,
   prepare: (m: Model) => Model,
   check: (pkg: NpuPackage) => void,
-): Promise<void> {
+  ptq: { profile: string; calibration: 'minmax' | 'mse'; calibLimit: number } = {
+    profile: 'w8a8-shift',
+    calibration: 'minmax',
+    calibLimit: 4,
+  },
+): Promise<QuantizeResult | undefined> {
   const modelFile = sharedPath('models', modelName);
   const calibDir = sharedPath('data', 'imagenet-sample-1k');
   const dataDir = sharedPath('data', 'imagenet-val-650');
@@ -33,8 +39,8 @@ async function checkPackage(
   if (skip) return void t.skip(skip);
   const model = prepare(await prepareModel(loadModel(modelFile.path)));
   const data = await loadDataset(dataDir.path);
-  const profile = loadProfile('w8a8-shift');
-  const result = await quantizeModel(model, await loadDataset(calibDir.path), { profile, calibration: 'minmax', calibLimit: 4, batch: 4 });
+  const profile = loadProfile(ptq.profile);
+  const result = await quantizeModel(model, await loadDataset(calibDir.path), { ...ptq, profile, batch: 4 });
   const pkg = await buildNpuPackage(result.model, profile, { preset: result.preprocess.label });
   check(pkg);
   const geometry = imageInputGeometry(model);
@@ -47,23 +53,27 @@ async function checkPackage(
   assert.equal(exact(report.integerModel!), 1);
   assert.ok(Math.max(...report.isolated.map((a) => a.maxDiff)) <= 1);
   assert.ok(exact(report.isolated) > 0.999, `per layer ${exact(report.isolated)}`);
-  // Float32 MobileNet sums stay far below 2^24, where the integer ONNX model stays exact.
-  assert.ok(Math.max(...Object.values(report.peaks)) < 2 ** 24);
+  // 8-bit MobileNet sums stay far below 2^24, where float32 sums are exact; 16-bit ones go
+  // beyond it, so the integer ONNX model's byte split is what keeps it exact.
+  const peak = Math.max(...Object.values(report.peaks));
+  assert.ok(profile.activations.bits === 8 ? peak < 2 ** 24 : peak >= 2 ** 24, `peak ${peak}`);
   t.diagnostic(
     `QDQ simulation vs executor: outputs ${(100 * exact(report.outputs)).toFixed(1)}% exact, max ${report.outputs[0]!.maxDiff} LSB; per layer ${(100 * exact(report.isolated)).toFixed(3)}%`,
   );
+  return result;
 }
 
-test('MobileNetV2 w8a8-shift on 2 images: integer ONNX model = executor; QDQ simulation within 1 LSB per layer', (t) =>
-  checkPackage(
+test('MobileNetV2 w8a8-shift on 2 images: integer ONNX model = executor; QDQ simulation within 1 LSB per layer', async (t) => {
+  await checkPackage(
     t,
     'mobilenet_v2_1.0_224_int8.tflite',
     (m) => m,
     (pkg) => assert.equal(pkg.layers.filter((l) => l.op === 'conv').length, 53),
-  ));
+  );
+});
 
-test('MobileNetV3-Small with 7-row TSE tiles, w8a8-shift: the tiled gates lower (nearest Resize) and verify like the rest', (t) =>
-  checkPackage(
+test('MobileNetV3-Small with 7-row TSE tiles, w8a8-shift: the tiled gates lower (nearest Resize) and verify like the rest', async (t) => {
+  await checkPackage(
     t,
     'mobilenet_v3_small_1.0_224_uint8.tflite',
     (m) => tileSqueezeExcite(m, { tileRows: 7 }),
@@ -73,4 +83,26 @@ test('MobileNetV3-Small with 7-row TSE tiles, w8a8-shift: the tiled gates lower 
       assert.equal(selects.length, 6);
       for (const l of selects) assert.deepEqual(pkg.tensors[l.output]!.grid, pkg.tensors[l.inputs[0]!]!.grid);
     },
-  ));
+  );
+});
+
+test('MobileNetV2 w8a16-channel (16 calibration images, MSE ranges): package verifies like w8a8; output SQNR far above w8a8-channel', async (t) => {
+  const ptq = { calibration: 'mse' as const, calibLimit: 16 };
+  const a16 = await checkPackage(
+    t,
+    'mobilenet_v2_1.0_224_int8.tflite',
+    (m) => m,
+    (pkg) => {
+      const widths = new Set(Object.values(pkg.tensors).map((info) => info.grid.qmax));
+      assert.deepEqual(widths, new Set([65535]), 'every tensor on a 16-bit grid');
+    },
+    { ...ptq, profile: 'w8a16-channel' },
+  );
+  if (!a16) return;
+  const model = await prepareModel(loadModel(sharedPath('models', 'mobilenet_v2_1.0_224_int8.tflite').path));
+  const calib = await loadDataset(sharedPath('data', 'imagenet-sample-1k').path);
+  const a8 = await quantizeModel(model, calib, { ...ptq, profile: loadProfile('w8a8-channel'), batch: 4 });
+  const [db16, db8] = [a16.outputs[0]!.sqnrDb!, a8.outputs[0]!.sqnrDb!];
+  t.diagnostic(`output SQNR on the first calibration batch: w8a8-channel ${db8.toFixed(1)} dB, w8a16-channel ${db16.toFixed(1)} dB`);
+  assert.ok(db16 > db8 + 6, `w8a8 ${db8} dB, w8a16 ${db16} dB`);
+});
