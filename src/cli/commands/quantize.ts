@@ -184,7 +184,8 @@ export function registerQuantize(program: Command): void {
       '\nBuilt-in profiles: w8a8-* and w4a8-* with weight granularity tensor (one scale per layer),\n' +
         'channel (one per output channel) or shift (WESS: one scale per layer and a 4-bit power-of-two\n' +
         'shift per output channel). The 4-bit profiles keep the first convolution and the final\n' +
-        'classifier at 8-bit weights, the usual convention. Activations are per-tensor uint8.\n\n' +
+        'classifier at 8-bit weights, the usual convention. Activations are per-tensor uint8, except\n' +
+        'in w8a16-channel (uint16, 48-bit accumulators) and where an override sets 16 bits.\n\n' +
         'Example:\n  quantflow quantize mobilenet_v2.tflite --calib ../shared/data/imagenet-sample-1k --profile w8a8-shift -o out/',
     )
     .action(async (modelPath: string, opts: QuantizeCliOptions) => {

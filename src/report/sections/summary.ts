@@ -1,3 +1,4 @@
+import type { Grid } from '../../quantization/grid.js';
 import type { TargetProfile } from '../../quantization/profile.js';
 import { stackedBar } from '../charts.js';
 import { bytes, esc, facts, num, percent, table } from '../markup.js';
@@ -25,7 +26,7 @@ export const summarySection: ReportSection = {
       [
         'activations',
         esc(
-          `${p.activations.bits}-bit ${p.activations.symmetric ? 'symmetric' : 'asymmetric'} per-tensor, ${Object.keys(report.activations).length} tensors`,
+          `${p.activations.bits}-bit ${p.activations.symmetric ? 'symmetric' : 'asymmetric'} per-tensor, ${activationMix(report.activations)}`,
         ),
       ],
       ['requantization', esc(requantText(p))],
@@ -67,6 +68,13 @@ function weightText(p: TargetProfile): string {
       ].join(', ')}`,
   );
   return `${w.bits}-bit symmetric, ${how}${p.powerOfTwoScales ? ', power-of-two scales' : ''}${overrides.length ? `; overrides: ${overrides.join('; ')}` : ''}`;
+}
+
+/** How many tensors, and how many of them the overrides widened or narrowed to the other width. */
+function activationMix(grids: Record<string, Grid>): string {
+  const all = Object.values(grids);
+  const wide = all.filter((g) => g.qmax - g.qmin > 255).length;
+  return `${all.length} tensors${wide && wide < all.length ? ` (${wide} at 16 bits, ${all.length - wide} at 8 bits)` : ''}`;
 }
 
 /** How many layers ended up at each bit width and granularity: what the overrides did. */
