@@ -25,13 +25,14 @@ function floatModel(): Model {
   return model;
 }
 
-/** PTQ by hand: min-max activation grids (uint8) and MSE weight scales at `bits`. */
+/** PTQ by hand: min-max activation grids (uint8, or uint16 at `activationBits` 16) and MSE weight scales at `bits`. */
 async function ptq(
   model: Model,
   images: ImageSet,
   bits: number,
   granularity: 'tensor' | 'channel' | 'shift',
   kernelTaps = 1,
+  activationBits = 8,
 ): Promise<QuantizationParams> {
   const plan = planQuantization(model.graph);
   const outputs = plan.activations.map((name) => ({ name, dataType: 'float32' as const }));
@@ -39,7 +40,7 @@ async function ptq(
   const activations = new Map(
     plan.activations.map((a) => {
       const v = a === 'x' ? images.data : (out[a]!.data as Float32Array);
-      return [a, activationQuantParams({ min: Math.min(...v), max: Math.max(...v) }, 8, false)];
+      return [a, activationQuantParams({ min: Math.min(...v), max: Math.max(...v) }, activationBits, false)];
     }),
   );
   const weights = plan.layers.map((layer) => {
@@ -117,6 +118,28 @@ test('QFT lowers the distillation loss of 4-bit per-tensor PTQ on tinyCnn and is
     result.params.weights.map((w) => w.quantized.q),
   );
   assert.deepEqual([...again.params.activations], [...result.params.activations]);
+});
+
+test('QFT trains 4-bit weights under 16-bit activations: the loss falls, the grids stay uint16, the QDQ model is opset 21', async () => {
+  const model = floatModel();
+  const images = new ImageSet('x', [3, 5, 5], randomTensor([IMAGES, 3, 5, 5], 41).data as Float32Array);
+  const params = await ptq(model, images, 4, 'tensor', 1, 16);
+  const before = await distillationLoss(model, buildQdqModel(model, params).model, images);
+  const result = await finetuneImages(model, params, images, {
+    epochs: 30,
+    batch: 16,
+    lrWeights: 0.05,
+    lrScales: 0.01,
+    seed: 7,
+    threads: 1,
+    schedule: 'constant',
+  });
+  const qdq = buildQdqModel(result.model, result.params).model;
+  const after = await distillationLoss(model, qdq, images);
+  assert.ok(Math.abs(result.initialLoss - before) < 0.5 * before + 1e-4, `first step ${result.initialLoss} vs PTQ ${before}`);
+  assert.ok(after < 0.5 * before, `KL ${before} (PTQ) → ${after} (QFT)`);
+  for (const [name, g] of result.params.activations) assert.deepEqual([g.qmin, g.qmax], [0, 65535], name);
+  assert.ok(qdq.opset >= 21);
 });
 
 test('QFT keeps WESS shifts and the integer grid, and honours the time budget', async () => {
