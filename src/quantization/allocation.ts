@@ -17,8 +17,8 @@ export interface AllocationStep {
   /** Absent for the starting point, every layer at its lowest width. */
   layer?: string;
   bits?: number;
-  /** Average bits per element over all layers. */
-  bitsPerElement: number;
+  /** Average bits per weight over the layers with a choice (`bitsPerWeight`). */
+  bitsPerWeight: number;
   /** Output error predicted by adding the growths of the layers below their highest width. */
   predictedError: number;
 }
@@ -26,13 +26,13 @@ export interface AllocationStep {
 export interface Allocation {
   /** The chosen width of each layer, in the order given. */
   widths: number[];
-  bitsPerElement: number;
+  bitsPerWeight: number;
   predictedError: number;
   /** From every layer at its lowest width to the chosen allocation. */
   path: AllocationStep[];
 }
 
-/** A budget as given: average bits per element, or a size in bytes. */
+/** A budget as given: average bits per weight, or a size in bytes. */
 export type Budget = { bitsPerElement: number } | { bytes: number };
 
 const UNITS: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30 };
@@ -47,18 +47,41 @@ export function parseBudget(text: string, option: string): Budget {
   return unit ? { bytes: value * UNITS[unit]! } : { bitsPerElement: value };
 }
 
-/** The budget in bits over `layers`; a QuantflowError naming the minimum when every layer at its lowest width does not fit. */
-export function budgetBits(budget: Budget, layers: readonly AllocationLayer[], what: string): number {
-  const elements = layers.reduce((s, l) => s + l.size, 0);
-  const bits = 'bytes' in budget ? budget.bytes * 8 : budget.bitsPerElement * elements;
-  const minimum = layers.reduce((s, l) => s + l.size * l.widths[0]!, 0);
+/**
+ * The budget in bits over all `layers`. Bits per weight average over the layers with a choice
+ * (the issue's "4.0 = every layer at 4 bits but the first and last", which overrides fix at 8);
+ * a size counts every layer. A QuantflowError names the minimum when every layer at its lowest
+ * width does not fit.
+ */
+export function budgetBits(budget: Budget, layers: readonly Pick<AllocationLayer, 'size' | 'widths'>[], what: string): number {
+  const sum = (list: readonly Pick<AllocationLayer, 'size' | 'widths'>[], f: (l: Pick<AllocationLayer, 'size' | 'widths'>) => number) =>
+    list.reduce((s, l) => s + f(l), 0);
+  const free = layers.filter((l) => l.widths.length > 1);
+  const fixedBits = sum(layers, (l) => (l.widths.length > 1 ? 0 : l.size * l.widths[0]!));
+  const freeSize = sum(free, (l) => l.size);
+  const minimum = sum(layers, (l) => l.size * l.widths[0]!);
+  const bits = 'bytes' in budget ? budget.bytes * 8 : fixedBits + budget.bitsPerElement * freeSize;
   if (bits < minimum) {
+    const least =
+      'bytes' in budget ? `${Math.ceil(minimum / 8)} bytes` : `${round((minimum - fixedBits) / (freeSize || 1))} bits per weight`;
     const given = 'bytes' in budget ? `${budget.bytes} bytes` : `${budget.bitsPerElement} bits per weight`;
     throw new QuantflowError(
-      `${what}: a budget of ${given} is below the minimum of ${round(minimum / elements)} bits per weight (${Math.ceil(minimum / 8)} bytes), every layer at its lowest allowed width: raise the budget`,
+      `${what}: a weight budget of ${given} is below the minimum of ${least}, every layer at its lowest allowed width`,
     );
   }
   return bits;
+}
+
+/** Average bits per weight over the layers with a choice, as `budgetBits` reads a budget, for `widths` chosen per layer. */
+export function bitsPerWeight(layers: readonly Pick<AllocationLayer, 'size' | 'widths'>[], widths: readonly number[]): number {
+  let bits = 0;
+  let size = 0;
+  layers.forEach((l, i) => {
+    if (l.widths.length < 2) return;
+    bits += l.size * widths[i]!;
+    size += l.size;
+  });
+  return size ? bits / size : 0;
 }
 
 /**
@@ -67,11 +90,11 @@ export function budgetBits(budget: Budget, layers: readonly AllocationLayer[], w
  * budget is taken, until none fits or none reduces the error.
  */
 export function allocateGreedy(layers: readonly AllocationLayer[], budget: number, baseError: number): Allocation {
-  const elements = layers.reduce((s, l) => s + l.size, 0) || 1;
   const level = layers.map(() => 0);
   let used = layers.reduce((s, l) => s + l.size * l.widths[0]!, 0);
   let error = baseError + layers.reduce((s, l) => s + l.errorGrowth[0]!, 0);
-  const path: AllocationStep[] = [{ bitsPerElement: used / elements, predictedError: error }];
+  const widths = () => layers.map((l, i) => l.widths[level[i]!]!);
+  const path: AllocationStep[] = [{ bitsPerWeight: bitsPerWeight(layers, widths()), predictedError: error }];
   for (;;) {
     let best: { i: number; ratio: number; cost: number; gain: number } | undefined;
     layers.forEach((l, i) => {
@@ -87,9 +110,14 @@ export function allocateGreedy(layers: readonly AllocationLayer[], budget: numbe
     level[i]!++;
     used += cost;
     error -= gain;
-    path.push({ layer: layers[i]!.name, bits: layers[i]!.widths[level[i]!]!, bitsPerElement: used / elements, predictedError: error });
+    path.push({
+      layer: layers[i]!.name,
+      bits: layers[i]!.widths[level[i]!]!,
+      bitsPerWeight: bitsPerWeight(layers, widths()),
+      predictedError: error,
+    });
   }
-  return { widths: layers.map((l, i) => l.widths[level[i]!]!), bitsPerElement: used / elements, predictedError: error, path };
+  return { widths: widths(), bitsPerWeight: bitsPerWeight(layers, widths()), predictedError: error, path };
 }
 
 /**

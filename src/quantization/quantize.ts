@@ -289,7 +289,10 @@ export function quantizeLayer(cal: Calibration, index: number, spec: LayerWeight
  * measurements: what a sensitivity pass builds for each mixed allocation it tries.
  */
 export function qdqOfLayers(cal: Calibration, layers: QuantizedLayer[]): Model {
-  const params: QuantizationParams = { activations: cal.activations, weights: layers.map(({ layer, quantized }) => ({ layer, quantized })) };
+  const params: QuantizationParams = {
+    activations: cal.activations,
+    weights: layers.map(({ layer, quantized }) => ({ layer, quantized })),
+  };
   return buildQdqModel(correctedBiases(cal.model, layers), params).model;
 }
 
