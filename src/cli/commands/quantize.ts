@@ -297,7 +297,7 @@ export function registerQuantize(program: Command): void {
         console.log(
           `weight budget ${a.budget}: ${a.bitsPerWeight.toFixed(3)} bits per weight; sensitivity on ${a.heldOutImages} held-out images in ${a.seconds.toFixed(1)} s; ` +
             `held-out output error ${a.measuredError.toExponential(3)} (predicted ${a.predictedError.toExponential(3)}, all at the highest width ${a.baseError.toExponential(3)}); ` +
-            `${high.length} layer(s) raised: ${high.join(', ') || 'none'}; allocation in ${files.profile}`,
+            `${high.length} of ${a.layers.filter((l) => l.widths.length > 1).length} layers at ${a.layers.find((l) => l.widths.length > 1)?.widths.at(-1) ?? '-'} bits (listed in ${files.html}); allocation in ${files.profile}`,
         );
       }
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
