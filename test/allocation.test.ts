@@ -14,7 +14,7 @@ import { writeOnnxFile } from '../src/onnx/write.js';
 import { runQuantize } from '../src/pipeline/quantize-run.js';
 import { allocateGreedy, budgetBits, parseBudget, type AllocationLayer } from '../src/quantization/allocation.js';
 import { parseProfile } from '../src/quantization/profile.js';
-import { calibrateModel } from '../src/quantization/quantize.js';
+import { calibrateModel, qdqOfLayers } from '../src/quantization/quantize.js';
 import { weightSensitivity } from '../src/quantization/sensitivity.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { randomFloats, tinyCnn } from './fixtures.js';
@@ -160,6 +160,15 @@ test('sensitivity ranks first the layer whose weights 4 bits cannot hold', async
   assert.equal(ranked[0]!.name, 'conv2', JSON.stringify(sens.layers));
   assert.ok(ranked[0]!.errorGrowth[0]! > 2 * ranked[1]!.errorGrowth[0]!, JSON.stringify(sens.layers));
   assert.ok(sens.layers.every((l) => l.errorGrowth[1] === 0));
+  // The session with weights as inputs measures what the QDQ models measure.
+  const pick = (layer: number, bits: number) => sens.quantized.map((q, i) => q.get(i === layer ? bits : 8)!);
+  const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * Math.abs(b) + 1e-9;
+  assert.ok(close(sens.baseError, await meter.measure(qdqOfLayers(cal, pick(-1, 8)))));
+  const swapped = await meter.measure(qdqOfLayers(cal, pick(1, 4)));
+  assert.ok(
+    close(sens.baseError + sens.layers[1]!.errorGrowth[0]!, swapped),
+    `${sens.baseError + sens.layers[1]!.errorGrowth[0]!} vs ${swapped}`,
+  );
 });
 
 test('quantize --weight-budget writes profile.json, and --profile with it reproduces the QDQ model byte for byte', async () => {

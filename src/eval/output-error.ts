@@ -1,7 +1,7 @@
 import { attrInt, normalizeAxis, producerMap } from '../graph/graph.js';
 import { hostTail, tailInputs } from '../graph/host-tail.js';
 import { inferShapes } from '../graph/shapes.js';
-import type { Model, ValueInfo } from '../graph/types.js';
+import type { Model, TensorData, ValueInfo } from '../graph/types.js';
 import type { ImageSet } from '../data/images.js';
 import { openSession, runSession } from '../runtime/session.js';
 
@@ -100,18 +100,32 @@ export class OutputErrorMeter {
 
   /** The output error of `quantized` (a QDQ model of the float model, run as its simulation). */
   async measure(quantized: Model): Promise<number> {
-    const session = await openSession(withTermOutputs(quantized, this.terms), { simulate: true });
+    const open = await this.open(quantized);
     try {
-      let total = 0;
-      for (let i = 0, b = 0; i < this.count; i += this.batch, b++) {
-        const count = Math.min(this.batch, this.count - i);
-        const q = await runSession(session, { [this.images.input]: this.images.slice(i, count) });
-        this.terms.forEach((t, j) => (total += termError(t, this.reference[b]![j]!, q[t.tensor]!.data as Float32Array, count)));
-      }
-      return total / this.count;
+      return await open.measure({});
     } finally {
-      await session.release();
+      await open.release();
     }
+  }
+
+  /**
+   * A session of `quantized` kept open for many measurements, each feeding its own values of
+   * the model's other inputs (weights made inputs, so that one session serves many versions).
+   */
+  async open(quantized: Model): Promise<{ measure(feeds: Record<string, TensorData>): Promise<number>; release(): Promise<void> }> {
+    const session = await openSession(withTermOutputs(quantized, this.terms), { simulate: true });
+    return {
+      measure: async (feeds) => {
+        let total = 0;
+        for (let i = 0, b = 0; i < this.count; i += this.batch, b++) {
+          const count = Math.min(this.batch, this.count - i);
+          const q = await runSession(session, { ...feeds, [this.images.input]: this.images.slice(i, count) });
+          this.terms.forEach((t, j) => (total += termError(t, this.reference[b]![j]!, q[t.tensor]!.data as Float32Array, count)));
+        }
+        return total / this.count;
+      },
+      release: () => session.release(),
+    };
   }
 }
 
