@@ -190,6 +190,7 @@ test('quantize --weight-budget writes profile.json, and --profile with it reprod
   );
   assert.ok(a.bitsPerWeight <= 6);
   assert.equal(first.files.profile, join(root, 'budget', 'profile.json'));
+  assert.match(readFileSync(first.files.html, 'utf8'), /Weight allocation under a budget/);
   const written = parseProfile(JSON.parse(readFileSync(first.files.profile!, 'utf8')), 'profile.json');
   assert.deepEqual(
     written.overrides.map((o) => [o.match, o.weights.bits]),
