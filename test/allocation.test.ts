@@ -200,6 +200,14 @@ test('quantize --weight-budget writes profile.json, and --profile with it reprod
   assert.equal(again.report.allocation, undefined);
   assert.ok(readFileSync(first.files.model).equals(readFileSync(again.files.model)), 'the same QDQ model');
 
+  // QFT trains the mixed model as it trains a uniform one, keeping each layer's width.
+  const tuned = await runQuantize({ ...common, profile: profileFile, weightBudget: '6', qft: { epochs: 1 }, output: join(root, 'qft') });
+  assert.ok(tuned.report.qft);
+  assert.deepEqual(
+    tuned.quantization.layers.map((l) => l.weightBits),
+    a.layers.map((l) => l.bits),
+  );
+
   await assert.rejects(
     runQuantize({ ...common, calibLimit: 20, profile: profileFile, weightBudget: '6', output: join(root, 'overlap') }),
     /--weight-budget measures on the last 32 images of .* use --calib-limit 12 or less/,
