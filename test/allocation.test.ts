@@ -181,6 +181,7 @@ test('quantize --weight-budget writes profile.json, and --profile with it reprod
   const a = first.report.allocation!;
   assert.ok(a, 'the report has the allocation');
   assert.equal(a.heldOutImages, 32);
+  assert.equal(first.report.manifest?.options.weightBudget, '6');
   assert.deepEqual(
     a.layers.map((l) => l.widths),
     [

@@ -200,6 +200,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       biasCorrection,
       gptq,
       equalize,
+      ...(options.weightBudget !== undefined ? { weightBudget: options.weightBudget } : {}),
       eval: options.eval ?? null,
       ...(options.evalLimit ? { evalLimit: options.evalLimit } : {}),
       ...(options.compare
