@@ -214,6 +214,10 @@ test('quantize --weight-budget writes profile.json, and --profile with it reprod
     /--weight-budget measures on the last 32 images of .* use --calib-limit 12 or less/,
   );
   await assert.rejects(
+    runQuantize({ ...common, profile: 'w4a8-channel', weightBudget: '6', output: join(root, 'one-width') }),
+    /--weight-budget chooses among the weight widths a profile allows, and w4a8-channel.json allows only 4: /,
+  );
+  await assert.rejects(
     runQuantize({ ...common, profile: profileFile, weightBudget: '3', output: join(root, 'low') }),
     /below the minimum of 4 bits per weight/,
   );

@@ -243,6 +243,10 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   let allocation: AllocationReport | undefined;
   if (options.weightBudget !== undefined) {
     const budget = parseBudget(options.weightBudget, '--weight-budget');
+    if (profile.weights.allowed.length < 2)
+      throw new QuantflowError(
+        `--weight-budget chooses among the weight widths a profile allows, and ${profile.source} allows only ${profile.weights.bits}: give a profile with "weights": { "bits": [4, 8], ... }`,
+      );
     if (calib.items.length < calibLimit + HELD_OUT)
       throw new QuantflowError(
         `--weight-budget measures on the last ${HELD_OUT} images of '${options.calib}', held apart from calibration: use --calib-limit ${Math.max(0, calib.items.length - HELD_OUT)} or less (it has ${calib.items.length} images)`,
