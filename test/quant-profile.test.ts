@@ -4,9 +4,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  allowedWeightBits,
   builtinProfiles,
+  exactMatcher,
   loadProfile,
   parseProfile,
+  profileJson,
   resolveActivationBits,
   resolveLayer,
   type TargetProfile,
@@ -38,7 +41,8 @@ test('every built-in profile loads, named after its file', () => {
     const [, wbits, abits, granularity] = /^w(\d)a(8|16)-(\w+)$/.exec(name)!;
     assert.equal(p.weights.bits, Number(wbits));
     assert.equal(p.weights.granularity, granularity);
-    assert.deepEqual(p.activations, { bits: Number(abits), symmetric: false });
+    assert.deepEqual(p.activations, { bits: Number(abits), allowed: [Number(abits)], symmetric: false });
+    assert.deepEqual(p.weights.allowed, [Number(wbits)]);
     // 16-bit activations times 8-bit weights overflow 32 bits on wide layers.
     assert.equal(p.accumulatorBits, abits === '16' ? 48 : 32);
     assert.equal(p.biasBits, 32);
@@ -214,4 +218,46 @@ test('loadProfile: files, unknown names, unreadable and malformed files', () => 
   const bad = join(dir, 'w4.json');
   writeFileSync(bad, JSON.stringify({ ...minimal(), weights: { bits: 5, granularity: 'tensor' } }));
   assert.throws(() => loadProfile(bad), { message: `${bad}: weights.bits must be 4 or 8, got 5` });
+});
+
+test('a profile may list the widths it allows; layers an override fixes allow only theirs', () => {
+  const p = parseProfile(
+    {
+      ...minimal(),
+      weights: { bits: [8, 4], granularity: 'channel' },
+      activations: { bits: [16, 8], symmetric: false },
+      overrides: [
+        { match: '@first', weights: { bits: 8 } },
+        { match: 'dw*', weights: { granularity: 'tensor' } },
+      ],
+    },
+    'w48.json',
+  );
+  assert.deepEqual([p.weights.bits, p.weights.allowed], [8, [4, 8]]);
+  assert.deepEqual([p.activations.bits, p.activations.allowed], [16, [8, 16]]);
+  assert.deepEqual(allowedWeightBits(p, 'stem', { isFirst: true, isLast: false }), [8]);
+  assert.deepEqual(allowedWeightBits(p, 'dw1', middle), [4, 8], 'an override without bits leaves the choice');
+  assert.equal(resolveLayer(p, 'conv', middle).bits, 8, 'without an allocation, the highest width');
+  for (const [bits, message] of [
+    [[], 'w48.json: weights.bits must be a width or a non-empty list of widths among 4, 8, got []'],
+    [[4, 4], 'w48.json: weights.bits must be a list of distinct widths, got [4,4]'],
+    [[4, 5], 'w48.json: weights.bits[1] must be 4 or 8, got 5'],
+  ] as const)
+    assert.throws(
+      () => parseProfile({ ...minimal(), weights: { bits, granularity: 'channel' } }, 'w48.json'),
+      (e: Error) => e instanceof QuantflowError && e.message === message,
+    );
+});
+
+test('profileJson writes a profile that parses back to the same profile', () => {
+  for (const name of BUILTINS) {
+    const p = loadProfile(name);
+    assert.deepEqual(parseProfile(JSON.parse(profileJson(p)), p.source), p);
+  }
+  const mixed = withOverrides([{ match: exactMatcher('a*b?'), weights: { bits: 8 } }]);
+  const listed = { ...mixed, weights: { ...mixed.weights, bits: 8 as const, allowed: [4, 8] as (4 | 8)[] } };
+  assert.deepEqual(parseProfile(JSON.parse(profileJson(listed)), 'test.json'), listed);
+  assert.equal(resolveLayer(mixed, 'a*b?', middle).bits, 8);
+  assert.equal(resolveLayer(mixed, 'axxby', middle).bits, 4, 'exactMatcher matches the name only');
+  assert.equal(exactMatcher('conv_1/Relu6'), 'conv_1/Relu6');
 });

@@ -1,7 +1,7 @@
 import { attrInt, normalizeAxis, producerMap } from '../graph/graph.js';
 import { hostTail, tailInputs } from '../graph/host-tail.js';
 import { inferShapes } from '../graph/shapes.js';
-import type { Model, ValueInfo } from '../graph/types.js';
+import type { Model, TensorData, ValueInfo } from '../graph/types.js';
 import type { ImageSet } from '../data/images.js';
 import { openSession, runSession } from '../runtime/session.js';
 
@@ -64,29 +64,74 @@ export async function outputError(
   images: ImageSet,
   options: { batch: number; limit?: number },
 ): Promise<number> {
-  const n = Math.min(options.limit ?? images.count, images.count);
-  const terms = outputTerms(float);
-  const outputs = terms.map((t) => ({ name: t.tensor, dataType: 'float32' as const }));
-  const open = (m: Model, simulate: boolean) => openSession({ ...m, graph: { ...m.graph, outputs } }, { simulate });
-  const reference = await open(float, false);
-  try {
-    const simulated = await open(quantized, true);
+  const meter = await OutputErrorMeter.create(float, images, options);
+  return meter.measure(quantized);
+}
+
+/**
+ * `outputError` of many quantized versions of one float model on the same images: the float
+ * model runs once, its outputs are kept, and each `measure` only runs the quantized model.
+ */
+export class OutputErrorMeter {
+  private constructor(
+    private readonly terms: OutputTerm[],
+    private readonly images: ImageSet,
+    private readonly count: number,
+    private readonly batch: number,
+    /** Per batch, the float values of each term. */
+    private readonly reference: Float32Array[][],
+  ) {}
+
+  static async create(float: Model, images: ImageSet, options: { batch: number; limit?: number }): Promise<OutputErrorMeter> {
+    const n = Math.min(options.limit ?? images.count, images.count);
+    const terms = outputTerms(float);
+    const session = await openSession(withTermOutputs(float, terms));
     try {
-      let total = 0;
+      const reference: Float32Array[][] = [];
       for (let i = 0; i < n; i += options.batch) {
-        const count = Math.min(options.batch, n - i);
-        const feed = { [images.input]: images.slice(i, count) };
-        const f = await runSession(reference, feed);
-        const q = await runSession(simulated, feed);
-        for (const t of terms) total += termError(t, f[t.tensor]!.data as Float32Array, q[t.tensor]!.data as Float32Array, count);
+        const f = await runSession(session, { [images.input]: images.slice(i, Math.min(options.batch, n - i)) });
+        reference.push(terms.map((t) => f[t.tensor]!.data as Float32Array));
       }
-      return total / n;
+      return new OutputErrorMeter(terms, images, n, options.batch, reference);
     } finally {
-      await simulated.release();
+      await session.release();
     }
-  } finally {
-    await reference.release();
   }
+
+  /** The output error of `quantized` (a QDQ model of the float model, run as its simulation). */
+  async measure(quantized: Model): Promise<number> {
+    const open = await this.open(quantized);
+    try {
+      return await open.measure({});
+    } finally {
+      await open.release();
+    }
+  }
+
+  /**
+   * A session of `quantized` kept open for many measurements, each feeding its own values of
+   * the model's other inputs (weights made inputs, so that one session serves many versions).
+   */
+  async open(quantized: Model): Promise<{ measure(feeds: Record<string, TensorData>): Promise<number>; release(): Promise<void> }> {
+    const session = await openSession(withTermOutputs(quantized, this.terms), { simulate: true });
+    return {
+      measure: async (feeds) => {
+        let total = 0;
+        for (let i = 0, b = 0; i < this.count; i += this.batch, b++) {
+          const count = Math.min(this.batch, this.count - i);
+          const q = await runSession(session, { ...feeds, [this.images.input]: this.images.slice(i, count) });
+          this.terms.forEach((t, j) => (total += termError(t, this.reference[b]![j]!, q[t.tensor]!.data as Float32Array, count)));
+        }
+        return total / this.count;
+      },
+      release: () => session.release(),
+    };
+  }
+}
+
+function withTermOutputs(model: Model, terms: OutputTerm[]): Model {
+  const outputs = terms.map((t) => ({ name: t.tensor, dataType: 'float32' as const }));
+  return { ...model, graph: { ...model.graph, outputs } };
 }
 
 /** A term's error summed over the `count` images of a batch (see OutputTerm). */

@@ -20,16 +20,28 @@ import { PassLog } from '../passes/pass-log.js';
 import { finetune, QFT_DEFAULTS, type FinetuneResult, type LrSchedule } from '../qft/finetune.js';
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../qft/student.js';
 import type { RangeMethod } from '../quantization/calibration.js';
-import { loadProfile, type TargetProfile } from '../quantization/profile.js';
-import { buildQuantizedModel, quantizeModel, resolvePtqOptions, type QuantizeResult } from '../quantization/quantize.js';
+import { loadProfile, profileJson, type TargetProfile } from '../quantization/profile.js';
+import { allocatedProfile, allocateGreedy, budgetBits, parseBudget } from '../quantization/allocation.js';
+import { allocationLayers, weightSensitivity } from '../quantization/sensitivity.js';
+import { decodeImages } from '../data/images.js';
+import { OutputErrorMeter } from '../eval/output-error.js';
+import { writeFileAtomic } from '../util/fs.js';
+import {
+  buildQuantizedModel,
+  calibrateModel,
+  quantizeCalibrated,
+  quantizeModel,
+  resolvePtqOptions,
+  type QuantizeResult,
+} from '../quantization/quantize.js';
 import { runManifest } from '../report/manifest.js';
-import type { AccuracyReport, CompareReport, QftReport, QuantizeReportJson } from '../report/types.js';
+import type { AccuracyReport, AllocationReport, CompareReport, QftReport, QuantizeReportJson } from '../report/types.js';
 import { layerWeightStats } from '../report/weight-stats.js';
 import { QuantflowError } from '../util/errors.js';
 import { reportFilesIn, writeReportFiles } from '../report/files.js';
 
 /** The stages of a run that take long enough to show progress for, in the order they run. */
-export type QuantizeStage = 'calibrate' | 'qft' | 'eval float' | 'eval quantized' | 'compare';
+export type QuantizeStage = 'calibrate' | 'sensitivity' | 'qft' | 'eval float' | 'eval quantized' | 'compare';
 
 /** Receives one stage's progress; `stop` is called when the stage ends, also when it fails. */
 export interface StageReporter {
@@ -104,6 +116,13 @@ export interface QuantizeRunOptions {
   /** What the outputs are and the thresholds of their figures (see `compareModels`). */
   compareOptions?: Pick<CompareOptions, 'task' | 'boxes' | 'scores' | 'boxFormat' | 'scoreThreshold' | 'threshold'>;
   qft?: QftRunOptions;
+  /**
+   * Weight budget (`parseBudget`: average bits per weight such as `4.5`, or a size such as
+   * `2.1MB`): each layer's width is chosen among those the profile allows by measured
+   * sensitivity (`weightSensitivity`, `allocateGreedy`), and the allocation is written as
+   * `<output>/profile.json`.
+   */
+  weightBudget?: string;
   /** Called as each stage starts, with the amount of work; the reporter it returns follows that stage. */
   onStage?: (stage: QuantizeStage, total: number) => StageReporter;
 }
@@ -115,6 +134,8 @@ export interface QuantizeRunFiles {
   npu?: string;
   json: string;
   html: string;
+  /** The chosen allocation as a profile, when a budget was given. */
+  profile?: string;
 }
 
 /** The outcome of `runQuantize`. */
@@ -149,6 +170,9 @@ export async function applyFinetune(ptq: QuantizeResult, tuned: FinetuneResult, 
   return { ...ptq, model: built.model, params: tuned.params, layers: built.layers, outputs: built.outputs };
 }
 
+/** Calibration images at the end of the folder on which a weight allocation measures output error, never used to set ranges. */
+const HELD_OUT = 32;
+
 const SILENT: StageReporter = { update() {}, stop() {} };
 
 /**
@@ -162,7 +186,7 @@ const SILENT: StageReporter = { update() {}, stop() {} };
  * QuantflowErrors.
  */
 export async function runQuantize(options: QuantizeRunOptions): Promise<QuantizeRun> {
-  const profile = loadProfile(options.profile);
+  let profile = loadProfile(options.profile);
   checkOutputFolder(options.output);
   const { calibration, calibLimit, batch, biasCorrection, gptq, equalize } = resolvePtqOptions(options);
   const manifest = runManifest({
@@ -176,6 +200,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       biasCorrection,
       gptq,
       equalize,
+      ...(options.weightBudget !== undefined ? { weightBudget: options.weightBudget } : {}),
       eval: options.eval ?? null,
       ...(options.evalLimit ? { evalLimit: options.evalLimit } : {}),
       ...(options.compare
@@ -203,20 +228,68 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     }
   };
 
-  let result = await stage('calibrate', Math.min(calibLimit, calib.items.length), (r) =>
-    quantizeModel(model, calib, {
+  const ptqOptions = {
+    profile,
+    calibration,
+    calibLimit,
+    batch,
+    preprocess: options.preprocess,
+    skipBadImages: options.skipBadImages,
+    biasCorrection,
+    gptq,
+    equalize,
+  };
+  let result: QuantizeResult;
+  let allocation: AllocationReport | undefined;
+  if (options.weightBudget !== undefined) {
+    const budget = parseBudget(options.weightBudget, '--weight-budget');
+    if (profile.weights.allowed.length < 2)
+      throw new QuantflowError(
+        `--weight-budget chooses among the weight widths a profile allows, and ${profile.source} allows only ${profile.weights.bits}: give a profile with "weights": { "bits": [4, 8], ... }`,
+      );
+    if (calib.items.length < calibLimit + HELD_OUT)
+      throw new QuantflowError(
+        `--weight-budget measures on the last ${HELD_OUT} images of '${options.calib}', held apart from calibration: use --calib-limit ${Math.max(0, calib.items.length - HELD_OUT)} or less (it has ${calib.items.length} images)`,
+      );
+    const cal = await stage('calibrate', Math.min(calibLimit, calib.items.length), (r) =>
+      calibrateModel(model, calib, { ...ptqOptions, onProgress: (done) => r.update(done) }),
+    );
+    const candidates = allocationLayers(cal);
+    const bits = budgetBits(budget, candidates, profile.source);
+    const held = await decodeImages(
+      cal.model,
+      { ...calib, items: calib.items.slice(-HELD_OUT) },
+      { limit: HELD_OUT, preprocess: cal.preprocess.spec, batch, skipBadImages: options.skipBadImages },
+    );
+    const meter = await OutputErrorMeter.create(cal.model, held, { batch });
+    const measurements = candidates.reduce((s, l) => s + l.widths.length - 1, 0);
+    const sens = await stage('sensitivity', measurements, (r) => weightSensitivity(cal, meter, { onProgress: (done) => r.update(done) }));
+    const chosen = allocateGreedy(sens.layers, bits, sens.baseError);
+    const allocated = allocatedProfile(
       profile,
-      calibration,
-      calibLimit,
-      batch,
-      preprocess: options.preprocess,
-      skipBadImages: options.skipBadImages,
-      biasCorrection,
-      gptq,
-      equalize,
-      onProgress: (done) => r.update(done),
-    }),
-  );
+      `${profile.name}-wb${options.weightBudget.trim()}`,
+      sens.layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: chosen.widths[i] as 4 | 8 }] : [])),
+    );
+    const specs = cal.specs.map((spec, i) => ({ ...spec, bits: chosen.widths[i] as 4 | 8 }));
+    result = await quantizeCalibrated({ ...cal, profile: allocated }, specs);
+    profile = allocated;
+    allocation = {
+      budget: options.weightBudget,
+      budgetBits: bits,
+      bitsPerWeight: chosen.bitsPerWeight,
+      heldOutImages: held.count,
+      baseError: sens.baseError,
+      predictedError: chosen.predictedError,
+      measuredError: await meter.measure(result.model),
+      seconds: sens.seconds,
+      layers: sens.layers.map((l, i) => ({ ...l, bits: chosen.widths[i]! })),
+      path: chosen.path,
+    };
+  } else {
+    result = await stage('calibrate', Math.min(calibLimit, calib.items.length), (r) =>
+      quantizeModel(model, calib, { ...ptqOptions, onProgress: (done) => r.update(done) }),
+    );
+  }
   let tuned: FinetuneResult | undefined;
   let qft: QftReport | undefined;
   if (options.qft) {
@@ -303,7 +376,12 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   }
   const reportFiles = reportFilesIn(options.output);
   const npuDir = join(options.output, 'npu');
-  const files: QuantizeRunFiles = { model: join(options.output, 'model.qdq.onnx'), ...(npu ? { npu: npuDir } : {}), ...reportFiles };
+  const files: QuantizeRunFiles = {
+    model: join(options.output, 'model.qdq.onnx'),
+    ...(npu ? { npu: npuDir } : {}),
+    ...reportFiles,
+    ...(allocation ? { profile: join(options.output, 'profile.json') } : {}),
+  };
   const stats = layerWeightStats(model, result.plan);
   const report: QuantizeReportJson = {
     model: options.model,
@@ -327,16 +405,18 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     manifest,
     passes: passes.changes,
     ...(qft ? { qft } : {}),
+    ...(allocation ? { allocation } : {}),
   };
   // Everything in a folder this run creates is its own, so the folder goes too when writing fails.
   const createdOutput = !existsSync(options.output);
   try {
     writeOnnxFile(result.model, files.model);
     if (npu) writeNpuPackage(npuDir, npu);
+    if (files.profile) writeFileAtomic(files.profile, profileJson(profile));
     writeReportFiles(reportFiles, report);
   } catch (e) {
     // Only paths that exist: below a file nothing was written, and rm would fail there, hiding `e`.
-    for (const path of createdOutput ? [options.output] : [files.model, npuDir])
+    for (const path of createdOutput ? [options.output] : [files.model, npuDir, ...(files.profile ? [files.profile] : [])])
       if (existsSync(path)) rmSync(path, { recursive: true, force: true });
     throw e;
   }

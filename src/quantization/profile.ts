@@ -42,7 +42,14 @@ export type WeightGranularity =
   | 'shift';
 
 export interface WeightSpec {
+  /** The width a layer gets unless an override or an allocation says otherwise: the highest of `allowed`. */
   bits: 4 | 8;
+  /**
+   * The widths an allocation (`quantize --weight-budget`) may choose among for a layer no
+   * override fixes, ascending. The profile gives them as `"bits": [4, 8]`; a single number
+   * allows only itself.
+   */
+  allowed: (4 | 8)[];
   granularity: WeightGranularity;
   /**
    * Width of the per-channel WESS shift: k[c] ∈ [0, 2^shiftBits − 1]; 1..5. Only used by
@@ -54,8 +61,10 @@ export interface WeightSpec {
 }
 
 export interface ActivationSpec {
-  /** One scale per tensor at this width. */
+  /** One scale per tensor at this width: the highest of `allowed`. */
   bits: 8 | 16;
+  /** The widths an activation allocation may choose among, ascending (`"bits": [8, 16]` in the profile). */
+  allowed: (8 | 16)[];
   /** true: signed grid, zero point 0; false: unsigned grid with a zero point. */
   symmetric: boolean;
 }
@@ -208,16 +217,20 @@ export function parseProfile(json: unknown, source: string): TargetProfile {
   const description = root.description === undefined ? '' : r.string('description', root.description, true);
 
   const w = r.object('weights', root.weights, ['bits', 'granularity', 'shiftBits', 'symmetric']);
+  const weightBits = r.widths('weights.bits', w.bits, [4, 8] as const);
   const weights: WeightSpec = {
-    bits: r.oneOf('weights.bits', w.bits, [4, 8] as const),
+    bits: weightBits.at(-1)!,
+    allowed: weightBits,
     granularity: r.oneOf('weights.granularity', w.granularity, GRANULARITIES),
     shiftBits: w.shiftBits === undefined ? 4 : r.int('weights.shiftBits', w.shiftBits, 1, 5),
     symmetric: w.symmetric === undefined ? true : r.oneOf('weights.symmetric', w.symmetric, [true] as const),
   };
 
   const a = r.object('activations', root.activations, ['bits', 'symmetric']);
+  const activationBits = r.widths('activations.bits', a.bits, [8, 16] as const);
   const activations: ActivationSpec = {
-    bits: r.oneOf('activations.bits', a.bits, [8, 16] as const),
+    bits: activationBits.at(-1)!,
+    allowed: activationBits,
     symmetric: r.boolean('activations.symmetric', a.symmetric),
   };
 
@@ -324,6 +337,47 @@ export function resolveActivationBits(
   return bits;
 }
 
+/**
+ * The weight widths an allocation may choose for a layer: the profile's `weights.bits` list,
+ * or only the width an override fixes (`@first`/`@last` at 8 bits stay there).
+ */
+export function allowedWeightBits(profile: TargetProfile, layerName: string, position: { isFirst: boolean; isLast: boolean }): (4 | 8)[] {
+  const fixed = profile.overrides.filter((o) => o.weights?.bits !== undefined && matches(o.match, layerName, position)).at(-1);
+  return fixed ? [fixed.weights!.bits!] : profile.weights.allowed;
+}
+
+/**
+ * `profile` as the JSON `loadProfile` reads back into the same profile (every field written
+ * out, `source` left out): how an allocation is saved next to a run's outputs.
+ */
+export function profileJson(profile: TargetProfile): string {
+  const widths = <T>(allowed: T[]) => (allowed.length === 1 ? allowed[0]! : allowed);
+  const { weights, activations } = profile;
+  const json = {
+    name: profile.name,
+    description: profile.description,
+    weights: {
+      bits: widths(weights.allowed),
+      granularity: weights.granularity,
+      shiftBits: weights.shiftBits,
+      symmetric: weights.symmetric,
+    },
+    activations: { bits: widths(activations.allowed), symmetric: activations.symmetric },
+    requantization: profile.requantization,
+    accumulatorBits: profile.accumulatorBits,
+    biasBits: profile.biasBits,
+    nonlinearities: profile.nonlinearities,
+    powerOfTwoScales: profile.powerOfTwoScales,
+    overrides: profile.overrides,
+  };
+  return `${JSON.stringify(json, null, 2)}\n`;
+}
+
+/** A glob matching exactly `name` (a regex when the name holds glob characters). */
+export function exactMatcher(name: string): string {
+  return /[*?]/.test(name) || name.startsWith('@') || name.startsWith('/') ? `/^${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$/` : name;
+}
+
 const GRANULARITIES = ['tensor', 'channel', 'shift'] as const;
 
 function matches(match: string, name: string, position: { isFirst: boolean; isLast: boolean }): boolean {
@@ -393,6 +447,15 @@ class JsonReader {
       this.fail(path, `an integer in ${min}..${max}`, value);
     }
     return value as number;
+  }
+
+  /** One width, or a list of distinct widths (returned ascending). */
+  widths<T extends number>(path: string, value: unknown, options: readonly T[]): T[] {
+    if (!Array.isArray(value)) return [this.oneOf(path, value, options)];
+    if (!value.length) this.fail(path, `a width or a non-empty list of widths among ${options.join(', ')}`, value);
+    const list = value.map((v, i) => this.oneOf(`${path}[${i}]`, v, options));
+    if (new Set(list).size !== list.length) this.fail(path, 'a list of distinct widths', value);
+    return list.sort((x, y) => x - y);
   }
 
   oneOf<T extends string | number | boolean>(path: string, value: unknown, options: readonly T[]): T {

@@ -10,8 +10,9 @@ import { openSession, runSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 import { activationQuantParams, HistogramObserver, MinMaxObserver, type Observer, type RangeMethod } from './calibration.js';
 import { outputChannelsFirst, planQuantization, type QuantizationPlan, type WeightedLayer } from './plan.js';
-import { resolveActivationBits, resolveLayer, type TargetProfile } from './profile.js';
-import { quantizeWeights, sqnrDb } from './weights.js';
+import { allowedWeightBits, resolveActivationBits, resolveLayer, type LayerWeights, type TargetProfile } from './profile.js';
+import { quantizeWeights, sqnrDb, type QuantizedWeights } from './weights.js';
+import type { Grid } from './grid.js';
 import { gptqQuantize } from './gptq.js';
 import { hasPatchMoments, PatchMoments, withPatchMoments } from './patch-moments.js';
 import { biasCorrection, ChannelMeans } from './bias-correction.js';
@@ -131,6 +132,37 @@ const HISTOGRAM_SAMPLE = 1 << 16;
  * layer), and builds the QDQ model.
  */
 export async function quantizeModel(input: Model, calib: Dataset, given: QuantizeOptions): Promise<QuantizeResult> {
+  const calibration = await calibrateModel(input, calib, given);
+  return quantizeCalibrated(calibration, calibration.specs);
+}
+
+/**
+ * What calibration leaves for the weights: activation grids, and the statistics weight
+ * quantization reads (input means for bias correction, patch moments for GPTQ). Collected
+ * once, so that the weights can be quantized at any width the profile allows without
+ * calibrating again.
+ */
+export interface Calibration {
+  /** The float model quantized (equalized if asked, preprocessing recorded in its metadata). */
+  model: Model;
+  profile: TargetProfile;
+  plan: QuantizationPlan;
+  /** Each layer's weight quantization as the profile resolves it. */
+  specs: LayerWeights[];
+  activations: Map<string, Grid>;
+  method: RangeMethod;
+  means: Map<string, ChannelMeans>;
+  /** Patch moments of the layers GPTQ may round (those allowed below 8 bits), by layer name. */
+  moments: Map<string, PatchMoments>;
+  sample: TensorData;
+  preprocess: PreprocessChoice;
+  calibrationImages: number;
+  skipped: string[];
+  seconds: number;
+}
+
+/** The calibration pass of `quantizeModel`. */
+export async function calibrateModel(input: Model, calib: Dataset, given: QuantizeOptions): Promise<Calibration> {
   const options = resolvePtqOptions(given);
   const geometry = imageInputGeometry(input);
   const preprocess = resolvePreprocess(input, options.preprocess, geometry.channels);
@@ -144,16 +176,17 @@ export async function quantizeModel(input: Model, calib: Dataset, given: Quantiz
     throw new QuantflowError(`model '${model.graph.name}' has no Conv/Gemm/MatMul layer with constant weights to quantize`);
   const items = calib.items.slice(0, options.calibLimit);
 
-  let t0 = performance.now();
+  const t0 = performance.now();
   const observers = new Map<string, Observer>(
     plan.activations.map((a) => [a, method === 'minmax' ? new MinMaxObserver() : new HistogramObserver()]),
   );
   const layerInputs = options.biasCorrection ? [...new Set(plan.layers.map((l) => l.node.inputs[0]!))] : [];
   const means = new Map(layerInputs.map((name) => [name, new ChannelMeans()]));
-  const specs = plan.layers.map((layer, i) =>
-    resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 }),
-  );
-  const gptqLayers = options.gptq ? plan.layers.filter((l, i) => specs[i]!.bits < 8 && hasPatchMoments(l, model.graph)) : [];
+  const position = (i: number) => ({ isFirst: i === 0, isLast: i === plan.layers.length - 1 });
+  const specs = plan.layers.map((layer, i) => resolveLayer(profile, layer.node.name, position(i)));
+  const gptqLayers = options.gptq
+    ? plan.layers.filter((l, i) => Math.min(...allowedWeightBits(profile, l.node.name, position(i))) < 8 && hasPatchMoments(l, model.graph))
+    : [];
   const fetched = [...new Set([...plan.activations, ...layerInputs])];
   const probed = withPatchMoments(withOutputs(model, fetched), gptqLayers);
   const moments = new Map([...new Set(probed.outputs.values())].map((output) => [output, new PatchMoments()]));
@@ -200,49 +233,91 @@ export async function quantizeModel(input: Model, calib: Dataset, given: Quantiz
       return [a, activationQuantParams(range, bits, profile.activations.symmetric, { powerOfTwo: profile.powerOfTwoScales })];
     }),
   );
-  const calibration = (performance.now() - t0) / 1000;
-
-  t0 = performance.now();
-  const weights = plan.layers.map((layer, i) => {
-    const spec = specs[i]!;
-    const tensor = model.graph.initializers.get(layer.weight)!;
-    const original = outputChannelsFirst(toFloat32(tensor), tensor.dims, layer);
-    const channels = tensor.dims[layer.channelAxis]!;
-    const momentsOutput = probed.outputs.get(layer.node.name);
-    const patchMoments = momentsOutput === undefined ? undefined : moments.get(momentsOutput);
-    const quantized = quantizeWeights(original, channels, spec, {
-      method: method === 'minmax' ? 'minmax' : 'mse',
-      powerOfTwo: profile.powerOfTwoScales,
-      // GPTQ re-rounds these layers anyway, kernel sums included in what it minimizes.
-      kernelTaps: layer.node.opType === 'Conv' && !patchMoments ? tensor.dims.slice(2).reduce((p, d) => p * d, 1) : 1,
-    });
-    if (patchMoments) gptqQuantize(original, quantized, patchMoments.total());
-    const inputMeans = means.get(layer.node.inputs[0]!);
-    const correction = inputMeans && layer.bias ? biasCorrection(layer, channels, original, quantized, inputMeans.means()) : undefined;
-    return { layer, quantized, correction };
-  });
-  const corrected = correctedBiases(model, weights);
-  const weightSeconds = (performance.now() - t0) / 1000;
-
-  const params: QuantizationParams = { activations, weights: weights.map(({ layer, quantized }) => ({ layer, quantized })) };
-  const sample = {
-    dataType: 'float32' as const,
-    dims: [firstBatch!.length / geometry.size, geometry.channels, geometry.height, geometry.width],
-    data: firstBatch!,
-  };
-  const built = await buildQuantizedModel(corrected, params, profile, sample, model);
+  const layerMoments = new Map<string, PatchMoments>();
+  for (const [layer, output] of probed.outputs) layerMoments.set(layer, moments.get(output)!);
   return {
-    model: built.model,
-    params,
+    model,
+    profile,
     plan,
-    layers: built.layers,
-    outputs: built.outputs,
-    float: model,
-    sample,
+    specs,
+    activations,
+    method,
+    means,
+    moments: layerMoments,
+    sample: {
+      dataType: 'float32' as const,
+      dims: [firstBatch!.length / geometry.size, geometry.channels, geometry.height, geometry.width],
+      data: firstBatch!,
+    },
     preprocess,
     calibrationImages: done,
     skipped,
-    seconds: { calibration, weights: weightSeconds, export: built.seconds.export, evaluation: built.seconds.evaluation },
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/** One layer's weights quantized as `spec` says, from the calibration statistics, with its bias correction. */
+export interface QuantizedLayer {
+  layer: WeightedLayer;
+  quantized: QuantizedWeights;
+  correction?: Float64Array;
+}
+
+/** Quantizes layer `index` of `cal.plan` as `spec` says (GPTQ below 8 bits when its moments were collected). */
+export function quantizeLayer(cal: Calibration, index: number, spec: LayerWeights): QuantizedLayer {
+  const { model, method, profile } = cal;
+  const layer = cal.plan.layers[index]!;
+  const tensor = model.graph.initializers.get(layer.weight)!;
+  const original = outputChannelsFirst(toFloat32(tensor), tensor.dims, layer);
+  const channels = tensor.dims[layer.channelAxis]!;
+  const patchMoments = spec.bits < 8 ? cal.moments.get(layer.node.name) : undefined;
+  const quantized = quantizeWeights(original, channels, spec, {
+    method: method === 'minmax' ? 'minmax' : 'mse',
+    powerOfTwo: profile.powerOfTwoScales,
+    // GPTQ re-rounds these layers anyway, kernel sums included in what it minimizes.
+    kernelTaps: layer.node.opType === 'Conv' && !patchMoments ? tensor.dims.slice(2).reduce((p, d) => p * d, 1) : 1,
+  });
+  if (patchMoments) gptqQuantize(original, quantized, patchMoments.total());
+  const inputMeans = cal.means.get(layer.node.inputs[0]!);
+  const correction = inputMeans && layer.bias ? biasCorrection(layer, channels, original, quantized, inputMeans.means()) : undefined;
+  return { layer, quantized, correction };
+}
+
+/**
+ * The QDQ model of quantized layers on the calibrated activation grids, without the report's
+ * measurements: what a sensitivity pass builds for each mixed allocation it tries.
+ */
+export function qdqOfLayers(cal: Calibration, layers: QuantizedLayer[]): Model {
+  const params: QuantizationParams = {
+    activations: cal.activations,
+    weights: layers.map(({ layer, quantized }) => ({ layer, quantized })),
+  };
+  return buildQdqModel(correctedBiases(cal.model, layers), params).model;
+}
+
+/** The weights of every layer quantized as `specs` says, and the QDQ model with the report's per-layer facts. */
+export async function quantizeCalibrated(cal: Calibration, specs: LayerWeights[]): Promise<QuantizeResult> {
+  const t0 = performance.now();
+  const weights = specs.map((spec, i) => quantizeLayer(cal, i, spec));
+  const corrected = correctedBiases(cal.model, weights);
+  const weightSeconds = (performance.now() - t0) / 1000;
+  const params: QuantizationParams = {
+    activations: cal.activations,
+    weights: weights.map(({ layer, quantized }) => ({ layer, quantized })),
+  };
+  const built = await buildQuantizedModel(corrected, params, cal.profile, cal.sample, cal.model);
+  return {
+    model: built.model,
+    params,
+    plan: cal.plan,
+    layers: built.layers,
+    outputs: built.outputs,
+    float: cal.model,
+    sample: cal.sample,
+    preprocess: cal.preprocess,
+    calibrationImages: cal.calibrationImages,
+    skipped: cal.skipped,
+    seconds: { calibration: cal.seconds, weights: weightSeconds, export: built.seconds.export, evaluation: built.seconds.evaluation },
   };
 }
 

@@ -7,6 +7,7 @@ import { basename } from 'node:path';
 import { esc, shortLabels } from './markup.js';
 import type { ReportContext, ReportSection } from './section.js';
 import { activationsSection } from './sections/activations.js';
+import { allocationSection } from './sections/allocation.js';
 import { buffersSection } from './sections/buffers.js';
 import { compareSection } from './sections/compare.js';
 import { layersSection } from './sections/layers.js';
@@ -25,6 +26,7 @@ const SECTIONS: ReportSection[] = [
   summarySection,
   compareSection,
   qftSection,
+  allocationSection,
   outputsSection,
   sqnrSection,
   wessSection,

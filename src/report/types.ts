@@ -5,6 +5,7 @@
  * readable.
  */
 import type { Dim } from '../graph/types.js';
+import type { AllocationLayer, AllocationStep } from '../quantization/allocation.js';
 import type { TargetProfile } from '../quantization/profile.js';
 import type { SimilarityReport } from '../tse/analyze.js';
 import type { BufferReport } from '../tse/buffers.js';
@@ -110,6 +111,29 @@ export interface QuantizeReportJson {
   passes?: PassChange[];
   /** QFT, when the run finetuned after PTQ. */
   qft?: QftReport;
+  /** The weight allocation, when the run was given a budget. */
+  allocation?: AllocationReport;
+}
+
+/** A weight allocation under a budget (`quantize --weight-budget`). */
+export interface AllocationReport {
+  /** As given: bits per weight or a size. */
+  budget: string;
+  budgetBits: number;
+  /** Average bits per weight the allocation uses. */
+  bitsPerWeight: number;
+  heldOutImages: number;
+  /** Held-out output error with every layer at its highest allowed width. */
+  baseError: number;
+  /** Held-out output error of the allocation, predicted by adding per-layer growths, and measured. */
+  predictedError: number;
+  measuredError: number;
+  /** Wall time of the sensitivity pass. */
+  seconds: number;
+  /** Per layer: allowed widths, error growth at each, and the chosen width. */
+  layers: (AllocationLayer & { bits: number })[];
+  /** The greedy path: error against bits per weight. */
+  path: AllocationStep[];
 }
 
 /** One squeeze-and-excite block as detected; its geometry and buffering are in `buffers`. */

@@ -42,6 +42,7 @@ interface QuantizeCliOptions extends PreprocessFlags, InputSizeCliOptions, TaskC
   checkpoint?: string;
   train: TrainedGroup[];
   rechooseShifts?: boolean;
+  weightBudget?: string;
 }
 
 function choice<T extends string>(name: string, values: readonly T[]): (value: string) => T {
@@ -90,6 +91,11 @@ export function registerQuantize(program: Command): void {
         return v as RangeMethod;
       },
       PTQ_DEFAULTS.calibration,
+    )
+    .option(
+      '--weight-budget <bits|size>',
+      'choose each layer\'s weight width among those the profile allows (e.g. "bits": [4, 8]) by measured sensitivity, ' +
+        'within this average bits per weight (e.g. 4.5) or size (e.g. 2.1MB); writes the allocation as <out>/profile.json',
     )
     .option('--calib-limit <n>', 'calibration images used', positiveInt('--calib-limit'), PTQ_DEFAULTS.calibLimit)
     .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), PTQ_DEFAULTS.batch)
@@ -220,6 +226,7 @@ export function registerQuantize(program: Command): void {
         compare: opts.compare,
         compareLimit: opts.compareLimit,
         compareOptions: taskOptions(opts),
+        weightBudget: opts.weightBudget,
         qft: opts.qft
           ? {
               epochs: opts.epochs,
@@ -285,6 +292,15 @@ export function registerQuantize(program: Command): void {
           `outputs: ${result.outputs.map((o) => `${o.name} ${o.sqnrDb !== undefined ? `SQNR ${o.sqnrDb.toFixed(1)} dB` : `agreement ${percent(o.agreement!)}`}`).join(', ')}`,
         );
       if (compare) console.log(`outputs on ${compare.n} images of ${opts.compare}, float vs quantized:\n${formatComparison(compare)}`);
+      if (report.allocation) {
+        const a = report.allocation;
+        const high = a.layers.filter((l) => l.widths.length > 1 && l.bits === l.widths.at(-1)).map((l) => l.name);
+        console.log(
+          `weight budget ${a.budget}: ${a.bitsPerWeight.toFixed(3)} bits per weight; sensitivity on ${a.heldOutImages} held-out images in ${a.seconds.toFixed(1)} s; ` +
+            `held-out output error ${a.measuredError.toExponential(3)} (predicted ${a.predictedError.toExponential(3)}, all at the highest width ${a.baseError.toExponential(3)}); ` +
+            `${high.length} of ${a.layers.filter((l) => l.widths.length > 1).length} layers at ${a.layers.find((l) => l.widths.length > 1)?.widths.at(-1) ?? '-'} bits (listed in ${files.html}); allocation in ${files.profile}`,
+        );
+      }
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
       if (report.npu?.hostTail)
         console.log(
