@@ -7,7 +7,7 @@ import { buildQdqModel } from '../src/quantization/qdq.js';
 import { activationQuantParams } from '../src/quantization/calibration.js';
 import { planQuantization } from '../src/quantization/plan.js';
 import { activationWidths } from '../src/quantization/quantize.js';
-import { loadProfile, parseProfile, resolveLayer, type TargetProfile } from '../src/quantization/profile.js';
+import { loadProfile, parseProfile, profileJson, resolveLayer, type TargetProfile } from '../src/quantization/profile.js';
 import { quantizeWeights, sqnrDb } from '../src/quantization/weights.js';
 import { multiplyByQuantizedMultiplier } from '../src/quantization/fixedpoint.js';
 import { runModel } from '../src/runtime/session.js';
@@ -105,8 +105,7 @@ const share = (list: TensorAgreement[]) => list.reduce((n, a) => n + a.exact, 0)
 
 /** w8a8-channel with a 24-bit multiplier (16-bit outputs need it for 1 LSB) and `overrides`. */
 function mixedProfile(overrides: unknown[]): TargetProfile {
-  const base = JSON.parse(JSON.stringify(loadProfile('w8a8-channel'))) as Record<string, unknown>;
-  delete base.source;
+  const base = JSON.parse(profileJson(loadProfile('w8a8-channel'))) as Record<string, unknown>;
   return parseProfile({ ...base, requantization: { multiplierBits: 24, shiftRange: [0, 63] }, overrides }, 'mixed.json');
 }
 
@@ -136,8 +135,7 @@ test('w8a16-channel: int16 Q/DQ at opset 21 runs in onnxruntime; the package (65
 });
 
 test('WESS (w4a8-shift weights, int4 included) with 16-bit activations: shifts lower, the package verifies', async () => {
-  const base = JSON.parse(JSON.stringify(loadProfile('w4a8-shift'))) as Record<string, unknown>;
-  delete base.source;
+  const base = JSON.parse(profileJson(loadProfile('w4a8-shift'))) as Record<string, unknown>;
   const profile = parseProfile(
     {
       ...base,
