@@ -16,7 +16,17 @@ import {
 } from '../src/quantization/profile.js';
 import { QuantflowError } from '../src/util/errors.js';
 
-const BUILTINS = ['w4a8-channel', 'w4a8-shift', 'w4a8-tensor', 'w8a16-channel', 'w8a8-channel', 'w8a8-shift', 'w8a8-tensor'];
+const BUILTINS = [
+  'w4a8-channel',
+  'w4a8-shift',
+  'w4a8-tensor',
+  'w4w8a8-channel',
+  'w4w8a8-shift',
+  'w8a16-channel',
+  'w8a8-channel',
+  'w8a8-shift',
+  'w8a8-tensor',
+];
 const middle = { isFirst: false, isLast: false };
 
 function minimal(): Record<string, any> {
@@ -38,11 +48,13 @@ test('every built-in profile loads, named after its file', () => {
     const p = loadProfile(name);
     assert.equal(p.name, name);
     assert.equal(p.source, `${name}.json`);
-    const [, wbits, abits, granularity] = /^w(\d)a(8|16)-(\w+)$/.exec(name)!;
-    assert.equal(p.weights.bits, Number(wbits));
+    // w4a8-…: 4-bit weights; w4w8a8-…: 4 or 8 bits per layer, the widest without a budget.
+    const [, wbits, wider, abits, granularity] = /^w(\d)(?:w(\d))?a(8|16)-(\w+)$/.exec(name)!;
+    const allowed = [Number(wbits), ...(wider ? [Number(wider)] : [])];
+    assert.equal(p.weights.bits, allowed.at(-1));
     assert.equal(p.weights.granularity, granularity);
     assert.deepEqual(p.activations, { bits: Number(abits), allowed: [Number(abits)], symmetric: false });
-    assert.deepEqual(p.weights.allowed, [Number(wbits)]);
+    assert.deepEqual(p.weights.allowed, allowed);
     // 16-bit activations times 8-bit weights overflow 32 bits on wide layers.
     assert.equal(p.accumulatorBits, abits === '16' ? 48 : 32);
     assert.equal(p.biasBits, 32);
@@ -50,7 +62,7 @@ test('every built-in profile loads, named after its file', () => {
     const last = resolveLayer(p, 'logits', { isFirst: false, isLast: true });
     assert.equal(first.bits, 8, `${name}: first convolution at 8 bits`);
     assert.equal(last.bits, 8, `${name}: classifier at 8 bits`);
-    assert.equal(resolveLayer(p, 'block_3', middle).bits, Number(wbits));
+    assert.equal(resolveLayer(p, 'block_3', middle).bits, allowed.at(-1));
   }
 });
 
