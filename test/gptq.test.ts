@@ -5,7 +5,7 @@ import { floatTensor } from '../src/graph/tensor.js';
 import type { Model } from '../src/graph/types.js';
 import { gptqQuantize, gptqRound, gptqRoundChoosing } from '../src/quantization/gptq.js';
 import { hasPatchMoments, PatchMoments, withPatchMoments } from '../src/quantization/patch-moments.js';
-import { dequantize, quantize, quantizeWithShifts, shiftChoices, sqnrDb } from '../src/quantization/weights.js';
+import { dequantize, quantize, quantizePerTensor, quantizeWithShifts, shiftChoices, sqnrDb } from '../src/quantization/weights.js';
 import { openSession, runSession } from '../src/runtime/session.js';
 import { randomFloats, randomTensor } from './fixtures.js';
 import { loadShared } from './shared.js';
@@ -109,6 +109,20 @@ test('GPTQ on WESS weights: each channel takes one of its two shifts, and the ou
   assert.notDeepEqual(chosen.shifts, ptq.shifts, 'some channel changed its shift');
   assert.ok(outputError(w, chosen.q, chosen.scale, h) < outputError(w, plain.q, plain.scale, h));
   assert.equal(chosen.sqnrDb, sqnrDb(w, dequantize(chosen)));
+});
+
+test('GPTQ on per-tensor weights: every row rounds on the one step, for less output error than rounding to nearest', () => {
+  const rows = 6;
+  const cols = 18;
+  const h = correlatedMoments(cols);
+  const w = randomFloats(rows * cols, 11);
+  const ptq = quantizePerTensor(w, { bits: 4, method: 'mse' });
+  const gptq = { ...ptq };
+  gptqQuantize(w, gptq, h);
+  assert.equal(gptq.scale.length, 1);
+  const steps = new Float32Array(rows).fill(ptq.scale[0]!);
+  assert.ok(outputError(w, gptq.q, steps, h) < outputError(w, ptq.q, steps, h));
+  assert.equal(gptq.sqnrDb, sqnrDb(w, dequantize(gptq)));
 });
 
 /** Σ p·pᵀ over batch and output positions, patches read by hand from an NCHW input. */

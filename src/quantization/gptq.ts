@@ -18,7 +18,12 @@ export function gptqQuantize(w: Float32Array, quantized: QuantizedWeights, momen
     quantized.shifts = Int32Array.from(chosen, (i, c) => choices[i]![c]!);
     quantized.scale = Float32Array.from(chosen, (i, c) => scales[i]![c]!);
     quantized.q = q;
-  } else quantized.q = gptqRound(w, quantized.scale, moments, qmax);
+  } else {
+    // GPTQ rounds row by row on each row's step: a per-tensor step is every row's.
+    const rows = w.length / Math.sqrt(moments.length);
+    const steps = quantized.granularity === 'tensor' ? new Float32Array(rows).fill(quantized.scale[0]!) : quantized.scale;
+    quantized.q = gptqRound(w, steps, moments, qmax);
+  }
   quantized.sqnrDb = sqnrDb(w, dequantize(quantized));
 }
 
