@@ -1,6 +1,12 @@
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor, int64Tensor, sizeOf } from '../src/graph/tensor.js';
 import type { Model, TensorData } from '../src/graph/types.js';
+import { activationQuantParams } from '../src/quantization/calibration.js';
+import { planQuantization } from '../src/quantization/plan.js';
+import { resolveLayer, type TargetProfile } from '../src/quantization/profile.js';
+import { buildQdqModel } from '../src/quantization/qdq.js';
+import { quantizeWeights } from '../src/quantization/weights.js';
+import { runModel } from '../src/runtime/session.js';
 
 /** Deterministic pseudo-random floats in [-1, 1) (a fixed LCG, so tests are repeatable). */
 export function randomFloats(n: number, seed = 1): Float32Array {
@@ -53,4 +59,26 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
+}
+
+/**
+ * PTQ by hand, for tests of what comes after it: min-max ranges of every planned activation
+ * over the batch `x` (fed to input 'x'), weights as `profile` says, then the QDQ export.
+ */
+export async function minMaxQdq(model: Model, profile: TargetProfile, x: TensorData) {
+  const plan = planQuantization(model.graph);
+  const outputs = plan.activations.map((name) => ({ name, dataType: 'float32' as const }));
+  const values = await runModel({ ...model, graph: { ...model.graph, outputs } }, { x });
+  const activations = new Map(
+    plan.activations.map((name) => {
+      const v = values[name]!.data as Float32Array;
+      return [name, activationQuantParams({ min: Math.min(...v), max: Math.max(...v) }, 8, false)];
+    }),
+  );
+  const weights = plan.layers.map((layer, i) => {
+    const spec = resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 });
+    const w = model.graph.initializers.get(layer.weight)!;
+    return { layer, quantized: quantizeWeights(w.data as Float32Array, w.dims[0]!, spec, { method: 'minmax' }) };
+  });
+  return { plan, qdq: buildQdqModel(model, { activations, weights }).model };
 }

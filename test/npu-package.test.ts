@@ -6,12 +6,7 @@ import { join } from 'node:path';
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor, int64Tensor, sizeOf } from '../src/graph/tensor.js';
 import type { Model, Node } from '../src/graph/types.js';
-import { buildQdqModel } from '../src/quantization/qdq.js';
-import { activationQuantParams } from '../src/quantization/calibration.js';
-import { planQuantization } from '../src/quantization/plan.js';
-import { loadProfile, resolveLayer, type TargetProfile } from '../src/quantization/profile.js';
-import { quantizeWeights } from '../src/quantization/weights.js';
-import { runModel } from '../src/runtime/session.js';
+import { loadProfile, type TargetProfile } from '../src/quantization/profile.js';
 import { readOnnxFile } from '../src/onnx/read.js';
 import { writeOnnxFile } from '../src/onnx/write.js';
 import { buildNpuPackage } from '../src/npu/package.js';
@@ -19,7 +14,7 @@ import { readNpuPackage, writeNpuPackage } from '../src/npu/io.js';
 import { verifyPackage, type TensorAgreement } from '../src/npu/verify.js';
 import type { NpuPackage } from '../src/npu/types.js';
 import { QuantflowError } from '../src/util/errors.js';
-import { randomFloats, randomTensor } from './fixtures.js';
+import { minMaxQdq, randomFloats, randomTensor } from './fixtures.js';
 
 /**
  * A small CNN with every op the package lowers: Conv+ReLU, depthwise Conv+Clip, an SE block
@@ -83,26 +78,9 @@ function zooCnn(extra?: (nodes: Node[]) => void): Model {
 const IMAGES = 4;
 const images = () => randomFloats(IMAGES * 3 * 8 * 8, 99);
 
-/** quantizeModel's steps on a tensor model: min-max ranges from `images`, weights as the profile says, QDQ export. */
+/** quantizeModel's steps on a tensor model (min-max ranges over `images`), the QDQ model. */
 async function quantizeZoo(model: Model, profile: TargetProfile): Promise<Model> {
-  const plan = planQuantization(model.graph);
-  const outputs = plan.activations.map((name) => ({ name, dataType: 'float32' as const }));
-  const values = await runModel(
-    { ...model, graph: { ...model.graph, outputs } },
-    { x: { dataType: 'float32', dims: [IMAGES, 3, 8, 8], data: images() } },
-  );
-  const activations = new Map(
-    plan.activations.map((name) => {
-      const v = values[name]!.data as Float32Array;
-      return [name, activationQuantParams({ min: Math.min(...v), max: Math.max(...v) }, 8, false)];
-    }),
-  );
-  const weights = plan.layers.map((layer, i) => {
-    const spec = resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 });
-    const w = model.graph.initializers.get(layer.weight)!;
-    return { layer, quantized: quantizeWeights(w.data as Float32Array, w.dims[0]!, spec, { method: 'minmax' }) };
-  });
-  return buildQdqModel(model, { activations, weights }).model;
+  return (await minMaxQdq(model, profile, { dataType: 'float32', dims: [IMAGES, 3, 8, 8], data: images() })).qdq;
 }
 
 async function* batches() {

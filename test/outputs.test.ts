@@ -4,11 +4,7 @@ import { attr, createGraph, makeNode } from '../src/graph/graph.js';
 import { floatTensor, sizeOf } from '../src/graph/tensor.js';
 import type { Model } from '../src/graph/types.js';
 import { hostTail } from '../src/graph/host-tail.js';
-import { buildQdqModel } from '../src/quantization/qdq.js';
-import { activationQuantParams } from '../src/quantization/calibration.js';
-import { planQuantization } from '../src/quantization/plan.js';
-import { loadProfile, resolveLayer, type TargetProfile } from '../src/quantization/profile.js';
-import { quantizeWeights } from '../src/quantization/weights.js';
+import { loadProfile, type TargetProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
 import { openSession, runModel, runSession } from '../src/runtime/session.js';
 import { buildNpuPackage } from '../src/npu/package.js';
@@ -16,7 +12,7 @@ import { verifyPackage } from '../src/npu/verify.js';
 import { outputTerms, termError } from '../src/eval/output-error.js';
 import { buildStudent, finetune } from '../src/qft/index.js';
 import { loadDataset, type Dataset } from '../src/data/dataset.js';
-import { randomFloats, tinyCnn } from './fixtures.js';
+import { minMaxQdq, randomFloats, tinyCnn } from './fixtures.js';
 import { loadShared, sharedPath } from './shared.js';
 
 const IMAGES = 8;
@@ -61,27 +57,9 @@ function twoHeads(tail?: 'argmax'): Model {
   return { graph: g, opset: 17, producerName: 'test', metadata: {} };
 }
 
-/** PTQ by hand: min-max ranges over `images`, weights as the profile says, QDQ export. */
-async function quantize(model: Model, profile: TargetProfile) {
-  const plan = planQuantization(model.graph);
-  const outputs = plan.activations.map((name) => ({ name, dataType: 'float32' as const }));
-  const values = await runModel(
-    { ...model, graph: { ...model.graph, outputs } },
-    { x: { dataType: 'float32', dims: [IMAGES, 3, 6, 6], data: images() } },
-  );
-  const activations = new Map(
-    plan.activations.map((name) => {
-      const v = values[name]!.data as Float32Array;
-      return [name, activationQuantParams({ min: Math.min(...v), max: Math.max(...v) }, 8, false)];
-    }),
-  );
-  const weights = plan.layers.map((layer, i) => {
-    const spec = resolveLayer(profile, layer.node.name, { isFirst: i === 0, isLast: i === plan.layers.length - 1 });
-    const w = model.graph.initializers.get(layer.weight)!;
-    return { layer, quantized: quantizeWeights(w.data as Float32Array, w.dims[0]!, spec, { method: 'minmax' }) };
-  });
-  return { plan, qdq: buildQdqModel(model, { activations, weights }).model };
-}
+/** PTQ by hand (min-max ranges) over `images`. */
+const quantize = (model: Model, profile: TargetProfile) =>
+  minMaxQdq(model, profile, { dataType: 'float32', dims: [IMAGES, 3, 6, 6], data: images() });
 
 async function* batches() {
   yield { data: images(), count: IMAGES };

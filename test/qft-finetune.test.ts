@@ -87,21 +87,15 @@ function logSoftmax(z: Float32Array): number[] {
   return Array.from(z, (v) => v - lse);
 }
 
+/** 30 epochs of one 16-image batch at rates that move tinyCnn's 4-bit weights. */
+const TINY_RUN = { epochs: 30, batch: 16, lrWeights: 0.05, lrScales: 0.01, seed: 7, threads: 1, schedule: 'constant' } as const;
+
 test('QFT lowers the distillation loss of 4-bit per-tensor PTQ on tinyCnn and is deterministic', async () => {
   const model = floatModel();
   const images = new ImageSet('x', [3, 5, 5], randomTensor([IMAGES, 3, 5, 5], 41).data as Float32Array);
   const params = await ptq(model, images, 4, 'tensor');
   const before = await distillationLoss(model, buildQdqModel(model, params).model, images);
-  const run = () =>
-    finetuneImages(model, params, images, {
-      epochs: 30,
-      batch: 16,
-      lrWeights: 0.05,
-      lrScales: 0.01,
-      seed: 7,
-      threads: 1,
-      schedule: 'constant',
-    });
+  const run = () => finetuneImages(model, params, images, TINY_RUN);
   const result = await run();
   const after = await distillationLoss(model, buildQdqModel(result.model, result.params).model, images);
   assert.equal(result.losses.length, 30);
@@ -125,15 +119,7 @@ test('QFT trains 4-bit weights under 16-bit activations: the loss falls, the gri
   const images = new ImageSet('x', [3, 5, 5], randomTensor([IMAGES, 3, 5, 5], 41).data as Float32Array);
   const params = await ptq(model, images, 4, 'tensor', 1, 16);
   const before = await distillationLoss(model, buildQdqModel(model, params).model, images);
-  const result = await finetuneImages(model, params, images, {
-    epochs: 30,
-    batch: 16,
-    lrWeights: 0.05,
-    lrScales: 0.01,
-    seed: 7,
-    threads: 1,
-    schedule: 'constant',
-  });
+  const result = await finetuneImages(model, params, images, TINY_RUN);
   const qdq = buildQdqModel(result.model, result.params).model;
   const after = await distillationLoss(model, qdq, images);
   assert.ok(Math.abs(result.initialLoss - before) < 0.5 * before + 1e-4, `first step ${result.initialLoss} vs PTQ ${before}`);
