@@ -1,5 +1,5 @@
 import { attrInt, normalizeAxis, producerMap } from '../graph/graph.js';
-import { hostTail, tailInputs } from '../graph/host-tail.js';
+import { hostTail, networkOutputs } from '../graph/host-tail.js';
 import { inferShapes } from '../graph/shapes.js';
 import type { Model, TensorData, ValueInfo } from '../graph/types.js';
 import type { ImageSet } from '../data/images.js';
@@ -29,8 +29,7 @@ export interface OutputTerm {
 export function outputTerms(model: Model): OutputTerm[] {
   const g = model.graph;
   const tail = hostTail(g);
-  const onHost = new Set(tail.flatMap((n) => n.outputs));
-  const values = [...new Set([...g.outputs.map((o) => o.name).filter((o) => !onHost.has(o)), ...tailInputs(g, tail)])];
+  const values = networkOutputs(g, tail);
   const shapes = inferredShapes(model);
   const producers = producerMap(g);
   const floats = values.filter((v) => (shapes.get(v)?.dataType ?? 'float32') === 'float32');

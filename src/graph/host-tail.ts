@@ -96,3 +96,12 @@ export function tailInputs(graph: Graph, tail: readonly Node[]): string[] {
   const onHost = new Set([...tail, ...shapeArithmetic(graph)].flatMap((n) => n.outputs));
   return [...new Set(tail.flatMap((n) => n.inputs.filter((i) => i && !onHost.has(i) && !graph.initializers.has(i))))];
 }
+
+/**
+ * The values the network hands out before the host takes over: the model outputs not on the
+ * tail, then the tail's inputs (`tailInputs`), each once.
+ */
+export function networkOutputs(graph: Graph, tail: readonly Node[]): string[] {
+  const onHost = new Set(tail.flatMap((n) => n.outputs));
+  return [...new Set([...graph.outputs.map((o) => o.name).filter((o) => !onHost.has(o)), ...tailInputs(graph, tail)])];
+}

@@ -1,5 +1,5 @@
 import { attrFloat, attrInt, attrInts, constantInput, nodeError, normalizeAxis } from '../graph/graph.js';
-import { hostTail, shapeArithmetic, tailInputs } from '../graph/host-tail.js';
+import { hostTail, networkOutputs, shapeArithmetic } from '../graph/host-tail.js';
 import { inferShapes } from '../graph/shapes.js';
 import { keepsGrid } from '../quantization/plan.js';
 import { toFloat32 } from '../graph/tensor.js';
@@ -69,9 +69,7 @@ export async function buildNpuPackage(qdq: Model, profile: TargetProfile, option
  * reads from it (the cut), each once.
  */
 function packageOutputs(graph: Graph, tail: readonly Node[], l: Lowering): string[] {
-  const onHost = new Set(tail.flatMap((n) => n.outputs));
-  const names = [...graph.outputs.map((o) => o.name).filter((o) => !onHost.has(o)), ...tailInputs(graph, tail)];
-  return [...new Set(names.map((name) => l.packageOutput(name)))];
+  return [...new Set(networkOutputs(graph, tail).map((name) => l.packageOutput(name)))];
 }
 
 /** Elementwise ops that run as a lookup table when all inputs but one are scalar constants (only ops with a schema reach the lowering). */

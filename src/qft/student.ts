@@ -132,18 +132,14 @@ export function buildStudent(model: Model, params: QuantizationParams, options: 
   const input = src.inputs[0]?.name;
   if (!input) throw new QuantflowError(`model '${src.name}' has no input`);
   const lossKind = options.loss ?? 'auto';
-  const outputs: OutputTerm[] =
-    lossKind === 'auto'
-      ? outputTerms(model)
-      : lossKind === 'l2'
-        ? []
-        : [{ tensor: options.logits ?? logitsOf(model), kind: 'kl', classes: logitClasses(model, options.logits ?? logitsOf(model)) }];
+  const shapes = staticShapes(model);
+  const klOn = (logits: string): OutputTerm[] => [{ tensor: logits, kind: 'kl', classes: logitClasses(shapes, logits) }];
+  const outputs: OutputTerm[] = lossKind === 'auto' ? outputTerms(model) : lossKind === 'l2' ? [] : klOn(options.logits ?? logitsOf(model));
   const features = lossKind === 'kl' ? [] : (options.lossLayers ?? (lossKind === 'auto' ? [] : [defaultFeature(params)]));
   // 'auto' compares each output once; 'kl+l2' may add L2 on the logits themselves.
   const l2Layers = lossKind === 'auto' ? features.filter((f) => !outputs.some((o) => o.tensor === f)) : [...features];
   if (!outputs.length && !l2Layers.length)
     throw new QuantflowError(`QFT: model '${src.name}' has no float output to distil; pass --loss-layers`);
-  const shapes = staticShapes(model);
   for (const t of [...l2Layers, ...outputs.filter((o) => o.kind === 'l2').map((o) => o.tensor)])
     if (
       !shapes
@@ -339,8 +335,8 @@ function outputStep(graph: Graph, layer: WeightedLayer, params: QuantizationPara
 }
 
 /** The classes of the logits: the product of their static non-batch dims. */
-function logitClasses(model: Model, logits: string): number {
-  const shape = staticShapes(model).get(logits)?.shape?.slice(1);
+function logitClasses(shapes: ReturnType<typeof staticShapes>, logits: string): number {
+  const shape = shapes.get(logits)?.shape?.slice(1);
   if (!shape?.every((d): d is number => typeof d === 'number'))
     throw new QuantflowError(`QFT needs the static shape of the logits '${logits}'`);
   return shape.reduce((p, d) => p * d, 1);

@@ -30,7 +30,8 @@ export async function weightSensitivity(
 ): Promise<WeightSensitivity> {
   const t0 = performance.now();
   const layers = cal.plan.layers;
-  const widths = allocationLayers(cal).map((l) => l.widths);
+  const candidates = allocationLayers(cal);
+  const widths = candidates.map((l) => l.widths);
   const quantized = layers.map((_, i) => new Map(widths[i]!.map((bits) => [bits, quantizeLayer(cal, i, { ...cal.specs[i]!, bits })])));
   // Model k has every layer at its k-th width (or its last): each layer's values at each width come from one of them.
   const levels = Math.max(...widths.map((w) => w.length));
@@ -55,7 +56,7 @@ export async function weightSensitivity(
         growth.push((await session.measure({ ...highest, ...values[i]!.get(bits)! })) - baseError);
         options.onProgress?.(++done, total);
       }
-      result.push({ name, size: weightCount(cal, i), widths: widths[i]!, errorGrowth: [...growth, 0] });
+      result.push({ name, size: candidates[i]!.size, widths: widths[i]!, errorGrowth: [...growth, 0] });
     }
     return { baseError, layers: result, quantized, seconds: (performance.now() - t0) / 1000 };
   } finally {
