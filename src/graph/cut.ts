@@ -3,26 +3,10 @@
  * graph's outputs and everything computed from them is dropped. This is how a model ending
  * in an operator quantflow does not support (a custom post-processing op) is still imported.
  */
-import { pruneUnusedInitializers } from './graph.js';
+import { pruneDeadNodes } from './graph.js';
 import { inferShapes } from './shapes.js';
-import type { Graph, Model, ValueInfo } from './types.js';
+import type { Model, ValueInfo } from './types.js';
 import { QuantflowError } from '../util/errors.js';
-
-/** Removes nodes that no graph output depends on, then initializers nothing reads. The nodes must be in topological order. */
-export function pruneDeadNodes(graph: Graph): number {
-  const needed = new Set(graph.outputs.map((o) => o.name));
-  const kept = [];
-  for (let i = graph.nodes.length - 1; i >= 0; i--) {
-    const node = graph.nodes[i]!;
-    if (!node.outputs.some((o) => needed.has(o))) continue;
-    kept.push(node);
-    for (const input of node.inputs) if (input) needed.add(input);
-  }
-  const removed = graph.nodes.length - kept.length;
-  graph.nodes = kept.reverse();
-  pruneUnusedInitializers(graph);
-  return removed;
-}
 
 /**
  * Cuts `model` before `name` (in place): an operator type or node name first, so that all

@@ -113,6 +113,22 @@ export function pruneUnusedInitializers(graph: Graph): void {
   for (const name of graph.initializers.keys()) if (!used.has(name)) graph.initializers.delete(name);
 }
 
+/** Removes nodes that no graph output depends on, then initializers nothing reads. The nodes must be in topological order. */
+export function pruneDeadNodes(graph: Graph): number {
+  const needed = new Set(graph.outputs.map((o) => o.name));
+  const kept = [];
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const node = graph.nodes[i]!;
+    if (!node.outputs.some((o) => needed.has(o))) continue;
+    kept.push(node);
+    for (const input of node.inputs) if (input) needed.add(input);
+  }
+  const removed = graph.nodes.length - kept.length;
+  graph.nodes = kept.reverse();
+  pruneUnusedInitializers(graph);
+  return removed;
+}
+
 /** Map from each value name to the nodes that read it. */
 export function consumerMap(graph: Graph): Map<string, Node[]> {
   const m = new Map<string, Node[]>();

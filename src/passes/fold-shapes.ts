@@ -1,5 +1,5 @@
 import type { Dim, Graph, Model, Node } from '../graph/types.js';
-import { attrInt, attrString, nameAllocator, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
+import { attrInt, attrString, nameAllocator, pruneDeadNodes } from '../graph/graph.js';
 import { inferShapes } from '../graph/shapes.js';
 import { floatTensor, int64Tensor } from '../graph/tensor.js';
 import { foldConstants } from './fold-constants.js';
@@ -25,7 +25,8 @@ export async function foldShapes(model: Model): Promise<number> {
     const elements = inferShapes(model);
     const changed = copyBatchDims(model.graph, elements) + sizesAsScales(model, elements) + constantValues(model.graph, elements);
     if (!changed) break;
-    removeUnread(model.graph);
+    // The Shape nodes the folding bypassed.
+    pruneDeadNodes(model.graph);
     inferShapes(model);
     await foldConstants(model);
   }
@@ -130,23 +131,4 @@ function sizesAsScales(model: Model, elements: Map<string, Dim[]>): number {
     count++;
   }
   return count;
-}
-
-/** Drops nodes whose outputs nobody reads (the Shape nodes the folding bypassed). */
-function removeUnread(graph: Graph): void {
-  const graphOutputs = new Set(graph.outputs.map((o) => o.name));
-  const live = new Set<Node>();
-  const producers = producerMap(graph);
-  const stack = [...graphOutputs].flatMap((o) => producers.get(o) ?? []);
-  while (stack.length) {
-    const n = stack.pop()!;
-    if (live.has(n)) continue;
-    live.add(n);
-    for (const i of n.inputs) {
-      const p = producers.get(i);
-      if (p && !live.has(p)) stack.push(p);
-    }
-  }
-  graph.nodes = graph.nodes.filter((n) => live.has(n));
-  pruneUnusedInitializers(graph);
 }

@@ -7,8 +7,7 @@
  * original quantization parameters are kept in the model metadata.
  */
 import { basename } from 'node:path';
-import { pruneDeadNodes } from '../../graph/cut.js';
-import { createGraph, makeNode } from '../../graph/graph.js';
+import { createGraph, makeNode, pruneDeadNodes } from '../../graph/graph.js';
 import { topologicalSort } from '../../graph/toposort.js';
 import type { Model } from '../../graph/types.js';
 import { QuantflowError } from '../../util/errors.js';
