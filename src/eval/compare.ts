@@ -19,6 +19,7 @@ import {
   DetectAccumulator,
   ErrorAccumulator,
   SegmentAccumulator,
+  argmax,
   classMap,
   type ClassifyFigures,
   type DenseFigures,
@@ -158,8 +159,7 @@ function detections(
     for (let i = 0; i < n; i++)
       for (let a = 0; a < anchors; a++) {
         const at = (i * anchors + a) * classes;
-        let cls = 0;
-        for (let c = 1; c < classes; c++) if (scores[at + c]! > scores[at + cls]!) cls = c;
+        const cls = argmax(scores, at, classes);
         const raw = scores[at + cls]!;
         out[i]!.push({
           box: toYxyx(boxes, (i * anchors + a) * width, source.boxFormat),

@@ -18,7 +18,6 @@ export class ErrorAccumulator {
   private signal = 0;
   private noise = 0;
   private dot = 0;
-  private refNorm = 0;
   private testNorm = 0;
   private maxAbs = 0;
 
@@ -31,17 +30,16 @@ export class ErrorAccumulator {
       this.signal += r * r;
       this.noise += d * d;
       this.dot += r * t;
-      this.refNorm += r * r;
       this.testNorm += t * t;
       if (Math.abs(d) > this.maxAbs) this.maxAbs = Math.abs(d);
     }
   }
 
   result(): ErrorFigures {
-    const norms = Math.sqrt(this.refNorm * this.testNorm);
+    const norms = Math.sqrt(this.signal * this.testNorm);
     return {
       sqnrDb: this.noise === 0 ? Infinity : 10 * Math.log10(this.signal / this.noise),
-      cosine: norms === 0 ? (this.refNorm === this.testNorm ? 1 : 0) : this.dot / norms,
+      cosine: norms === 0 ? (this.signal === this.testNorm ? 1 : 0) : this.dot / norms,
       maxAbsError: this.maxAbs,
     };
   }

@@ -5,6 +5,7 @@
  * readable.
  */
 import type { Dim } from '../graph/types.js';
+import type { Preprocess } from '../data/preprocess.js';
 import type { AllocationLayer, AllocationStep } from '../quantization/allocation.js';
 import type { TargetProfile } from '../quantization/profile.js';
 import type { SimilarityReport } from '../tse/analyze.js';
@@ -89,7 +90,7 @@ export interface QuantizeReportJson {
     preset: string;
     folder: string;
     /** The preprocessing in full, and why it was chosen. */
-    preprocess?: { mean: number[]; std: number[]; channels: string; resize: string; crop: number; padValue: number; reason: string };
+    preprocess?: Preprocess & { reason: string };
     /** Calibration files that could not be decoded and were left out (--skip-bad-images). */
     skipped?: string[];
   };

@@ -8,16 +8,9 @@ import { BOX_FORMATS, TASKS, type BoxFormat, type Task } from '../../eval/tasks.
 import { progressBar } from '../progress.js';
 import { formatTable, percent } from '../table.js';
 import { writeJsonResult } from '../../util/fs.js';
-import { positiveInt } from './eval.js';
+import { choice, positiveInt } from './eval.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '../preprocess-options.js';
-
-function choice<T extends string>(name: string, values: readonly T[]): (value: string) => T {
-  return (value) => {
-    if (!(values as readonly string[]).includes(value)) throw new InvalidArgumentError(`${name}: choose one of ${values.join(', ')}`);
-    return value as T;
-  };
-}
 
 function fraction(name: string): (value: string) => number {
   return (value) => {

@@ -11,6 +11,14 @@ import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '../preprocess-options.js';
 import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 
+/** Parses an option that takes one of `values`, with a message that names the option. */
+export function choice<T extends string>(name: string, values: readonly T[]): (value: string) => T {
+  return (value) => {
+    if (!(values as readonly string[]).includes(value)) throw new InvalidArgumentError(`${name}: choose one of ${values.join(', ')}`);
+    return value as T;
+  };
+}
+
 /** Parses a positive integer option, with a message that names the option. */
 export function positiveInt(name: string): (value: string) => number {
   return (value) => {

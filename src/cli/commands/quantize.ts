@@ -4,7 +4,7 @@ import { builtinProfiles } from '../../quantization/profile.js';
 import type { RangeMethod } from '../../quantization/calibration.js';
 import { progressBar } from '../progress.js';
 import { formatTable, nodeSummary, percent } from '../table.js';
-import { positiveInt } from './eval.js';
+import { choice, positiveInt } from './eval.js';
 import { addPreprocessOptions, preprocessRequest, type PreprocessFlags } from '../preprocess-options.js';
 import { QFT_DEFAULTS, type LrSchedule } from '../../qft/finetune.js';
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../../qft/student.js';
@@ -45,13 +45,6 @@ interface QuantizeCliOptions extends PreprocessFlags, InputSizeCliOptions, TaskC
   weightBudget?: string;
 }
 
-function choice<T extends string>(name: string, values: readonly T[]): (value: string) => T {
-  return (value) => {
-    if (!(values as readonly string[]).includes(value)) throw new InvalidArgumentError(`${name}: choose one of ${values.join(', ')}`);
-    return value as T;
-  };
-}
-
 function groupList(value: string): TrainedGroup[] {
   const groups = value.split(',').map((g) => g.trim());
   const unknown = groups.filter((g) => !(TRAINED_GROUPS as readonly string[]).includes(g));
@@ -86,10 +79,7 @@ export function registerQuantize(program: Command): void {
     .option(
       '--calibration <method>',
       `activation ranges: ${METHODS.join(', ')}`,
-      (v: string) => {
-        if (!(METHODS as string[]).includes(v)) throw new InvalidArgumentError(`choose one of ${METHODS.join(', ')}`);
-        return v as RangeMethod;
-      },
+      choice('--calibration', METHODS),
       PTQ_DEFAULTS.calibration,
     )
     .option(
