@@ -29,7 +29,7 @@ import { writeFileAtomic } from '../util/fs.js';
 import {
   buildQuantizedModel,
   calibrateModel,
-  quantizeCalibrated,
+  assembleQuantization,
   quantizeModel,
   resolvePtqOptions,
   type QuantizeResult,
@@ -270,8 +270,11 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       `${profile.name}-wb${options.weightBudget.trim()}`,
       sens.layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: chosen.widths[i] as 4 | 8 }] : [])),
     );
-    const specs = cal.specs.map((spec, i) => ({ ...spec, bits: chosen.widths[i] as 4 | 8 }));
-    result = await quantizeCalibrated({ ...cal, profile: allocated }, specs);
+    // The sensitivity pass quantized every layer at every width it may take.
+    result = await assembleQuantization(
+      { ...cal, profile: allocated },
+      sens.quantized.map((widths, i) => widths.get(chosen.widths[i] as 4 | 8)!),
+    );
     profile = allocated;
     allocation = {
       budget: options.weightBudget,

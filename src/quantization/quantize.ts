@@ -133,7 +133,9 @@ const HISTOGRAM_SAMPLE = 1 << 16;
  */
 export async function quantizeModel(input: Model, calib: Dataset, given: QuantizeOptions): Promise<QuantizeResult> {
   const calibration = await calibrateModel(input, calib, given);
-  return quantizeCalibrated(calibration, calibration.specs);
+  const t0 = performance.now();
+  const weights = calibration.specs.map((spec, i) => quantizeLayer(calibration, i, spec));
+  return assembleQuantization(calibration, weights, t0);
 }
 
 /**
@@ -295,10 +297,12 @@ export function qdqOfLayers(cal: Calibration, layers: QuantizedLayer[]): Model {
   return buildQdqModel(correctedBiases(cal.model, layers), params).model;
 }
 
-/** The weights of every layer quantized as `specs` says, and the QDQ model with the report's per-layer facts. */
-export async function quantizeCalibrated(cal: Calibration, specs: LayerWeights[]): Promise<QuantizeResult> {
-  const t0 = performance.now();
-  const weights = specs.map((spec, i) => quantizeLayer(cal, i, spec));
+/**
+ * The QDQ model, with the report's per-layer facts, of layers quantized from `cal` (by
+ * `quantizeLayer`; an allocation picks them from the sensitivity pass, which quantized each at
+ * every width it may take); `t0` is when their quantization began.
+ */
+export async function assembleQuantization(cal: Calibration, weights: QuantizedLayer[], t0 = performance.now()): Promise<QuantizeResult> {
   const corrected = correctedBiases(cal.model, weights);
   const weightSeconds = (performance.now() - t0) / 1000;
   const params: QuantizationParams = {
