@@ -86,7 +86,7 @@ const agreement = (e: EvalResult) => e.predictions.filter((p, i) => p.top5[0] ==
 interface Row {
   budget: string;
   stage: 'PTQ' | 'QFT';
-  bitsPerWeight: number;
+  bitsPerElement: number;
   heldOutError: number;
   top1: number;
   agreement: number;
@@ -99,11 +99,9 @@ for (const budgetText of args.budgets!.split(',')) {
   const t0 = performance.now();
   const bits = budgetBits(parseBudget(budgetText, '--budgets'), sens.layers, profile.source);
   const chosen = allocateGreedy(sens.layers, bits, sens.baseError);
-  const allocated = allocatedProfile(
-    profile,
-    `${profile.name}-wb${budgetText}`,
-    sens.layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: chosen.widths[i] as 4 | 8 }] : [])),
-  );
+  const allocated = allocatedProfile(profile, `${profile.name}-wb${budgetText}`, {
+    weights: sens.layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: chosen.widths[i] as 4 | 8 }] : [])),
+  });
   const ptq = await assembleQuantization(
     { ...cal, profile: allocated },
     sens.quantized.map((widths, i) => widths.get(chosen.widths[i] as 4 | 8)!),
@@ -114,7 +112,7 @@ for (const budgetText of args.budgets!.split(',')) {
     const row: Row = {
       budget: budgetText,
       stage,
-      bitsPerWeight: chosen.bitsPerWeight,
+      bitsPerElement: chosen.bitsPerElement,
       heldOutError: await heldMeter.measure(m),
       top1: e.top1,
       agreement: agreement(e),
@@ -123,7 +121,7 @@ for (const budgetText of args.budgets!.split(',')) {
     };
     rows.push(row);
     console.log(
-      `${budgetText} ${stage}: ${row.bitsPerWeight.toFixed(3)} bits/weight, held-out error ${row.heldOutError.toFixed(4)}, ` +
+      `${budgetText} ${stage}: ${row.bitsPerElement.toFixed(3)} bits/weight, held-out error ${row.heldOutError.toFixed(4)}, ` +
         `top-1 ${percent(row.top1)}, agreement ${percent(row.agreement)} (${row.seconds.toFixed(0)} s)`,
     );
   };
@@ -145,7 +143,7 @@ console.log(
     ...rows.map((r) => [
       r.budget,
       r.stage,
-      r.bitsPerWeight.toFixed(3),
+      r.bitsPerElement.toFixed(3),
       r.heldOutError.toFixed(4),
       percent(r.top1),
       percent(r.agreement),

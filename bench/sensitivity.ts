@@ -16,7 +16,7 @@ import { decodeImages } from '../src/data/images.js';
 import { OutputErrorMeter } from '../src/eval/output-error.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
-import { allocateGreedy, bitsPerWeight, budgetBits, parseBudget, type AllocationLayer } from '../src/quantization/allocation.js';
+import { allocateGreedy, bitsPerElement, budgetBits, parseBudget, type AllocationLayer } from '../src/quantization/allocation.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { calibrateModel, qdqOfLayers } from '../src/quantization/quantize.js';
 import { weightSensitivity } from '../src/quantization/sensitivity.js';
@@ -80,7 +80,7 @@ const hand = layers.map((l) => (l.widths.length > 1 && handPattern.test(l.name) 
 const rows: [string, number[]][] = [['every free layer at 4 bits', lowest]];
 for (const [label, budget] of [
   [`greedy at ${args.budget}`, args.budget!],
-  [`greedy at the hand rule's ${bitsPerWeight(layers, hand).toFixed(3)}`, String(bitsPerWeight(layers, hand))],
+  [`greedy at the hand rule's ${bitsPerElement(layers, hand).toFixed(3)}`, String(bitsPerElement(layers, hand))],
 ]) {
   rows.push([label!, allocateGreedy(layers, budgetBits(parseBudget(budget!, 'budget'), layers, 'budget'), sens.baseError).widths]);
 }
@@ -104,5 +104,5 @@ rows.push(['every layer at 8 bits', layers.map((l) => l.widths.at(-1)!)]);
 console.log(`output error on ${evalSet.count} images neither calibration nor sensitivity saw:`);
 for (const [label, widths] of rows) {
   const error = await measure(widths);
-  console.log(`  ${label.padEnd(44)} ${bitsPerWeight(layers, widths).toFixed(3)} bits/weight  error ${error.toExponential(3)}`);
+  console.log(`  ${label.padEnd(44)} ${bitsPerElement(layers, widths).toFixed(3)} bits/weight  error ${error.toExponential(3)}`);
 }

@@ -56,7 +56,7 @@ test('greedy allocation on hand-set sensitivities picks the best set of 8-bit la
   assert.deepEqual(chosen.widths, [8, 4, 8, 4]);
   assert.deepEqual(chosen.widths, best);
   assert.ok(Math.abs(chosen.predictedError - (0.1 + 0.5 + 0.01)) < 1e-12);
-  assert.equal(chosen.bitsPerWeight, (25 * 8 + 100 * 4 + 50 * 8 + 75 * 4) / 250);
+  assert.equal(chosen.bitsPerElement, (25 * 8 + 100 * 4 + 50 * 8 + 75 * 4) / 250);
   assert.deepEqual(
     chosen.path.map((s) => s.layer),
     [undefined, 'a', 'c'],
@@ -189,7 +189,7 @@ test('quantize --weight-budget writes profile.json, and --profile with it reprod
       [4, 8],
     ],
   );
-  assert.ok(a.bitsPerWeight <= 6);
+  assert.ok(a.bitsPerElement <= 6);
   assert.equal(first.files.profile, join(root, 'budget', 'profile.json'));
   assert.match(readFileSync(first.files.html, 'utf8'), /Weight allocation under a budget/);
   const written = parseProfile(JSON.parse(readFileSync(first.files.profile!, 'utf8')), 'profile.json');

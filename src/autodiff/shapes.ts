@@ -1,5 +1,5 @@
 import type { Model, ValueInfo } from '../graph/types.js';
-import { inferShapes } from '../graph/shapes.js';
+import { valueShapes } from '../graph/shapes.js';
 import { QUANTFLOW_DOMAIN } from './domain.js';
 
 /**
@@ -11,10 +11,5 @@ export function staticShapes(model: Model): Map<string, ValueInfo> {
   const nodes = model.graph.nodes.map((n) =>
     n.domain === QUANTFLOW_DOMAIN ? { ...n, opType: 'Identity', domain: '', inputs: [n.inputs[0]!], attributes: {} } : n,
   );
-  const copy: Model = { ...model, graph: { ...model.graph, nodes, valueInfo: new Map() } };
-  inferShapes(copy);
-  const shapes = new Map(copy.graph.valueInfo);
-  for (const v of model.graph.inputs) shapes.set(v.name, v);
-  for (const [name, t] of model.graph.initializers) shapes.set(name, { name, dataType: t.dataType, shape: [...t.dims] });
-  return shapes;
+  return valueShapes({ ...model, graph: { ...model.graph, nodes } });
 }

@@ -1,7 +1,7 @@
 import { attrInt, normalizeAxis, producerMap } from '../graph/graph.js';
 import { hostTail, networkOutputs } from '../graph/host-tail.js';
-import { inferShapes } from '../graph/shapes.js';
-import type { Model, TensorData, ValueInfo } from '../graph/types.js';
+import { valueShapes } from '../graph/shapes.js';
+import type { Model, TensorData } from '../graph/types.js';
 import type { ImageSet } from '../data/images.js';
 import { openSession, runSession } from '../runtime/session.js';
 
@@ -30,7 +30,7 @@ export function outputTerms(model: Model): OutputTerm[] {
   const g = model.graph;
   const tail = hostTail(g);
   const values = networkOutputs(g, tail);
-  const shapes = inferredShapes(model);
+  const shapes = valueShapes(model);
   const producers = producerMap(g);
   const floats = values.filter((v) => (shapes.get(v)?.dataType ?? 'float32') === 'float32');
   return floats.map((tensor): OutputTerm => {
@@ -170,11 +170,4 @@ function logSoftmax(x: Float32Array): Float64Array {
   for (const v of x) sum += Math.exp(v - max);
   const log = max + Math.log(sum);
   return Float64Array.from(x, (v) => v - log);
-}
-
-/** Element types and shapes of every value, inferred on a copy so the model is left as it is. */
-function inferredShapes(model: Model): Map<string, ValueInfo> {
-  const copy: Model = { ...model, graph: { ...model.graph, valueInfo: new Map() } };
-  inferShapes(copy);
-  return copy.graph.valueInfo;
 }

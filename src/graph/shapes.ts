@@ -14,6 +14,19 @@ import { explicitPads, isSamePadding, outputSize, windowAttributes, windowExtent
 import { QuantflowError } from '../util/errors.js';
 
 /**
+ * Element types and shapes of every value of `model`: node outputs as `inferShapes` finds
+ * them, inputs and initializers as declared. Inferred on a copy, so the model is left as it is.
+ */
+export function valueShapes(model: Model): Map<string, ValueInfo> {
+  const probe: Model = { ...model, graph: { ...model.graph, valueInfo: new Map() } };
+  inferShapes(probe);
+  const shapes = new Map(probe.graph.valueInfo);
+  for (const v of model.graph.inputs) shapes.set(v.name, v);
+  for (const [name, t] of model.graph.initializers) shapes.set(name, { name, dataType: t.dataType, shape: [...t.dims] });
+  return shapes;
+}
+
+/**
  * Fills `model.graph.valueInfo` (replacing what it held) with the element type and shape of
  * every node output, walking the nodes in their (topological) order. Throws a QuantflowError
  * for an unsupported operator, an input not produced before its reader, or a shape

@@ -21,8 +21,8 @@ import { finetune, QFT_DEFAULTS, type FinetuneResult, type LrSchedule } from '..
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../qft/student.js';
 import type { RangeMethod } from '../quantization/calibration.js';
 import { loadProfile, profileJson, type TargetProfile } from '../quantization/profile.js';
-import { allocatedProfile, allocateGreedy, budgetBits, parseBudget } from '../quantization/allocation.js';
-import { allocationLayers, weightSensitivity } from '../quantization/sensitivity.js';
+import { allocatedProfile, allocateGreedy, budgetBits, parseActivationBudget, parseBudget } from '../quantization/allocation.js';
+import { activationCandidates, activationSensitivity, allocationLayers, weightSensitivity } from '../quantization/sensitivity.js';
 import { decodeImages } from '../data/images.js';
 import { OutputErrorMeter } from '../eval/output-error.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -30,8 +30,11 @@ import {
   buildQuantizedModel,
   calibrateModel,
   assembleQuantization,
+  qdqOfLayers,
+  quantizeLayer,
   quantizeModel,
   resolvePtqOptions,
+  type QuantizedLayer,
   type QuantizeResult,
 } from '../quantization/quantize.js';
 import { runManifest } from '../report/manifest.js';
@@ -41,7 +44,7 @@ import { QuantflowError } from '../util/errors.js';
 import { reportFilesIn, writeReportFiles } from '../report/files.js';
 
 /** The stages of a run that take long enough to show progress for, in the order they run. */
-export type QuantizeStage = 'calibrate' | 'sensitivity' | 'qft' | 'eval float' | 'eval quantized' | 'compare';
+export type QuantizeStage = 'calibrate' | 'activation sensitivity' | 'sensitivity' | 'qft' | 'eval float' | 'eval quantized' | 'compare';
 
 /** Receives one stage's progress; `stop` is called when the stage ends, also when it fails. */
 export interface StageReporter {
@@ -123,6 +126,13 @@ export interface QuantizeRunOptions {
    * `<output>/profile.json`.
    */
   weightBudget?: string;
+  /**
+   * Activation budget: average bits per activation element (8 to 16, e.g. `9`) over the
+   * activations with a choice; each activation's grid width is chosen among those the profile
+   * allows (`"activations": { "bits": [8, 16] }`) by measured sensitivity
+   * (`activationSensitivity`), before any weight allocation, and written into the same profile.
+   */
+  activationBudget?: string;
   /** Called as each stage starts, with the amount of work; the reporter it returns follows that stage. */
   onStage?: (stage: QuantizeStage, total: number) => StageReporter;
 }
@@ -201,6 +211,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       gptq,
       equalize,
       ...(options.weightBudget !== undefined ? { weightBudget: options.weightBudget } : {}),
+      ...(options.activationBudget !== undefined ? { activationBudget: options.activationBudget } : {}),
       eval: options.eval ?? null,
       ...(options.evalLimit ? { evalLimit: options.evalLimit } : {}),
       ...(options.compare
@@ -241,53 +252,94 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   };
   let result: QuantizeResult;
   let allocation: AllocationReport | undefined;
-  if (options.weightBudget !== undefined) {
-    const budget = parseBudget(options.weightBudget, '--weight-budget');
-    if (profile.weights.allowed.length < 2)
+  let activationAllocation: AllocationReport | undefined;
+  if (options.weightBudget !== undefined || options.activationBudget !== undefined) {
+    const weightBudget = options.weightBudget === undefined ? undefined : parseBudget(options.weightBudget, '--weight-budget');
+    const activationBudget = options.activationBudget === undefined ? undefined : parseActivationBudget(options.activationBudget);
+    const flag = weightBudget ? '--weight-budget' : '--activation-budget';
+    if (weightBudget && profile.weights.allowed.length < 2)
       throw new QuantflowError(
         `--weight-budget chooses among the weight widths a profile allows, and ${profile.source} allows only ${profile.weights.bits}: give a profile with "weights": { "bits": [4, 8], ... }`,
       );
+    if (activationBudget && profile.activations.allowed.length < 2)
+      throw new QuantflowError(
+        `--activation-budget chooses among the activation widths a profile allows, and ${profile.source} allows only ${profile.activations.bits}: give a profile with "activations": { "bits": [8, 16], ... } (such as w8a8a16-channel)`,
+      );
     if (calib.items.length < calibLimit + HELD_OUT)
       throw new QuantflowError(
-        `--weight-budget measures on the last ${HELD_OUT} images of '${options.calib}', held apart from calibration: use --calib-limit ${Math.max(0, calib.items.length - HELD_OUT)} or less (it has ${calib.items.length} images)`,
+        `${flag} measures on the last ${HELD_OUT} images of '${options.calib}', held apart from calibration: use --calib-limit ${Math.max(0, calib.items.length - HELD_OUT)} or less (it has ${calib.items.length} images)`,
       );
     const cal = await stage('calibrate', Math.min(calibLimit, calib.items.length), (r) =>
       calibrateModel(model, calib, { ...ptqOptions, onProgress: (done) => r.update(done) }),
     );
-    const candidates = allocationLayers(cal);
-    const bits = budgetBits(budget, candidates, profile.source);
+    // Both budgets are checked against the model before anything is measured.
+    const weightBits = weightBudget && budgetBits(weightBudget, allocationLayers(cal), profile.source);
+    const activationBits = activationBudget && budgetBits(activationBudget, activationCandidates(cal), profile.source, 'activation');
     const held = await decodeImages(
       cal.model,
       { ...calib, items: calib.items.slice(-HELD_OUT) },
       { limit: HELD_OUT, preprocess: cal.preprocess.spec, batch, skipBadImages: options.skipBadImages },
     );
     const meter = await OutputErrorMeter.create(cal.model, held, { batch });
-    const measurements = candidates.reduce((s, l) => s + l.widths.length - 1, 0);
-    const sens = await stage('sensitivity', measurements, (r) => weightSensitivity(cal, meter, { onProgress: (done) => r.update(done) }));
-    const chosen = allocateGreedy(sens.layers, bits, sens.baseError);
-    const allocated = allocatedProfile(
-      profile,
-      `${profile.name}-wb${options.weightBudget.trim()}`,
-      sens.layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: chosen.widths[i] as 4 | 8 }] : [])),
-    );
-    // The sensitivity pass quantized every layer at every width it may take.
-    result = await assembleQuantization(
-      { ...cal, profile: allocated },
-      sens.quantized.map((widths, i) => widths.get(chosen.widths[i] as 4 | 8)!),
-    );
-    profile = allocated;
-    allocation = {
-      budget: options.weightBudget,
-      budgetBits: bits,
-      bitsPerWeight: chosen.bitsPerWeight,
-      heldOutImages: held.count,
-      baseError: sens.baseError,
-      predictedError: chosen.predictedError,
-      measuredError: await meter.measure(result.model),
-      seconds: sens.seconds,
-      layers: sens.layers.map((l, i) => ({ ...l, bits: chosen.widths[i]! })),
-      path: chosen.path,
-    };
+    const name = [
+      profile.name,
+      ...(options.activationBudget !== undefined ? [`ab${options.activationBudget.trim()}`] : []),
+      ...(options.weightBudget !== undefined ? [`wb${options.weightBudget.trim()}`] : []),
+    ].join('-');
+    let current = cal;
+    // Activations are allocated first, with every layer's weights at the width the profile gives it.
+    let layers: QuantizedLayer[] | undefined;
+    if (activationBits !== undefined) {
+      const atProfileWidths = cal.specs.map((spec, i) => quantizeLayer(cal, i, spec));
+      layers = atProfileWidths;
+      const measurements = activationCandidates(cal).reduce((s, l) => s + l.widths.length - 1, 0);
+      const sens = await stage('activation sensitivity', measurements, (r) =>
+        activationSensitivity(cal, atProfileWidths, meter, { onProgress: (done) => r.update(done) }),
+      );
+      const chosen = allocateGreedy(sens.layers, activationBits, sens.baseError);
+      const choices = sens.layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: chosen.widths[i] as 8 | 16 }] : []));
+      const activations = new Map(cal.activations);
+      sens.tensors.forEach((t, i) => activations.set(t, cal.activationGrids.get(t)!.get(chosen.widths[i] as 8 | 16)!));
+      current = { ...cal, activations, profile: allocatedProfile(profile, name, { activations: choices }) };
+      activationAllocation = {
+        budget: options.activationBudget!,
+        budgetBits: activationBits,
+        bitsPerElement: chosen.bitsPerElement,
+        heldOutImages: held.count,
+        baseError: sens.baseError,
+        predictedError: chosen.predictedError,
+        measuredError: await meter.measure(qdqOfLayers(current, atProfileWidths)),
+        seconds: sens.seconds,
+        layers: sens.layers.map((l, i) => ({ ...l, bits: chosen.widths[i]! })),
+        path: chosen.path,
+      };
+    }
+    if (weightBits !== undefined) {
+      const measurements = allocationLayers(current).reduce((s, l) => s + l.widths.length - 1, 0);
+      const sens = await stage('sensitivity', measurements, (r) =>
+        weightSensitivity(current, meter, { onProgress: (done) => r.update(done) }),
+      );
+      const chosen = allocateGreedy(sens.layers, weightBits, sens.baseError);
+      const choices = sens.layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: chosen.widths[i] as 4 | 8 }] : []));
+      current = { ...current, profile: allocatedProfile(current.profile, name, { weights: choices }) };
+      // The sensitivity pass quantized every layer at every width it may take.
+      layers = sens.quantized.map((widths, i) => widths.get(chosen.widths[i] as 4 | 8)!);
+      allocation = {
+        budget: options.weightBudget!,
+        budgetBits: weightBits,
+        bitsPerElement: chosen.bitsPerElement,
+        heldOutImages: held.count,
+        baseError: sens.baseError,
+        predictedError: chosen.predictedError,
+        measuredError: await meter.measure(qdqOfLayers(current, layers)),
+        seconds: sens.seconds,
+        layers: sens.layers.map((l, i) => ({ ...l, bits: chosen.widths[i]! })),
+        path: chosen.path,
+      };
+    }
+    // One of the two budgets was given, so one of the two passes chose the layers.
+    result = await assembleQuantization(current, layers!);
+    profile = current.profile;
   } else {
     result = await stage('calibrate', Math.min(calibLimit, calib.items.length), (r) =>
       quantizeModel(model, calib, { ...ptqOptions, onProgress: (done) => r.update(done) }),
@@ -383,7 +435,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     model: join(options.output, 'model.qdq.onnx'),
     ...(npu ? { npu: npuDir } : {}),
     ...reportFiles,
-    ...(allocation ? { profile: join(options.output, 'profile.json') } : {}),
+    ...(allocation || activationAllocation ? { profile: join(options.output, 'profile.json') } : {}),
   };
   const stats = layerWeightStats(model, result.plan);
   const report: QuantizeReportJson = {
@@ -409,6 +461,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     passes: passes.changes,
     ...(qft ? { qft } : {}),
     ...(allocation ? { allocation } : {}),
+    ...(activationAllocation ? { activationAllocation } : {}),
   };
   // Everything in a folder this run creates is its own, so the folder goes too when writing fails.
   const createdOutput = !existsSync(options.output);

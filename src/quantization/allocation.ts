@@ -17,8 +17,8 @@ export interface AllocationStep {
   /** Absent for the starting point, every layer at its lowest width. */
   layer?: string;
   bits?: number;
-  /** Average bits per weight over the layers with a choice (`bitsPerWeight`). */
-  bitsPerWeight: number;
+  /** Average bits per element (weight or activation) over the layers with a choice (`bitsPerElement`). */
+  bitsPerElement: number;
   /** Output error predicted by adding the growths of the layers below their highest width. */
   predictedError: number;
 }
@@ -26,13 +26,13 @@ export interface AllocationStep {
 export interface Allocation {
   /** The chosen width of each layer, in the order given. */
   widths: number[];
-  bitsPerWeight: number;
+  bitsPerElement: number;
   predictedError: number;
   /** From every layer at its lowest width to the chosen allocation. */
   path: AllocationStep[];
 }
 
-/** A budget as given: average bits per weight, or a size in bytes. */
+/** A budget as given: average bits per element (weight or activation), or a size in bytes. */
 export type Budget = { bitsPerElement: number } | { bytes: number };
 
 const UNITS: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30 };
@@ -47,13 +47,28 @@ export function parseBudget(text: string, option: string): Budget {
   return unit ? { bytes: value * UNITS[unit]! } : { bitsPerElement: value };
 }
 
+/** Parses an activation budget: average bits per activation element, such as `9` (a size is refused). */
+export function parseActivationBudget(text: string): Budget {
+  const budget = /^\s*[\d.]+\s*$/.test(text) ? parseBudget(text, '--activation-budget') : undefined;
+  if (!budget) throw new QuantflowError(`--activation-budget must be average bits per activation element, 8 to 16 (e.g. 9), got "${text}"`);
+  return budget;
+}
+
+/** What a budget shares out: weights (`--weight-budget`) or activation elements (`--activation-budget`). */
+export type BudgetUnit = 'weight' | 'activation';
+
 /**
- * The budget in bits over all `layers`. Bits per weight average over the layers with a choice
- * (the issue's "4.0 = every layer at 4 bits but the first and last", which overrides fix at 8);
- * a size counts every layer. A QuantflowError names the minimum when every layer at its lowest
- * width does not fit.
+ * The budget in bits over all `layers`. Bits per element average over the layers with a
+ * choice (the issue's "4.0 = every layer at 4 bits but the first and last", which overrides
+ * fix at 8); a size counts every layer. A QuantflowError names the minimum when every layer at
+ * its lowest width does not fit.
  */
-export function budgetBits(budget: Budget, layers: readonly Pick<AllocationLayer, 'size' | 'widths'>[], what: string): number {
+export function budgetBits(
+  budget: Budget,
+  layers: readonly Pick<AllocationLayer, 'size' | 'widths'>[],
+  what: string,
+  unit: BudgetUnit = 'weight',
+): number {
   const sum = (list: readonly Pick<AllocationLayer, 'size' | 'widths'>[], f: (l: Pick<AllocationLayer, 'size' | 'widths'>) => number) =>
     list.reduce((s, l) => s + f(l), 0);
   const free = layers.filter((l) => l.widths.length > 1);
@@ -63,17 +78,17 @@ export function budgetBits(budget: Budget, layers: readonly Pick<AllocationLayer
   const bits = 'bytes' in budget ? budget.bytes * 8 : fixedBits + budget.bitsPerElement * freeSize;
   if (bits < minimum) {
     const least =
-      'bytes' in budget ? `${Math.ceil(minimum / 8)} bytes` : `${round((minimum - fixedBits) / (freeSize || 1))} bits per weight`;
-    const given = 'bytes' in budget ? `${budget.bytes} bytes` : `${budget.bitsPerElement} bits per weight`;
+      'bytes' in budget ? `${Math.ceil(minimum / 8)} bytes` : `${round((minimum - fixedBits) / (freeSize || 1))} bits per ${unit}`;
+    const given = 'bytes' in budget ? `${budget.bytes} bytes` : `${budget.bitsPerElement} bits per ${unit}`;
     throw new QuantflowError(
-      `${what}: a weight budget of ${given} is below the minimum of ${least}, every layer at its lowest allowed width`,
+      `${what}: a${unit === 'activation' ? 'n' : ''} ${unit} budget of ${given} is below the minimum of ${least}, every ${unit === 'weight' ? 'layer' : 'activation'} at its lowest allowed width`,
     );
   }
   return bits;
 }
 
-/** Average bits per weight over the layers with a choice, as `budgetBits` reads a budget, for `widths` chosen per layer. */
-export function bitsPerWeight(layers: readonly Pick<AllocationLayer, 'size' | 'widths'>[], widths: readonly number[]): number {
+/** Average bits per element over the layers with a choice, as `budgetBits` reads a budget, for `widths` chosen per layer. */
+export function bitsPerElement(layers: readonly Pick<AllocationLayer, 'size' | 'widths'>[], widths: readonly number[]): number {
   let bits = 0;
   let size = 0;
   layers.forEach((l, i) => {
@@ -94,7 +109,7 @@ export function allocateGreedy(layers: readonly AllocationLayer[], budget: numbe
   let used = layers.reduce((s, l) => s + l.size * l.widths[0]!, 0);
   let error = baseError + layers.reduce((s, l) => s + l.errorGrowth[0]!, 0);
   const widths = () => layers.map((l, i) => l.widths[level[i]!]!);
-  const path: AllocationStep[] = [{ bitsPerWeight: bitsPerWeight(layers, widths()), predictedError: error }];
+  const path: AllocationStep[] = [{ bitsPerElement: bitsPerElement(layers, widths()), predictedError: error }];
   for (;;) {
     let best: { i: number; ratio: number; cost: number; gain: number } | undefined;
     layers.forEach((l, i) => {
@@ -113,23 +128,39 @@ export function allocateGreedy(layers: readonly AllocationLayer[], budget: numbe
     path.push({
       layer: layers[i]!.name,
       bits: layers[i]!.widths[level[i]!]!,
-      bitsPerWeight: bitsPerWeight(layers, widths()),
+      bitsPerElement: bitsPerElement(layers, widths()),
       predictedError: error,
     });
   }
-  return { widths: widths(), bitsPerWeight: bitsPerWeight(layers, widths()), predictedError: error, path };
+  return { widths: widths(), bitsPerElement: bitsPerElement(layers, widths()), predictedError: error, path };
+}
+
+/** A chosen width, by the name of the layer an override selects it with. */
+export interface WidthChoice<B extends number> {
+  layer: string;
+  bits: B;
 }
 
 /**
- * `profile` with each layer's chosen weight width as an override by its exact name, after the
- * profile's own: `--profile` with it reproduces the allocation without measuring again.
+ * `profile` with each layer's chosen weight width and each activation's chosen grid width as
+ * overrides by exact name, after the profile's own: `--profile` with it reproduces the
+ * allocation without measuring again.
  */
-export function allocatedProfile(profile: TargetProfile, name: string, choices: { layer: string; bits: 4 | 8 }[]): TargetProfile {
+export function allocatedProfile(
+  profile: TargetProfile,
+  name: string,
+  choices: { weights?: WidthChoice<4 | 8>[]; activations?: WidthChoice<8 | 16>[] },
+): TargetProfile {
+  const kinds = [choices.weights && 'weight widths', choices.activations && 'activation widths'].filter(Boolean).join(' and ');
   return {
     ...profile,
     name,
-    description: `${profile.name} with per-layer weight widths chosen by sensitivity under a budget${profile.description ? `; ${profile.description}` : ''}`,
-    overrides: [...profile.overrides, ...choices.map((c) => ({ match: exactMatcher(c.layer), weights: { bits: c.bits } }))],
+    description: `${profile.name} with per-layer ${kinds} chosen by sensitivity under a budget${profile.description ? `; ${profile.description}` : ''}`,
+    overrides: [
+      ...profile.overrides,
+      ...(choices.activations ?? []).map((c) => ({ match: exactMatcher(c.layer), activations: { bits: c.bits } })),
+      ...(choices.weights ?? []).map((c) => ({ match: exactMatcher(c.layer), weights: { bits: c.bits } })),
+    ],
   };
 }
 

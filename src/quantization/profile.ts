@@ -338,6 +338,22 @@ export function resolveActivationBits(
 }
 
 /**
+ * The activation widths an allocation may choose for an activation (see
+ * `resolveActivationBits` for `layerNames`): the profile's `activations.bits` list, or only
+ * the width an override fixes.
+ */
+export function allowedActivationBits(
+  profile: TargetProfile,
+  layerNames: readonly string[],
+  position: { isFirst: boolean; isLast: boolean },
+): (8 | 16)[] {
+  const fixed = profile.overrides
+    .filter((o) => o.activations?.bits !== undefined && layerNames.some((name) => matches(o.match, name, position)))
+    .at(-1);
+  return fixed ? [fixed.activations!.bits!] : profile.activations.allowed;
+}
+
+/**
  * The weight widths an allocation may choose for a layer: the profile's `weights.bits` list,
  * or only the width an override fixes (`@first`/`@last` at 8 bits stay there).
  */

@@ -186,7 +186,8 @@ function isWide(g: Grid): boolean {
   return g.qmax > 255 || g.qmin < -128;
 }
 
-function scalarOfType(dataType: 'int8' | 'uint8' | 'int16' | 'uint16', value: number): TensorData {
+/** A scalar zero point of a QuantizeLinear/DequantizeLinear pair's integer type. */
+export function scalarOfType(dataType: 'int8' | 'uint8' | 'int16' | 'uint16', value: number): TensorData {
   const data =
     dataType === 'int8'
       ? Int8Array.of(value)

@@ -10,7 +10,14 @@ import { openSession, runSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
 import { activationQuantParams, HistogramObserver, MinMaxObserver, type Observer, type RangeMethod } from './calibration.js';
 import { outputChannelsFirst, planQuantization, type QuantizationPlan, type WeightedLayer } from './plan.js';
-import { allowedWeightBits, resolveActivationBits, resolveLayer, type LayerWeights, type TargetProfile } from './profile.js';
+import {
+  allowedActivationBits,
+  allowedWeightBits,
+  resolveActivationBits,
+  resolveLayer,
+  type LayerWeights,
+  type TargetProfile,
+} from './profile.js';
 import { quantizeWeights, sqnrDb, type QuantizedWeights } from './weights.js';
 import type { Grid } from './grid.js';
 import { gptqQuantize } from './gptq.js';
@@ -152,6 +159,8 @@ export interface Calibration {
   /** Each layer's weight quantization as the profile resolves it. */
   specs: LayerWeights[];
   activations: Map<string, Grid>;
+  /** Each activation's grid at every width an activation allocation may give it (`allowedActivationWidths`). */
+  activationGrids: Map<string, Map<8 | 16, Grid>>;
   method: RangeMethod;
   means: Map<string, ChannelMeans>;
   /** Patch moments of the layers GPTQ may round (those allowed below 8 bits), by layer name. */
@@ -228,13 +237,13 @@ export async function calibrateModel(input: Model, calib: Dataset, given: Quanti
   }
   if (!done) throw new QuantflowError(`calibration folder '${calib.dir}' gave no images`);
   const widths = activationWidths(plan, model.graph, profile);
-  const activations = new Map(
-    plan.activations.map((a) => {
-      const bits = widths.get(a)!;
-      const range = observers.get(a)!.range(method, bits, profile.activations.symmetric);
-      return [a, activationQuantParams(range, bits, profile.activations.symmetric, { powerOfTwo: profile.powerOfTwoScales })];
-    }),
-  );
+  const allowed = allowedActivationWidths(plan, model.graph, profile);
+  const gridAt = (a: string, bits: 8 | 16) =>
+    activationQuantParams(observers.get(a)!.range(method, bits, profile.activations.symmetric), bits, profile.activations.symmetric, {
+      powerOfTwo: profile.powerOfTwoScales,
+    });
+  const activationGrids = new Map(plan.activations.map((a) => [a, new Map(allowed.get(a)!.map((bits) => [bits, gridAt(a, bits)]))]));
+  const activations = new Map(plan.activations.map((a) => [a, activationGrids.get(a)!.get(widths.get(a)!)!]));
   const layerMoments = new Map<string, PatchMoments>();
   for (const [layer, output] of probed.outputs) layerMoments.set(layer, moments.get(output)!);
   return {
@@ -243,6 +252,7 @@ export async function calibrateModel(input: Model, calib: Dataset, given: Quanti
     plan,
     specs,
     activations,
+    activationGrids,
     method,
     means,
     moments: layerMoments,
@@ -405,11 +415,27 @@ async function modelOutputErrors(float: Model, quantized: Model, params: Quantiz
 
 /**
  * The grid width of every planned activation: the profile's, or an override's that matches
- * the layer writing it. A clamp the target fuses (Relu/Clip alone after its producer) writes
- * the activation on behalf of that producer, so both names match; a model input matches by
- * its own name.
+ * the layer writing it (see `activationOwners`).
  */
 export function activationWidths(plan: QuantizationPlan, graph: Graph, profile: TargetProfile): Map<string, 8 | 16> {
+  return new Map([...activationOwners(plan, graph)].map(([a, o]) => [a, resolveActivationBits(profile, o.names, o.position)]));
+}
+
+/** The widths an activation allocation may choose for every planned activation (one, where an override fixes it). */
+export function allowedActivationWidths(plan: QuantizationPlan, graph: Graph, profile: TargetProfile): Map<string, (8 | 16)[]> {
+  return new Map([...activationOwners(plan, graph)].map(([a, o]) => [a, allowedActivationBits(profile, o.names, o.position)]));
+}
+
+/**
+ * The names an override matches to select an activation: the layer writing it; a clamp the
+ * target fuses (Relu/Clip alone after its producer) writes the activation on behalf of that
+ * producer, so both names match; a model input matches by its own name. `position` is that of
+ * the weighted layer among them.
+ */
+export function activationOwners(
+  plan: QuantizationPlan,
+  graph: Graph,
+): Map<string, { names: string[]; position: { isFirst: boolean; isLast: boolean } }> {
   const producers = producerMap(graph);
   const readers = consumerMap(graph);
   const weighted = plan.layers.map((l) => l.node.name);
@@ -422,8 +448,7 @@ export function activationWidths(plan: QuantizationPlan, graph: Graph, profile: 
         if (before && readers.get(producer.inputs[0]!)?.length === 1) names.push(before.name);
       }
       const index = weighted.findIndex((name) => names.includes(name));
-      const position = { isFirst: index === 0, isLast: index >= 0 && index === weighted.length - 1 };
-      return [a, resolveActivationBits(profile, names, position)];
+      return [a, { names, position: { isFirst: index === 0, isLast: index >= 0 && index === weighted.length - 1 } }];
     }),
   );
 }

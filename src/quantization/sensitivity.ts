@@ -1,9 +1,12 @@
 import type { OutputErrorMeter } from '../eval/output-error.js';
-import { attrInt, normalizeAxis, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
+import { attrInt, makeNode, nameAllocator, normalizeAxis, producerMap, pruneUnusedInitializers } from '../graph/graph.js';
+import { valueShapes } from '../graph/shapes.js';
 import type { Model, Node, TensorData } from '../graph/types.js';
 import type { AllocationLayer } from './allocation.js';
 import { allowedWeightBits } from './profile.js';
-import { qdqOfLayers, quantizeLayer, type Calibration, type QuantizedLayer } from './quantize.js';
+import type { Grid } from './grid.js';
+import { scalarOfType } from './qdq.js';
+import { activationOwners, qdqOfLayers, quantizeLayer, type Calibration, type QuantizedLayer } from './quantize.js';
 
 /** Per-layer sensitivity of the model's output error to its weight width. */
 export interface WeightSensitivity {
@@ -62,6 +65,134 @@ export async function weightSensitivity(
   } finally {
     await session.release();
   }
+}
+
+/** Per-activation sensitivity of the model's output error to its grid width. */
+export interface ActivationSensitivity {
+  /** Output error with every activation at its highest allowed width. */
+  baseError: number;
+  /** One entry per planned activation, named by the layer an override selects it with (`activationOwners`). */
+  layers: AllocationLayer[];
+  /** The activation tensor of each entry of `layers`. */
+  tensors: string[];
+  seconds: number;
+}
+
+/**
+ * For every activation, how much the output error grows when it alone drops from its highest
+ * allowed grid width to each lower one, with the weights of `layers`. One session serves every
+ * measurement: each activation's QuantizeLinear/DequantizeLinear keeps the widest type and
+ * takes its scale and zero point as inputs, and a Clip after it, whose bounds are inputs too,
+ * saturates at the narrower grid's ends, which is the narrower QuantizeLinear exactly. Biases
+ * stay on the scale of the widest input grid (a difference of one rounding of the bias).
+ */
+export async function activationSensitivity(
+  cal: Calibration,
+  layers: QuantizedLayer[],
+  meter: OutputErrorMeter,
+  options: { onProgress?: (done: number, total: number) => void },
+): Promise<ActivationSensitivity> {
+  const t0 = performance.now();
+  const candidates = activationCandidates(cal);
+  const tensors = candidates.map((c) => c.tensor);
+  const widths = candidates.map((c) => c.widths);
+  const highest = tensors.map((a, i) => cal.activationGrids.get(a)!.get(widths[i]!.at(-1)!)!);
+  const qdq = qdqOfLayers({ ...cal, activations: new Map(tensors.map((a, i) => [a, highest[i]!])) }, layers);
+  const free = tensors.flatMap((a, i) => (widths[i]!.length > 1 ? [a] : []));
+  const { model, feedsOf } = withGridInputs(qdq, free);
+  const gridFeeds = (a: string, bits: 8 | 16) => feedsOf(a, cal.activationGrids.get(a)!.get(bits)!, highest[tensors.indexOf(a)]!);
+  const base = Object.assign({}, ...free.map((a) => gridFeeds(a, widths[tensors.indexOf(a)]!.at(-1)!))) as Record<string, TensorData>;
+  const session = await meter.open(model);
+  try {
+    const baseError = await session.measure(base);
+    const total = widths.reduce((s, w) => s + w.length - 1, 0);
+    let done = 0;
+    const result: AllocationLayer[] = [];
+    for (const [i, a] of tensors.entries()) {
+      const growth: number[] = [];
+      for (const bits of widths[i]!.slice(0, -1)) {
+        growth.push((await session.measure({ ...base, ...gridFeeds(a, bits) })) - baseError);
+        options.onProgress?.(++done, total);
+      }
+      result.push({ name: candidates[i]!.name, size: candidates[i]!.size, widths: widths[i]!, errorGrowth: [...growth, 0] });
+    }
+    return { baseError, layers: result, tensors, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    await session.release();
+  }
+}
+
+/**
+ * Each activation's tensor, the layer name an override selects it by, its elements per image
+ * and its allowed widths: what an activation budget is checked against before anything is
+ * measured.
+ */
+export function activationCandidates(cal: Calibration): { name: string; tensor: string; size: number; widths: (8 | 16)[] }[] {
+  const owners = activationOwners(cal.plan, cal.model.graph);
+  const shapes = valueShapes(cal.model);
+  return [...cal.activationGrids].map(([tensor, grids]) => ({
+    name: owners.get(tensor)!.names[0]!,
+    tensor,
+    // Per image: the batch axis and any other symbolic axis count once.
+    size: (shapes.get(tensor)?.shape ?? []).slice(1).reduce<number>((p, d) => p * (typeof d === 'number' ? d : 1), 1),
+    widths: [...grids.keys()].sort((x, y) => x - y),
+  }));
+}
+
+/**
+ * `qdq` with the scale and zero point of each of `tensors`' QuantizeLinear/DequantizeLinear
+ * pair made inputs, and a Clip with input bounds after the DequantizeLinear; `feedsOf` gives
+ * the feeds that put a tensor on `grid` through a pair of the type of `widest`.
+ */
+function withGridInputs(
+  qdq: Model,
+  tensors: string[],
+): { model: Model; feedsOf(tensor: string, grid: Grid, widest: Grid): Record<string, TensorData> } {
+  const graph = { ...qdq.graph, nodes: [...qdq.graph.nodes], inputs: [...qdq.graph.inputs], initializers: new Map(qdq.graph.initializers) };
+  const fresh = nameAllocator(graph);
+  const names = new Map<
+    string,
+    { scale: string; zeroPoint: string; zeroType: 'int8' | 'uint8' | 'int16' | 'uint16'; lo: string; hi: string }
+  >();
+  for (const a of tensors) {
+    // The pair's DequantizeLinear writes `a` at a producer; at a model input, its QuantizeLinear reads `a`.
+    const byOutput = graph.nodes.find((n) => n.opType === 'DequantizeLinear' && n.outputs[0] === a);
+    const quantizer = byOutput
+      ? graph.nodes.find((n) => n.opType === 'QuantizeLinear' && n.outputs[0] === byOutput.inputs[0])
+      : graph.nodes.find((n) => n.opType === 'QuantizeLinear' && n.inputs[0] === a);
+    const dq = byOutput ?? graph.nodes.find((n) => n.opType === 'DequantizeLinear' && n.inputs[0] === quantizer?.outputs[0]);
+    if (!quantizer || !dq) throw new Error(`no QuantizeLinear/DequantizeLinear pair for activation '${a}'`);
+    const [scale, zeroPoint] = [quantizer.inputs[1]!, quantizer.inputs[2]!];
+    const zeroType = graph.initializers.get(zeroPoint)!.dataType as 'int8' | 'uint8' | 'int16' | 'uint16';
+    graph.initializers.delete(scale);
+    graph.initializers.delete(zeroPoint);
+    const lo = fresh(`${a}_clip_min`);
+    const hi = fresh(`${a}_clip_max`);
+    graph.inputs.push(
+      { name: scale, dataType: 'float32', shape: [] },
+      { name: zeroPoint, dataType: zeroType, shape: [] },
+      { name: lo, dataType: 'float32', shape: [] },
+      { name: hi, dataType: 'float32', shape: [] },
+    );
+    const unclipped = fresh(`${dq.outputs[0]!}_unclipped`);
+    const clip = makeNode('Clip', [unclipped, lo, hi], [dq.outputs[0]!], {}, fresh(`${a}_grid_clip`));
+    graph.nodes.splice(graph.nodes.indexOf(dq), 1, { ...dq, outputs: [unclipped] }, clip);
+    names.set(a, { scale, zeroPoint, zeroType, lo, hi });
+  }
+  const scalar = (value: number): TensorData => ({ dataType: 'float32', dims: [], data: Float32Array.of(value) });
+  return {
+    model: { ...qdq, graph },
+    feedsOf(tensor, grid, widest) {
+      const n = names.get(tensor)!;
+      return {
+        [n.scale]: scalar(grid.scale),
+        [n.zeroPoint]: scalarOfType(n.zeroType, grid.zeroPoint),
+        // (q − z)·s in float32, as DequantizeLinear computes the grid's ends.
+        [n.lo]: scalar(Math.fround((Math.max(grid.qmin, widest.qmin) - grid.zeroPoint) * grid.scale)),
+        [n.hi]: scalar(Math.fround((Math.min(grid.qmax, widest.qmax) - grid.zeroPoint) * grid.scale)),
+      };
+    },
+  };
 }
 
 /** Each layer's name, weight count and allowed widths: what a budget is checked against before anything is measured. */

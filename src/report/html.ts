@@ -7,7 +7,7 @@ import { basename } from 'node:path';
 import { esc, shortLabels } from './markup.js';
 import type { ReportContext, ReportSection } from './section.js';
 import { activationsSection } from './sections/activations.js';
-import { allocationSection } from './sections/allocation.js';
+import { activationAllocationSection, allocationSection } from './sections/allocation.js';
 import { buffersSection } from './sections/buffers.js';
 import { compareSection } from './sections/compare.js';
 import { layersSection } from './sections/layers.js';
@@ -27,6 +27,7 @@ const SECTIONS: ReportSection[] = [
   compareSection,
   qftSection,
   allocationSection,
+  activationAllocationSection,
   outputsSection,
   sqnrSection,
   wessSection,

@@ -112,17 +112,23 @@ export interface QuantizeReportJson {
   passes?: PassChange[];
   /** QFT, when the run finetuned after PTQ. */
   qft?: QftReport;
-  /** The weight allocation, when the run was given a budget. */
+  /** The weight allocation, when the run was given a weight budget. */
   allocation?: AllocationReport;
+  /** The activation allocation, when the run was given an activation budget. */
+  activationAllocation?: AllocationReport;
 }
 
-/** A weight allocation under a budget (`quantize --weight-budget`). */
+/**
+ * A weight or activation allocation under a budget (`quantize --weight-budget`,
+ * `--activation-budget`); for activations, "layers" are the activations, named by the layer
+ * that writes each, and sizes are elements per image.
+ */
 export interface AllocationReport {
-  /** As given: bits per weight or a size. */
+  /** As given: bits per element or a size. */
   budget: string;
   budgetBits: number;
-  /** Average bits per weight the allocation uses. */
-  bitsPerWeight: number;
+  /** Average bits per element (weight or activation) the allocation uses, over those with a choice. */
+  bitsPerElement: number;
   heldOutImages: number;
   /** Held-out output error with every layer at its highest allowed width. */
   baseError: number;

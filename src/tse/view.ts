@@ -5,7 +5,7 @@
  */
 import type { Dim, Graph, Model, Node, TensorData } from '../graph/types.js';
 import { attrFloat, attrFloats, attrInt, attrInts, attrTensor, consumerMap, producerMap } from '../graph/graph.js';
-import { inferShapes } from '../graph/shapes.js';
+import { valueShapes } from '../graph/shapes.js';
 import { floatTensor, int64Tensor } from '../graph/tensor.js';
 
 export class GraphView {
@@ -22,11 +22,7 @@ export class GraphView {
     this.producers = producerMap(model.graph);
     this.consumers = consumerMap(model.graph);
     this.graphOutputs = new Set(model.graph.outputs.map((o) => o.name));
-    const probe: Model = { ...model, graph: { ...model.graph, valueInfo: new Map() } };
-    inferShapes(probe);
-    for (const v of model.graph.inputs) this.shapes.set(v.name, v.shape);
-    for (const [name, t] of model.graph.initializers) this.shapes.set(name, t.dims);
-    for (const [name, v] of probe.graph.valueInfo) this.shapes.set(name, v.shape);
+    for (const [name, v] of valueShapes(model)) this.shapes.set(name, v.shape);
   }
 
   producer(name: string): Node | undefined {

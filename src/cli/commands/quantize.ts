@@ -43,6 +43,7 @@ interface QuantizeCliOptions extends PreprocessFlags, InputSizeCliOptions, TaskC
   train: TrainedGroup[];
   rechooseShifts?: boolean;
   weightBudget?: string;
+  activationBudget?: string;
 }
 
 function groupList(value: string): TrainedGroup[] {
@@ -86,6 +87,11 @@ export function registerQuantize(program: Command): void {
       '--weight-budget <bits|size>',
       'choose each layer\'s weight width among those the profile allows (e.g. "bits": [4, 8]) by measured sensitivity, ' +
         'within this average bits per weight (e.g. 4.5) or size (e.g. 2.1MB); writes the allocation as <out>/profile.json',
+    )
+    .option(
+      '--activation-budget <bits>',
+      'choose each activation\'s width among those the profile allows (e.g. "bits": [8, 16], as in w8a8a16-channel) by measured ' +
+        'sensitivity, within this average bits per activation element (8 to 16, e.g. 9); written with any weight allocation to <out>/profile.json',
     )
     .option('--calib-limit <n>', 'calibration images used', positiveInt('--calib-limit'), PTQ_DEFAULTS.calibLimit)
     .option('--batch <n>', 'images per calibration batch', positiveInt('--batch'), PTQ_DEFAULTS.batch)
@@ -217,6 +223,7 @@ export function registerQuantize(program: Command): void {
         compareLimit: opts.compareLimit,
         compareOptions: taskOptions(opts),
         weightBudget: opts.weightBudget,
+        activationBudget: opts.activationBudget,
         qft: opts.qft
           ? {
               epochs: opts.epochs,
@@ -282,13 +289,17 @@ export function registerQuantize(program: Command): void {
           `outputs: ${result.outputs.map((o) => `${o.name} ${o.sqnrDb !== undefined ? `SQNR ${o.sqnrDb.toFixed(1)} dB` : `agreement ${percent(o.agreement!)}`}`).join(', ')}`,
         );
       if (compare) console.log(`outputs on ${compare.n} images of ${opts.compare}, float vs quantized:\n${formatComparison(compare)}`);
-      if (report.allocation) {
-        const a = report.allocation;
-        const high = a.layers.filter((l) => l.widths.length > 1 && l.bits === l.widths.at(-1)).map((l) => l.name);
+      for (const [a, unit] of [
+        [report.activationAllocation, 'activation'],
+        [report.allocation, 'weight'],
+      ] as const) {
+        if (!a) continue;
+        const free = a.layers.filter((l) => l.widths.length > 1);
+        const high = free.filter((l) => l.bits === l.widths.at(-1));
         console.log(
-          `weight budget ${a.budget}: ${a.bitsPerWeight.toFixed(3)} bits per weight; sensitivity on ${a.heldOutImages} held-out images in ${a.seconds.toFixed(1)} s; ` +
+          `${unit} budget ${a.budget}: ${a.bitsPerElement.toFixed(3)} bits per ${unit}; sensitivity on ${a.heldOutImages} held-out images in ${a.seconds.toFixed(1)} s; ` +
             `held-out output error ${a.measuredError.toExponential(3)} (predicted ${a.predictedError.toExponential(3)}, all at the highest width ${a.baseError.toExponential(3)}); ` +
-            `${high.length} of ${a.layers.filter((l) => l.widths.length > 1).length} layers at ${a.layers.find((l) => l.widths.length > 1)?.widths.at(-1) ?? '-'} bits (listed in ${files.html}); allocation in ${files.profile}`,
+            `${high.length} of ${free.length} ${unit === 'weight' ? 'layers' : 'activations'} at ${free[0]?.widths.at(-1) ?? '-'} bits (listed in ${files.html}); allocation in ${files.profile}`,
         );
       }
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
