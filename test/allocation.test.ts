@@ -8,14 +8,14 @@ import { loadDataset } from '../src/data/dataset.js';
 import { decodeImages } from '../src/data/images.js';
 import { OutputErrorMeter } from '../src/eval/output-error.js';
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
-import { floatTensor, int64Tensor } from '../src/graph/tensor.js';
+import { floatTensor, int64Tensor, toFloat32 } from '../src/graph/tensor.js';
 import type { Model } from '../src/graph/types.js';
 import { writeOnnxFile } from '../src/onnx/write.js';
 import { runQuantize } from '../src/pipeline/quantize-run.js';
-import { allocateGreedy, budgetBits, parseBudget, type AllocationLayer } from '../src/quantization/allocation.js';
+import { allocateGreedy, budgetBits, parseActivationBudget, parseBudget, type AllocationLayer } from '../src/quantization/allocation.js';
 import { parseProfile } from '../src/quantization/profile.js';
-import { calibrateModel, qdqOfLayers } from '../src/quantization/quantize.js';
-import { weightSensitivity } from '../src/quantization/sensitivity.js';
+import { calibrateModel, qdqOfLayers, quantizeLayer } from '../src/quantization/quantize.js';
+import { activationSensitivity, weightSensitivity } from '../src/quantization/sensitivity.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { randomFloats, tinyCnn } from './fixtures.js';
 
@@ -41,6 +41,8 @@ function profile(granularity: 'tensor' | 'channel') {
     requantization: { multiplierBits: 16, shiftRange: [0, 47] },
   };
 }
+
+const a816 = { bits: [8, 16], symmetric: false };
 
 const layer = (name: string, size: number, growth: number): AllocationLayer => ({ name, size, widths: [4, 8], errorGrowth: [growth, 0] });
 
@@ -221,6 +223,133 @@ test('quantize --weight-budget writes profile.json, and --profile with it reprod
     runQuantize({ ...common, profile: profileFile, weightBudget: '3', output: join(root, 'low') }),
     /below the minimum of 4 bits per weight/,
   );
+});
+
+/**
+ * `outlierCnn` with the fourth output channel of the first convolution alive and 200 times
+ * larger, and the 1x1 convolution blind to it: that channel sets the range of the first Relu's
+ * output, so at 8 bits the three channels that matter keep few levels; the classifier's
+ * weights are 2000 times larger.
+ */
+function rangeOutlierCnn(): Model {
+  const model = outlierCnn();
+  const init = model.graph.initializers;
+  init.set(
+    'w1',
+    floatTensor(
+      [4, 3, 3, 3],
+      Array.from(toFloat32(init.get('w1')!), (v, i) => (i >= 81 ? 200 * v + 100 : v)),
+    ),
+  );
+  init.set('b1', floatTensor([4], [0, 0, 0, 0]));
+  init.set(
+    'w2',
+    floatTensor(
+      [4, 4, 1, 1],
+      Array.from(toFloat32(init.get('w2')!), (v, i) => (i % 4 === 3 ? 0 : v)),
+    ),
+  );
+  // Confident logits, so that the KL sees what the small channels carry.
+  init.set(
+    'fc',
+    floatTensor(
+      [3, 4],
+      Array.from(toFloat32(init.get('fc')!), (v) => 2000 * v),
+    ),
+  );
+  return model;
+}
+
+test('activation sensitivity measures what QDQ models with that activation at 8 bits measure', async () => {
+  const calib = await loadDataset(data);
+  const cal = await calibrateModel(rangeOutlierCnn(), calib, {
+    profile: parseProfile({ ...profile('channel'), weights: { bits: 8, granularity: 'channel' }, activations: a816 }, 'a816.json'),
+    // Min-max ranges keep the large channel, which an MSE range would clip (harmlessly here).
+    calibration: 'minmax',
+    calibLimit: 12,
+    batch: 4,
+  });
+  const held = await decodeImages(
+    cal.model,
+    { ...calib, items: calib.items.slice(-32) },
+    { limit: 32, preprocess: cal.preprocess.spec, batch: 8 },
+  );
+  const meter = await OutputErrorMeter.create(cal.model, held, { batch: 8 });
+  const layers = cal.specs.map((spec, i) => quantizeLayer(cal, i, spec));
+  const sens = await activationSensitivity(cal, layers, meter, {});
+  // The input, both Relu outputs (written on behalf of their convolutions), the pool and the logits.
+  assert.deepEqual(
+    sens.layers.map((l) => [l.name, l.size, l.widths]),
+    [
+      ['x', 75, [8, 16]],
+      ['relu1', 100, [8, 16]],
+      ['relu2', 100, [8, 16]],
+      ['pool', 4, [8, 16]],
+      ['fc', 3, [8, 16]],
+    ].filter(([name]) => sens.layers.some((l) => l.name === name)),
+  );
+  assert.equal(sens.layers.length, cal.activationGrids.size);
+  const at = (tensor: string | undefined) => new Map([...cal.activationGrids].map(([a, grids]) => [a, grids.get(a === tensor ? 8 : 16)!]));
+  const close = (a: number, b: number) => Math.abs(a - b) <= 1e-3 * Math.abs(b) + 1e-7;
+  const base = await meter.measure(qdqOfLayers({ ...cal, activations: at(undefined) }, layers));
+  assert.ok(close(sens.baseError, base), `${sens.baseError} vs ${base}`);
+  for (const [i, tensor] of sens.tensors.entries()) {
+    const direct = await meter.measure(qdqOfLayers({ ...cal, activations: at(tensor) }, layers));
+    const measured = sens.baseError + sens.layers[i]!.errorGrowth[0]!;
+    assert.ok(close(measured, direct), `${tensor}: ${measured} vs ${direct}`);
+  }
+  const ranked = [...sens.layers].sort((x, y) => y.errorGrowth[0]! - x.errorGrowth[0]!);
+  assert.equal(ranked[0]!.name, 'relu1', JSON.stringify(sens.layers));
+  assert.ok(ranked[0]!.errorGrowth[0]! > 10 * Math.max(ranked[1]!.errorGrowth[0]!, sens.baseError), JSON.stringify(sens.layers));
+});
+
+test('quantize --activation-budget chooses 16-bit activations into profile.json, which reproduces the QDQ model byte for byte', async () => {
+  const model = join(root, 'range-outlier.onnx');
+  writeOnnxFile(rangeOutlierCnn(), model);
+  const profileFile = join(root, 'a816.json');
+  writeFileSync(
+    profileFile,
+    JSON.stringify({
+      ...profile('channel'),
+      activations: a816,
+      requantization: { multiplierBits: 24, shiftRange: [0, 63] },
+      accumulatorBits: 48,
+    }),
+  );
+  const common = { model, calib: data, calibLimit: 12, batch: 4, calibration: 'minmax' as const };
+  const first = await runQuantize({ ...common, profile: profileFile, activationBudget: '12', weightBudget: '6', output: join(root, 'ab') });
+  const a = first.report.activationAllocation!;
+  assert.ok(a, 'the report has the activation allocation');
+  assert.ok(first.report.allocation, 'and the weight allocation');
+  assert.equal(first.report.manifest?.options.activationBudget, '12');
+  assert.ok(a.bitsPerElement <= 12 && a.bitsPerElement > 8, String(a.bitsPerElement));
+  const wide = a.layers.filter((l) => l.bits === 16).map((l) => l.name);
+  assert.ok(wide.includes('relu1') && wide.length < a.layers.length, JSON.stringify(a.layers));
+  assert.match(readFileSync(first.files.html, 'utf8'), /Activation allocation under a budget/);
+  const written = parseProfile(JSON.parse(readFileSync(first.files.profile!, 'utf8')), 'profile.json');
+  assert.deepEqual(
+    written.overrides.filter((o) => o.activations).map((o) => [o.match, o.activations!.bits]),
+    a.layers.map((l) => [l.name, l.bits]),
+  );
+  // 16-bit activations are in the QDQ model as uint16 pairs.
+  const grids = Object.values(first.report.activations);
+  assert.equal(grids.filter((g) => g.qmax === 65535).length, wide.length);
+  const again = await runQuantize({ ...common, profile: first.files.profile!, output: join(root, 'ab-again') });
+  assert.ok(readFileSync(first.files.model).equals(readFileSync(again.files.model)), 'the same QDQ model');
+
+  await assert.rejects(
+    runQuantize({ ...common, profile: profileFile, activationBudget: '7.5', output: join(root, 'ab-low') }),
+    (e: Error) =>
+      e instanceof QuantflowError &&
+      /a816\.json: an activation budget of 7\.5 bits per activation is below the minimum of 8 bits per activation, every activation at its lowest allowed width$/.test(
+        e.message,
+      ),
+  );
+  await assert.rejects(
+    runQuantize({ ...common, profile: 'w8a8-channel', activationBudget: '9', output: join(root, 'ab-one') }),
+    /--activation-budget chooses among the activation widths a profile allows, and w8a8-channel.json allows only 8: /,
+  );
+  assert.throws(() => parseActivationBudget('2MB'), /--activation-budget must be average bits per activation element, 8 to 16/);
 });
 
 /** The widths of the allocation with the least predicted error within `budget` bits, by trying every one. */
