@@ -172,7 +172,7 @@ export function saturatingRoundingDoublingHighMul(a: number, b: number): number 
   const negative = a < 0 !== b < 0 && a !== 0 && b !== 0;
   // For a negative product, trunc((ab + 1 − 2^30) / 2^31) = −⌊(|ab| + 2^30 − 1) / 2^31⌋.
   const magnitude = floorHighMul(Math.abs(a), Math.abs(b), negative ? 2 ** 30 - 1 : 2 ** 30);
-  return negative ? -magnitude : magnitude;
+  return negative ? 0 - magnitude : magnitude;
 }
 
 /**
@@ -222,5 +222,5 @@ export function multiplyByQuantizedMultiplierTflite(x: number, multiplier: numbe
  */
 export function roundedDivideTflite(acc: number, n: number): number {
   const half = Math.floor(n / 2);
-  return acc > 0 ? Math.floor((acc + half) / n) : -Math.floor((half - acc) / n);
+  return acc > 0 ? Math.floor((acc + half) / n) : 0 - Math.floor((half - acc) / n);
 }
