@@ -52,7 +52,11 @@ async function checkPackage(
   assert.equal(report.images, 2);
   assert.equal(exact(report.integerModel!), 1);
   assert.ok(Math.max(...report.isolated.map((a) => a.maxDiff)) <= 1);
-  assert.ok(exact(report.isolated) > 0.999, `per layer ${exact(report.isolated)}`);
+  // TFLite rounds twice (high multiply, then shift): where the first rounding lands on a tie
+  // of the second, the result is 1 LSB off the exact product, for about 2^−(r+1) of the
+  // values with a final right shift r (5..10 here), so fewer elements match the simulation.
+  const floor = profile.requantization.rounding === 'tflite' ? 0.99 : 0.999;
+  assert.ok(exact(report.isolated) > floor, `per layer ${exact(report.isolated)}`);
   // 8-bit MobileNet sums stay far below 2^24, where float32 sums are exact; 16-bit ones go
   // beyond it, so the integer ONNX model's byte split is what keeps it exact.
   const peak = Math.max(...Object.values(report.peaks));
@@ -69,6 +73,27 @@ test('MobileNetV2 w8a8-shift on 2 images: integer ONNX model = executor; QDQ sim
     'mobilenet_v2_1.0_224_int8.tflite',
     (m) => m,
     (pkg) => assert.equal(pkg.layers.filter((l) => l.op === 'conv').length, 53),
+  );
+});
+
+test('MobileNetV2 tflite-int8: TFLite arithmetic (per-channel Q0.31 multipliers, ADD, MEAN) verifies within 1 LSB per layer', async (t) => {
+  await checkPackage(
+    t,
+    'mobilenet_v2_1.0_224_int8.tflite',
+    (m) => m,
+    (pkg) => {
+      assert.equal(pkg.layers.filter((l) => l.op === 'tflite-add').length, 10);
+      assert.equal(pkg.layers.filter((l) => l.op === 'tflite-mean').length, 1);
+      for (const l of pkg.layers) {
+        if (l.op !== 'conv') continue;
+        assert.equal(l.requant.multiplier.data.length, l.weights.shape[0]);
+        assert.ok(
+          l.requant.multiplier.data.every((m) => m >= 2 ** 30 && m < 2 ** 31),
+          l.name,
+        );
+      }
+    },
+    { profile: 'tflite-int8', calibration: 'minmax', calibLimit: 4 },
   );
 });
 

@@ -27,6 +27,15 @@ export function accumulatorBound(layer: NpuLayer, tensors: Record<string, Tensor
       return reach(layer.inputs[0]!) * reach(layer.inputs[1]!);
     case 'avgpool':
       return Math.max(...layer.windows.map((w) => w.count)) * reach(layer.inputs[0]!);
+    case 'tflite-avgpool': {
+      // Sums of stored values, whose magnitude reaches half the grid's level count.
+      const g = tensors[layer.inputs[0]!]!.grid;
+      return layer.kernel[0] * layer.kernel[1] * ((g.qmax - g.qmin + 1) / 2);
+    }
+    case 'tflite-mean': {
+      const [, , h, w] = tensors[layer.inputs[0]!]!.shape as [number, number, number, number];
+      return h * w * reach(layer.inputs[0]!);
+    }
     default:
       return 0;
   }

@@ -10,6 +10,9 @@ import {
   mul,
   pad,
   select,
+  tfliteAdd,
+  tfliteAveragePool,
+  tfliteMean,
   transpose,
   type KernelResult,
   type Operand,
@@ -75,7 +78,7 @@ export function executeLayer(pkg: NpuPackage, layer: NpuLayer, inputs: Int32Arra
   const out = pkg.tensors[layer.output]!;
   const zy = out.grid.zeroPoint;
   const [x, y] = operands as [Operand, Operand];
-  const result = run(layer, x, y, operands, out.shape, zy);
+  const result = run(layer, x, y, operands, out.shape, zy, pkg.profile.requantization.rounding === 'tflite');
   const limit = 2 ** (pkg.profile.accumulatorBits - 1);
   // Checked as |acc| < 2^(b−1): the kernels keep magnitudes only, so −2^(b−1) counts as an overflow too.
   if (result.peak >= limit) {
@@ -86,16 +89,22 @@ export function executeLayer(pkg: NpuPackage, layer: NpuLayer, inputs: Int32Arra
   return result;
 }
 
-function run(layer: NpuLayer, x: Operand, y: Operand, all: Operand[], outShape: number[], zy: number): KernelResult {
+function run(layer: NpuLayer, x: Operand, y: Operand, all: Operand[], outShape: number[], zy: number, tflite: boolean): KernelResult {
   switch (layer.op) {
     case 'conv':
-      return conv(layer, x, outShape, zy);
+      return conv(layer, x, outShape, zy, tflite);
     case 'fc':
-      return fullyConnected(layer, x, zy);
+      return fullyConnected(layer, x, zy, tflite);
     case 'add':
       return add(layer, x, y, outShape, zy);
+    case 'tflite-add':
+      return tfliteAdd(layer, x, y, outShape, zy);
+    case 'tflite-avgpool':
+      return tfliteAveragePool(layer, x, zy);
+    case 'tflite-mean':
+      return tfliteMean(layer, x, zy);
     case 'mul':
-      return mul(layer, x, y, outShape, zy);
+      return mul(layer, x, y, outShape, zy, tflite);
     case 'avgpool':
       return averagePool(layer, x, zy);
     case 'maxpool':

@@ -3,7 +3,7 @@ import { attr, createGraph, makeNode } from '../graph/graph.js';
 import { allocStorage } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, TensorData } from '../graph/types.js';
 import { onnxTypeCode } from '../graph/datatype.js';
-import type { AvgPoolLayer, ConvLayer, IntTensor, NpuLayer, NpuPackage, Requantization, TensorInfo } from './types.js';
+import type { AvgPoolLayer, ConvLayer, IntTensor, NpuLayer, NpuPackage, Requantization, TensorInfo, TfliteAvgPoolLayer } from './types.js';
 import { accumulatorBound } from './accumulator.js';
 import { windowCount, windowOutput } from './window.js';
 
@@ -26,6 +26,10 @@ import { windowCount, windowOutput } from './window.js';
  *   (exact for |acc| < 2^37).
  * - Add rescales with its two multipliers and rounds once; average pooling sums with a
  *   ones kernel and multiplies by each window count's M·2^−s; tables are Gathers.
+ * - With the profile's rounding 'tflite', every rescale is TFLite's MultiplyByQuantizedMultiplier
+ *   in float64 ops (`tfliteRescale`): magnitudes and signs apart, the doubling high multiply
+ *   over 16-bit halves of M, then a right shift rounding half away from zero; the `tflite-*`
+ *   layers add TFLite's rounded integer division.
  *
  * Input: the float image batch under the model's input name, quantized by QuantizeLinear
  * as in the QDQ model. Outputs: the package outputs dequantized to real values, so that
@@ -56,8 +60,12 @@ class Builder {
   private readonly values = new Map<string, string>();
   private count = 0;
 
+  /** The package rounds as TFLite's reference int8 kernels do. */
+  private readonly tflite: boolean;
+
   constructor(private readonly pkg: NpuPackage) {
     this.graph = createGraph(`${pkg.model}_integer`);
+    this.tflite = pkg.profile.requantization.rounding === 'tflite';
   }
 
   input(name: string): void {
@@ -111,7 +119,36 @@ class Builder {
       case 'mul': {
         // In float64: two 16-bit operands' product exceeds float32's 24-bit mantissa.
         const product = this.op('Mul', [this.double(this.centered(x, xi.grid)), this.double(this.centered(y, yi.grid))]);
-        value = this.round(this.scaled(product, [l.multiplier], [l.shift], [], this.bound(l)), out.grid.zeroPoint, l.clamp);
+        const scaled = this.tflite
+          ? this.tfliteRescale(product, [l.multiplier], [l.shift], [])
+          : this.scaled(product, [l.multiplier], [l.shift], [], this.bound(l));
+        value = this.round(scaled, out.grid.zeroPoint, l.clamp);
+        break;
+      }
+      case 'tflite-add': {
+        const term = (v: string, g: Grid, m: { multiplier: number; shift: number }) =>
+          this.tfliteRescale(
+            this.op('Mul', [this.double(this.centered(v, g)), this.float64(2 ** l.leftShift)]),
+            [m.multiplier],
+            [m.shift],
+            [],
+          );
+        const [a, b] = [term(x, xi.grid, l.inputScales[0]), term(y, yi.grid, l.inputScales[1])];
+        const sum = this.op(l.subtract ? 'Sub' : 'Add', [a, b]);
+        value = this.round(this.tfliteRescale(sum, [l.outputScale.multiplier], [l.outputScale.shift], []), out.grid.zeroPoint, l.clamp);
+        break;
+      }
+      case 'tflite-avgpool':
+        value = this.tfliteAveragePool(l, x, xi, out);
+        break;
+      case 'tflite-mean': {
+        const sums = this.op('ReduceSum', [
+          this.double(this.centered(x, xi.grid)),
+          this.constant({ dataType: 'int64', dims: [2], data: BigInt64Array.of(2n, 3n) }),
+        ]);
+        const rescaled = this.tfliteRescale(sums, [l.multiplier], [l.shift], []);
+        const mean = this.roundedDivide(rescaled, this.float64(xi.shape[2]! * xi.shape[3]!), (xi.shape[2]! * xi.shape[3]!) >> 1);
+        value = this.reshape(this.round(mean, out.grid.zeroPoint, l.clamp), out.shape);
         break;
       }
       case 'avgpool': {
@@ -265,7 +302,64 @@ class Builder {
           data: Float64Array.from(bias.data),
         }),
       ]);
-    return this.round(this.scaled(acc, multipliers, shifts, shape, bound), zy, clamp);
+    const scaled = this.tflite ? this.tfliteRescale(acc, multipliers, shifts, shape) : this.scaled(acc, multipliers, shifts, shape, bound);
+    return this.round(scaled, zy, clamp);
+  }
+
+  /**
+   * TFLite's MultiplyByQuantizedMultiplier of an int32 held in float64, exactly (see
+   * fixedpoint.ts): with e = 31 − s, x·2^max(e,0) = sign·A; the doubling high multiply is
+   * sign·⌊(A·M + 2^30 − [x < 0]) / 2^31⌋, formed over M's 16-bit halves so every product
+   * stays below 2^53; the right shift by max(−e, 0) rounds half away from zero,
+   * sign·⌊mag·2^−r + ½⌋. M ≥ 0 always, so the saturating case never arises.
+   */
+  private tfliteRescale(x: string, multipliers: number[], shifts: number[], dims: number[]): string {
+    const constant = (f: (m: number, s: number) => number) =>
+      this.constant({ dataType: 'float64', dims, data: Float64Array.from(multipliers, (m, i) => f(m, shifts[i]!)) });
+    const shifted = this.op('Mul', [x, constant((_, s) => 2 ** Math.max(31 - s, 0))]);
+    const sign = this.op('Sign', [shifted]);
+    const magnitude = this.op('Abs', [shifted]);
+    const negative = this.op('Cast', [this.op('Less', [shifted, this.float64(0)])], { to: attr.int(DOUBLE) });
+    const nudge = this.op('Sub', [this.float64(2 ** 30), negative]);
+    const low = this.op('Mul', [magnitude, constant((m) => m % 65536)]);
+    const carry = this.op('Floor', [this.op('Mul', [this.op('Add', [low, nudge]), this.float64(2 ** -16)])]);
+    const high = this.op('Add', [this.op('Mul', [magnitude, constant((m) => Math.floor(m / 65536))]), carry]);
+    const product = this.op('Floor', [this.op('Mul', [high, this.float64(2 ** -15)])]);
+    const divided = this.op('Floor', [
+      this.op('Add', [this.op('Mul', [product, constant((_, s) => 2 ** -Math.max(s - 31, 0))]), this.float64(0.5)]),
+    ]);
+    return this.op('Mul', [sign, divided]);
+  }
+
+  /** TFLite's (acc ± ⌊n/2⌋) / n truncated, as sign·⌊(|acc| + ⌊n/2⌋) / n⌋ (exact in float64 for these magnitudes). */
+  private roundedDivide(acc: string, count: string, half: number | string): string {
+    const halfValue = typeof half === 'number' ? this.float64(half) : half;
+    const magnitude = this.op('Floor', [this.op('Div', [this.op('Add', [this.op('Abs', [acc]), halfValue]), count])]);
+    return this.op('Mul', [this.op('Sign', [acc]), magnitude]);
+  }
+
+  /** Stored values (q shifted onto −128..127) summed by a ones kernel, divided by each window's in-bounds count, regridded. */
+  private tfliteAveragePool(l: TfliteAvgPoolLayer, x: string, xi: TensorInfo, out: TensorInfo): string {
+    const g = xi.grid;
+    const offset = -(g.qmax - g.qmin + 1) / 2 - g.qmin;
+    const channels = xi.shape[1]!;
+    const ones: TensorData = {
+      dataType: 'float32',
+      dims: [channels, 1, ...l.kernel],
+      data: new Float32Array(channels * l.kernel[0] * l.kernel[1]).fill(1),
+    };
+    const stored = offset === 0 ? x : this.op('Add', [x, this.float32(offset)]);
+    const sums = this.double(this.op('Conv', [stored, this.constant(ones)], { ...convAttributes(l), group: attr.int(channels) }));
+    const [h, w] = xi.shape.slice(2) as [number, number];
+    const [oh, ow] = windowOutput(l, h, w);
+    const counts = new Float64Array(oh * ow);
+    for (let y = 0, i = 0; y < oh; y++) for (let xo = 0; xo < ow; xo++, i++) counts[i] = windowCount(l, false, y, xo, h, w);
+    const count = this.constant({ dataType: 'float64', dims: [oh, ow], data: counts });
+    const half = this.constant({ dataType: 'float64', dims: [oh, ow], data: counts.map((n) => Math.floor(n / 2)) });
+    let average = this.op('Sub', [this.roundedDivide(sums, count, half), this.float64(offset)]);
+    if (l.regrid)
+      average = this.tfliteRescale(this.op('Sub', [average, this.float64(g.zeroPoint)]), [l.regrid.multiplier], [l.regrid.shift], []);
+    return this.round(average, l.regrid ? out.grid.zeroPoint : 0, l.clamp);
   }
 
   /**

@@ -1,5 +1,10 @@
 import type { Grid } from '../quantization/grid.js';
-import { multiplyByQuantizedMultiplier, roundingRightShift } from '../quantization/fixedpoint.js';
+import {
+  multiplyByQuantizedMultiplier,
+  multiplyByQuantizedMultiplierTflite,
+  roundedDivideTflite,
+  roundingRightShift,
+} from '../quantization/fixedpoint.js';
 import { tapRange } from '../graph/window.js';
 import { windowAxis, windowOutput } from './window.js';
 import type {
@@ -15,6 +20,9 @@ import type {
   PadLayer,
   Requantization,
   SelectLayer,
+  TfliteAddLayer,
+  TfliteAvgPoolLayer,
+  TfliteMeanLayer,
   TransposeLayer,
 } from './types.js';
 
@@ -59,6 +67,7 @@ function peakOf(acc: Float64Array, count: number): number {
  * Requantizes `count` accumulators of channel `c` into `out` at `at` and returns their
  * largest |acc|. Round half up of acc·M·2^−s is floor(acc·M·2^−s + 0.5), exact in float64
  * while |acc·M| < 2^53 (see fixedpoint.ts); beyond that the 2^53-safe integer routine runs.
+ * With `tflite` (the profile's rounding is 'tflite'), TFLite's MultiplyByQuantizedMultiplier instead.
  */
 function requantize(
   acc: Float64Array,
@@ -69,11 +78,13 @@ function requantize(
   clamp: [number, number],
   out: Int32Array,
   at: number,
+  tflite: boolean,
 ): number {
   const m = r.multiplier.data[r.multiplier.data.length > 1 ? c : 0]!;
   const s = r.shift.data[r.shift.data.length > 1 ? c : 0]! + (r.channelShift ? r.channelShift.data[c]! : 0);
   const peak = peakOf(acc, count);
-  if (peak * Math.abs(m) < 2 ** 53) requantizeFloat(acc, count, m * 2 ** -s, zy, clamp[0], clamp[1], out, at);
+  if (tflite) requantizeTflite(acc, count, m, s, zy, clamp[0], clamp[1], out, at);
+  else if (peak * Math.abs(m) < 2 ** 53) requantizeFloat(acc, count, m * 2 ** -s, zy, clamp[0], clamp[1], out, at);
   else requantizeWide(acc, count, m, s, zy, clamp[0], clamp[1], out, at);
   return peak;
 }
@@ -113,6 +124,23 @@ function requantizeWide(
   }
 }
 
+function requantizeTflite(
+  acc: Float64Array,
+  count: number,
+  m: number,
+  s: number,
+  zy: number,
+  lo: number,
+  hi: number,
+  out: Int32Array,
+  at: number,
+): void {
+  for (let i = 0; i < count; i++) {
+    const q = multiplyByQuantizedMultiplierTflite(acc[i]!, m, s) + zy;
+    out[at + i] = q < lo ? lo : q > hi ? hi : q;
+  }
+}
+
 /** Weights as float64 (exact), converted once per weight tensor: the kernels multiply doubles. */
 const floatWeights = new WeakMap<object, Float64Array>();
 function weightsOf(t: IntTensor): Float64Array {
@@ -139,7 +167,7 @@ function dot(a: Float64Array, i: number, b: Float64Array, j: number, n: number):
 }
 
 /** Conv: exact integer sums per output channel (three loop shapes), plus bias, requantized. */
-export function conv(l: ConvLayer, x: Operand, outShape: number[], zy: number): KernelResult {
+export function conv(l: ConvLayer, x: Operand, outShape: number[], zy: number, tflite: boolean): KernelResult {
   const [, outC, oh, ow] = outShape as [number, number, number, number];
   const plane = oh * ow;
   const acc = new Float64Array(plane);
@@ -157,7 +185,7 @@ export function conv(l: ConvLayer, x: Operand, outShape: number[], zy: number): 
     else if (depthwise) depthwiseSums(weights, input, g, co, acc);
     else directSums(weights, input, g, co, acc);
     if (bias) addConstant(acc, plane, bias[co]!);
-    peak = Math.max(peak, requantize(acc, plane, l.requant, co, zy, l.clamp, output, co * plane));
+    peak = Math.max(peak, requantize(acc, plane, l.requant, co, zy, l.clamp, output, co * plane, tflite));
   }
   return { output, peak };
 }
@@ -275,7 +303,7 @@ function shiftedRow(acc: Float64Array, from: number, to: number, wv: number, xc:
 }
 
 /** Gemm/MatMul: each row of the input (last axis K) times the [C_out, K] weights. */
-export function fullyConnected(l: FullyConnectedLayer, x: Operand, zy: number): KernelResult {
+export function fullyConnected(l: FullyConnectedLayer, x: Operand, zy: number, tflite: boolean): KernelResult {
   const [outC, k] = l.weights.shape as [number, number];
   const rows = x.data.length / k;
   const xc = centered(x);
@@ -287,7 +315,7 @@ export function fullyConnected(l: FullyConnectedLayer, x: Operand, zy: number): 
   let peak = 0;
   for (let co = 0; co < outC; co++) {
     for (let r = 0; r < rows; r++) acc[r] = (bias ? bias[co]! : 0) + dot(weights, co * k, xc, r * k, k);
-    peak = Math.max(peak, requantize(acc, rows, l.requant, co, zy, l.clamp, channel, 0));
+    peak = Math.max(peak, requantize(acc, rows, l.requant, co, zy, l.clamp, channel, 0, tflite));
     for (let r = 0; r < rows; r++) output[r * outC + co] = channel[r]!;
   }
   return { output, peak };
@@ -350,14 +378,15 @@ export function add(l: AddLayer, a: Operand, b: Operand, outShape: number[], zy:
   return { output, peak: 0 };
 }
 
-export function mul(l: MulLayer, a: Operand, b: Operand, outShape: number[], zy: number): KernelResult {
+export function mul(l: MulLayer, a: Operand, b: Operand, outShape: number[], zy: number, tflite: boolean): KernelResult {
   const output = new Int32Array(outShape.reduce((x, y) => x * y, 1));
   const [lo, hi] = l.clamp;
+  const rescale = tflite ? multiplyByQuantizedMultiplierTflite : multiplyByQuantizedMultiplier;
   let peak = 0;
   binary(a, b, outShape, (x, y, i) => {
     const acc = x * y;
     peak = Math.max(peak, Math.abs(acc));
-    const q = multiplyByQuantizedMultiplier(acc, l.multiplier, l.shift) + zy;
+    const q = rescale(acc, l.multiplier, l.shift) + zy;
     output[i] = q < lo ? lo : q > hi ? hi : q;
   });
   return { output, peak };
@@ -388,6 +417,82 @@ export function averagePool(l: AvgPoolLayer, x: Operand, zy: number): KernelResu
         output[o] = q < lo ? lo : q > hi ? hi : q;
       }
     }
+  }
+  return { output, peak };
+}
+
+/**
+ * TFLite's int8 ADD/SUB: (q − z)·2^leftShift rescaled per input, summed, rescaled onto the
+ * output grid, each step TFLite's MultiplyByQuantizedMultiplier. Like `add`, no accumulator.
+ */
+export function tfliteAdd(l: TfliteAddLayer, a: Operand, b: Operand, outShape: number[], zy: number): KernelResult {
+  const output = new Int32Array(outShape.reduce((x, y) => x * y, 1));
+  const [ma, mb] = l.inputScales;
+  const { multiplier, shift } = l.outputScale;
+  const left = 2 ** l.leftShift;
+  const sign = l.subtract ? -1 : 1;
+  const [lo, hi] = l.clamp;
+  binary(a, b, outShape, (x, y, i) => {
+    const sa = multiplyByQuantizedMultiplierTflite(x * left, ma.multiplier, ma.shift);
+    const sb = multiplyByQuantizedMultiplierTflite(y * left, mb.multiplier, mb.shift);
+    const q = multiplyByQuantizedMultiplierTflite(sa + sign * sb, multiplier, shift) + zy;
+    output[i] = q < lo ? lo : q > hi ? hi : q;
+  });
+  return { output, peak: 0 };
+}
+
+/**
+ * The value TFLite stores for q: its int8 (int16) tensors span −2^(b−1)..2^(b−1) − 1, so a
+ * grid starting at qmin is shifted by −2^(b−1) − qmin (−128 for uint8 grids, 0 for int8).
+ */
+function storedOffset(g: Grid): number {
+  return -(g.qmax - g.qmin + 1) / 2 - g.qmin;
+}
+
+/** TFLite's int8 AVERAGE_POOL_2D on the stored values, then the optional int8 → int8 regrid. */
+export function tfliteAveragePool(l: TfliteAvgPoolLayer, x: Operand, zy: number): KernelResult {
+  const [, channels, h, w] = x.shape as [number, number, number, number];
+  const [oh, ow] = windowOutput(l, h, w);
+  const [ay, ax] = [windowAxis(l, 0), windowAxis(l, 1)];
+  const offset = storedOffset(x.grid);
+  const zx = x.grid.zeroPoint;
+  const output = new Int32Array(channels * oh * ow);
+  const [lo, hi] = l.clamp;
+  let peak = 0;
+  for (let c = 0, o = 0; c < channels; c++) {
+    for (let oy = 0; oy < oh; oy++) {
+      const [y0, y1] = tapRange(ay, oy, h);
+      for (let ox = 0; ox < ow; ox++, o++) {
+        const [x0, x1] = tapRange(ax, ox, w);
+        let acc = 0;
+        for (let ky = y0; ky < y1; ky++) {
+          const row = c * h * w + (oy * l.strides[0] - l.pads[0] + ky * l.dilations[0]) * w;
+          for (let kx = x0; kx < x1; kx++) acc += x.data[row + ox * l.strides[1] - l.pads[1] + kx * l.dilations[1]]! + offset;
+        }
+        peak = Math.max(peak, Math.abs(acc));
+        const average = roundedDivideTflite(acc, (y1 - y0) * (x1 - x0)) - offset;
+        const q = l.regrid ? multiplyByQuantizedMultiplierTflite(average - zx, l.regrid.multiplier, l.regrid.shift) + zy : average;
+        output[o] = q < lo ? lo : q > hi ? hi : q;
+      }
+    }
+  }
+  return { output, peak };
+}
+
+/** TFLite's int8 MEAN over height and width: rescale the centered sum, then divide by the count. */
+export function tfliteMean(l: TfliteMeanLayer, x: Operand, zy: number): KernelResult {
+  const [, channels, h, w] = x.shape as [number, number, number, number];
+  const plane = h * w;
+  const zx = x.grid.zeroPoint;
+  const output = new Int32Array(channels);
+  const [lo, hi] = l.clamp;
+  let peak = 0;
+  for (let c = 0; c < channels; c++) {
+    let acc = 0;
+    for (let i = c * plane; i < (c + 1) * plane; i++) acc += x.data[i]! - zx;
+    peak = Math.max(peak, Math.abs(acc));
+    const q = roundedDivideTflite(multiplyByQuantizedMultiplierTflite(acc, l.multiplier, l.shift), plane) + zy;
+    output[c] = q < lo ? lo : q > hi ? hi : q;
   }
   return { output, peak };
 }

@@ -5,7 +5,7 @@ import { keepsGrid } from '../quantization/plan.js';
 import { toFloat32 } from '../graph/tensor.js';
 import { SHAPE_ONLY_OPS, type OpType } from '../graph/ops.js';
 import type { Graph, Model, Node, ValueInfo } from '../graph/types.js';
-import { quantizeMultiplier, type FixedPointMultiplier } from '../quantization/fixedpoint.js';
+import { quantizeMultiplier, quantizeMultiplierTflite, type FixedPointMultiplier } from '../quantization/fixedpoint.js';
 import { resolveLayer, type Nonlinearity, type TargetProfile } from '../quantization/profile.js';
 import { QuantflowError } from '../util/errors.js';
 import { quantizeValue, type Grid } from '../quantization/grid.js';
@@ -152,7 +152,20 @@ class Lowering {
     if (!shape || shape.slice(1).some((d) => typeof d !== 'number')) {
       throw new QuantflowError(`model input '${name}' needs a static shape (batch aside) for an NPU package`);
     }
+    this.checkTfliteGrid(`input ${name}`, q.grid);
     this.tensors[name] = { shape: [1, ...(shape.slice(1) as number[])], grid: q.grid };
+  }
+
+  /** Requantization as TFLite's reference int8 kernels do it (profile rounding 'tflite'). */
+  private get tflite(): boolean {
+    return this.profile.requantization.rounding === 'tflite';
+  }
+
+  private checkTfliteGrid(what: string, g: Grid): void {
+    if (this.tflite && g.qmax - g.qmin !== 255)
+      throw new QuantflowError(
+        `${what}: profile ${this.profile.name} models TFLite's int8 kernels, but this tensor's grid has ${g.qmax - g.qmin + 1} levels; quantize with 8-bit activations`,
+      );
   }
 
   packageOutput(name: string): string {
@@ -213,6 +226,7 @@ class Lowering {
   }
 
   private emit(layer: NpuLayer, shape: number[], grid: Grid): void {
+    this.checkTfliteGrid(layer.name, grid);
     const bound = accumulatorBound(layer, this.tensors);
     const bits = this.profile.accumulatorBits;
     if (bound >= 2 ** (bits - 1)) {
@@ -231,7 +245,7 @@ class Lowering {
    * clamp fused as narrower bounds. Quantization is monotone, so clamping on the grid
    * equals quantizing the clamped float.
    */
-  private requantOutput(node: Node): { output: string; grid: Grid; clamp: [number, number] } {
+  private requantOutput(node: Node): RequantOutput {
     const raw = node.outputs[0]!;
     const own = this.view.quantizedAs.get(raw);
     if (own) return { output: own.tensor, grid: own.grid, clamp: [own.grid.qmin, own.grid.qmax] };
@@ -277,6 +291,15 @@ class Lowering {
   }
 
   private multiplier(node: Node, real: number, shiftRange = this.profile.requantization.shiftRange): FixedPointMultiplier {
+    if (this.tflite) {
+      const m = quantizeMultiplierTflite(real);
+      if (m.multiplier && (m.shift < shiftRange[0] || m.shift > shiftRange[1]))
+        throw nodeError(
+          node,
+          `requantization multiplier ${real} needs a right shift of ${m.shift}, outside the target's range [${shiftRange.join(', ')}]`,
+        );
+      return m;
+    }
     try {
       return quantizeMultiplier(real, this.profile.requantization.multiplierBits, shiftRange);
     } catch (e) {
@@ -289,12 +312,13 @@ class Lowering {
    * M and shifts of a weighted layer from the real multipliers s_x·s_w[c]/s_y. WESS layers
    * (granularity 'shift' in the profile) have effective scales s·2^−k[c]: one M·2^−n for
    * s_x·s/s_y serves every channel with its extra shift k[c], and n is limited so that
-   * n + max k stays within the target's shift range.
+   * n + max k stays within the target's shift range. TFLite derives one multiplier per channel
+   * from the effective scales, WESS or not, so with rounding 'tflite' every channel gets its own.
    */
   private weightRequant(node: Node, w: LayerWeights, sx: number, sy: number): Requantization {
     const index = this.weighted.indexOf(node);
     const spec = resolveLayer(this.profile, node.name, { isFirst: index === 0, isLast: index === this.weighted.length - 1 });
-    if (spec.granularity === 'shift' && w.scale.length > 1) {
+    if (spec.granularity === 'shift' && w.scale.length > 1 && !this.tflite) {
       const k = wessShifts(node, w.scale, spec.shiftBits);
       const layerScale = Math.max(...w.scale);
       const maxK = Math.max(...k);
@@ -386,6 +410,7 @@ class Lowering {
   private lowerAdd(node: Node): void {
     const [a, b] = [this.info(node, node.inputs[0]!), this.info(node, node.inputs[1]!)];
     const o = this.requantOutput(node);
+    if (this.tflite) return this.lowerTfliteAdd(node, a, b, o);
     const ra = a.grid.scale / o.grid.scale;
     const rb = b.grid.scale / o.grid.scale;
     const m = this.multiplier(node, Math.max(ra, rb));
@@ -399,6 +424,27 @@ class Lowering {
         output: o.output,
         multipliers: [ma, node.opType === 'Sub' ? -mb : mb],
         shift: m.shift,
+        clamp: o.clamp,
+      },
+      broadcastShape(node, a.shape, b.shape),
+      o.grid,
+    );
+  }
+
+  /** TFLite's int8 ADD/SUB multipliers (kernels/add.cc, sub.cc), from the float scales in double precision as TFLite computes them. */
+  private lowerTfliteAdd(node: Node, a: TensorInfo & { name: string }, b: TensorInfo & { name: string }, o: RequantOutput): void {
+    const leftShift = 20;
+    const twiceMax = 2 * Math.max(a.grid.scale, b.grid.scale);
+    this.emit(
+      {
+        op: 'tflite-add',
+        name: node.name,
+        inputs: [a.name, b.name],
+        output: o.output,
+        leftShift,
+        inputScales: [this.multiplier(node, a.grid.scale / twiceMax), this.multiplier(node, b.grid.scale / twiceMax)],
+        outputScale: this.multiplier(node, twiceMax / (2 ** leftShift * o.grid.scale)),
+        subtract: node.opType === 'Sub',
         clamp: o.clamp,
       },
       broadcastShape(node, a.shape, b.shape),
@@ -433,15 +479,42 @@ class Lowering {
     const { window, out } = windowOf(node, [h, w], kernel);
     const countIncludePad = attrInt(node, 'count_include_pad', 0) === 1;
     const o = this.requantOutput(node);
+    const shape = keep ? [1, x.shape[1]!, ...out] : [1, x.shape[1]!];
+    if (this.tflite) return this.lowerTflitePool(node, x, o, window, countIncludePad, shape);
     const windows = windowCounts(window, h, w, out, countIncludePad).map((count) => {
       const m = this.multiplier(node, x.grid.scale / (count * o.grid.scale));
       return { count, multiplier: m.multiplier, shift: m.shift };
     });
     this.emit(
       { op: 'avgpool', name: node.name, inputs: [x.name], output: o.output, ...window, countIncludePad, windows, clamp: o.clamp },
-      keep ? [1, x.shape[1]!, ...out] : [1, x.shape[1]!],
+      shape,
       o.grid,
     );
+  }
+
+  /**
+   * AveragePool as TFLite's AVERAGE_POOL_2D (on the input grid, then regridded when the
+   * output grid differs, as an int8 → int8 QUANTIZE after it would); GlobalAveragePool and
+   * the spatial ReduceMean as TFLite's MEAN, which rescales itself.
+   */
+  private lowerTflitePool(
+    node: Node,
+    x: TensorInfo & { name: string },
+    o: RequantOutput,
+    window: Window,
+    includePad: boolean,
+    shape: number[],
+  ): void {
+    const base = { name: node.name, inputs: [x.name], output: o.output, clamp: o.clamp };
+    if (node.opType !== 'AveragePool') {
+      const m = this.multiplier(node, x.grid.scale / o.grid.scale);
+      return this.emit({ op: 'tflite-mean', ...base, multiplier: m.multiplier, shift: m.shift }, shape, o.grid);
+    }
+    if (includePad && window.pads.some((p) => p > 0))
+      throw nodeError(node, "count_include_pad=1 with padding: TFLite's AVERAGE_POOL_2D never counts padding");
+    const same = x.grid.scale === o.grid.scale && x.grid.zeroPoint === o.grid.zeroPoint;
+    const regrid = same ? {} : { regrid: this.multiplier(node, x.grid.scale / o.grid.scale) };
+    this.emit({ op: 'tflite-avgpool', ...base, ...window, ...regrid }, shape, o.grid);
   }
 
   private lowerMaxPool(node: Node): void {
@@ -560,6 +633,13 @@ class Lowering {
 }
 
 const WEIGHTED = new Set(['Conv', 'Gemm', 'MatMul']);
+
+/** Where a requantizing layer writes: its output tensor, that tensor's grid and the clamp on it. */
+interface RequantOutput {
+  output: string;
+  grid: Grid;
+  clamp: [number, number];
+}
 
 /** k[c] with scale[c] = max(scale)·2^−k[c] exactly, as WESS weights are; an error when the scales are not of that form. */
 function wessShifts(node: Node, scale: Float32Array, shiftBits: number): Uint8Array {

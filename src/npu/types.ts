@@ -1,3 +1,4 @@
+import type { FixedPointMultiplier } from '../quantization/fixedpoint.js';
 import type { Grid } from '../quantization/grid.js';
 import type { TargetProfile } from '../quantization/profile.js';
 
@@ -13,6 +14,9 @@ import type { TargetProfile } from '../quantization/profile.js';
  * - Requantization turns an exact integer accumulator into the output grid:
  *   `q = clamp(roundHalfUp(acc · M · 2^−s) + z_y, lo, hi)`, M and s from the layer (see
  *   `Requantization`), rounding and the 2^53-safe product as in quantization/fixedpoint.ts.
+ *   With a profile whose `requantization.rounding` is 'tflite', the executor rounds as
+ *   TFLite's reference int8 kernels do instead (`multiplyByQuantizedMultiplierTflite`), and
+ *   Add/Sub, AveragePool and the spatial mean lower to the `tflite-*` layers below.
  * - Accumulators must stay within the profile's `accumulatorBits` (signed); the executor
  *   refuses to continue past an overflow, since its result would be target-defined.
  */
@@ -203,10 +207,56 @@ export interface ConcatLayer extends LayerBase {
   tables: IntTensor[];
 }
 
+/**
+ * TFLite's int8 ADD/SUB (profile rounding 'tflite'): each input, centered and shifted left by
+ * `leftShift` (20 for int8), is rescaled by its own multiplier; the sum (the difference for
+ * SUB) is rescaled by the output multiplier and offset by z_y. Every rescale is TFLite's
+ * MultiplyByQuantizedMultiplier, so each rounds on its own.
+ */
+export interface TfliteAddLayer extends LayerBase {
+  op: 'tflite-add';
+  leftShift: number;
+  /** s_a / (2·max(s_a, s_b)) and s_b / (2·max(s_a, s_b)) as M·2^−shift. */
+  inputScales: [FixedPointMultiplier, FixedPointMultiplier];
+  /** 2·max(s_a, s_b) / (2^leftShift · s_y) as M·2^−shift. */
+  outputScale: FixedPointMultiplier;
+  subtract: boolean;
+  clamp: [number, number];
+}
+
+/**
+ * TFLite's int8 AVERAGE_POOL_2D (profile rounding 'tflite'): the stored int8 values (q
+ * offset so the grid spans −128..127) of the window's in-bounds taps are summed and divided
+ * by their count, rounded half away from zero; padding never counts. TFLite keeps the input
+ * grid; where quantflow's output grid differs, `regrid` moves the average onto it as TFLite's
+ * int8 → int8 QUANTIZE does, MultiplyByQuantizedMultiplier(q − z_x) + z_y with M·2^−shift ≈ s_x/s_y.
+ */
+export interface TfliteAvgPoolLayer extends LayerBase, Window {
+  op: 'tflite-avgpool';
+  regrid?: FixedPointMultiplier;
+  clamp: [number, number];
+}
+
+/**
+ * TFLite's int8 MEAN over height and width (profile rounding 'tflite'): acc = Σ (q − z_x),
+ * MultiplyByQuantizedMultiplier by M·2^−shift ≈ s_x/s_y, then divided by the element count
+ * rounded half away from zero, plus z_y. The output keeps the channel axis ([1, C, 1, 1]
+ * or [1, C]).
+ */
+export interface TfliteMeanLayer extends LayerBase {
+  op: 'tflite-mean';
+  multiplier: number;
+  shift: number;
+  clamp: [number, number];
+}
+
 export type NpuLayer =
   | ConvLayer
   | FullyConnectedLayer
   | AddLayer
+  | TfliteAddLayer
+  | TfliteAvgPoolLayer
+  | TfliteMeanLayer
   | MulLayer
   | AvgPoolLayer
   | MaxPoolLayer

@@ -123,3 +123,104 @@ export function powerOfTwoCeil(x: number): number {
   const p = 2 ** floorLog2(x);
   return p < x ? p * 2 : p;
 }
+
+/**
+ * TFLite's int8 requantization, as its reference kernels compute it
+ * (tensorflow/lite/kernels/internal/common.h and quantization_util.cc). This is the default
+ * build, which rounds twice: a rounding doubling high multiply by a Q0.31 multiplier, then a
+ * rounding right shift. A TFLite built with TFLITE_SINGLE_ROUNDING rounds once (a 64-bit
+ * product, one shift with round half up) and can differ by 1 at ties; it is not modelled.
+ *
+ * Multipliers keep this file's convention, real ≈ multiplier · 2^−shift: TFLite's own
+ * `shift` (a left-shift exponent) is 31 − shift here.
+ */
+
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+
+/**
+ * TFLite's QuantizeMultiplier: frexp splits the real multiplier into q·2^e with q in
+ * [0.5, 1); q·2^31 rounded half away from zero is the Q0.31 multiplier, and a q that rounds
+ * up to 2^31 carries into the exponent (2^30, e + 1). Multipliers below 2^−32 (e < −31)
+ * flush to 0, as TFLite does to keep right shifts within 31 bits after the high multiply.
+ * Returns the multiplier and the right shift 31 − e.
+ */
+export function quantizeMultiplierTflite(realMultiplier: number): FixedPointMultiplier {
+  if (!(realMultiplier >= 0) || !Number.isFinite(realMultiplier)) {
+    throw new RangeError(`real multiplier must be finite and non-negative, got ${realMultiplier}`);
+  }
+  if (realMultiplier === 0) return { multiplier: 0, shift: 31 };
+  let e = floorLog2(realMultiplier) + 1;
+  // std::round and Math.round agree on non-negative numbers: ties away from zero.
+  let q = Math.round(realMultiplier * 2 ** (31 - e));
+  if (q === 2 ** 31) {
+    q = 2 ** 30;
+    e += 1;
+  }
+  if (e < -31) return { multiplier: 0, shift: 31 };
+  return { multiplier: q, shift: 31 - e };
+}
+
+/**
+ * gemmlowp's SaturatingRoundingDoublingHighMul of two int32: the high 32 bits of 2·a·b, with
+ * a nudge of 2^30 (1 − 2^30 for a negative product) before a division by 2^31 that truncates
+ * toward zero, so ties round toward +∞. The one product that overflows,
+ * INT32_MIN·INT32_MIN, saturates to INT32_MAX. Exact for all int32 inputs.
+ */
+export function saturatingRoundingDoublingHighMul(a: number, b: number): number {
+  if (a === INT32_MIN && b === INT32_MIN) return INT32_MAX;
+  const negative = a < 0 !== b < 0 && a !== 0 && b !== 0;
+  // For a negative product, trunc((ab + 1 − 2^30) / 2^31) = −⌊(|ab| + 2^30 − 1) / 2^31⌋.
+  const magnitude = floorHighMul(Math.abs(a), Math.abs(b), negative ? 2 ** 30 - 1 : 2 ** 30);
+  return negative ? 0 - magnitude : magnitude;
+}
+
+/**
+ * ⌊(a·b + c) / 2^31⌋ for 0 ≤ a, b ≤ 2^31 and 0 ≤ c < 2^31, exactly: b is split into 16-bit
+ * halves so no partial product leaves float64's 53-bit mantissa.
+ */
+function floorHighMul(a: number, b: number, c: number): number {
+  const hi = Math.floor(b / 65536);
+  const carry = Math.floor((a * (b - hi * 65536) + c) / 65536);
+  return Math.floor((a * hi + carry) / 32768);
+}
+
+/**
+ * gemmlowp's RoundingDivideByPOT: x · 2^−exponent for an int32 x and exponent 0..31, rounded
+ * half away from zero.
+ */
+export function roundingDivideByPOT(x: number, exponent: number): number {
+  if (!Number.isInteger(exponent) || exponent < 0 || exponent > 31) {
+    throw new RangeError(`RoundingDivideByPOT exponent must be an integer in 0..31, got ${exponent}`);
+  }
+  const d = 2 ** exponent;
+  const q = Math.floor(x / d);
+  const remainder = x - q * d;
+  const threshold = Math.floor((d - 1) / 2) + (x < 0 ? 1 : 0);
+  return remainder > threshold ? q + 1 : q;
+}
+
+/**
+ * TFLite's MultiplyByQuantizedMultiplier(int32 x, multiplier, shift): with e = 31 − `shift`,
+ * x is first shifted left by max(e, 0) in int32, then high-multiplied by the Q0.31
+ * multiplier, then divided by 2^max(−e, 0) with rounding. `x` must be an int32 and stay one
+ * after the left shift (TFLite's C++ would overflow); a right shift above 62 has no TFLite
+ * form. Both are RangeErrors.
+ */
+export function multiplyByQuantizedMultiplierTflite(x: number, multiplier: number, shift: number): number {
+  const e = 31 - shift;
+  const shifted = e > 0 ? x * 2 ** e : x;
+  if (shifted < INT32_MIN || shifted > INT32_MAX) {
+    throw new RangeError(`${x}·2^${Math.max(e, 0)} leaves int32 before TFLite's requantization`);
+  }
+  return roundingDivideByPOT(saturatingRoundingDoublingHighMul(shifted, multiplier), e < 0 ? -e : 0);
+}
+
+/**
+ * acc / n rounded half away from zero as TFLite's integer AVERAGE_POOL_2D and MEAN compute
+ * it: (acc ± ⌊n/2⌋) / n with C's truncating division.
+ */
+export function roundedDivideTflite(acc: number, n: number): number {
+  const half = Math.floor(n / 2);
+  return acc > 0 ? Math.floor((acc + half) / n) : 0 - Math.floor((half - acc) / n);
+}

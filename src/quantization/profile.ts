@@ -77,7 +77,21 @@ export interface RequantizationSpec {
    * min allows left shifts (real multipliers ≥ 2^(B−1)).
    */
   shiftRange: [number, number];
+  /**
+   * How acc·M·2^−shift is rounded. Default 'half-up': one rounding of the exact product, ties
+   * toward +∞ (quantization/fixedpoint.ts). 'tflite': TFLite's int8 reference arithmetic
+   * (double rounding: a saturating rounding doubling high multiply by a Q0.31 multiplier, then
+   * a right shift rounding ties away from zero; ADD with a left shift of 20 and one multiplier
+   * per input; AVERAGE_POOL_2D and MEAN with TFLite's rounded integer division), with
+   * multipliers derived from the float scales as TFLite derives them. It needs
+   * multiplierBits 32, a shiftRange within [0, 62] and 8-bit activations.
+   */
+  rounding: Rounding;
 }
+
+/** Requantization rounding conventions (see `RequantizationSpec.rounding`). */
+export const ROUNDINGS = ['half-up', 'tflite'] as const;
+export type Rounding = (typeof ROUNDINGS)[number];
 
 /** Non-linearities a target may run, named as in the model zoo rather than by ONNX op. */
 export const NONLINEARITIES = ['relu', 'relu6', 'leakyRelu', 'sigmoid', 'hardSigmoid', 'hardSwish', 'swish', 'tanh'] as const;
@@ -234,12 +248,13 @@ export function parseProfile(json: unknown, source: string): TargetProfile {
     symmetric: r.boolean('activations.symmetric', a.symmetric),
   };
 
-  const q = r.object('requantization', root.requantization, ['multiplierBits', 'shiftRange']);
+  const q = r.object('requantization', root.requantization, ['multiplierBits', 'shiftRange', 'rounding']);
   const multiplierBits = r.int('requantization.multiplierBits', q.multiplierBits, 2, 32);
   const shiftRange = r.array('requantization.shiftRange', q.shiftRange, 2, 'a [min, max] pair of integers');
   const minShift = r.int('requantization.shiftRange[0]', shiftRange[0], -63, 63);
   const maxShift = r.int('requantization.shiftRange[1]', shiftRange[1], minShift, 63);
-  const requantization: RequantizationSpec = { multiplierBits, shiftRange: [minShift, maxShift] };
+  const rounding = q.rounding === undefined ? 'half-up' : r.oneOf('requantization.rounding', q.rounding, ROUNDINGS);
+  const requantization: RequantizationSpec = { multiplierBits, shiftRange: [minShift, maxShift], rounding };
 
   const accumulatorBits = root.accumulatorBits === undefined ? 32 : r.int('accumulatorBits', root.accumulatorBits, 16, 48);
   const biasBits = root.biasBits === undefined ? 32 : r.int('biasBits', root.biasBits, 8, Math.min(32, accumulatorBits));
@@ -288,6 +303,7 @@ export function parseProfile(json: unknown, source: string): TargetProfile {
     }
     return override;
   });
+  if (rounding === 'tflite') checkTflite(source, requantization, activations, overrides);
 
   return {
     name,
@@ -395,6 +411,21 @@ export function exactMatcher(name: string): string {
 }
 
 const GRANULARITIES = ['tensor', 'channel', 'shift'] as const;
+
+/**
+ * TFLite's int8 kernels take Q0.31 multipliers with a left shift of at most 31 and a right
+ * shift of at most 31 after the high multiply (31 − e in 0..62), and 8-bit activations (its
+ * int16 kernels use other shifts, which are not modelled).
+ */
+function checkTflite(source: string, q: RequantizationSpec, a: ActivationSpec, overrides: LayerOverride[]): void {
+  const fail = (what: string) => {
+    throw new QuantflowError(`${source}: requantization.rounding "tflite" needs ${what}`);
+  };
+  if (q.multiplierBits !== 32) fail(`multiplierBits 32 (TFLite's Q0.31 multipliers), got ${q.multiplierBits}`);
+  if (q.shiftRange[0] < 0 || q.shiftRange[1] > 62) fail(`a shiftRange within [0, 62], got [${q.shiftRange.join(', ')}]`);
+  if (a.allowed.includes(16) || overrides.some((o) => o.activations?.bits === 16))
+    fail('8-bit activations (TFLite int16 kernels are not modelled)');
+}
 
 function matches(match: string, name: string, position: { isFirst: boolean; isLast: boolean }): boolean {
   if (match === '@first') return position.isFirst;
