@@ -390,23 +390,40 @@ class Writer {
     } else this.op(OP.CONV_2D, [input, weights, bias], [y], options.conv2d({ padding, stride, activation, dilation: layer.dilations }));
   }
 
+  /**
+   * FULLY_CONNECTED with per-tensor weights; per-channel weights as a 1x1 CONV_2D between
+   * reshapes, since per-channel FULLY_CONNECTED is recent (TFLite 2.10) and runtimes such as
+   * Arm NN refuse it, while per-channel CONV_2D is the int8 spec's baseline.
+   */
   private fullyConnected(layer: Extract<NpuLayer, { op: 'fc' }>): void {
     const node = this.node(layer);
     const x = this.tensor(layer, layer.inputs[0]!);
     const xInfo = this.info(layer.inputs[0]!);
     const [outC, k] = layer.weights.shape as [number, number];
     const sw = this.weightScales(layer, node);
-    const weights = this.builder.constant(this.name(`${layer.name}_weights`), [outC, k], layer.weights.data, 'int8', {
-      scale: Array.from(sw),
-      zeroPoint: new Array<number>(sw.length).fill(0),
-      axis: 0,
-    });
-    this.recordBits(layer, sw.length > 1 ? 'channel' : 'tensor');
+    const perChannel = sw.length > 1;
+    const wq = { scale: Array.from(sw), zeroPoint: new Array<number>(sw.length).fill(0), axis: 0 };
+    const weights = this.builder.constant(
+      this.name(`${layer.name}_weights`),
+      perChannel ? [outC, 1, 1, k] : [outC, k],
+      layer.weights.data,
+      'int8',
+      wq,
+    );
+    this.recordBits(layer, perChannel ? 'channel' : 'tensor');
     const bias = this.bias(layer, xInfo.grid.scale, sw, outC);
     const y = this.output(layer);
     const activation = this.fusedActivation(layer, layer.clamp, this.info(layer.output).grid);
-    const opts = xInfo.shape.length > 2 ? options.fullyConnectedKeepDims(activation) : options.fullyConnected(activation);
-    this.op(OP.FULLY_CONNECTED, [x, weights, bias], [y], opts);
+    if (!perChannel) {
+      const opts = xInfo.shape.length > 2 ? options.fullyConnectedKeepDims(activation) : options.fullyConnected(activation);
+      return this.op(OP.FULLY_CONNECTED, [x, weights, bias], [y], opts);
+    }
+    const rows = xInfo.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+    const x4 = this.reshapeTo(x, [rows, 1, 1, k], `${layer.name}_rows`);
+    const ySpec = this.builder.tensorAt(y);
+    const y4 = this.builder.tensor({ ...ySpec, name: this.name(`${layer.name}_conv`), shape: [rows, 1, 1, outC] });
+    this.op(OP.CONV_2D, [x4, weights, bias], [y4], options.conv2d({ padding: VALID, activation }));
+    this.reshapeTo(y4, ySpec.shape, `${layer.name}_out`, y);
   }
 
   /** ADD/SUB/MUL of two tensors; a lower-rank operand of a 4-D one is first made 4-D (NHWC broadcasting aligns trailing axes). */
