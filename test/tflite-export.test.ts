@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { armnnMissing, nchwToNhwc, npyBytes, runArmnnJobs, type ArmnnJob } from '../bench/armnn/agreement.js';
+import { argmaxLast, armnnMissing, nchwToNhwc, npyBytes, runArmnnJobs, type ArmnnJob } from '../bench/armnn/agreement.js';
 import { exportTflite, QUANTFLOW_METADATA } from '../src/export/tflite/export.js';
 import { OP as OPS } from '../src/export/tflite/flatbuffer.js';
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
@@ -18,6 +18,13 @@ import type { NpuPackage } from '../src/npu/types.js';
 import { quantizeTensor } from '../src/quantization/grid.js';
 import { loadProfile, type TargetProfile } from '../src/quantization/profile.js';
 import { QuantflowError } from '../src/util/errors.js';
+import { imageBatches, imageInputGeometry } from '../src/data/batches.js';
+import { loadDataset } from '../src/data/dataset.js';
+import { loadModel } from '../src/import/load.js';
+import { prepareModel } from '../src/import/prepare.js';
+import { quantizeModel } from '../src/quantization/quantize.js';
+import { runModel } from '../src/runtime/session.js';
+import { sharedPath } from './shared.js';
 import { minMaxQdq, randomFloats, randomTensor } from './fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'quantflow-tflite-export-'));
@@ -373,3 +380,68 @@ test('16-bit activations are a one-line error naming the layer', async () => {
     return true;
   });
 });
+
+test(
+  'MobileNetV2 w8a8-shift exported: re-imports, and Arm NN agrees on top-1 with the QDQ model on 3 images',
+  { skip: armnnSkip },
+  async (t) => {
+    const modelFile = sharedPath('models', 'mobilenet_v2_1.0_224_int8.tflite');
+    const calibDir = sharedPath('data', 'imagenet-sample-1k');
+    const dataDir = sharedPath('data', 'imagenet-val-650');
+    const skip = modelFile.skip || calibDir.skip || dataDir.skip;
+    if (skip) return void t.skip(skip);
+    const float = await prepareModel(loadModel(modelFile.path));
+    const p = loadProfile('w8a8-shift');
+    const result = await quantizeModel(float, await loadDataset(calibDir.path), {
+      profile: p,
+      calibration: 'minmax',
+      calibLimit: 4,
+      batch: 4,
+    });
+    const bytes = await exportTflite(result.model, p, { preprocess: result.preprocess.spec });
+    const file = join(work, 'mobilenet_v2.int8.tflite');
+    writeFileSync(file, bytes);
+    // Re-import: the same network, weights included (53 convolutions, the classifier's 1001 outputs).
+    const back = importTflite(bytes, file);
+    assert.equal(back.graph.nodes.filter((n) => n.opType === 'Conv').length, 53);
+    assert.deepEqual(back.graph.outputs[0]!.shape!.slice(1), [1001]);
+
+    const geometry = imageInputGeometry(float);
+    const images = (await loadDataset(dataDir.path)).items.slice(0, 3);
+    const inputGrid = qdqView(result.model.graph).quantizedAs.get(result.model.graph.inputs[0]!.name)!.grid;
+    const jobs: ArmnnJob[] = [];
+    const feeds: TensorData[] = [];
+    for await (const b of imageBatches(images, { ...geometry, preprocess: result.preprocess.spec, batch: 1 })) {
+      const shape = [1, 3, 224, 224];
+      const q = quantizeTensor(b.data, inputGrid);
+      // The QDQ model is fed the grid's own values, which it quantizes back to the same integers.
+      feeds.push(
+        floatTensor(
+          shape,
+          Float32Array.from(q, (v) => Math.fround((v - inputGrid.zeroPoint) * inputGrid.scale)),
+        ),
+      );
+      const path = join(work, `image${jobs.length}.npy`);
+      const offset = inputGrid.qmin === 0 ? 128 : 0;
+      writeFileSync(
+        path,
+        npyBytes(
+          'int8',
+          [1, 224, 224, 3],
+          Array.from(nchwToNhwc(q, shape), (v) => v - offset),
+        ),
+      );
+      jobs.push({ model: file, inputs: [path], out: join(work, `mnv2_${jobs.length}`) });
+    }
+    const armnn = runArmnnJobs(jobs, join(work, 'mnv2_jobs.json'));
+    let agree = 0;
+    for (let k = 0; k < jobs.length; k++) {
+      const qdqOut = Object.values(await runModel(result.model, { [result.model.graph.inputs[0]!.name]: feeds[k]! }))[0]!;
+      const [qdqTop] = argmaxLast(qdqOut.data as Float32Array, 1001);
+      const [tfliteTop] = argmaxLast(armnn[k]!.outputs[0]!.data, 1001);
+      if (qdqTop === tfliteTop) agree++;
+    }
+    t.diagnostic(`top-1 agreement Arm NN vs QDQ: ${agree}/${jobs.length}; ${(bytes.length / 1e6).toFixed(2)} MB`);
+    assert.equal(agree, jobs.length);
+  },
+);
