@@ -210,7 +210,9 @@ export function detectionPostProcess(ctx: ImportContext, op: Op): void {
     code: 'TFLite_Detection_PostProcess',
     inputs: [enc, ctx.value(op, scoresT)],
     outputs: outputs as string[],
-    constants: [{ index: 2, shape: anchorsT.shape, data: Buffer.from(anchors.buffer, anchors.byteOffset, anchors.byteLength).toString('base64') }],
+    constants: [
+      { index: 2, shape: anchorsT.shape, data: Buffer.from(anchors.buffer, anchors.byteOffset, anchors.byteLength).toString('base64') },
+    ],
     options: Buffer.from(op.raw.customOptions ?? new Uint8Array()).toString('base64'),
   });
   finish(one('Where', [unsqueeze(invalid3, 3), zero, picked]), 4, [-1, total, 4], outputs[0]!);
