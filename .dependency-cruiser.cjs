@@ -11,7 +11,7 @@ const LAYERS = [
   ['passes', 'eval', 'autodiff'],
   ['import', 'quantization', 'tse'],
   ['npu', 'qft'],
-  ['report'],
+  ['report', 'export'],
   ['pipeline'],
   ['cli'],
 ];

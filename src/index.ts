@@ -42,6 +42,7 @@ import type { BoxFormat as DetectionBoxFormat, Task as OutputTask } from './eval
 import type { Model as GraphModel } from './graph/types.js';
 import { loadModel as readModelFile, loadModelBytes } from './import/load.js';
 import { prepareModel } from './import/prepare.js';
+import { exportTflite as writeTfliteBytes, type IoType as TfliteIoType } from './export/tflite/export.js';
 import { writeNpuPackage as writeNpuFolder } from './npu/io.js';
 import { buildNpuPackage as lowerQdqModel } from './npu/package.js';
 import type { NpuPackage as IntegerPackage } from './npu/types.js';
@@ -441,6 +442,31 @@ export function buildNpuPackage(quantization: Quantization): Promise<NpuPackage>
  */
 export function writeNpuPackage(dir: string, pkg: NpuPackage): void {
   writeNpuFolder(dir, pkg);
+}
+
+// Fully-integer TFLite
+
+/** Element type of an exported TFLite model's inputs and outputs. */
+export type IoType = TfliteIoType;
+
+/**
+ * Writes a quantization as a fully-integer TFLite flatbuffer, the format of Vela (Ethos-U),
+ * the Edge TPU compiler and TFLite Micro: builtin operators in NHWC, int8 asymmetric
+ * per-tensor activations, int8 symmetric weights per tensor or per output channel (4-bit
+ * weights as int8 values on their grid, WESS as per-channel scales), int32 biases; host
+ * post-processing (ARG_MAX, SSD's TFLite_Detection_PostProcess) as the original's
+ * operators; metadata with the input normalization (TFLITE_METADATA), the minimum runtime
+ * version and quantflow's per-layer weight widths.
+ *
+ * @param quantization - A result of {@link quantizeModel} or {@link finetune}.
+ * @param options - `ioType`: the graph inputs' and outputs' type (default int8; uint8 and
+ *   float32 add QUANTIZE/DEQUANTIZE at the boundary).
+ * @returns The .tflite file's bytes.
+ * @throws {@link QuantflowError} naming the layer TFLite's int8 scheme cannot express
+ *   (16-bit activations, an operator without a builtin).
+ */
+export function exportTflite(quantization: Quantization, options: { ioType?: IoType } = {}): Promise<Uint8Array> {
+  return writeTfliteBytes(quantization.model, quantization.profile, { ioType: options.ioType, preprocess: quantization.preprocess.spec });
 }
 
 /** Options of {@link verify}. */

@@ -60,10 +60,12 @@ test('runQuantize writes the QDQ model, the NPU package and both report files, a
   assert.deepEqual(run.files, {
     model: join(output, 'model.qdq.onnx'),
     npu: join(output, 'npu'),
+    tflite: join(output, 'model.int8.tflite'),
     json: join(output, 'report.json'),
     html: join(output, 'report.html'),
   });
-  assert.deepEqual(readdirSync(output).sort(), ['model.qdq.onnx', 'npu', 'report.html', 'report.json']);
+  assert.deepEqual(readdirSync(output).sort(), ['model.int8.tflite', 'model.qdq.onnx', 'npu', 'report.html', 'report.json']);
+  assert.equal(run.tfliteProblem, undefined);
   assert.equal(readNpuPackage(run.files.npu!).layers.length > 0, true);
   assert.match(readFileSync(run.files.html, 'utf8'), /^<!doctype html>/i);
   assert.equal(run.npuProblem, undefined);
@@ -150,7 +152,7 @@ test('quantflow quantize prints its summary over the pipeline and exits with 2 w
   assert.match(lines[6]!, new RegExp(`^top-1 on ${data}: float \\d+\\.\\d%, quantized \\d+\\.\\d% \\(n = 12\\)$`));
   assert.equal(
     lines[7],
-    `wrote ${join(output, 'model.qdq.onnx')}, ${join(output, 'npu')}/ (integer NPU package), ${join(output, 'report.json')} and ${join(output, 'report.html')}`,
+    `wrote ${join(output, 'model.qdq.onnx')}, ${join(output, 'npu')}/ (integer NPU package), ${join(output, 'model.int8.tflite')}, ${join(output, 'report.json')} and ${join(output, 'report.html')}`,
   );
   assert.equal(lines.length, 8);
 

@@ -2,6 +2,10 @@
  * Agreement figures between two runtimes' outputs for the same input, used by
  * `npm run bench:armnn`: .npy reading, layout and dequantization, class maps, and detections.
  */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { QuantflowError } from '../../src/util/errors.js';
 
 /** An array read from a .npy file (C order). */
@@ -165,4 +169,60 @@ export function detections(boxes: ArrayLike<number>, classes: ArrayLike<number>,
     label: Math.round(classes[i]!),
     score: scores[i]!,
   }));
+}
+
+/** A version-1 .npy file of an int8, uint8, int32 or float32 array (C order). */
+export function npyBytes(dtype: 'int8' | 'uint8' | 'int32' | 'float32', shape: number[], values: ArrayLike<number>): Uint8Array {
+  const descr = { int8: '|i1', uint8: '|u1', int32: '<i4', float32: '<f4' }[dtype];
+  const body = { int8: Int8Array, uint8: Uint8Array, int32: Int32Array, float32: Float32Array }[dtype].from(values);
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
+  const out = new Uint8Array(10 + header.length + body.byteLength);
+  out.set([0x93, ...new TextEncoder().encode('NUMPY'), 1, 0]);
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  out.set(new TextEncoder().encode(header), 10);
+  out.set(new Uint8Array(body.buffer), 10 + header.length);
+  return out;
+}
+
+/** Why Arm NN cannot run here (pyarmnn missing), or false when it can. */
+export function armnnMissing(python = '/usr/bin/python3'): string | false {
+  const r = spawnSync(python, ['-c', 'import pyarmnn'], { encoding: 'utf8' });
+  return r.status === 0
+    ? false
+    : `pyarmnn is not installed for ${python} (apt-get install python3-pyarmnn libarmnn-cpuref-backend22 libarmnntfliteparser22)`;
+}
+
+/** One Arm NN run of bench/armnn/run_npy.py: a model, one .npy file per input, a folder for the outputs. */
+export interface ArmnnJob {
+  model: string;
+  inputs: string[];
+  out: string;
+}
+
+/** What run_npy.py writes beside a job's outputs. */
+export interface ArmnnJobManifest {
+  armnn: { library: string; debian: string | null; backend: string };
+  outputs: { name: string; dtype: string; shape: number[]; scale: number; zeroPoint: number }[];
+  seconds: number;
+}
+
+/** Runs the jobs with Arm NN (CpuRef) in one Python process; returns each job's outputs and manifest. */
+export function runArmnnJobs(
+  jobs: ArmnnJob[],
+  jobsFile: string,
+  python = '/usr/bin/python3',
+): { manifest: ArmnnJobManifest; outputs: NpyArray[] }[] {
+  writeFileSync(jobsFile, JSON.stringify(jobs));
+  const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bench', 'armnn', 'run_npy.py');
+  const r = spawnSync(python, [script, '--jobs', jobsFile], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new QuantflowError(`Arm NN run failed: ${(r.stderr || r.stdout || String(r.error)).trim().split('\n').at(-1)}`);
+  return jobs.map((job) => {
+    const manifest = JSON.parse(readFileSync(join(job.out, 'manifest.json'), 'utf8')) as ArmnnJobManifest;
+    const outputs = manifest.outputs.map((_, j) => {
+      const path = join(job.out, `output${j}.npy`);
+      return parseNpy(readFileSync(path), path);
+    });
+    return { manifest, outputs };
+  });
 }

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { QuantflowError } from '../util/errors.js';
 import { registerImport } from './commands/import.js';
 import { registerEval } from './commands/eval.js';
+import { registerExport } from './commands/export.js';
 import { registerCompare } from './commands/compare.js';
 import { registerDemo } from './commands/demo.js';
 import { registerQuantize } from './commands/quantize.js';
@@ -30,6 +31,7 @@ function buildProgram(): Command {
   registerCompare(program);
   registerQuantize(program);
   registerVerify(program);
+  registerExport(program);
   registerTse(program);
   registerBuffers(program);
   registerInspect(program);

@@ -12,6 +12,7 @@ import type { Model } from '../graph/types.js';
 import { loadModel, type LoadOptions } from '../import/load.js';
 import { prepareModel } from '../import/prepare.js';
 import type { InputSize } from '../passes/input-size.js';
+import { exportTflite } from '../export/tflite/export.js';
 import { writeNpuPackage } from '../npu/io.js';
 import { buildNpuPackage } from '../npu/package.js';
 import type { NpuPackage } from '../npu/types.js';
@@ -42,6 +43,7 @@ import type { AccuracyReport, AllocationReport, CompareReport, QftReport, Quanti
 import { layerWeightStats } from '../report/weight-stats.js';
 import { QuantflowError } from '../util/errors.js';
 import { reportFilesIn, writeReportFiles } from '../report/files.js';
+import { TFLITE_FILE } from './export-run.js';
 
 /** The stages of a run that take long enough to show progress for, in the order they run. */
 export type QuantizeStage = 'calibrate' | 'activation sensitivity' | 'sensitivity' | 'qft' | 'eval float' | 'eval quantized' | 'compare';
@@ -146,6 +148,8 @@ export interface QuantizeRunFiles {
   html: string;
   /** The chosen allocation as a profile, when a budget was given. */
   profile?: string;
+  /** The fully-integer TFLite model; absent when the run does not fit TFLite's int8 scheme (see `tfliteProblem`). */
+  tflite?: string;
 }
 
 /** The outcome of `runQuantize`. */
@@ -162,6 +166,8 @@ export interface QuantizeRun {
   compare?: CompareReport;
   /** Why the integer NPU package was not written, when it was not. */
   npuProblem?: string;
+  /** Why `model.int8.tflite` was not written (one line naming the layer), when it was not. */
+  tfliteProblem?: string;
   /** What QFT did, when it ran. */
   finetune?: FinetuneResult;
 }
@@ -429,6 +435,16 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     if (!(e instanceof QuantflowError)) throw e;
     npuProblem = e.message;
   }
+  let tflite: Uint8Array | undefined;
+  let tfliteProblem: string | undefined;
+  if (npu) {
+    try {
+      tflite = await exportTflite(result.model, profile, { npu, preprocess: result.preprocess.spec });
+    } catch (e) {
+      if (!(e instanceof QuantflowError)) throw e;
+      tfliteProblem = e.message;
+    }
+  } else tfliteProblem = 'the model has no integer NPU package, which the TFLite export is written from';
   const reportFiles = reportFilesIn(options.output);
   const npuDir = join(options.output, 'npu');
   const files: QuantizeRunFiles = {
@@ -436,6 +452,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     ...(npu ? { npu: npuDir } : {}),
     ...reportFiles,
     ...(allocation || activationAllocation ? { profile: join(options.output, 'profile.json') } : {}),
+    ...(tflite ? { tflite: join(options.output, TFLITE_FILE) } : {}),
   };
   const stats = layerWeightStats(model, result.plan);
   const report: QuantizeReportJson = {
@@ -468,13 +485,16 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   try {
     writeOnnxFile(result.model, files.model);
     if (npu) writeNpuPackage(npuDir, npu);
+    if (tflite && files.tflite) writeFileAtomic(files.tflite, tflite);
     if (files.profile) writeFileAtomic(files.profile, profileJson(profile));
     writeReportFiles(reportFiles, report);
   } catch (e) {
     // Only paths that exist: below a file nothing was written, and rm would fail there, hiding `e`.
-    for (const path of createdOutput ? [options.output] : [files.model, npuDir, ...(files.profile ? [files.profile] : [])])
+    for (const path of createdOutput
+      ? [options.output]
+      : [files.model, npuDir, ...(files.profile ? [files.profile] : []), ...(files.tflite ? [files.tflite] : [])])
       if (existsSync(path)) rmSync(path, { recursive: true, force: true });
     throw e;
   }
-  return { quantization: result, profile, report, files, accuracy, compare, npuProblem, finetune: tuned };
+  return { quantization: result, profile, report, files, accuracy, compare, npuProblem, tfliteProblem, finetune: tuned };
 }

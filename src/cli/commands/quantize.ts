@@ -13,6 +13,7 @@ import { PTQ_DEFAULTS } from '../../quantization/quantize.js';
 import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 import { addTaskOptions, formatComparison, taskOptions, type TaskCliOptions } from './compare.js';
 import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
+import { TFLITE_FILE } from '../../pipeline/export-run.js';
 
 const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
 
@@ -179,7 +180,7 @@ export function registerQuantize(program: Command): void {
       'also compare the quantized outputs with the float ones on this image folder (as quantflow compare; into the report)',
     )
     .option('--compare-limit <n>', 'compare on the first n images of --compare only', positiveInt('--compare-limit'))
-    .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, npu/, report.json, report.html)');
+    .requiredOption('-o, --output <dir>', 'output folder (model.qdq.onnx, npu/, model.int8.tflite, report.json, report.html)');
   addTaskOptions(command)
     .addHelpText(
       'after',
@@ -201,6 +202,7 @@ export function registerQuantize(program: Command): void {
         compare,
         files,
         npuProblem,
+        tfliteProblem,
         finetune: tuned,
         report,
       } = await runQuantize({
@@ -303,10 +305,13 @@ export function registerQuantize(program: Command): void {
         );
       }
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
+      if (tfliteProblem) console.warn(`warning: ${TFLITE_FILE} not written: ${tfliteProblem}`);
       if (report.npu?.hostTail)
         console.log(
           `host tail: ${nodeSummary(report.npu.hostTail)}; the NPU package outputs ${report.npu.outputs.length <= 4 ? report.npu.outputs.join(', ') : `${report.npu.outputs.length} tensors`}`,
         );
-      console.log(`wrote ${files.model}${files.npu ? `, ${files.npu}/ (integer NPU package)` : ''}, ${files.json} and ${files.html}`);
+      console.log(
+        `wrote ${files.model}${files.npu ? `, ${files.npu}/ (integer NPU package)` : ''}${files.tflite ? `, ${files.tflite}` : ''}, ${files.json} and ${files.html}`,
+      );
     });
 }

@@ -32,6 +32,20 @@ export interface QuantRecord {
   axis: number;
 }
 
+/**
+ * A custom operator the importer expanded into ONNX ops, recorded so that an exporter can
+ * write it back as it was: its code, the ONNX values of its activation inputs and of its
+ * outputs, its constant inputs (float32, base64, TFLite shape) and its custom options
+ * (base64 flexbuffer).
+ */
+export interface RecordedCustomOp {
+  code: string;
+  inputs: string[];
+  outputs: string[];
+  constants: { index: number; shape: number[]; data: string }[];
+  options: string;
+}
+
 /** How an operator's output is finished: its fused activation and what its values can be. */
 export interface OutputSpec {
   /** Fused activation enum code (NONE when omitted). */
@@ -153,6 +167,8 @@ export class ImportContext {
   private readonly declaredShapes = new Map<number, number[]>();
   /** Quantization parameters of ONNX values, for `tflite.quantization` metadata. */
   readonly quantization: Record<string, QuantRecord> = {};
+  /** Custom operators expanded into ONNX ops, for `tflite.custom_ops` metadata. */
+  readonly customOps: RecordedCustomOp[] = [];
   readonly fresh: (base: string) => string;
 
   constructor(

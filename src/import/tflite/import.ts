@@ -24,6 +24,8 @@ export const METADATA = {
   quantization: 'tflite.quantization',
   /** JSON {@link TfliteInputInfo} of the first graph input. */
   input: 'tflite.input',
+  /** JSON `RecordedCustomOp[]` (context.ts): custom operators expanded into ONNX ops. */
+  customOps: 'tflite.custom_ops',
 } as const;
 
 /** What the original model expected as input, so a data loader can feed the real-valued equivalent. */
@@ -188,6 +190,7 @@ function convert(bytes: Uint8Array, source: string, options: TfliteImportOptions
       [METADATA.source]: basename(source),
       [METADATA.quantization]: JSON.stringify(ctx.quantization),
       [METADATA.input]: JSON.stringify(input),
+      ...(ctx.customOps.length ? { [METADATA.customOps]: JSON.stringify(ctx.customOps) } : {}),
     },
   };
 }

@@ -206,6 +206,15 @@ export function detectionPostProcess(ctx: ImportContext, op: Op): void {
     ctx.declareShape(op.output(i), i === 3 ? [1] : i === 0 ? [1, total, 4] : [1, total]);
     return ctx.output(op, i);
   });
+  ctx.customOps.push({
+    code: 'TFLite_Detection_PostProcess',
+    inputs: [enc, ctx.value(op, scoresT)],
+    outputs: outputs as string[],
+    constants: [
+      { index: 2, shape: anchorsT.shape, data: Buffer.from(anchors.buffer, anchors.byteOffset, anchors.byteLength).toString('base64') },
+    ],
+    options: Buffer.from(op.raw.customOptions ?? new Uint8Array()).toString('base64'),
+  });
   finish(one('Where', [unsqueeze(invalid3, 3), zero, picked]), 4, [-1, total, 4], outputs[0]!);
   finish(one('Where', [invalid3, zero, one('Cast', [classIds], { to: attr.int(1) })]), 3, [-1, total], outputs[1]!);
   finish(one('Where', [invalid3, zero, scores]), 3, [-1, total], outputs[2]!);

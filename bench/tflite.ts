@@ -1,0 +1,233 @@
+/**
+ * Does the exported fully-integer TFLite model compute what quantflow's QDQ simulation and
+ * integer executor of the same run compute? Quantizes a model (or reads an existing run
+ * folder), exports it, runs the .tflite with Arm NN (CpuRef, bench/armnn/run_npy.py, Debian's
+ * python3-pyarmnn) on the first N images of a folder, feeding all three the same integer
+ * input, and reports:
+ * - classifiers: top-1 of the TFLite file, the QDQ model and the executor (with labels), and
+ *   top-1 agreement between each pair;
+ * - detectors (TFLite_Detection_PostProcess's four outputs): precision and recall of the
+ *   TFLite detections and of the QDQ model's against the float model's (IoU ≥ 0.5);
+ * - segmenters (an integer class map): pixel agreement and mIoU of the TFLite and QDQ maps
+ *   against the float model's;
+ * - file sizes: .tflite, the float original, model.qdq.onnx.
+ *
+ *   npm run bench:tflite -- --model <file> --data <folder> [--profile w8a8-shift] [--calib <folder>]
+ *     [--calib-limit 64] [--qft <quantize output folder>] [--limit 5] [--json <file>]
+ *
+ * Arm NN's CpuRef backend takes seconds per MobileNet image.
+ */
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { formatTable, percent } from '../src/cli/table.js';
+import { imageBatches, imageInputGeometry } from '../src/data/batches.js';
+import { loadDataset } from '../src/data/dataset.js';
+import type { Preprocess } from '../src/data/preprocess.js';
+import { exportTflite } from '../src/export/tflite/export.js';
+import { floatTensor, toFloat32 } from '../src/graph/tensor.js';
+import type { Model, TensorData } from '../src/graph/types.js';
+import { loadModel } from '../src/import/load.js';
+import { prepareModel } from '../src/import/prepare.js';
+import { execute } from '../src/npu/executor.js';
+import { buildNpuPackage } from '../src/npu/package.js';
+import { qdqView } from '../src/npu/qdq-view.js';
+import { readOnnxFile } from '../src/onnx/read.js';
+import { writeOnnxFile } from '../src/onnx/write.js';
+import { quantizeTensor } from '../src/quantization/grid.js';
+import { loadProfile, type TargetProfile } from '../src/quantization/profile.js';
+import { quantizeModel } from '../src/quantization/quantize.js';
+import { openSession, runSession } from '../src/runtime/session.js';
+import { QuantflowError } from '../src/util/errors.js';
+import { writeJsonResult } from '../src/util/fs.js';
+import {
+  argmaxLast,
+  classMapAgreement,
+  detections,
+  matchDetections,
+  nchwToNhwc,
+  npyBytes,
+  runArmnnJobs,
+  type ArmnnJob,
+} from './armnn/agreement.js';
+
+const { values: args } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    data: { type: 'string' },
+    profile: { type: 'string', default: 'w8a8-shift' },
+    calib: { type: 'string', default: '../shared/data/imagenet-sample-1k' },
+    'calib-limit': { type: 'string', default: '64' },
+    qft: { type: 'string' },
+    limit: { type: 'string', default: '5' },
+    'score-threshold': { type: 'string', default: '0.3' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+    json: { type: 'string' },
+  },
+});
+if (!args.model || !args.data) {
+  console.error(
+    'usage: npm run bench:tflite -- --model <file> --data <folder> [--profile w8a8-shift] [--calib <folder>] [--calib-limit 64]\n' +
+      '  [--qft <quantize output folder> (export that run instead of quantizing)] [--limit 5] [--score-threshold 0.3] [--json <file>]',
+  );
+  process.exit(2);
+}
+
+/** The run to export: an existing quantize output folder, or PTQ here. */
+async function quantized(float: Model): Promise<{ qdq: Model; profile: TargetProfile; preprocess: Preprocess; qdqBytes: number }> {
+  if (args.qft) {
+    const path = join(args.qft, 'model.qdq.onnx');
+    const qdq = readOnnxFile(path);
+    const name = qdq.metadata['quantflow.profile'];
+    const preprocess = qdq.metadata['quantflow.preprocess'];
+    if (!name || !preprocess) throw new QuantflowError(`${path}: no profile or preprocessing recorded; quantize it again`);
+    return { qdq, profile: loadProfile(name), preprocess: JSON.parse(preprocess) as Preprocess, qdqBytes: statSync(path).size };
+  }
+  const profile = loadProfile(args.profile!);
+  const r = await quantizeModel(float, await loadDataset(args.calib!), { profile, calibLimit: Number(args['calib-limit']), batch: 4 });
+  const path = join(work, 'model.qdq.onnx');
+  writeOnnxFile(r.model, path);
+  return { qdq: r.model, profile, preprocess: r.preprocess.spec, qdqBytes: statSync(path).size };
+}
+
+const work = mkdtempSync(join(tmpdir(), 'qf-bench-tflite-'));
+
+async function main(): Promise<void> {
+  const float = await prepareModel(loadModel(args.model!));
+  const { qdq, profile, preprocess, qdqBytes } = await quantized(float);
+  const pkg = await buildNpuPackage(qdq, profile);
+  const bytes = await exportTflite(qdq, profile, { npu: pkg, preprocess });
+  const file = join(work, 'model.int8.tflite');
+  writeFileSync(file, bytes);
+
+  const data = await loadDataset(args.data!);
+  const items = data.items.slice(0, Number(args.limit));
+  const inputName = qdq.graph.inputs[0]!.name;
+  const grid = qdqView(qdq.graph).quantizedAs.get(inputName)!.grid;
+  const geometry = imageInputGeometry(float);
+  const feeds: TensorData[] = [];
+  const ints: Int32Array[] = [];
+  const jobs: ArmnnJob[] = [];
+  for await (const b of imageBatches(items, { ...geometry, preprocess, batch: 1 })) {
+    const shape = [1, geometry.channels, geometry.height, geometry.width];
+    const q = quantizeTensor(b.data, grid);
+    ints.push(q);
+    feeds.push(
+      floatTensor(
+        shape,
+        Float32Array.from(q, (v) => Math.fround((v - grid.zeroPoint) * grid.scale)),
+      ),
+    );
+    const path = join(work, `input${jobs.length}.npy`);
+    const offset = grid.qmin === 0 ? 128 : 0;
+    writeFileSync(
+      path,
+      npyBytes(
+        'int8',
+        [1, shape[2]!, shape[3]!, shape[1]!],
+        Array.from(nchwToNhwc(q, shape), (v) => v - offset),
+      ),
+    );
+    jobs.push({ model: file, inputs: [path], out: join(work, `out${jobs.length}`) });
+  }
+  const started = performance.now();
+  const armnn = runArmnnJobs(jobs, join(work, 'jobs.json'), args.python);
+  const armnnSeconds = (performance.now() - started) / 1000 / jobs.length;
+  const qdqSession = await openSession(qdq);
+  const floatSession = await openSession(float);
+  const outputs = armnn[0]!.manifest.outputs;
+  const detector = outputs.length === 4 && outputs[0]!.shape.length === 3 && outputs[0]!.shape[2] === 4;
+  const segmenter = !detector && (outputs[0]!.dtype === 'int32' || qdq.graph.outputs[0]!.dataType === 'int64');
+  const values = (t: TensorData) => {
+    const v = Float64Array.from(toFloat32(t));
+    return t.dims.length === 4 ? nchwToNhwc(v, t.dims) : v;
+  };
+  const rows: (string | number)[][] = [];
+  const result: Record<string, unknown> = {
+    model: args.model,
+    profile: profile.name,
+    run: args.qft ?? null,
+    images: jobs.length,
+    armnn: { ...armnn[0]!.manifest.armnn, secondsPerImage: armnnSeconds },
+    sizes: { tflite: bytes.length, float: statSync(args.model!).size, qdq: qdqBytes },
+  };
+  if (detector || segmenter) {
+    const threshold = Number(args['score-threshold']);
+    const acc = { tflite: [0, 0, 0], qdq: [0, 0, 0], pixels: [0, 0], miou: [0, 0] };
+    for (let k = 0; k < jobs.length; k++) {
+      const ref = Object.values(await runSession(floatSession, { [inputName]: feeds[k]! })).map(values);
+      const sim = Object.values(await runSession(qdqSession, { [inputName]: feeds[k]! })).map(values);
+      const tfl = armnn[k]!.outputs.map((o) => o.data);
+      if (detector) {
+        const dets = (o: ArrayLike<number>[]) => detections(o[0]!, o[1]!, o[2]!, Math.round(o[3]![0]!));
+        for (const [name, o] of [
+          ['tflite', tfl],
+          ['qdq', sim],
+        ] as const) {
+          const m = matchDetections(dets(o), dets(ref), threshold);
+          const a = acc[name];
+          [a[0], a[1], a[2]] = [a[0]! + m.matched, a[1]! + m.test, a[2]! + m.reference];
+        }
+      } else {
+        const [t, s] = [classMapAgreement(tfl[0]!, ref[0]!), classMapAgreement(sim[0]!, ref[0]!)];
+        acc.pixels = [acc.pixels[0]! + t.pixels / jobs.length, acc.pixels[1]! + s.pixels / jobs.length];
+        acc.miou = [acc.miou[0]! + t.miou / jobs.length, acc.miou[1]! + s.miou / jobs.length];
+      }
+    }
+    if (detector) {
+      for (const name of ['tflite', 'qdq'] as const) {
+        const [m, t, r] = acc[name];
+        rows.push([
+          `${name} vs float: precision / recall (score ≥ ${threshold}, IoU ≥ 0.5)`,
+          `${percent(t ? m! / t : 1)} / ${percent(r ? m! / r : 1)}`,
+        ]);
+      }
+      result.detections = { tflite: acc.tflite, qdq: acc.qdq, fields: ['matched', 'test', 'reference'] };
+    } else {
+      rows.push(['tflite vs float: pixel agreement / mIoU', `${percent(acc.pixels[0]!)} / ${percent(acc.miou[0]!)}`]);
+      rows.push(['qdq vs float: pixel agreement / mIoU', `${percent(acc.pixels[1]!)} / ${percent(acc.miou[1]!)}`]);
+      result.segmentation = acc;
+    }
+  } else {
+    const classes = outputs[0]!.shape.at(-1)!;
+    const offset = classes === 1001 ? 1 : 0;
+    const top = { tflite: [] as number[], qdq: [] as number[], executor: [] as number[] };
+    for (let k = 0; k < jobs.length; k++) {
+      top.tflite.push(argmaxLast(armnn[k]!.outputs[0]!.data, classes)[0]!);
+      top.qdq.push(argmaxLast(values(Object.values(await runSession(qdqSession, { [inputName]: feeds[k]! }))[0]!), classes)[0]!);
+      const exec = execute(pkg, { [pkg.inputs[0]!]: ints[k]! });
+      top.executor.push(argmaxLast(exec.tensors.get(pkg.outputs[0]!)!, classes)[0]!);
+    }
+    const agree = (a: number[], b: number[]) => a.filter((v, i) => v === b[i]).length / a.length;
+    const labelled = items.every((i) => i.label !== undefined);
+    const accuracy = (t: number[]) => t.filter((v, i) => v - offset === items[i]!.label).length / t.length;
+    for (const name of ['tflite', 'qdq', 'executor'] as const) if (labelled) rows.push([`top-1 ${name}`, percent(accuracy(top[name]))]);
+    rows.push(['top-1 agreement tflite / qdq', percent(agree(top.tflite, top.qdq))]);
+    rows.push(['top-1 agreement tflite / executor', percent(agree(top.tflite, top.executor))]);
+    rows.push(['top-1 agreement qdq / executor', percent(agree(top.qdq, top.executor))]);
+    result.top1 = labelled ? { tflite: accuracy(top.tflite), qdq: accuracy(top.qdq), executor: accuracy(top.executor) } : null;
+    result.agreement = {
+      tfliteQdq: agree(top.tflite, top.qdq),
+      tfliteExecutor: agree(top.tflite, top.executor),
+      qdqExecutor: agree(top.qdq, top.executor),
+    };
+  }
+  const mb = (n: number) => `${(n / 1e6).toFixed(2)} MB`;
+  const sizes = result.sizes as Record<string, number>;
+  rows.push(['size .tflite / float original / QDQ', `${mb(sizes.tflite!)} / ${mb(sizes.float!)} / ${mb(sizes.qdq!)}`]);
+  rows.push([
+    'Arm NN',
+    `${armnn[0]!.manifest.armnn.library} (Debian ${armnn[0]!.manifest.armnn.debian}), CpuRef, ${armnnSeconds.toFixed(1)} s/image`,
+  ]);
+  console.log(`${args.model} ${profile.name}${args.qft ? ` (run ${args.qft})` : ''}, ${jobs.length} images of ${args.data}`);
+  console.log(formatTable([['figure', 'value'], ...rows]));
+  if (args.json) writeJsonResult(args.json, result);
+}
+
+main()
+  .catch((e: unknown) => {
+    console.error(e instanceof QuantflowError ? e.message : e);
+    process.exitCode = e instanceof QuantflowError ? 2 : 1;
+  })
+  .finally(() => rmSync(work, { recursive: true, force: true }));
