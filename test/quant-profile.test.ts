@@ -27,6 +27,7 @@ const BUILTINS = [
   'w8a8-channel',
   'w8a8-shift',
   'w8a8-tensor',
+  'w8a8a16-channel',
 ];
 const middle = { isFirst: false, isLast: false };
 
@@ -50,15 +51,16 @@ test('every built-in profile loads, named after its file', () => {
     const p = loadProfile(name);
     assert.equal(p.name, name);
     assert.equal(p.source, `${name}.json`);
-    // w4a8-…: 4-bit weights; w4w8a8-…: 4 or 8 bits per layer, the widest without a budget.
-    const [, wbits, wider, abits, granularity] = /^w(\d)(?:w(\d))?a(8|16)-(\w+)$/.exec(name)!;
+    // w4a8-…: 4-bit weights; w4w8a8-…: 4 or 8 bits per layer, the widest without a budget; a8a16: 8 or 16 per activation.
+    const [, wbits, wider, abits, widerA, granularity] = /^w(\d)(?:w(\d))?a(8|16)(?:a(16))?-(\w+)$/.exec(name)!;
     const allowed = [Number(wbits), ...(wider ? [Number(wider)] : [])];
+    const allowedA = [Number(abits), ...(widerA ? [Number(widerA)] : [])];
     assert.equal(p.weights.bits, allowed.at(-1));
     assert.equal(p.weights.granularity, granularity);
-    assert.deepEqual(p.activations, { bits: Number(abits), allowed: [Number(abits)], symmetric: false });
+    assert.deepEqual(p.activations, { bits: allowedA.at(-1), allowed: allowedA, symmetric: false });
     assert.deepEqual(p.weights.allowed, allowed);
     // 16-bit activations times 8-bit weights overflow 32 bits on wide layers.
-    assert.equal(p.accumulatorBits, abits === '16' ? 48 : 32);
+    assert.equal(p.accumulatorBits, allowedA.includes(16) ? 48 : 32);
     assert.equal(p.biasBits, 32);
     const first = resolveLayer(p, 'stem', { isFirst: true, isLast: false });
     const last = resolveLayer(p, 'logits', { isFirst: false, isLast: true });
