@@ -341,8 +341,8 @@ test('quantize --activation-budget chooses 16-bit activations into profile.json,
     runQuantize({ ...common, profile: profileFile, activationBudget: '7.5', output: join(root, 'ab-low') }),
     (e: Error) =>
       e instanceof QuantflowError &&
-      /a816\.json: an activation budget of 7\.5 bits per activation is below the minimum of 8 bits per activation, every activation at its lowest allowed width$/.test(
-        e.message,
+      e.message.endsWith(
+        'a816.json: an activation budget of 7.5 bits per activation is below the minimum of 8 bits per activation, every activation at its lowest allowed width',
       ),
   );
   await assert.rejects(
