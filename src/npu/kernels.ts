@@ -83,9 +83,20 @@ function requantize(
   const m = r.multiplier.data[r.multiplier.data.length > 1 ? c : 0]!;
   const s = r.shift.data[r.shift.data.length > 1 ? c : 0]! + (r.channelShift ? r.channelShift.data[c]! : 0);
   const peak = peakOf(acc, count);
-  if (tflite) requantizeTflite(acc, count, m, s, zy, clamp[0], clamp[1], out, at);
-  else if (peak * Math.abs(m) < 2 ** 53) requantizeFloat(acc, count, m * 2 ** -s, zy, clamp[0], clamp[1], out, at);
-  else requantizeWide(acc, count, m, s, zy, clamp[0], clamp[1], out, at);
+  if (!tflite && peak * Math.abs(m) < 2 ** 53) requantizeFloat(acc, count, m * 2 ** -s, zy, clamp[0], clamp[1], out, at);
+  else
+    requantizeFixed(
+      tflite ? multiplyByQuantizedMultiplierTflite : multiplyByQuantizedMultiplier,
+      acc,
+      count,
+      m,
+      s,
+      zy,
+      clamp[0],
+      clamp[1],
+      out,
+      at,
+    );
   return peak;
 }
 
@@ -107,7 +118,9 @@ function requantizeFloat(
   }
 }
 
-function requantizeWide(
+/** Requantization by an integer fixed-point multiply: wide accumulators, or TFLite's arithmetic. */
+function requantizeFixed(
+  multiply: (x: number, m: number, s: number) => number,
   acc: Float64Array,
   count: number,
   m: number,
@@ -119,24 +132,7 @@ function requantizeWide(
   at: number,
 ): void {
   for (let i = 0; i < count; i++) {
-    const q = multiplyByQuantizedMultiplier(acc[i]!, m, s) + zy;
-    out[at + i] = q < lo ? lo : q > hi ? hi : q;
-  }
-}
-
-function requantizeTflite(
-  acc: Float64Array,
-  count: number,
-  m: number,
-  s: number,
-  zy: number,
-  lo: number,
-  hi: number,
-  out: Int32Array,
-  at: number,
-): void {
-  for (let i = 0; i < count; i++) {
-    const q = multiplyByQuantizedMultiplierTflite(acc[i]!, m, s) + zy;
+    const q = multiply(acc[i]!, m, s) + zy;
     out[at + i] = q < lo ? lo : q > hi ? hi : q;
   }
 }

@@ -47,21 +47,46 @@ export async function weightSensitivity(
   const names = layers.map((l) => l.node.name);
   const values = widths.map((w, i) => new Map(w.map((bits, k) => [bits, layerValues(models[k]!, names[i]!)])));
   const highest = Object.assign({}, ...values.map((v, i) => v.get(widths[i]!.at(-1)!)!)) as Record<string, TensorData>;
-  const session = await meter.open(withWeightInputs(models[0]!, names));
+  const { baseError, growth } = await errorGrowths(
+    meter,
+    withWeightInputs(models[0]!, names),
+    highest,
+    widths,
+    (i, bits) => values[i]!.get(bits as 4 | 8)!,
+    options.onProgress,
+  );
+  const result = names.map((name, i) => ({ name, size: candidates[i]!.size, widths: widths[i]!, errorGrowth: growth[i]! }));
+  return { baseError, layers: result, quantized, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * The output error of `model` fed `base`, and per entry the growth of that error at each of
+ * its `widths` but the highest (then 0), with only that entry's `feeds` changed: one session
+ * for every measurement.
+ */
+async function errorGrowths(
+  meter: OutputErrorMeter,
+  model: Model,
+  base: Record<string, TensorData>,
+  widths: number[][],
+  feeds: (index: number, bits: number) => Record<string, TensorData>,
+  onProgress?: (done: number, total: number) => void,
+): Promise<{ baseError: number; growth: number[][] }> {
+  const session = await meter.open(model);
   try {
-    const baseError = await session.measure(highest);
+    const baseError = await session.measure(base);
     const total = widths.reduce((s, w) => s + w.length - 1, 0);
     let done = 0;
-    const result: AllocationLayer[] = [];
-    for (const [i, name] of names.entries()) {
-      const growth: number[] = [];
-      for (const bits of widths[i]!.slice(0, -1)) {
-        growth.push((await session.measure({ ...highest, ...values[i]!.get(bits)! })) - baseError);
-        options.onProgress?.(++done, total);
+    const growth: number[][] = [];
+    for (const [i, w] of widths.entries()) {
+      const row: number[] = [];
+      for (const bits of w.slice(0, -1)) {
+        row.push((await session.measure({ ...base, ...feeds(i, bits) })) - baseError);
+        onProgress?.(++done, total);
       }
-      result.push({ name, size: candidates[i]!.size, widths: widths[i]!, errorGrowth: [...growth, 0] });
+      growth.push([...row, 0]);
     }
-    return { baseError, layers: result, quantized, seconds: (performance.now() - t0) / 1000 };
+    return { baseError, growth };
   } finally {
     await session.release();
   }
@@ -102,24 +127,16 @@ export async function activationSensitivity(
   const { model, feedsOf } = withGridInputs(qdq, free);
   const gridFeeds = (a: string, bits: 8 | 16) => feedsOf(a, cal.activationGrids.get(a)!.get(bits)!, highest[tensors.indexOf(a)]!);
   const base = Object.assign({}, ...free.map((a) => gridFeeds(a, widths[tensors.indexOf(a)]!.at(-1)!))) as Record<string, TensorData>;
-  const session = await meter.open(model);
-  try {
-    const baseError = await session.measure(base);
-    const total = widths.reduce((s, w) => s + w.length - 1, 0);
-    let done = 0;
-    const result: AllocationLayer[] = [];
-    for (const [i, a] of tensors.entries()) {
-      const growth: number[] = [];
-      for (const bits of widths[i]!.slice(0, -1)) {
-        growth.push((await session.measure({ ...base, ...gridFeeds(a, bits) })) - baseError);
-        options.onProgress?.(++done, total);
-      }
-      result.push({ name: candidates[i]!.name, size: candidates[i]!.size, widths: widths[i]!, errorGrowth: [...growth, 0] });
-    }
-    return { baseError, layers: result, tensors, seconds: (performance.now() - t0) / 1000 };
-  } finally {
-    await session.release();
-  }
+  const { baseError, growth } = await errorGrowths(
+    meter,
+    model,
+    base,
+    widths,
+    (i, bits) => gridFeeds(tensors[i]!, bits as 8 | 16),
+    options.onProgress,
+  );
+  const result = candidates.map((c, i) => ({ name: c.name, size: c.size, widths: c.widths, errorGrowth: growth[i]! }));
+  return { baseError, layers: result, tensors, seconds: (performance.now() - t0) / 1000 };
 }
 
 /**
