@@ -211,6 +211,29 @@ test('quantize --weight-budget writes profile.json, and --profile with it reprod
     a.layers.map((l) => l.bits),
   );
 
+  // Re-run after QFT within every layer at 8 bits: layers QFT trained at 4 bits rise, from their trained weights, where
+  // the finetuned model's output error says it helps.
+  const again8 = await runQuantize({
+    ...common,
+    profile: profileFile,
+    weightBudget: '6',
+    qft: { epochs: 1, reallocate: '8' },
+    output: join(root, 'qft-realloc'),
+  });
+  const after = again8.report.allocation!.afterQft!;
+  const at4 = a.layers.filter((l) => l.bits === 4).map((l) => l.name);
+  assert.ok(after.raised.length > 0 && after.raised.every((name) => at4.includes(name)), JSON.stringify(after));
+  assert.ok(after.measuredError < after.errorBefore, `${after.measuredError} vs ${after.errorBefore}`);
+  assert.deepEqual(
+    again8.quantization.layers.map((l) => l.weightBits),
+    a.layers.map((l) => (after.raised.includes(l.name) ? 8 : l.bits)),
+  );
+  assert.match(readFileSync(again8.files.html, 'utf8'), /After QFT the allocation was re-run/);
+  await assert.rejects(
+    runQuantize({ ...common, profile: profileFile, qft: { epochs: 1, reallocate: true }, output: join(root, 'realloc-alone') }),
+    /--reallocate re-runs the weight allocation after QFT: give --weight-budget too/,
+  );
+
   await assert.rejects(
     runQuantize({ ...common, calibLimit: 20, profile: profileFile, weightBudget: '6', output: join(root, 'overlap') }),
     /--weight-budget measures on the last 32 images of .* use --calib-limit 12 or less/,

@@ -22,8 +22,21 @@ import { finetune, QFT_DEFAULTS, type FinetuneResult, type LrSchedule } from '..
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../qft/student.js';
 import type { RangeMethod } from '../quantization/calibration.js';
 import { loadProfile, profileJson, type TargetProfile } from '../quantization/profile.js';
-import { allocatedProfile, allocateGreedy, budgetBits, parseActivationBudget, parseBudget } from '../quantization/allocation.js';
-import { activationCandidates, activationSensitivity, allocationLayers, weightSensitivity } from '../quantization/sensitivity.js';
+import {
+  allocatedProfile,
+  allocateGreedy,
+  bitsPerElement,
+  budgetBits,
+  parseActivationBudget,
+  parseBudget,
+} from '../quantization/allocation.js';
+import {
+  activationCandidates,
+  activationSensitivity,
+  allocationLayers,
+  raiseSensitivity,
+  weightSensitivity,
+} from '../quantization/sensitivity.js';
 import { decodeImages } from '../data/images.js';
 import { OutputErrorMeter } from '../eval/output-error.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -35,6 +48,7 @@ import {
   quantizeLayer,
   quantizeModel,
   resolvePtqOptions,
+  type Calibration,
   type QuantizedLayer,
   type QuantizeResult,
 } from '../quantization/quantize.js';
@@ -46,7 +60,8 @@ import { reportFilesIn, writeReportFiles } from '../report/files.js';
 import { TFLITE_FILE } from './export-run.js';
 
 /** The stages of a run that take long enough to show progress for, in the order they run. */
-export type QuantizeStage = 'calibrate' | 'activation sensitivity' | 'sensitivity' | 'qft' | 'eval float' | 'eval quantized' | 'compare';
+export type QuantizeStage =
+  'calibrate' | 'activation sensitivity' | 'sensitivity' | 'qft' | 'reallocation' | 'eval float' | 'eval quantized' | 'compare';
 
 /** Receives one stage's progress; `stop` is called when the stage ends, also when it fails. */
 export interface StageReporter {
@@ -74,6 +89,12 @@ export interface QftRunOptions {
   checkpoint?: string;
   /** Ends QFT after the current step, saving the checkpoint if any; the run then fails with a QuantflowError. */
   signal?: AbortSignal;
+  /**
+   * After QFT, raise layers to wider weights within this budget (`parseBudget`; `true`: the
+   * `weightBudget` again, spending what the first allocation left), by sensitivities measured
+   * on the finetuned model (`raiseSensitivity`). Needs `weightBudget`.
+   */
+  reallocate?: string | true;
 }
 
 /** What to quantize, how, and where to write it. Paths are recorded in the report as given. */
@@ -259,6 +280,8 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   let result: QuantizeResult;
   let allocation: AllocationReport | undefined;
   let activationAllocation: AllocationReport | undefined;
+  // What re-running the weight allocation after QFT needs from the first one.
+  let allocated: { cal: Calibration; meter: OutputErrorMeter } | undefined;
   if (options.weightBudget !== undefined || options.activationBudget !== undefined) {
     const weightBudget = options.weightBudget === undefined ? undefined : parseBudget(options.weightBudget, '--weight-budget');
     const activationBudget = options.activationBudget === undefined ? undefined : parseActivationBudget(options.activationBudget);
@@ -320,6 +343,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
         path: chosen.path,
       };
     }
+    const weightsFree = current.profile;
     if (weightBits !== undefined) {
       const measurements = allocationLayers(current).reduce((s, l) => s + l.widths.length - 1, 0);
       const sens = await stage('sensitivity', measurements, (r) =>
@@ -346,6 +370,8 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     // One of the two budgets was given, so one of the two passes chose the layers.
     result = await assembleQuantization(current, layers!);
     profile = current.profile;
+    // With the weight widths free, as before the allocation fixed them, for a re-run after QFT.
+    allocated = { cal: { ...current, profile: weightsFree }, meter };
   } else {
     result = await stage('calibrate', Math.min(calibLimit, calib.items.length), (r) =>
       quantizeModel(model, calib, { ...ptqOptions, onProgress: (done) => r.update(done) }),
@@ -382,6 +408,45 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
         onProgress: (step, _total, loss) => r.update(step, { loss }),
       }),
     );
+    if (q.reallocate !== undefined) {
+      if (!allocation || !allocated)
+        throw new QuantflowError('--reallocate re-runs the weight allocation after QFT: give --weight-budget too');
+      const budget =
+        q.reallocate === true ? parseBudget(options.weightBudget!, '--weight-budget') : parseBudget(q.reallocate, '--reallocate');
+      const { cal, meter } = allocated;
+      const initializers = new Map(tuned.model.graph.initializers);
+      for (const [name, data] of tuned.trainedWeights) initializers.set(name, { ...initializers.get(name)!, dataType: 'float32', data });
+      const finetuned: Calibration = {
+        ...cal,
+        model: { ...tuned.model, graph: { ...tuned.model.graph, initializers } },
+        activations: tuned.params.activations,
+        means: new Map(),
+        moments: new Map(),
+      };
+      const bits = budgetBits(budget, allocationLayers(cal), profile.source);
+      const current = tuned.params.weights.map((w) => ({ ...w }));
+      const rising = current.filter((l, i) => allocationLayers(cal)[i]!.widths.some((b) => b > l.quantized.bits)).length;
+      const sens = await stage('reallocation', rising, (r) =>
+        raiseSensitivity(finetuned, current, meter, { onProgress: (done) => r.update(done) }),
+      );
+      const chosen = allocateGreedy(sens.layers, bits, sens.baseError);
+      const raised = sens.layers.flatMap((l, i) => (chosen.widths[i] !== l.widths[0] ? [i] : []));
+      const weights = current.map((l, i) => (raised.includes(i) ? sens.raised.get(i)! : l));
+      profile = allocatedProfile(profile, profile.name, {
+        weights: raised.map((i) => ({ layer: sens.layers[i]!.name, bits: chosen.widths[i] as 4 | 8 })),
+      });
+      tuned = { ...tuned, params: { ...tuned.params, weights: weights.map(({ layer, quantized }) => ({ layer, quantized })) } };
+      allocation.afterQft = {
+        budget: q.reallocate === true ? options.weightBudget! : q.reallocate,
+        budgetBits: bits,
+        bitsPerElement: bitsPerElement(allocationLayers(cal), chosen.widths),
+        errorBefore: sens.baseError,
+        predictedError: chosen.predictedError,
+        measuredError: await meter.measure(qdqOfLayers(finetuned, weights)),
+        raised: raised.map((i) => sens.layers[i]!.name),
+        seconds: sens.seconds,
+      };
+    }
     result = await applyFinetune(result, tuned, profile);
     qft = {
       options: { ...qftOptions, train, equalizedPairs: tuned.equalizedPairs, teacherCached: tuned.teacherCached },

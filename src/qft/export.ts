@@ -10,7 +10,7 @@ import {
   sqnrDb,
   type QuantizedWeights,
 } from '../quantization/weights.js';
-import { outputChannelsFirst } from '../quantization/plan.js';
+import { outputChannelsFirst, weightLayout } from '../quantization/plan.js';
 import type { Student } from './student.js';
 
 /** Smallest step size a trained scale may end at: a θ driven below −1/ratio would flip its sign. */
@@ -21,8 +21,9 @@ const MIN_RELATIVE_SCALE = 1e-3;
  * step sizes (q = clamp(round(w/s)) on the narrow grid, with the WESS shifts in `shifts`,
  * by weight name, or PTQ's), equalization factors folded into the weights and biases of
  * their layers (the structure does not change), activation step sizes replaced (zero points
- * and grids kept), and a shallow copy of `model` carrying the trained float biases
- * (buildQdqModel quantizes them to int32).
+ * and grids kept), a shallow copy of `model` carrying the trained float biases
+ * (buildQdqModel quantizes them to int32), and the trained float weights by weight name, in
+ * the model's layout (what a layer re-quantized at another width starts from).
  */
 export function exportStudent(
   model: Model,
@@ -30,13 +31,15 @@ export function exportStudent(
   student: Student,
   values: ReadonlyMap<string, TensorData>,
   shifts: ReadonlyMap<string, Int32Array> = new Map(),
-): { model: Model; params: QuantizationParams } {
+): { model: Model; params: QuantizationParams; trainedWeights: Map<string, Float32Array> } {
   const trained = new TrainedValues(model, student, values);
+  const trainedWeights = new Map<string, Float32Array>();
   const { theta, relative } = trained;
   const initializers = new Map(model.graph.initializers);
 
   const weights = student.layers.map(({ layer, ptq, scale, bias }, index) => {
     const w = trained.weights(index);
+    trainedWeights.set(layer.weight, weightLayout(w, model.graph.initializers.get(layer.weight)!.dims, layer));
     const ts = theta(scale);
     const divide = trained.factors.out.get(index);
     const layerShifts = shifts.get(layer.weight) ?? ptq.shifts;
@@ -79,7 +82,7 @@ export function exportStudent(
     const p = params.activations.get(tensor)!;
     activations.set(tensor, { ...p, scale: relative(p.scale, theta(scale)[0]!) });
   }
-  return { model: { ...model, graph: { ...model.graph, initializers } }, params: { activations, weights } };
+  return { model: { ...model, graph: { ...model.graph, initializers } }, params: { activations, weights }, trainedWeights };
 }
 
 /**

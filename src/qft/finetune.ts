@@ -79,6 +79,8 @@ export interface FinetuneResult {
   params: QuantizationParams;
   /** The float model with the finetuned biases: pass it with `params` to buildQdqModel. */
   model: Model;
+  /** The trained float weights (equalization folded in) by weight name, in the model's layout. */
+  trainedWeights: Map<string, Float32Array>;
   /** Mean distillation loss of each epoch's steps, during training. */
   losses: number[];
   /** The loss of every step, in order. */

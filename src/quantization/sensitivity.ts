@@ -60,9 +60,57 @@ export async function weightSensitivity(
 }
 
 /**
- * The output error of `model` fed `base`, and per entry the growth of that error at each of
- * its `widths` but the highest (then 0), with only that entry's `feeds` changed: one session
- * for every measurement.
+ * After QFT, for every layer below its highest allowed weight width, how much the output error
+ * falls when that layer alone is raised to its next width, the others as finetuned. `cal`
+ * carries the finetuned model (trained float weights and biases) and activation grids, and no
+ * bias-correction means (QFT trained the biases); `current` the finetuned layers. A raised
+ * layer is its trained float weights quantized at the wider width. In the result, a layer
+ * that may rise has widths [current, next] and the error it keeps at the current one as its
+ * growth there, which is what `allocateGreedy` raises by.
+ */
+export async function raiseSensitivity(
+  cal: Calibration,
+  current: QuantizedLayer[],
+  meter: OutputErrorMeter,
+  options: { onProgress?: (done: number, total: number) => void },
+): Promise<{ baseError: number; layers: AllocationLayer[]; raised: Map<number, QuantizedLayer>; seconds: number }> {
+  const t0 = performance.now();
+  const candidates = allocationLayers(cal);
+  const raised = new Map<number, QuantizedLayer>();
+  current.forEach(({ quantized }, i) => {
+    const next = candidates[i]!.widths.find((bits) => bits > quantized.bits);
+    if (next !== undefined) raised.set(i, quantizeLayer(cal, i, { ...cal.specs[i]!, bits: next }));
+  });
+  const names = candidates.map((c) => c.name);
+  const now = qdqOfLayers(cal, current);
+  const up = qdqOfLayers(
+    cal,
+    current.map((l, i) => raised.get(i) ?? l),
+  );
+  const base = Object.assign({}, ...names.map((name) => layerValues(now, name))) as Record<string, TensorData>;
+  // Each rising layer is measured at its next width; `base` holds every layer at its current one.
+  const widths = current.map(({ quantized }, i) => (raised.has(i) ? [raised.get(i)!.quantized.bits, quantized.bits] : [quantized.bits]));
+  const { baseError, growth } = await errorGrowths(
+    meter,
+    withWeightInputs(now, names),
+    base,
+    widths,
+    (i) => layerValues(up, names[i]!),
+    options.onProgress,
+  );
+  const layers = current.map(({ quantized }, i) => ({
+    name: names[i]!,
+    size: candidates[i]!.size,
+    widths: raised.has(i) ? [quantized.bits, raised.get(i)!.quantized.bits] : [quantized.bits],
+    errorGrowth: raised.has(i) ? [-growth[i]![0]!, 0] : [0],
+  }));
+  return { baseError, layers, raised, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * The output error of `model` fed `base`, and per entry the change of that error at each of
+ * its `widths` but the last (then 0), which `base` holds, with only that entry's `feeds`
+ * changed: one session for every measurement.
  */
 async function errorGrowths(
   meter: OutputErrorMeter,

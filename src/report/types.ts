@@ -141,6 +141,18 @@ export interface AllocationReport {
   layers: (AllocationLayer & { bits: number })[];
   /** The greedy path: error against bits per weight. */
   path: AllocationStep[];
+  /** The weight allocation re-run after QFT (`--reallocate`): layers raised on the finetuned model's sensitivities. */
+  afterQft?: {
+    budget: string;
+    budgetBits: number;
+    bitsPerElement: number;
+    /** Held-out output error of the finetuned model before raising, predicted after, and measured after. */
+    errorBefore: number;
+    predictedError: number;
+    measuredError: number;
+    raised: string[];
+    seconds: number;
+  };
 }
 
 /** One squeeze-and-excite block as detected; its geometry and buffering are in `buffers`. */

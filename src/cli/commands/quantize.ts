@@ -43,6 +43,7 @@ interface QuantizeCliOptions extends PreprocessFlags, InputSizeCliOptions, TaskC
   checkpoint?: string;
   train: TrainedGroup[];
   rechooseShifts?: boolean;
+  reallocate?: string | true;
   weightBudget?: string;
   activationBudget?: string;
 }
@@ -162,6 +163,11 @@ export function registerQuantize(program: Command): void {
       '--rechoose-shifts',
       "QFT re-chooses the WESS shifts for the trained weights between epochs instead of keeping PTQ's (worse on the models measured; see docs/RESULTS.md)",
     )
+    .option(
+      '--reallocate [budget]',
+      'with --qft and --weight-budget: after QFT, raise layers to wider weights by sensitivities measured on the finetuned model, ' +
+        'within this weight budget (default: the --weight-budget again, spending what the first allocation left)',
+    )
     .option('--checkpoint <dir>', 'save QFT progress here; rerunning the same command continues from it')
     .option('--time-budget <seconds>', 'stop QFT after this many seconds', positiveNumber('--time-budget'))
     .option(
@@ -237,6 +243,7 @@ export function registerQuantize(program: Command): void {
               lossLayers: opts.lossLayers,
               train: opts.train,
               rechooseShifts: opts.rechooseShifts,
+              reallocate: opts.reallocate,
               seed: opts.seed,
               timeBudgetSeconds: opts.timeBudget,
               checkpoint: opts.checkpoint,
@@ -304,6 +311,12 @@ export function registerQuantize(program: Command): void {
             `${high.length} of ${free.length} ${unit === 'weight' ? 'layers' : 'activations'} at ${free[0]?.widths.at(-1) ?? '-'} bits (listed in ${files.html}); allocation in ${files.profile}`,
         );
       }
+      const after = report.allocation?.afterQft;
+      if (after)
+        console.log(
+          `reallocation after QFT within ${after.budget}: ${after.bitsPerElement.toFixed(3)} bits per weight, ${after.raised.length} layers raised; ` +
+            `held-out output error ${after.errorBefore.toExponential(3)} → ${after.measuredError.toExponential(3)} (predicted ${after.predictedError.toExponential(3)})`,
+        );
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
       if (tfliteProblem) console.warn(`warning: ${TFLITE_FILE} not written: ${tfliteProblem}`);
       if (report.npu?.hostTail)

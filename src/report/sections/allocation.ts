@@ -65,6 +65,11 @@ function renderAllocation(a: AllocationReport, labels: ReadonlyMap<string, strin
       [`output error: every ${item} at its highest width`, num(a.baseError)],
       ['sensitivity pass', `${num(a.seconds)} s`],
     ]) +
+    (a.afterQft
+      ? `<p>After QFT the allocation was re-run within ${esc(a.afterQft.budget)} on the finetuned model's sensitivities: ` +
+        `${a.afterQft.raised.length} ${items} raised (${esc(a.afterQft.raised.join(', ') || 'none')}), ${num(a.afterQft.bitsPerElement)} bits per ${unit}, ` +
+        `held-out output error ${num(a.afterQft.errorBefore)} → ${num(a.afterQft.measuredError)} (predicted ${num(a.afterQft.predictedError)}).</p>`
+      : '') +
     chart +
     table(
       [
