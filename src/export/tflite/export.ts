@@ -380,12 +380,11 @@ class Writer {
     const activation = this.fusedActivation(layer, layer.clamp, yInfo.grid);
     const stride = layer.strides;
     if (depthwise) {
-      if (layer.dilations.some((d) => d !== 1)) this.fail(layer, 'a dilated depthwise convolution is not written yet');
       this.op(
         OP.DEPTHWISE_CONV_2D,
         [input, weights, bias],
         [y],
-        options.depthwise({ padding, stride, multiplier: outC / inC, activation }),
+        options.depthwise({ padding, stride, multiplier: outC / inC, activation, dilation: layer.dilations }),
       );
     } else this.op(OP.CONV_2D, [input, weights, bias], [y], options.conv2d({ padding, stride, activation, dilation: layer.dilations }));
   }
