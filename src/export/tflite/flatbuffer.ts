@@ -116,7 +116,13 @@ export const options = {
       int32(5, o.dilation?.[0] ?? 1),
     ],
   }),
-  depthwise: (o: { padding?: number; stride?: [number, number]; multiplier: number; activation?: number; dilation?: [number, number] }) => ({
+  depthwise: (o: {
+    padding?: number;
+    stride?: [number, number];
+    multiplier: number;
+    activation?: number;
+    dilation?: [number, number];
+  }) => ({
     type: 2,
     fields: [
       int8(0, o.padding ?? VALID),
