@@ -216,3 +216,34 @@ test('SSD MobileNetV1 w8a8-shift: Arm NN runs the export, detections match the Q
   t.diagnostic(`Arm NN detections matched to the QDQ model's (score ≥ 0.3, IoU ≥ 0.5): ${matched}/${total}`);
   assert.ok(total > 0 && matched / total >= 0.8, `${matched}/${total}`);
 });
+
+test(
+  'DeepLabV3 w8a8-shift: Arm NN runs the export up to ARG_MAX, class map agrees with the QDQ model on 1 image',
+  { skip: armnnSkip },
+  async (t) => {
+    // 513x513 through Arm NN's CpuRef takes about a minute an image: one image here, more with bench:tflite.
+    const run = await sharedRun(t, 'deeplabv3_mnv2_pascal_uint8.tflite', 'coco-val-100', { preprocess: { resize: 'stretch' }, images: 1 });
+    if (!run) return;
+    const { pixels } = classMapAgreement(run.armnn[0]![0]!, run.reference[0]![0]!);
+    t.diagnostic(`pixel agreement Arm NN vs QDQ: ${(100 * pixels).toFixed(2)}%`);
+    assert.ok(pixels >= 0.98, `pixel agreement ${pixels}`);
+  },
+);
+
+/** Top-1 of Arm NN's first output (int8 logits or probabilities: the order is the same) against the QDQ model's. */
+function assertSameTop1(t: { diagnostic(m: string): void }, run: SharedRun): void {
+  const classes = run.reference[0]![0]!.length;
+  const tops = run.armnn.map((o, k) => [argmaxLast(o[0]!, classes)[0], argmaxLast(run.reference[k]![0]!, classes)[0]]);
+  t.diagnostic(`top-1 Arm NN / QDQ: ${tops.map(([a, b]) => `${a}/${b}`).join(', ')}`);
+  for (const [a, b] of tops) assert.equal(a, b);
+}
+
+for (const c of [
+  { model: 'mobilenet_v1_0.25_224_float.tflite', data: 'imagenet-val-650', profile: 'w8a8-shift' },
+  { model: 'mobilenet_v3_small_1.0_224_uint8.tflite', data: 'imagenet-val-650', profile: 'tflite-int8' },
+  { model: 'resnet8_cifar10_float.tflite', data: 'cifar10-test', profile: 'w8a8-shift', preprocess: { preset: 'raw' } as const },
+])
+  test(`${c.model} ${c.profile}: Arm NN's top-1 is the QDQ model's on 1 image`, { skip: armnnSkip }, async (t) => {
+    const run = await sharedRun(t, c.model, c.data, { profile: c.profile, images: 1, ...(c.preprocess && { preprocess: c.preprocess }) });
+    if (run) assertSameTop1(t, run);
+  });
