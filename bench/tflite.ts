@@ -106,6 +106,9 @@ async function main(): Promise<void> {
   const inputName = qdq.graph.inputs[0]!.name;
   const grid = qdqView(qdq.graph).quantizedAs.get(inputName)!.grid;
   const geometry = imageInputGeometry(float);
+  // Arm NN 22 refuses ARG_MAX: fetch its input and take the class map here (ties to the first, as ARG_MAX).
+  const argMax = qdq.graph.nodes.find((n) => n.opType === 'ArgMax' && qdq.graph.outputs.some((o) => o.name === n.outputs[0]));
+  const cut = argMax ? { outputs: [argMax.inputs[0]!] } : {};
   const feeds: TensorData[] = [];
   const ints: Int32Array[] = [];
   const jobs: ArmnnJob[] = [];
@@ -129,7 +132,7 @@ async function main(): Promise<void> {
         Array.from(nchwToNhwc(q, shape), (v) => v - offset),
       ),
     );
-    jobs.push({ model: file, inputs: [path], out: join(work, `out${jobs.length}`) });
+    jobs.push({ model: file, inputs: [path], out: join(work, `out${jobs.length}`), ...cut });
   }
   const started = performance.now();
   const armnn = runArmnnJobs(jobs, join(work, 'jobs.json'), args.python);
@@ -138,7 +141,7 @@ async function main(): Promise<void> {
   const floatSession = await openSession(float);
   const outputs = armnn[0]!.manifest.outputs;
   const detector = outputs.length === 4 && outputs[0]!.shape.length === 3 && outputs[0]!.shape[2] === 4;
-  const segmenter = !detector && (outputs[0]!.dtype === 'int32' || qdq.graph.outputs[0]!.dataType === 'int64');
+  const segmenter = !detector && (argMax !== undefined || outputs[0]!.dtype === 'int32' || qdq.graph.outputs[0]!.dataType === 'int64');
   const values = (t: TensorData) => {
     const v = Float64Array.from(toFloat32(t));
     return t.dims.length === 4 ? nchwToNhwc(v, t.dims) : v;
@@ -158,7 +161,7 @@ async function main(): Promise<void> {
     for (let k = 0; k < jobs.length; k++) {
       const ref = Object.values(await runSession(floatSession, { [inputName]: feeds[k]! })).map(values);
       const sim = Object.values(await runSession(qdqSession, { [inputName]: feeds[k]! })).map(values);
-      const tfl = armnn[k]!.outputs.map((o) => o.data);
+      const tfl = armnn[k]!.outputs.map((o) => (argMax ? argmaxLast(o.data, o.shape.at(-1)!) : o.data));
       if (detector) {
         const dets = (o: ArrayLike<number>[]) => detections(o[0]!, o[1]!, o[2]!, Math.round(o[3]![0]!));
         for (const [name, o] of [

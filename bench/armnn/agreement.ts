@@ -198,6 +198,8 @@ export interface ArmnnJob {
   model: string;
   inputs: string[];
   out: string;
+  /** Tensors to fetch instead of the model outputs (the model is cut there: Arm NN 22 refuses ARG_MAX). */
+  outputs?: string[];
 }
 
 /** What run_npy.py writes beside a job's outputs. */

@@ -3,7 +3,8 @@
 
 The independent runtime of quantflow's TFLite export tests and `npm run bench:tflite`.
 --jobs names a JSON file: a list of {"model": path, "inputs": [.npy path per subgraph input],
-"out": folder}. For each job the script writes output<j>.npy (output j as Arm NN returned it,
+"out": folder, "outputs": optional tensor names to fetch instead of the model outputs (the model
+cut there, for operators Arm NN refuses such as ARG_MAX)}. For each job the script writes output<j>.npy (output j as Arm NN returned it,
 still quantized) and manifest.json (Arm NN version, the outputs' names, types, shapes and
 quantization, seconds per inference) into its folder. Needs Debian's python3-pyarmnn,
 libarmnn-cpuref-backend22 and libarmnntfliteparser22 (run it with /usr/bin/python3).
@@ -17,13 +18,21 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_tflite import ann, describe, debian_version, fail  # noqa: E402
+from run_tflite import ann, cut_model, describe, debian_version, fail  # noqa: E402
 
 
 def run(job, runtime):
     parser = ann.ITfLiteParser()
+    model = job['model']
+    os.makedirs(job['out'], exist_ok=True)
+    if job.get('outputs'):
+        model = os.path.join(job['out'], 'cut.tflite')
+        with open(job['model'], 'rb') as f:
+            cut = cut_model(f.read(), job['outputs'], job['model'])
+        with open(model, 'wb') as f:
+            f.write(cut)
     try:
-        network = parser.CreateNetworkFromBinaryFile(job['model'])
+        network = parser.CreateNetworkFromBinaryFile(model)
     except RuntimeError as e:
         fail(f'{job["model"]}: Arm NN cannot parse it ({str(e).strip().splitlines()[0]})')
     input_names = parser.GetSubgraphInputTensorNames(0)
@@ -40,7 +49,6 @@ def run(job, runtime):
     started = time.perf_counter()
     runtime.EnqueueWorkload(network_id, inputs, outputs)
     seconds = time.perf_counter() - started
-    os.makedirs(job['out'], exist_ok=True)
     for j, result in enumerate(ann.workload_tensors_to_ndarray(outputs)):
         np.save(os.path.join(job['out'], f'output{j}.npy'), result)
     runtime.UnloadNetwork(network_id)

@@ -13,6 +13,7 @@ import { loadModel, type LoadOptions } from '../import/load.js';
 import { prepareModel } from '../import/prepare.js';
 import type { InputSize } from '../passes/input-size.js';
 import { exportTflite } from '../export/tflite/export.js';
+import { tfliteArithmeticGap, type ArithmeticComparison } from '../npu/arithmetic.js';
 import { writeNpuPackage } from '../npu/io.js';
 import { buildNpuPackage } from '../npu/package.js';
 import type { NpuPackage } from '../npu/types.js';
@@ -502,9 +503,12 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   }
   let tflite: Uint8Array | undefined;
   let tfliteProblem: string | undefined;
+  let tfliteArithmetic: ArithmeticComparison | undefined;
   if (npu) {
     try {
       tflite = await exportTflite(result.model, profile, { npu, preprocess: result.preprocess.spec });
+      if (profile.requantization.rounding !== 'tflite')
+        tfliteArithmetic = await tfliteArithmeticGap(result.model, profile, npu, result.sample);
     } catch (e) {
       if (!(e instanceof QuantflowError)) throw e;
       tfliteProblem = e.message;
@@ -538,6 +542,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     layers: result.layers.map((l) => ({ ...l, ...stats.get(l.name) })),
     outputs: result.outputs,
     ...(npu && { npu: { outputs: npu.outputs, ...(npu.hostTail && { hostTail: npu.hostTail }) } }),
+    ...(tfliteArithmetic && { tfliteArithmetic }),
     activations: Object.fromEntries(result.params.activations),
     manifest,
     passes: passes.changes,

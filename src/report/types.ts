@@ -13,6 +13,7 @@ import type { BufferReport } from '../tse/buffers.js';
 import type { NearMiss } from '../tse/detect.js';
 import type { RunManifest } from './manifest.js';
 import type { PassChange } from '../passes/pass-log.js';
+import type { ArithmeticComparison } from '../npu/arithmetic.js';
 import type { LayerReport, OutputReport } from '../quantization/quantize.js';
 import type { CompareResult } from '../eval/compare.js';
 import type { HostNode } from '../npu/types.js';
@@ -102,6 +103,8 @@ export interface QuantizeReportJson {
   outputs?: ReportOutput[];
   /** The integer NPU package, when it was written. */
   npu?: ReportNpu;
+  /** TFLite's int8 arithmetic against the profile's own, when model.int8.tflite was written for a profile that rounds otherwise. */
+  tfliteArithmetic?: ArithmeticComparison;
   activations: Record<string, Grid>;
   /** Float vs quantized accuracy, when the run measured them. */
   accuracy?: { float?: AccuracyReport; quantized?: AccuracyReport };

@@ -14,6 +14,7 @@ import { addInputSizeOption, type InputSizeCliOptions } from '../input-size.js';
 import { addTaskOptions, formatComparison, taskOptions, type TaskCliOptions } from './compare.js';
 import { CUT_BEFORE_OPTION, loadOptions, type ModelCliOptions } from '../model-options.js';
 import { TFLITE_FILE } from '../../pipeline/export-run.js';
+import { arithmeticSummary } from '../../npu/arithmetic.js';
 
 const METHODS: RangeMethod[] = ['minmax', 'percentile', 'mse'];
 
@@ -319,6 +320,8 @@ export function registerQuantize(program: Command): void {
         );
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
       if (tfliteProblem) console.warn(`warning: ${TFLITE_FILE} not written: ${tfliteProblem}`);
+      if (report.tfliteArithmetic)
+        console.log(`${TFLITE_FILE} computes with TFLite's arithmetic: ${arithmeticSummary(report.tfliteArithmetic)}`);
       if (report.npu?.hostTail)
         console.log(
           `host tail: ${nodeSummary(report.npu.hostTail)}; the NPU package outputs ${report.npu.outputs.length <= 4 ? report.npu.outputs.join(', ') : `${report.npu.outputs.length} tensors`}`,

@@ -41,28 +41,23 @@ export function recordedCustomOps(graph: Graph, metadata: Record<string, string>
 
 /**
  * Writes the custom op: float inputs (`input(value)`, DEQUANTIZEd by the caller), its
- * recorded constants, float outputs named after the ONNX outputs (recorded in `values`).
+ * recorded constants, float outputs named after the ONNX outputs; returns the output tensors.
  */
 export function writeCustomOp(
   b: TfliteBuilder,
-  custom: CustomOpInTail,
+  op: RecordedCustomOp,
   input: (value: string) => number,
   shapeOf: (value: string) => number[],
-  values: Map<string, number>,
   used: (code: number) => void,
-): void {
-  const { op } = custom;
+): number[] {
   const inputs = op.inputs.map((v) => input(v));
   for (const c of op.constants) {
     const bytes = Buffer.from(c.data, 'base64');
     const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
     inputs.splice(c.index, 0, b.constant(`${op.code}_constant_${c.index}`, c.shape, data, 'float32'));
   }
-  const outputs = op.outputs.map((v) => {
-    const t = b.tensor({ name: v, shape: shapeOf(v), type: 'float32' });
-    values.set(v, t);
-    return t;
-  });
+  const outputs = op.outputs.map((v) => b.tensor({ name: v, shape: shapeOf(v), type: 'float32' }));
   used(OP.CUSTOM);
   b.custom(op.code, inputs, outputs, new Uint8Array(Buffer.from(op.options, 'base64')));
+  return outputs;
 }

@@ -247,10 +247,15 @@ class Writer {
         return this.fullyConnected(layer);
       case 'add':
         return this.binary(layer, layer.multipliers[1] < 0 ? OP.SUB : OP.ADD, layer.clamp);
+      case 'tflite-add':
+        return this.binary(layer, layer.subtract ? OP.SUB : OP.ADD, layer.clamp);
       case 'mul':
         return this.binary(layer, OP.MUL, layer.clamp);
       case 'avgpool':
+      case 'tflite-avgpool':
         return this.averagePool(layer);
+      case 'tflite-mean':
+        return this.mean(layer);
       case 'maxpool':
         return this.maxPool(layer);
       case 'lut':
@@ -266,6 +271,8 @@ class Writer {
       case 'concat':
         return this.concat(layer);
     }
+    const unwritten: never = layer;
+    this.fail(unwritten, 'its layer type has no TFLite form in the exporter');
   }
 
   /** The output tensor of a layer that computes new values. */
@@ -380,12 +387,11 @@ class Writer {
     const activation = this.fusedActivation(layer, layer.clamp, yInfo.grid);
     const stride = layer.strides;
     if (depthwise) {
-      if (layer.dilations.some((d) => d !== 1)) this.fail(layer, 'a dilated depthwise convolution is not written yet');
       this.op(
         OP.DEPTHWISE_CONV_2D,
         [input, weights, bias],
         [y],
-        options.depthwise({ padding, stride, multiplier: outC / inC, activation }),
+        options.depthwise({ padding, stride, multiplier: outC / inC, activation, dilation: layer.dilations }),
       );
     } else this.op(OP.CONV_2D, [input, weights, bias], [y], options.conv2d({ padding, stride, activation, dilation: layer.dilations }));
   }
@@ -427,7 +433,7 @@ class Writer {
   }
 
   /** ADD/SUB/MUL of two tensors; a lower-rank operand of a 4-D one is first made 4-D (NHWC broadcasting aligns trailing axes). */
-  private binary(layer: Extract<NpuLayer, { op: 'add' | 'mul' }>, code: number, clamp: [number, number]): void {
+  private binary(layer: Extract<NpuLayer, { op: 'add' | 'tflite-add' | 'mul' }>, code: number, clamp: [number, number]): void {
     const outRank = this.info(layer.output).shape.length;
     const [a, b] = layer.inputs.map((name) => this.broadcastOperand(layer, name, outRank)) as [number, number];
     const y = this.output(layer);
@@ -451,22 +457,15 @@ class Writer {
     return out;
   }
 
-  private averagePool(layer: Extract<NpuLayer, { op: 'avgpool' }>): void {
+  private averagePool(layer: Extract<NpuLayer, { op: 'avgpool' | 'tflite-avgpool' }>): void {
     const node = this.node(layer);
     const x = this.tensor(layer, layer.inputs[0]!);
     const xInfo = this.info(layer.inputs[0]!);
     const yInfo = this.info(layer.output);
     const y = this.output(layer);
     const [h, w] = xInfo.shape.slice(2) as [number, number];
-    const global = node.opType !== 'AveragePool' && layer.kernel[0] === h && layer.kernel[1] === w;
-    if (global) {
-      // MEAN requantizes to any output grid; it has no fused activation.
-      if (this.fusedActivation(layer, layer.clamp, yInfo.grid) !== ACT.NONE)
-        this.fail(layer, 'a clamp after a global mean has no TFLite form');
-      this.op(OP.MEAN, [x, this.int32Constant(`${layer.name}_axes`, [1, 2])], [y], options.reducer(yInfo.shape.length === 4));
-      return;
-    }
-    if (layer.countIncludePad && layer.pads.some((p) => p > 0))
+    if (node.opType !== 'AveragePool' && layer.kernel[0] === h && layer.kernel[1] === w) return this.mean(layer);
+    if (layer.op === 'avgpool' && layer.countIncludePad && layer.pads.some((p) => p > 0))
       this.fail(layer, 'average pooling that counts padded cells has no TFLite form (AVERAGE_POOL_2D averages the valid cells only)');
     const outHw = yInfo.shape.slice(2);
     const padding = this.padding(layer, [h, w], outHw);
@@ -477,6 +476,20 @@ class Writer {
     const pooled = this.sameGrid(y, xg) ? y : this.activation(`${layer.name}_pooled`, tfliteShape(yInfo.shape), xg);
     this.op(OP.AVERAGE_POOL_2D, [x], [pooled], options.pool({ padding, stride: layer.strides, filter: layer.kernel, activation }));
     if (pooled !== y) this.requantize(pooled, this.grid(layer, yInfo.grid), y);
+  }
+
+  /** A global average pool as MEAN over height and width, which requantizes to any output grid. */
+  private mean(layer: Extract<NpuLayer, { op: 'avgpool' | 'tflite-avgpool' | 'tflite-mean' }>): void {
+    const yInfo = this.info(layer.output);
+    if (this.fusedActivation(layer, layer.clamp, yInfo.grid) !== ACT.NONE)
+      this.fail(layer, 'a clamp after a global mean has no TFLite form');
+    const x = this.tensor(layer, layer.inputs[0]!);
+    this.op(
+      OP.MEAN,
+      [x, this.int32Constant(`${layer.name}_axes`, [1, 2])],
+      [this.output(layer)],
+      options.reducer(yInfo.shape.length === 4),
+    );
   }
 
   private maxPool(layer: Extract<NpuLayer, { op: 'maxpool' }>): void {

@@ -116,7 +116,13 @@ export const options = {
       int32(5, o.dilation?.[0] ?? 1),
     ],
   }),
-  depthwise: (o: { padding?: number; stride?: [number, number]; multiplier: number; activation?: number }) => ({
+  depthwise: (o: {
+    padding?: number;
+    stride?: [number, number];
+    multiplier: number;
+    activation?: number;
+    dilation?: [number, number];
+  }) => ({
     type: 2,
     fields: [
       int8(0, o.padding ?? VALID),
@@ -124,6 +130,8 @@ export const options = {
       int32(2, o.stride?.[0] ?? 1),
       int32(3, o.multiplier),
       int8(4, o.activation ?? ACT.NONE),
+      int32(5, o.dilation?.[1] ?? 1),
+      int32(6, o.dilation?.[0] ?? 1),
     ],
   }),
   pool: (o: { padding?: number; stride: [number, number]; filter: [number, number]; activation?: number }) => ({

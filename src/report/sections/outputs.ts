@@ -1,5 +1,6 @@
 import { esc, num, table } from '../markup.js';
 import type { ReportSection } from '../section.js';
+import { arithmeticSummary } from '../../npu/arithmetic.js';
 
 /** Each model output's error after quantization, and where the NPU package leaves off. */
 export const outputsSection: ReportSection = {
@@ -19,11 +20,15 @@ export const outputsSection: ReportSection = {
       ? `<p>Host tail (runs on the host, unquantized, on the package outputs): ${npu.hostTail.map((n) => `${esc(n.opType)} (<code>${esc(n.name)}</code>)`).join(', ')}.</p>`
       : '';
     const handed = npu ? `<p>NPU package outputs: ${npu.outputs.map((o) => `<code>${esc(o)}</code>`).join(', ')}.</p>` : '';
+    const tflite = report.tfliteArithmetic
+      ? `<p>model.int8.tflite computes with TFLite's int8 arithmetic (32-bit multipliers, its rounding), ${esc(arithmeticSummary(report.tfliteArithmetic))}.</p>`
+      : '';
     return (
       table(['output', 'type', 'SQNR dB', 'agreement', 'grid'], rows) +
       '<p class="note">SQNR of the quantized simulation against the float model on the first calibration batch; agreement: equal elements of an index output.</p>' +
       handed +
-      tail
+      tail +
+      tflite
     );
   },
 };

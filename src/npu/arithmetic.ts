@@ -1,0 +1,93 @@
+/**
+ * How far TFLite's int8 arithmetic is from a profile's own: the same QDQ model lowered once
+ * with the profile's requantization and once with TFLite's (rounding 'tflite', 32-bit
+ * multipliers), both packages run by the integer executor on the same integer inputs.
+ */
+import type { Model, TensorData } from '../graph/types.js';
+import { quantizeTensor } from '../quantization/grid.js';
+import type { TargetProfile } from '../quantization/profile.js';
+import { execute } from './executor.js';
+import { buildNpuPackage } from './package.js';
+import type { NpuPackage } from './types.js';
+
+/** One package output, compared element by element. */
+export interface ArithmeticOutput {
+  name: string;
+  elements: number;
+  /** Elements with the same integer in both packages. */
+  equal: number;
+  /** Largest difference, in steps of the output grid. */
+  maxLsb: number;
+  /** Images whose largest class is the same, for a classifier output ([N, K], K > 1). */
+  top1Agreement?: number;
+}
+
+/** TFLite's arithmetic against the profile's own (`tfliteArithmetic` of the quantize report). */
+export interface ArithmeticComparison {
+  images: number;
+  outputs: ArithmeticOutput[];
+}
+
+/** `profile` with TFLite's requantization (its weights, activations and tables unchanged). */
+export function withTfliteArithmetic(profile: TargetProfile): TargetProfile {
+  return { ...profile, requantization: { ...profile.requantization, multiplierBits: 32, shiftRange: [0, 62], rounding: 'tflite' } };
+}
+
+/**
+ * Runs `own` and `tflite` (two lowerings of one QDQ model) on each image of `sample` (a float
+ * batch as fed to the QDQ model, quantized onto the input grid) and compares their outputs.
+ */
+export function compareArithmetic(own: NpuPackage, tflite: NpuPackage, sample: TensorData): ArithmeticComparison {
+  const input = own.inputs[0]!;
+  const info = own.tensors[input]!;
+  const size = info.shape.slice(1).reduce((a, b) => a * b, 1);
+  const data = sample.data as Float32Array;
+  const images = data.length / size;
+  const outputs: ArithmeticOutput[] = own.outputs.map((name) => ({ name, elements: 0, equal: 0, maxLsb: 0 }));
+  for (let n = 0; n < images; n++) {
+    const q = quantizeTensor(data.subarray(n * size, (n + 1) * size), info.grid);
+    const a = execute(own, { [input]: q }).tensors;
+    const b = execute(tflite, { [input]: q }).tensors;
+    outputs.forEach((o) => {
+      const x = a.get(o.name)!;
+      const y = b.get(o.name)!;
+      o.elements += x.length;
+      for (let i = 0; i < x.length; i++) {
+        const d = Math.abs(x[i]! - y[i]!);
+        if (d === 0) o.equal++;
+        else o.maxLsb = Math.max(o.maxLsb, d);
+      }
+      const shape = own.tensors[o.name]!.shape;
+      if (shape.length === 2 && shape[1]! > 1) o.top1Agreement = (o.top1Agreement ?? 0) + (argmax(x) === argmax(y) ? 1 / images : 0);
+    });
+  }
+  return { images, outputs };
+}
+
+function argmax(v: Int32Array): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if (v[i]! > v[best]!) best = i;
+  return best;
+}
+
+/** Lowers `qdq` again with TFLite's arithmetic and compares it with `own`, its lowering for `profile`, on `sample`. */
+export async function tfliteArithmeticGap(
+  qdq: Model,
+  profile: TargetProfile,
+  own: NpuPackage,
+  sample: TensorData,
+): Promise<ArithmeticComparison> {
+  const tflite = await buildNpuPackage(qdq, withTfliteArithmetic(profile));
+  return compareArithmetic(own, tflite, sample);
+}
+
+/** One line: per output, the share of equal elements, the largest difference and top-1 agreement. */
+export function arithmeticSummary(c: ArithmeticComparison): string {
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const outputs = c.outputs.map(
+    (o) =>
+      `${o.name}: ${pct(o.equal / o.elements)} of elements equal, at most ${o.maxLsb} LSB apart` +
+      (o.top1Agreement === undefined ? '' : `, top-1 agreement ${pct(o.top1Agreement)}`),
+  );
+  return `against the profile's own on ${c.images} calibration image${c.images === 1 ? '' : 's'}, ${outputs.join('; ')}`;
+}
