@@ -24,7 +24,7 @@ import { imageBatches, imageInputGeometry } from '../src/data/batches.js';
 import { loadDataset } from '../src/data/dataset.js';
 import type { PreprocessRequest } from '../src/data/preprocess.js';
 import { exportTflite } from '../src/export/tflite/export.js';
-import { floatTensor, sizeOf, toFloat32 } from '../src/graph/tensor.js';
+import { floatTensor, toFloat32 } from '../src/graph/tensor.js';
 import type { Model, TensorData } from '../src/graph/types.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
