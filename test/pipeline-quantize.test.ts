@@ -150,11 +150,15 @@ test('quantflow quantize prints its summary over the pipeline and exits with 2 w
   );
   assert.match(lines[5]!, /^preprocessing: \S+ \(.+\)$/);
   assert.match(lines[6]!, new RegExp(`^top-1 on ${data}: float \\d+\\.\\d%, quantized \\d+\\.\\d% \\(n = 12\\)$`));
+  assert.match(
+    lines[7]!,
+    /^model\.int8\.tflite computes with TFLite's arithmetic: against the profile's own on 8 calibration images, y: \d+\.\d+% of elements equal, at most \d+ LSB apart, top-1 agreement \d+\.\d+%$/,
+  );
   assert.equal(
-    lines[7],
+    lines[8],
     `wrote ${join(output, 'model.qdq.onnx')}, ${join(output, 'npu')}/ (integer NPU package), ${join(output, 'model.int8.tflite')}, ${join(output, 'report.json')} and ${join(output, 'report.html')}`,
   );
-  assert.equal(lines.length, 8);
+  assert.equal(lines.length, 9);
 
   const file = join(root, 'cli-file');
   writeFileSync(file, '');
