@@ -312,7 +312,8 @@ test('activation sensitivity measures what QDQ models with that activation at 8 
     ].filter(([name]) => sens.layers.some((l) => l.name === name)),
   );
   assert.equal(sens.layers.length, cal.activationGrids.size);
-  const at = (tensor: string | undefined) => new Map([...cal.activationGrids].map(([a, grids]) => [a, grids.get(a === tensor ? 8 : 16)!]));
+  const at = (tensor: string | undefined) =>
+    new Map([...cal.activationGrids].map(([a, grids]) => [a, grids.get(a === tensor || tensor === '*' ? 8 : 16)!]));
   const close = (a: number, b: number) => Math.abs(a - b) <= 1e-3 * Math.abs(b) + 1e-7;
   const base = await meter.measure(qdqOfLayers({ ...cal, activations: at(undefined) }, layers));
   assert.ok(close(sens.baseError, base), `${sens.baseError} vs ${base}`);
@@ -323,6 +324,12 @@ test('activation sensitivity measures what QDQ models with that activation at 8 
   }
   const ranked = [...sens.layers].sort((x, y) => y.errorGrowth[0]! - x.errorGrowth[0]!);
   assert.equal(ranked[0]!.name, 'relu1', JSON.stringify(sens.layers));
+  // From the other end, raising relu1 alone removes the most error too.
+  const gains = [...sens.fromLowest.layers].sort((x, y) => y.errorGrowth[0]! - x.errorGrowth[0]!);
+  assert.equal(gains[0]!.name, 'relu1', JSON.stringify(sens.fromLowest));
+  const allLow = await meter.measure(qdqOfLayers({ ...cal, activations: at('*') }, layers));
+  const predictedLow = sens.fromLowest.baseError + sens.fromLowest.layers.reduce((sum, l) => sum + l.errorGrowth[0]!, 0);
+  assert.ok(close(predictedLow, allLow), `${predictedLow} vs ${allLow}`);
   assert.ok(ranked[0]!.errorGrowth[0]! > 10 * Math.max(ranked[1]!.errorGrowth[0]!, sens.baseError), JSON.stringify(sens.layers));
 });
 
@@ -346,6 +353,8 @@ test('quantize --activation-budget chooses 16-bit activations into profile.json,
   assert.ok(first.report.allocation, 'and the weight allocation');
   assert.equal(first.report.manifest?.options.activationBudget, '12');
   assert.ok(a.bitsPerElement <= 12 && a.bitsPerElement > 8, String(a.bitsPerElement));
+  // Greedy from both ends of the measurements; the lower measured error is kept.
+  assert.equal(a.measuredError, Math.min(a.ends!.fromHighest, a.ends!.fromLowest));
   const wide = a.layers.filter((l) => l.bits === 16).map((l) => l.name);
   assert.ok(wide.includes('relu1') && wide.length < a.layers.length, JSON.stringify(a.layers));
   assert.match(readFileSync(first.files.html, 'utf8'), /Activation allocation under a budget/);

@@ -22,6 +22,7 @@ import { PassLog } from '../passes/pass-log.js';
 import { finetune, QFT_DEFAULTS, type FinetuneResult, type LrSchedule } from '../qft/finetune.js';
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../qft/student.js';
 import type { RangeMethod } from '../quantization/calibration.js';
+import type { Grid } from '../quantization/grid.js';
 import { loadProfile, profileJson, type TargetProfile } from '../quantization/profile.js';
 import {
   allocatedProfile,
@@ -30,6 +31,7 @@ import {
   budgetBits,
   parseActivationBudget,
   parseBudget,
+  type Allocation,
 } from '../quantization/allocation.js';
 import {
   activationCandidates,
@@ -322,14 +324,22 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     if (activationBits !== undefined) {
       const atProfileWidths = cal.specs.map((spec, i) => quantizeLayer(cal, i, spec));
       layers = atProfileWidths;
-      const measurements = activationCandidates(cal).reduce((s, l) => s + l.widths.length - 1, 0);
+      const measurements = 2 * activationCandidates(cal).reduce((s, l) => s + l.widths.length - 1, 0);
       const sens = await stage('activation sensitivity', measurements, (r) =>
         activationSensitivity(cal, atProfileWidths, meter, { onProgress: (done) => r.update(done) }),
       );
-      const chosen = allocateGreedy(sens.layers, activationBits, sens.baseError);
+      // Greedy from each end of the measurements; the allocation with the lower measured error is kept.
+      const tried: { chosen: Allocation; activations: Map<string, Grid>; measured: number }[] = [];
+      for (const chosen of [
+        allocateGreedy(sens.layers, activationBits, sens.baseError),
+        allocateGreedy(sens.fromLowest.layers, activationBits, sens.fromLowest.baseError),
+      ]) {
+        const activations = new Map(cal.activations);
+        sens.tensors.forEach((t, i) => activations.set(t, cal.activationGrids.get(t)!.get(chosen.widths[i] as 8 | 16)!));
+        tried.push({ chosen, activations, measured: await meter.measure(qdqOfLayers({ ...cal, activations }, atProfileWidths)) });
+      }
+      const { chosen, activations, measured } = tried[1]!.measured < tried[0]!.measured ? tried[1]! : tried[0]!;
       const choices = sens.layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: chosen.widths[i] as 8 | 16 }] : []));
-      const activations = new Map(cal.activations);
-      sens.tensors.forEach((t, i) => activations.set(t, cal.activationGrids.get(t)!.get(chosen.widths[i] as 8 | 16)!));
       current = { ...cal, activations, profile: allocatedProfile(profile, name, { activations: choices }) };
       activationAllocation = {
         budget: options.activationBudget!,
@@ -338,7 +348,8 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
         heldOutImages: held.count,
         baseError: sens.baseError,
         predictedError: chosen.predictedError,
-        measuredError: await meter.measure(qdqOfLayers(current, atProfileWidths)),
+        measuredError: measured,
+        ends: { fromHighest: tried[0]!.measured, fromLowest: tried[1]!.measured },
         seconds: sens.seconds,
         layers: sens.layers.map((l, i) => ({ ...l, bits: chosen.widths[i]! })),
         path: chosen.path,

@@ -148,12 +148,20 @@ export interface ActivationSensitivity {
   layers: AllocationLayer[];
   /** The activation tensor of each entry of `layers`. */
   tensors: string[];
+  /**
+   * The same activations measured from the other end: every one at its lowest width, each
+   * raised alone to its highest; a growth is the error that raise removes (two widths at most),
+   * and `baseError` what would remain with every raise added up. Where the errors of several
+   * activations at 8 bits do not add up, the two ends rank them differently.
+   */
+  fromLowest: { baseError: number; layers: AllocationLayer[] };
   seconds: number;
 }
 
 /**
  * For every activation, how much the output error grows when it alone drops from its highest
- * allowed grid width to each lower one, with the weights of `layers`. One session serves every
+ * allowed grid width to each lower one, with the weights of `layers` (and, in `fromLowest`,
+ * how much it falls when it alone rises from the lowest). One session serves every
  * measurement: each activation's QuantizeLinear/DequantizeLinear keeps the widest type and
  * takes its scale and zero point as inputs, and a Clip after it, whose bounds are inputs too,
  * saturates at the narrower grid's ends, which is the narrower QuantizeLinear exactly. Biases
@@ -175,16 +183,37 @@ export async function activationSensitivity(
   const { model, feedsOf } = withGridInputs(qdq, free);
   const gridFeeds = (a: string, bits: 8 | 16) => feedsOf(a, cal.activationGrids.get(a)!.get(bits)!, highest[tensors.indexOf(a)]!);
   const base = Object.assign({}, ...free.map((a) => gridFeeds(a, widths[tensors.indexOf(a)]!.at(-1)!))) as Record<string, TensorData>;
+  const total = 2 * widths.reduce((n, w) => n + w.length - 1, 0);
   const { baseError, growth } = await errorGrowths(
     meter,
     model,
     base,
     widths,
     (i, bits) => gridFeeds(tensors[i]!, bits as 8 | 16),
-    options.onProgress,
+    (done) => options.onProgress?.(done, total),
   );
   const result = candidates.map((c, i) => ({ name: c.name, size: c.size, widths: c.widths, errorGrowth: growth[i]! }));
-  return { baseError, layers: result, tensors, seconds: (performance.now() - t0) / 1000 };
+  // From the other end: every activation at its lowest width, each raised alone to its highest.
+  const lowest = Object.assign({}, ...free.map((a) => gridFeeds(a, widths[tensors.indexOf(a)]![0]!))) as Record<string, TensorData>;
+  const up = await errorGrowths(
+    meter,
+    model,
+    lowest,
+    widths.map((w) => (w.length > 1 ? [w.at(-1)!, w[0]!] : w)),
+    (i, bits) => gridFeeds(tensors[i]!, bits as 8 | 16),
+    (done) => options.onProgress?.(total / 2 + done, total),
+  );
+  const gains = up.growth.map((g) => (g.length > 1 ? -g[0]! : 0));
+  const fromLowest = {
+    baseError: up.baseError - gains.reduce((sum, g) => sum + g, 0),
+    layers: candidates.map((c, i) => ({
+      name: c.name,
+      size: c.size,
+      widths: c.widths,
+      errorGrowth: c.widths.length > 1 ? [gains[i]!, 0] : [0],
+    })),
+  };
+  return { baseError, layers: result, tensors, fromLowest, seconds: (performance.now() - t0) / 1000 };
 }
 
 /**

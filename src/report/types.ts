@@ -138,6 +138,12 @@ export interface AllocationReport {
   /** Held-out output error of the allocation, predicted by adding per-layer growths, and measured. */
   predictedError: number;
   measuredError: number;
+  /**
+   * Activations only: held-out output error of the greedy allocation from each end of the
+   * measurements (every activation at its highest width with one lowered, or at its lowest with
+   * one raised); the lower one is kept.
+   */
+  ends?: { fromHighest: number; fromLowest: number };
   /** Wall time of the sensitivity pass. */
   seconds: number;
   /** Per layer: allowed widths, error growth at each, and the chosen width. */

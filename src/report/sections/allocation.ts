@@ -63,6 +63,12 @@ function renderAllocation(a: AllocationReport, labels: ReadonlyMap<string, strin
       ['output error: chosen (measured)', num(a.measuredError)],
       ['output error: chosen (predicted)', num(a.predictedError)],
       [`output error: every ${item} at its highest width`, num(a.baseError)],
+      ...(a.ends
+        ? ([
+            ['output error: greedy from every activation at its highest width (measured)', num(a.ends.fromHighest)],
+            ['output error: greedy from every activation at its lowest width (measured)', num(a.ends.fromLowest)],
+          ] as [string, string][])
+        : []),
       ['sensitivity pass', `${num(a.seconds)} s`],
     ]) +
     (a.afterQft
