@@ -7,11 +7,7 @@
  * Grids are the package's: a uint8 grid is TFLite's int8 grid moved by 128, and every step
  * below works on q − z (input) and adds z (output), so the move changes nothing.
  */
-import {
-  multiplyByQuantizedMultiplierTflite,
-  quantizeMultiplierTflite,
-  roundingDivideByPOT,
-} from '../quantization/fixedpoint.js';
+import { multiplyByQuantizedMultiplierTflite, quantizeMultiplierTflite, roundingDivideByPOT } from '../quantization/fixedpoint.js';
 import type { Grid } from '../quantization/grid.js';
 import type { TableRequest } from './lut.js';
 
