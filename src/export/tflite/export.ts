@@ -19,6 +19,7 @@ import { toFloat32 } from '../../graph/tensor.js';
 import type { Preprocess } from '../../data/preprocess.js';
 import { buildNpuPackage } from '../../npu/package.js';
 import { qdqView, type QdqView } from '../../npu/qdq-view.js';
+import { TFLITE_LOGISTIC_SCALE, TFLITE_LOGISTIC_ZERO_POINT } from '../../npu/tflite-lut.js';
 import type { ConvLayer, NpuLayer, NpuPackage, TensorInfo, Window } from '../../npu/types.js';
 import type { Grid } from '../../quantization/grid.js';
 import type { TargetProfile } from '../../quantization/profile.js';
@@ -79,7 +80,7 @@ function recordedPreprocess(qdq: Model): Preprocess | undefined {
 }
 
 /** TFLite's fixed output grids of LOGISTIC and SOFTMAX (int8). */
-const LOGISTIC_GRID = { scale: 1 / 256, zeroPoint: -128 };
+const LOGISTIC_GRID = { scale: TFLITE_LOGISTIC_SCALE, zeroPoint: TFLITE_LOGISTIC_ZERO_POINT };
 const TANH_GRID = { scale: 1 / 128, zeroPoint: 0 };
 
 /** An int8 grid as TFLite stores it: uint8 grids move down by 128. */
