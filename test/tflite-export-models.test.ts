@@ -12,7 +12,6 @@ import { encode as flexEncode } from 'flatbuffers/mjs/flexbuffers.js';
 import {
   argmaxLast,
   armnnMissing,
-  classMapAgreement,
   detections,
   matchDetections,
   nchwToNhwc,
@@ -159,8 +158,6 @@ async function sharedRun(
   const bytes = await exportTflite(qdq, profile, { preprocess: result.preprocess.spec });
   const file = join(work, `${modelName}.int8.tflite`);
   writeFileSync(file, bytes);
-  // Arm NN 22 refuses ARG_MAX: fetch its input, the class map is taken here.
-  const argMax = qdq.graph.nodes.find((n) => n.opType === 'ArgMax');
   const geometry = imageInputGeometry(float);
   const inputName = qdq.graph.inputs[0]!.name;
   const grid = qdqView(qdq.graph).quantizedAs.get(inputName)!.grid;
@@ -194,12 +191,9 @@ async function sharedRun(
       model: file,
       inputs: [path],
       out: join(work, `${modelName}_${jobs.length}`),
-      ...(argMax && { outputs: [argMax.inputs[0]!] }),
     });
   }
-  const armnn = runArmnnJobs(jobs, join(work, `${modelName}_jobs.json`)).map((r) =>
-    r.outputs.map((o) => (argMax ? argmaxLast(o.data, o.shape.at(-1)!) : o.data)),
-  );
+  const armnn = runArmnnJobs(jobs, join(work, `${modelName}_jobs.json`)).map((r) => r.outputs.map((o) => o.data));
   return { qdq, bytes, armnn, reference };
 }
 
@@ -217,19 +211,6 @@ test('SSD MobileNetV1 w8a8-shift: Arm NN runs the export, detections match the Q
   assert.ok(total > 0 && matched / total >= 0.8, `${matched}/${total}`);
 });
 
-test(
-  'DeepLabV3 w8a8-shift: Arm NN runs the export up to ARG_MAX, class map agrees with the QDQ model on 1 image',
-  { skip: armnnSkip },
-  async (t) => {
-    // 513x513 through Arm NN's CpuRef takes about a minute an image: one image here, more with bench:tflite.
-    const run = await sharedRun(t, 'deeplabv3_mnv2_pascal_uint8.tflite', 'coco-val-100', { preprocess: { resize: 'stretch' }, images: 1 });
-    if (!run) return;
-    const { pixels } = classMapAgreement(run.armnn[0]![0]!, run.reference[0]![0]!);
-    t.diagnostic(`pixel agreement Arm NN vs QDQ: ${(100 * pixels).toFixed(2)}%`);
-    assert.ok(pixels >= 0.98, `pixel agreement ${pixels}`);
-  },
-);
-
 /** Top-1 of Arm NN's first output (int8 logits or probabilities: the order is the same) against the QDQ model's. */
 function assertSameTop1(t: { diagnostic(m: string): void }, run: SharedRun): void {
   const classes = run.reference[0]![0]!.length;
@@ -238,12 +219,15 @@ function assertSameTop1(t: { diagnostic(m: string): void }, run: SharedRun): voi
   for (const [a, b] of tops) assert.equal(a, b);
 }
 
-for (const c of [
-  { model: 'mobilenet_v1_0.25_224_float.tflite', data: 'imagenet-val-650', profile: 'w8a8-shift' },
-  { model: 'mobilenet_v3_small_1.0_224_uint8.tflite', data: 'imagenet-val-650', profile: 'tflite-int8' },
-  { model: 'resnet8_cifar10_float.tflite', data: 'cifar10-test', profile: 'w8a8-shift', preprocess: { preset: 'raw' } as const },
-])
-  test(`${c.model} ${c.profile}: Arm NN's top-1 is the QDQ model's on 1 image`, { skip: armnnSkip }, async (t) => {
-    const run = await sharedRun(t, c.model, c.data, { profile: c.profile, images: 1, ...(c.preprocess && { preprocess: c.preprocess }) });
+// One classifier end to end: MobileNetV3 under tflite-int8 has HARD_SWISH, the SE blocks' MUL
+// and TFLite's own ADD and pooling arithmetic. The other families, DeepLabV3 (a minute an image
+// in Arm NN's CpuRef) and more images run in npm run bench:tflite; the segmenter's operators run
+// on a tiny graph in tflite-export.test.ts.
+test(
+  "mobilenet_v3_small_1.0_224_uint8.tflite tflite-int8: Arm NN's top-1 is the QDQ model's on 1 image",
+  { skip: armnnSkip },
+  async (t) => {
+    const run = await sharedRun(t, 'mobilenet_v3_small_1.0_224_uint8.tflite', 'imagenet-val-650', { profile: 'tflite-int8', images: 1 });
     if (run) assertSameTop1(t, run);
-  });
+  },
+);

@@ -3,7 +3,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { argmaxLast, armnnMissing, nchwToNhwc, npyBytes, runArmnnJobs, type ArmnnJob } from '../bench/armnn/agreement.js';
+import {
+  argmaxLast,
+  armnnMissing,
+  classMapAgreement,
+  nchwToNhwc,
+  npyBytes,
+  runArmnnJobs,
+  type ArmnnJob,
+} from '../bench/armnn/agreement.js';
 import { exportTflite, QUANTFLOW_METADATA } from '../src/export/tflite/export.js';
 import { OP as OPS } from '../src/export/tflite/flatbuffer.js';
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
@@ -23,7 +31,7 @@ import { loadDataset } from '../src/data/dataset.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
-import { runModel } from '../src/runtime/session.js';
+import { openSession, runModel, runSession } from '../src/runtime/session.js';
 import { sharedPath } from './shared.js';
 import { minMaxQdq, randomFloats, randomTensor } from './fixtures.js';
 
@@ -292,6 +300,69 @@ test('each operator as TFLite: Arm NN (CpuRef) within 1 LSB of the integer execu
     assert.ok(worst <= (c.lsb ?? 1), `${c.name}: Arm NN differs from the executor by ${worst} LSB`);
   });
 });
+
+test(
+  "a segmenter's graph (dilated DEPTHWISE_CONV_2D, float RESIZE_BILINEAR, ARG_MAX): Arm NN, cut before ARG_MAX, matches the QDQ model",
+  { skip: armnnSkip },
+  async () => {
+    // The parts of DeepLabV3 the classifiers lack, in a graph small enough for the test suite
+    // (DeepLab itself takes a minute an image in Arm NN's CpuRef: npm run bench:tflite).
+    const m = model(
+      X,
+      [
+        conv('conv', 'x', 'w20', 'b20', 'c', { pads: [1, 1, 1, 1] }),
+        makeNode('Relu', ['c'], ['r']),
+        conv('atrous', 'r', 'w21', 'b21', 'd', { pads: [2, 2, 2, 2], dilations: [2, 2], group: 4 }),
+        makeNode('Relu', ['d'], ['dr']),
+        conv('logits', 'dr', 'w22', 'b22', 'l'),
+        makeNode(
+          'Resize',
+          ['l', '', 'upscale'],
+          ['u'],
+          { mode: attr.string('linear'), coordinate_transformation_mode: attr.string('align_corners') },
+          'upsample',
+        ),
+        makeNode('ArgMax', ['u'], ['y'], { axis: attr.int(1), keepdims: attr.int(0) }, 'argmax'),
+      ],
+      { ...weights(4, 3, 3, 20), ...weights(4, 1, 3, 21), ...weights(3, 4, 1, 22), upscale: floatTensor([4], [1, 1, 2, 2]) },
+    );
+    m.graph.outputs[0]!.dataType = 'int64';
+    const { qdq, pkg, bytes, file } = await exportCase({ name: 'segmenter', model: m, ops: [] });
+    const ops = builtinsOf(bytes);
+    for (const op of ['DEPTHWISE_CONV_2D', 'DEQUANTIZE', 'RESIZE_BILINEAR', 'ARG_MAX'])
+      assert.ok(ops.includes(op), `${op} missing from [${ops}]`);
+    const input = inputsFor(pkg, 21);
+    const path = join(work, 'segmenter.npy');
+    writeFileSync(path, npyBytes('int8', input.shape, input.int8));
+    const [armnn] = runArmnnJobs(
+      [{ model: file, inputs: [path], out: join(work, 'segmenter'), outputs: ['u'] }],
+      join(work, 'segmenter.json'),
+    );
+    const grid = pkg.tensors[pkg.inputs[0]!]!.grid;
+    const feed = floatTensor(
+      X,
+      Float32Array.from(input.q, (v) => Math.fround((v - grid.zeroPoint) * grid.scale)),
+    );
+    // The fake-quant simulation: onnxruntime's integer kernels (QLinearConv) put this graph's
+    // depthwise layer, whose input is a ReLU's (zero point 0), tens of steps off the float
+    // arithmetic, where the integer executor and Arm NN agree with it.
+    const session = await openSession(
+      { ...qdq, graph: { ...qdq.graph, outputs: [{ name: 'u', dataType: 'float32' }] } },
+      { simulate: true },
+    );
+    const out = await runSession(session, { x: feed }).finally(() => session.release());
+    const expected = nchwToNhwc(out['u']!.data as Float32Array, [1, 3, 12, 12]);
+    const got = armnn!.outputs[0]!.data;
+    assert.equal(got.length, expected.length);
+    // Arm NN's integer layers may differ from the simulation by a step; the resize averages them.
+    const step = pkg.tensors[pkg.outputs[0]!]!.grid.scale;
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - expected[i]!));
+    assert.ok(worst <= 2 * step + 1e-6, `Arm NN's upsampled logits differ from the QDQ model's by ${worst / step} steps`);
+    const { pixels } = classMapAgreement(argmaxLast(got, 3), argmaxLast(expected, 3));
+    assert.ok(pixels >= 0.95, `class map agreement ${pixels}`);
+  },
+);
 
 test('the export re-imports as the quantized graph: weights, scales, zero points, ops, shapes', async () => {
   const c = cases[3]!;

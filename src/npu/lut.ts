@@ -16,7 +16,8 @@ export interface TableRequest {
  * input grid, dequantized exactly as DequantizeLinear does, and the results are quantized
  * onto the output grid. The QDQ simulation computes the same float32 op on the same inputs,
  * so table and simulation agree by construction, whatever the op's float rounding. All
- * requests run in one session.
+ * requests run in one session. Profiles with TFLite's rounding take HardSwish and Sigmoid
+ * from TFLite's integer kernels instead (tflite-lut.ts).
  */
 export async function unaryTables(source: Graph, opset: number, requests: TableRequest[]): Promise<Int32Array[]> {
   if (!requests.length) return [];

@@ -13,6 +13,7 @@ import { accumulatorBound } from './accumulator.js';
 import { regridTable, unaryTables, type TableRequest } from './lut.js';
 import { qdqView, type DequantizedConstant, type QdqView } from './qdq-view.js';
 import { reshapeOutput } from './reshape.js';
+import { tfliteTable } from './tflite-lut.js';
 import { resizeSelection, sliceSelection } from './select.js';
 import type { IntTensor, LutLayer, NpuLayer, NpuPackage, Requantization, TensorInfo, Window } from './types.js';
 import { broadcastShape, windowCount, windowOf } from './window.js';
@@ -41,14 +42,17 @@ export async function buildNpuPackage(qdq: Model, profile: TargetProfile, option
   // Shape arithmetic only sizes Reshapes, whose output shapes come from inference at batch 1.
   const skipped = new Set([...tail, ...shapeArithmetic(qdq.graph)]);
   for (const node of view.nodes) if (!skipped.has(node)) l.lower(node);
+  const exact = l.tableRequests.map((t) => (profile.requantization.rounding === 'tflite' ? tfliteTableOf(t.request) : undefined));
   const tables = await unaryTables(
     qdq.graph,
     qdq.opset,
-    l.tableRequests.map((t) => t.request),
+    l.tableRequests.filter((_, i) => !exact[i]).map((t) => t.request),
   );
+  let next = 0;
   l.tableRequests.forEach((t, i) => {
     const [lo, hi] = t.clamp;
-    t.layer.table = int32(tables[i]!.map((q) => Math.min(hi, Math.max(lo, q))));
+    const table = exact[i] ?? tables[next++]!;
+    t.layer.table = int32(table.map((q) => Math.min(hi, Math.max(lo, q))));
   });
   return {
     format: 'quantflow-npu',
@@ -629,6 +633,16 @@ class Lowering {
   private checkTableSize(node: Node, g: Grid): void {
     if (g.qmax - g.qmin + 1 > MAX_TABLE)
       throw nodeError(node, `input grid of ${g.qmax - g.qmin + 1} levels is too large for a lookup table`);
+  }
+}
+
+/** TFLite's own table of a unary node, with the node named when TFLite's kernel refuses its grids. */
+function tfliteTableOf(r: TableRequest): Int32Array | undefined {
+  try {
+    return tfliteTable(r);
+  } catch (e) {
+    if (e instanceof RangeError) throw nodeError(r.node, e.message);
+    throw e;
   }
 }
 

@@ -7,7 +7,7 @@ import { producerMap } from '../../graph/graph.js';
 import type { Graph, Node } from '../../graph/types.js';
 import type { RecordedCustomOp } from '../../import/tflite/context.js';
 import { METADATA } from '../../import/tflite/import.js';
-import { OP, type TfliteBuilder } from './flatbuffer.js';
+import type { TfliteBuilder } from './flatbuffer.js';
 
 /** A recorded custom op and the tail nodes that compute it. */
 export interface CustomOpInTail {
@@ -48,7 +48,6 @@ export function writeCustomOp(
   op: RecordedCustomOp,
   input: (value: string) => number,
   shapeOf: (value: string) => number[],
-  used: (code: number) => void,
 ): number[] {
   const inputs = op.inputs.map((v) => input(v));
   for (const c of op.constants) {
@@ -57,7 +56,6 @@ export function writeCustomOp(
     inputs.splice(c.index, 0, b.constant(`${op.code}_constant_${c.index}`, c.shape, data, 'float32'));
   }
   const outputs = op.outputs.map((v) => b.tensor({ name: v, shape: shapeOf(v), type: 'float32' }));
-  used(OP.CUSTOM);
   b.custom(op.code, inputs, outputs, new Uint8Array(Buffer.from(op.options, 'base64')));
   return outputs;
 }

@@ -19,6 +19,7 @@ import { toFloat32 } from '../../graph/tensor.js';
 import type { Preprocess } from '../../data/preprocess.js';
 import { buildNpuPackage } from '../../npu/package.js';
 import { qdqView, type QdqView } from '../../npu/qdq-view.js';
+import { TFLITE_LOGISTIC_SCALE, TFLITE_LOGISTIC_ZERO_POINT } from '../../npu/tflite-lut.js';
 import type { ConvLayer, NpuLayer, NpuPackage, TensorInfo, Window } from '../../npu/types.js';
 import type { Grid } from '../../quantization/grid.js';
 import type { TargetProfile } from '../../quantization/profile.js';
@@ -27,6 +28,7 @@ import { ACT, OP, options, SAME, TfliteBuilder, VALID, type OptionsSpec, type Te
 import { exportHostTail } from './host-ops.js';
 import { NCHW_TO_TFLITE, NHWC_AXES, sameOrder, tfliteAxis, tfliteShape, toNhwc } from './layout.js';
 import { modelMetadata, quantflowMetadata, runtimeVersion, type LayerBits } from './metadata.js';
+import { builtinVersion } from './versions.js';
 
 /** Element type of the exported model's inputs and outputs. */
 export type IoType = 'int8' | 'uint8' | 'float32';
@@ -65,7 +67,8 @@ export async function exportTflite(qdq: Model, profile: TargetProfile, opts: Tfl
   const b = w.builder;
   b.description = `quantflow ${profile.name} export of ${qdq.graph.name}`;
   const preprocess = opts.preprocess ?? recordedPreprocess(qdq);
-  b.metadata('min_runtime_version', runtimeVersion(w.usedOps));
+  b.versionOf = builtinVersion;
+  b.metadata('min_runtime_version', runtimeVersion(b.operatorVersions()));
   b.metadata('TFLITE_METADATA', modelMetadata(qdq.graph.name, preprocess, pkg.inputs.length));
   b.metadata(QUANTFLOW_METADATA, quantflowMetadata(profile, w.layerBits, preprocess, ioType));
   return b.build(inputs, outputs);
@@ -77,7 +80,7 @@ function recordedPreprocess(qdq: Model): Preprocess | undefined {
 }
 
 /** TFLite's fixed output grids of LOGISTIC and SOFTMAX (int8). */
-const LOGISTIC_GRID = { scale: 1 / 256, zeroPoint: -128 };
+const LOGISTIC_GRID = { scale: TFLITE_LOGISTIC_SCALE, zeroPoint: TFLITE_LOGISTIC_ZERO_POINT };
 const TANH_GRID = { scale: 1 / 128, zeroPoint: 0 };
 
 /** An int8 grid as TFLite stores it: uint8 grids move down by 128. */
@@ -88,7 +91,6 @@ interface Int8Grid {
 
 class Writer {
   readonly builder = new TfliteBuilder();
-  readonly usedOps = new Set<number>();
   readonly layerBits: LayerBits[] = [];
   private readonly view: QdqView;
   private readonly nodes = new Map<string, Node>();
@@ -105,7 +107,6 @@ class Writer {
   }
 
   private op(code: number, inputs: number[], outputs: number[], opts?: OptionsSpec): void {
-    this.usedOps.add(code);
     this.builder.op(code, inputs, outputs, opts);
   }
 
@@ -198,9 +199,7 @@ class Writer {
       const name = this.view.tensorOf.get(value) ?? this.view.quantizedAs.get(value)?.tensor ?? value;
       return this.pkg.tensors[name] ? this.tensor({ name: value }, name) : undefined;
     };
-    const tailValues = tail.length
-      ? exportHostTail(this.builder, this.qdq, tail, valueTensor, (code) => this.usedOps.add(code))
-      : new Map();
+    const tailValues = tail.length ? exportHostTail(this.builder, this.qdq, tail, valueTensor) : new Map();
     const outputs: number[] = [];
     for (const o of graph.outputs) {
       if (tailOutputs.has(o.name)) {

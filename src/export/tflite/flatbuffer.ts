@@ -90,7 +90,7 @@ export interface OptionsSpec {
   fields: Field[];
 }
 
-interface OpSpec {
+export interface OpSpec {
   code: number;
   inputs: number[];
   outputs: number[];
@@ -212,6 +212,8 @@ export class TfliteBuilder {
   legacyOpcodes = false;
   /** `Model.description`. */
   description = 'quantflow test model';
+  /** The version written for a builtin operator; each operator code gets the highest among its operators. */
+  versionOf: (op: OpSpec, tensor: (i: number) => TensorSpec) => number = () => 1;
 
   /** The tensor added as index `i`. */
   tensorAt(i: number): TensorSpec {
@@ -249,6 +251,22 @@ export class TfliteBuilder {
   custom(name: string, inputs: number[], outputs: number[], customOptions?: Uint8Array): this {
     this.ops.push({ code: 32, inputs, outputs, custom: name, customOptions });
     return this;
+  }
+
+  /** Each builtin operator code used, with the version `versionOf` gives it. */
+  operatorVersions(): Map<number, number> {
+    const versions = new Map<number, number>();
+    for (const op of this.ops) {
+      if (op.custom !== undefined) continue;
+      versions.set(
+        op.code,
+        Math.max(
+          versions.get(op.code) ?? 1,
+          this.versionOf(op, (i) => this.tensorAt(i)),
+        ),
+      );
+    }
+    return versions;
   }
 
   build(inputs: number[], outputs: number[]): Uint8Array {
@@ -313,13 +331,14 @@ export class TfliteBuilder {
       const k = codes.findIndex((c) => c.code === op.code && c.custom === op.custom);
       return k >= 0 ? k : codes.push({ code: op.code, custom: op.custom }) - 1;
     });
+    const versions = this.operatorVersions();
     const operatorCodes = codes.map((c) => {
       const custom = c.custom ? b.createString(c.custom) : 0;
       b.startObject(4);
       // Codes past the byte range put the placeholder 127 in the old field.
       b.addFieldInt8(0, Math.min(c.code, 127), null);
       if (custom) b.addFieldOffset(1, custom, 0);
-      b.addFieldInt32(2, 1, null);
+      b.addFieldInt32(2, c.custom === undefined ? (versions.get(c.code) ?? 1) : 1, null);
       if (!this.legacyOpcodes) b.addFieldInt32(3, c.code, null);
       return b.endObject();
     });

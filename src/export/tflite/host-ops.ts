@@ -37,16 +37,12 @@ export function exportHostTail(
   model: Model,
   tail: readonly Node[],
   network: (value: string) => number | undefined,
-  used: (code: number) => void,
 ): Map<string, number> {
   const graph = model.graph;
   const shapes = valueShapes(model);
   const values = new Map<string, HostValue>();
   const dequantized = new Map<number, number>();
-  const op = (code: number, inputs: number[], outputs: number[], opts?: OptionsSpec) => {
-    used(code);
-    b.op(code, inputs, outputs, opts);
-  };
+  const op = (code: number, inputs: number[], outputs: number[], opts?: OptionsSpec) => void b.op(code, inputs, outputs, opts);
   const fail = (node: Node, message: string): never => {
     throw new QuantflowError(`host node '${node.name}' (${node.opType}): ${message}; the QDQ model and the NPU package still hold it`);
   };
@@ -113,7 +109,6 @@ export function exportHostTail(
         detection.op,
         (v) => inOrder(node, v, 'onnx'),
         (v) => shapeOf(node, v),
-        used,
       );
       detection.op.outputs.forEach((v, k) => values.set(v, { tensor: outputs[k]!, order: 'onnx' }));
       continue;

@@ -7,7 +7,7 @@
 import { Builder } from 'flatbuffers';
 import type { Preprocess } from '../../data/preprocess.js';
 import type { TargetProfile } from '../../quantization/profile.js';
-import { OP } from './flatbuffer.js';
+import { minRuntimeVersion } from './versions.js';
 
 /** A weighted layer's width as written: 4-bit weights are int8 values on the 4-bit grid. */
 export interface LayerBits {
@@ -16,27 +16,10 @@ export interface LayerBits {
   granularity: 'tensor' | 'channel';
 }
 
-/** TFLite versions that first ran an operator's int8 kernel as the exporter writes it (op_version.cc / runtime_version.cc). */
-const FIRST_INT8_RUNTIME: Partial<Record<number, string>> = {
-  [OP.HARD_SWISH]: '2.3.0',
-  [OP.QUANTIZE]: '2.3.0',
-  [OP.TRANSPOSE_CONV]: '2.3.0',
-  [OP.LEAKY_RELU]: '2.3.0',
-  [OP.RESIZE_NEAREST_NEIGHBOR]: '2.3.0',
-};
-const BASE_RUNTIME = '1.14.0';
-
-/** `min_runtime_version`: the newest first version among the ops used, as a 16-byte zero-padded string as TFLite's converter writes it. */
-export function runtimeVersion(ops: ReadonlySet<number>): Uint8Array {
-  const versions = [BASE_RUNTIME, ...[...ops].map((op) => FIRST_INT8_RUNTIME[op] ?? BASE_RUNTIME)];
-  const key = (v: string) => v.split('.').map(Number);
-  const newest = versions.reduce((a, b) => {
-    const [x, y] = [key(a), key(b)];
-    const i = x.findIndex((n, k) => n !== y[k]);
-    return i >= 0 && x[i]! < y[i]! ? b : a;
-  });
+/** `min_runtime_version` of operators with these versions, a 16-byte zero-padded string as TFLite's converter writes it. */
+export function runtimeVersion(versions: ReadonlyMap<number, number>): Uint8Array {
   const out = new Uint8Array(16);
-  out.set(new TextEncoder().encode(newest));
+  out.set(new TextEncoder().encode(minRuntimeVersion(versions)));
   return out;
 }
 

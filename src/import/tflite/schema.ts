@@ -255,6 +255,8 @@ export interface TfliteSubgraph {
 export interface TfliteOperatorCode {
   builtin: number;
   customCode: string | null;
+  /** The operator version (op_version.cc); 1 when absent. */
+  version: number;
 }
 
 export interface TfliteModel {
@@ -345,6 +347,7 @@ export function readTfliteModel(bytes: Uint8Array, source: string): TfliteModel 
         // builtin_code (int32) superseded the byte-sized field; older writers fill only the latter.
         builtin: Math.max(t.int8(0), t.int32(3)),
         customCode: t.string(1, `custom code of ${t.what}`),
+        version: t.int32(2, 1),
       })),
     subgraphs: root.tables(2, 'subgraphs', (i) => `subgraph ${i}`).map(readSubgraph),
     buffers: root.tables(4, 'buffers', (i) => `buffer ${i}`).map((t, i) => readBuffer(r, t, i)),
