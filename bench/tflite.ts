@@ -4,7 +4,7 @@
  * folder), exports it, runs the .tflite with Arm NN (CpuRef, bench/armnn/run_npy.py, Debian's
  * python3-pyarmnn) on the first N images of a folder, feeding all three the same integer
  * input, and reports:
- * - classifiers: top-1 of the TFLite file, the QDQ model and the executor (with labels), and
+ * - classifiers: top-1 of the TFLite file, the QDQ model (its fake-quant simulation) and the executor (with labels), and
  *   top-1 agreement between each pair;
  * - detectors (TFLite_Detection_PostProcess's four outputs): precision and recall of the
  *   TFLite detections and of the QDQ model's against the float model's (IoU ≥ 0.5);
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
   const started = performance.now();
   const armnn = runArmnnJobs(jobs, join(work, 'jobs.json'), args.python);
   const armnnSeconds = (performance.now() - started) / 1000 / jobs.length;
-  const qdqSession = await openSession(qdq);
+  const qdqSession = await openSession(qdq, { simulate: true });
   const floatSession = await openSession(float);
   const outputs = armnn[0]!.manifest.outputs;
   const detector = outputs.length === 4 && outputs[0]!.shape.length === 3 && outputs[0]!.shape[2] === 4;
