@@ -224,6 +224,7 @@ test('quantize --weight-budget writes profile.json, and --profile with it reprod
   const at4 = a.layers.filter((l) => l.bits === 4).map((l) => l.name);
   assert.ok(after.raised.length > 0 && after.raised.every((name) => at4.includes(name)), JSON.stringify(after));
   assert.ok(after.measuredError < after.errorBefore, `${after.measuredError} vs ${after.errorBefore}`);
+  assert.ok(after.predictedError > 0 && after.predictedError < after.errorBefore, JSON.stringify(after));
   assert.deepEqual(
     again8.quantization.layers.map((l) => l.weightBits),
     a.layers.map((l) => (after.raised.includes(l.name) ? 8 : l.bits)),

@@ -452,7 +452,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
         budget: q.reallocate === true ? options.weightBudget! : q.reallocate,
         budgetBits: bits,
         bitsPerElement: bitsPerElement(allocationLayers(cal), chosen.widths),
-        errorBefore: sens.baseError,
+        errorBefore: sens.errorBefore,
         predictedError: chosen.predictedError,
         measuredError: await meter.measure(qdqOfLayers(finetuned, weights)),
         raised: raised.map((i) => sens.layers[i]!.name),

@@ -66,14 +66,15 @@ export async function weightSensitivity(
  * bias-correction means (QFT trained the biases); `current` the finetuned layers. A raised
  * layer is its trained float weights quantized at the wider width. In the result, a layer
  * that may rise has widths [current, next] and the error it keeps at the current one as its
- * growth there, which is what `allocateGreedy` raises by.
+ * growth there, which is what `allocateGreedy` raises by; `errorBefore` is the finetuned
+ * model's measured error and `baseError` the error predicted with every such layer raised.
  */
 export async function raiseSensitivity(
   cal: Calibration,
   current: QuantizedLayer[],
   meter: OutputErrorMeter,
   options: { onProgress?: (done: number, total: number) => void },
-): Promise<{ baseError: number; layers: AllocationLayer[]; raised: Map<number, QuantizedLayer>; seconds: number }> {
+): Promise<{ errorBefore: number; baseError: number; layers: AllocationLayer[]; raised: Map<number, QuantizedLayer>; seconds: number }> {
   const t0 = performance.now();
   const candidates = allocationLayers(cal);
   const raised = new Map<number, QuantizedLayer>();
@@ -104,7 +105,9 @@ export async function raiseSensitivity(
     widths: raised.has(i) ? [quantized.bits, raised.get(i)!.quantized.bits] : [quantized.bits],
     errorGrowth: raised.has(i) ? [-growth[i]![0]!, 0] : [0],
   }));
-  return { baseError, layers, raised, seconds: (performance.now() - t0) / 1000 };
+  // As `allocateGreedy` reads it: the error with every rising layer raised, by adding up the growths.
+  const raisedError = baseError - layers.reduce((sum, l) => sum + l.errorGrowth[0]!, 0);
+  return { errorBefore: baseError, baseError: raisedError, layers, raised, seconds: (performance.now() - t0) / 1000 };
 }
 
 /**
