@@ -1,0 +1,128 @@
+/**
+ * Where does an exported .tflite part from quantflow's integer executor? Quantizes a model
+ * (minmax, no GPTQ), exports it, runs Arm NN (CpuRef) on a few images fetching every package
+ * tensor by name, and prints per layer output: equal integers, largest |diff| (LSB) and mean
+ * diff (executor − Arm NN) for the executor end to end; each layer run on Arm NN's own inputs
+ * (the disagreement a layer adds by itself); the same with conv/fc requantized by one rounding
+ * of the exact product instead of TFLite's Q0.31 double rounding; and that end to end.
+ *
+ *   npm run build && node dist/bench/tflite-layers.js --model <file> --data <folder> [--profile tflite-int8]
+ *     [--calib-limit 16] [--limit 1]
+ *
+ * Arm NN's CpuRef takes ≈10 s per MobileNetV2 image. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { imageBatches, imageInputGeometry } from '../src/data/batches.js';
+import { loadDataset } from '../src/data/dataset.js';
+import { exportTflite } from '../src/export/tflite/export.js';
+import { loadModel } from '../src/import/load.js';
+import { prepareModel } from '../src/import/prepare.js';
+import { execute, executeLayer } from '../src/npu/executor.js';
+import { buildNpuPackage } from '../src/npu/package.js';
+import type { NpuPackage } from '../src/npu/types.js';
+import { quantizeTensor } from '../src/quantization/grid.js';
+import { loadProfile } from '../src/quantization/profile.js';
+import { quantizeModel } from '../src/quantization/quantize.js';
+import { nchwToNhwc, npyBytes, runArmnnJobs, type ArmnnJob } from './armnn/agreement.js';
+
+const { values: args } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    data: { type: 'string' },
+    profile: { type: 'string', default: 'tflite-int8' },
+    calib: { type: 'string', default: '../shared/data/imagenet-sample-1k' },
+    'calib-limit': { type: 'string', default: '16' },
+    limit: { type: 'string', default: '1' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+  },
+});
+
+const work = mkdtempSync(join(tmpdir(), 'qf-tflite-layers-'));
+
+async function main(): Promise<void> {
+  const float = await prepareModel(loadModel(args.model!));
+  const profile = loadProfile(args.profile!);
+  const r = await quantizeModel(float, await loadDataset(args.calib!), {
+    profile,
+    calibLimit: Number(args['calib-limit']),
+    calibration: 'minmax',
+    gptq: false,
+    batch: 4,
+  });
+  const pkg = await buildNpuPackage(r.model, profile);
+  // The same run requantized with one rounding of the exact product (no Q0.31 double rounding): what a float runtime computes.
+  const single = await buildNpuPackage(r.model, { ...profile, requantization: { ...profile.requantization, rounding: 'half-up' } });
+  const singleLayers = new Map(single.layers.map((l) => [l.name, l]));
+  const file = join(work, 'model.int8.tflite');
+  writeFileSync(file, await exportTflite(r.model, profile, { npu: pkg, preprocess: r.preprocess.spec }));
+  const names = pkg.layers.map((l) => l.output);
+  const data = await loadDataset(args.data!);
+  const geometry = imageInputGeometry(float);
+  const input = pkg.inputs[0]!;
+  const grid = pkg.tensors[input]!.grid;
+  const jobs: ArmnnJob[] = [];
+  const runs: ReturnType<typeof execute>[] = [];
+  for await (const b of imageBatches(data.items.slice(0, Number(args.limit)), { ...geometry, preprocess: r.preprocess.spec, batch: 1 })) {
+    const shape = [1, geometry.channels, geometry.height, geometry.width];
+    const q = quantizeTensor(b.data, grid);
+    runs.push(execute(pkg, { [input]: q }));
+    const path = join(work, `input${jobs.length}.npy`);
+    const offset = grid.qmin === 0 ? 128 : 0;
+    writeFileSync(path, npyBytes('int8', [1, shape[2]!, shape[3]!, shape[1]!], Array.from(nchwToNhwc(q, shape), (v) => v - offset)));
+    jobs.push({ model: file, inputs: [path], out: join(work, `out${jobs.length}`), outputs: names });
+  }
+  const armnn = runArmnnJobs(jobs, join(work, 'jobs.json'), args.python);
+  // End to end with single rounding in conv/fc (the rounding is the package's), TFLite's own ADD/MEAN/pooling layers elsewhere.
+  const tfliteLayers = new Map(pkg.layers.map((l) => [l.name, l]));
+  const mixed: NpuPackage = {
+    ...single,
+    layers: single.layers.map((l) => (l.op === 'conv' || l.op === 'fc' ? l : (tfliteLayers.get(l.name) ?? l))),
+  };
+  const mixedRuns = runs.map((run) => execute(mixed, { [input]: run.tensors.get(input)! }));
+  for (let k = 0; k < jobs.length; k++) {
+    // Arm NN's tensors in package layout and integers: each layer is then run on Arm NN's own inputs.
+    const theirs = new Map<string, Int32Array>([[input, runs[k]!.tensors.get(input)!]]);
+    armnn[k]!.manifest.outputs.forEach((o, j) => {
+      const info = pkg.tensors[o.name]!;
+      const offset = info.grid.qmin === 0 ? 128 : 0;
+      theirs.set(o.name, Int32Array.from(nhwcToNchw(armnn[k]!.outputs[j]!.data, info.shape), (v) => v + offset));
+    });
+    console.log(`image ${k}: layer, output, chained (executor end to end) and isolated (on Arm NN's inputs), isolated with single rounding, chained with single rounding: equal %, max |diff| LSB, mean diff`);
+    for (const l of pkg.layers) {
+      const want = theirs.get(l.output)!;
+      const chained = stats(runs[k]!.tensors.get(l.output)!, want);
+      const isolated = stats(executeLayer(pkg, l, l.inputs.map((i) => theirs.get(i)!)).output, want);
+      const twin = singleLayers.get(l.name);
+      const rounded = twin && twin.output === l.output ? stats(executeLayer(single, twin, twin.inputs.map((i) => theirs.get(i)!)).output, want) : '';
+      const mixedChained = stats(mixedRuns[k]!.tensors.get(l.output)!, want);
+      console.log(`${l.op.padEnd(14)} ${l.output.slice(0, 58).padEnd(58)} ${chained}   ${isolated}   ${rounded}   ${mixedChained}`);
+    }
+  }
+}
+
+function nhwcToNchw(values: ArrayLike<number>, shape: number[]): ArrayLike<number> {
+  if (shape.length !== 4) return values;
+  const [n, c, h, w] = shape as [number, number, number, number];
+  const out = new Float64Array(n * c * h * w);
+  for (let b = 0; b < n; b++)
+    for (let ch = 0; ch < c; ch++)
+      for (let p = 0; p < h * w; p++) out[(b * c + ch) * h * w + p] = values[(b * h * w + p) * c + ch]!;
+  return out;
+}
+
+function stats(ours: Int32Array, theirs: Int32Array): string {
+  let equal = 0;
+  let max = 0;
+  let sum = 0;
+  for (let i = 0; i < ours.length; i++) {
+    const d = ours[i]! - theirs[i]!;
+    if (d === 0) equal++;
+    max = Math.max(max, Math.abs(d));
+    sum += d;
+  }
+  return `${((100 * equal) / ours.length).toFixed(2).padStart(6)}% ${String(max).padStart(3)} ${(sum / ours.length).toFixed(3).padStart(7)}`;
+}
+
+main().finally(() => rmSync(work, { recursive: true, force: true }));
