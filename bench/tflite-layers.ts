@@ -6,7 +6,7 @@
  * (the disagreement a layer adds by itself); the same with conv/fc requantized by one rounding
  * of the exact product instead of TFLite's Q0.31 double rounding; and that end to end.
  *
- *   npm run build && node dist/bench/tflite-layers.js --model <file> --data <folder> [--profile tflite-int8]
+ *   npm run bench:tflite-layers -- --model <file> --data <folder> [--profile tflite-int8]
  *     [--calib-limit 16] [--limit 1]
  *
  * Arm NN's CpuRef takes ≈10 s per MobileNetV2 image. */
