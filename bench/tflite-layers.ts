@@ -70,7 +70,14 @@ async function main(): Promise<void> {
     runs.push(execute(pkg, { [input]: q }));
     const path = join(work, `input${jobs.length}.npy`);
     const offset = grid.qmin === 0 ? 128 : 0;
-    writeFileSync(path, npyBytes('int8', [1, shape[2]!, shape[3]!, shape[1]!], Array.from(nchwToNhwc(q, shape), (v) => v - offset)));
+    writeFileSync(
+      path,
+      npyBytes(
+        'int8',
+        [1, shape[2]!, shape[3]!, shape[1]!],
+        Array.from(nchwToNhwc(q, shape), (v) => v - offset),
+      ),
+    );
     jobs.push({ model: file, inputs: [path], out: join(work, `out${jobs.length}`), outputs: names });
   }
   const armnn = runArmnnJobs(jobs, join(work, 'jobs.json'), args.python);
@@ -87,15 +94,37 @@ async function main(): Promise<void> {
     armnn[k]!.manifest.outputs.forEach((o, j) => {
       const info = pkg.tensors[o.name]!;
       const offset = info.grid.qmin === 0 ? 128 : 0;
-      theirs.set(o.name, Int32Array.from(nhwcToNchw(armnn[k]!.outputs[j]!.data, info.shape), (v) => v + offset));
+      theirs.set(
+        o.name,
+        Int32Array.from(nhwcToNchw(armnn[k]!.outputs[j]!.data, info.shape), (v) => v + offset),
+      );
     });
-    console.log(`image ${k}: layer, output, chained (executor end to end) and isolated (on Arm NN's inputs), isolated with single rounding, chained with single rounding: equal %, max |diff| LSB, mean diff`);
+    console.log(
+      `image ${k}: layer, output, chained (executor end to end) and isolated (on Arm NN's inputs), isolated with single rounding, chained with single rounding: equal %, max |diff| LSB, mean diff`,
+    );
     for (const l of pkg.layers) {
       const want = theirs.get(l.output)!;
       const chained = stats(runs[k]!.tensors.get(l.output)!, want);
-      const isolated = stats(executeLayer(pkg, l, l.inputs.map((i) => theirs.get(i)!)).output, want);
+      const isolated = stats(
+        executeLayer(
+          pkg,
+          l,
+          l.inputs.map((i) => theirs.get(i)!),
+        ).output,
+        want,
+      );
       const twin = singleLayers.get(l.name);
-      const rounded = twin && twin.output === l.output ? stats(executeLayer(single, twin, twin.inputs.map((i) => theirs.get(i)!)).output, want) : '';
+      const rounded =
+        twin && twin.output === l.output
+          ? stats(
+              executeLayer(
+                single,
+                twin,
+                twin.inputs.map((i) => theirs.get(i)!),
+              ).output,
+              want,
+            )
+          : '';
       const mixedChained = stats(mixedRuns[k]!.tensors.get(l.output)!, want);
       console.log(`${l.op.padEnd(14)} ${l.output.slice(0, 58).padEnd(58)} ${chained}   ${isolated}   ${rounded}   ${mixedChained}`);
     }
@@ -107,8 +136,7 @@ function nhwcToNchw(values: ArrayLike<number>, shape: number[]): ArrayLike<numbe
   const [n, c, h, w] = shape as [number, number, number, number];
   const out = new Float64Array(n * c * h * w);
   for (let b = 0; b < n; b++)
-    for (let ch = 0; ch < c; ch++)
-      for (let p = 0; p < h * w; p++) out[(b * c + ch) * h * w + p] = values[(b * h * w + p) * c + ch]!;
+    for (let ch = 0; ch < c; ch++) for (let p = 0; p < h * w; p++) out[(b * c + ch) * h * w + p] = values[(b * h * w + p) * c + ch]!;
   return out;
 }
 
