@@ -134,7 +134,7 @@ export function registerDemo(program: Command): void {
       console.log(formatTable(ptqRows));
       const { files, npuProblem } = written!;
       console.log(
-        `\nThe ${OUTPUT_PROFILE} run wrote ${files.model} (QDQ model)${files.npu ? `, ${files.npu}/ (integer NPU package)` : ''} and ${files.json}; ` +
+        `\nThe ${OUTPUT_PROFILE} run wrote ${files.model} (QDQ model)${files.npu ? `, ${files.npu}/ (integer NPU package)` : ''}${files.tflite ? `, ${files.tflite} (fully-integer TFLite model)` : ''} and ${files.json}; ` +
           `open ${files.html} in a browser.`,
       );
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
