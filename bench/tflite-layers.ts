@@ -25,7 +25,7 @@ import type { NpuPackage } from '../src/npu/types.js';
 import { quantizeTensor } from '../src/quantization/grid.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
-import { nchwToNhwc, npyBytes, runArmnnJobs, type ArmnnJob } from './armnn/agreement.js';
+import { int8NpyInput, runArmnnJobs, type ArmnnJob } from './armnn/agreement.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -69,15 +69,7 @@ async function main(): Promise<void> {
     const q = quantizeTensor(b.data, grid);
     runs.push(execute(pkg, { [input]: q }));
     const path = join(work, `input${jobs.length}.npy`);
-    const offset = grid.qmin === 0 ? 128 : 0;
-    writeFileSync(
-      path,
-      npyBytes(
-        'int8',
-        [1, shape[2]!, shape[3]!, shape[1]!],
-        Array.from(nchwToNhwc(q, shape), (v) => v - offset),
-      ),
-    );
+    writeFileSync(path, int8NpyInput(q, shape, grid));
     jobs.push({ model: file, inputs: [path], out: join(work, `out${jobs.length}`), outputs: names });
   }
   const armnn = runArmnnJobs(jobs, join(work, 'jobs.json'), args.python);

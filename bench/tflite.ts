@@ -35,19 +35,19 @@ import { buildNpuPackage } from '../src/npu/package.js';
 import { qdqView } from '../src/npu/qdq-view.js';
 import { readOnnxFile } from '../src/onnx/read.js';
 import { writeOnnxFile } from '../src/onnx/write.js';
-import { quantizeTensor } from '../src/quantization/grid.js';
+import { dequantizeTensor, quantizeTensor } from '../src/quantization/grid.js';
 import { loadProfile, type TargetProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
 import { openSession, runSession } from '../src/runtime/session.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { writeJsonResult } from '../src/util/fs.js';
 import {
+  int8NpyInput,
   argmaxLast,
   classMapAgreement,
   detections,
   matchDetections,
   nchwToNhwc,
-  npyBytes,
   runArmnnJobs,
   type ArmnnJob,
 } from './armnn/agreement.js';
@@ -116,22 +116,9 @@ async function main(): Promise<void> {
     const shape = [1, geometry.channels, geometry.height, geometry.width];
     const q = quantizeTensor(b.data, grid);
     ints.push(q);
-    feeds.push(
-      floatTensor(
-        shape,
-        Float32Array.from(q, (v) => Math.fround((v - grid.zeroPoint) * grid.scale)),
-      ),
-    );
+    feeds.push(floatTensor(shape, dequantizeTensor(q, grid)));
     const path = join(work, `input${jobs.length}.npy`);
-    const offset = grid.qmin === 0 ? 128 : 0;
-    writeFileSync(
-      path,
-      npyBytes(
-        'int8',
-        [1, shape[2]!, shape[3]!, shape[1]!],
-        Array.from(nchwToNhwc(q, shape), (v) => v - offset),
-      ),
-    );
+    writeFileSync(path, int8NpyInput(q, shape, grid));
     jobs.push({ model: file, inputs: [path], out: join(work, `out${jobs.length}`), ...cut });
   }
   const started = performance.now();

@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { encode as flexEncode } from 'flatbuffers/mjs/flexbuffers.js';
 import {
+  int8NpyInput,
   argmaxLast,
   armnnMissing,
   detections,
   matchDetections,
   nchwToNhwc,
-  npyBytes,
   runArmnnJobs,
   type ArmnnJob,
 } from '../bench/armnn/agreement.js';
@@ -30,7 +30,7 @@ import { prepareModel } from '../src/import/prepare.js';
 import { importTflite } from '../src/import/tflite/import.js';
 import { readTfliteModel } from '../src/import/tflite/schema.js';
 import { qdqView } from '../src/npu/qdq-view.js';
-import { quantizeTensor } from '../src/quantization/grid.js';
+import { dequantizeTensor, quantizeTensor } from '../src/quantization/grid.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
 import { runModel } from '../src/runtime/session.js';
@@ -167,10 +167,7 @@ async function sharedRun(
   const items = data.items.slice(0, opts.images ?? 2);
   for await (const b of imageBatches(items, { ...geometry, preprocess: result.preprocess.spec, batch: 1 })) {
     const q = quantizeTensor(b.data, grid);
-    const feed = floatTensor(
-      shape,
-      Float32Array.from(q, (v) => Math.fround((v - grid.zeroPoint) * grid.scale)),
-    );
+    const feed = floatTensor(shape, dequantizeTensor(q, grid));
     const out = await runModel(qdq, { [inputName]: feed });
     reference.push(
       qdq.graph.outputs.map((o) =>
@@ -178,15 +175,7 @@ async function sharedRun(
       ),
     );
     const path = join(work, `${modelName}_${jobs.length}.npy`);
-    const offset = grid.qmin === 0 ? 128 : 0;
-    writeFileSync(
-      path,
-      npyBytes(
-        'int8',
-        [1, shape[2]!, shape[3]!, shape[1]!],
-        Array.from(nchwToNhwc(q, shape), (v) => v - offset),
-      ),
-    );
+    writeFileSync(path, int8NpyInput(q, shape, grid));
     jobs.push({
       model: file,
       inputs: [path],

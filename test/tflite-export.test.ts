@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import {
+  int8NpyInput,
   argmaxLast,
   armnnMissing,
   classMapAgreement,
@@ -23,7 +24,7 @@ import { execute } from '../src/npu/executor.js';
 import { buildNpuPackage } from '../src/npu/package.js';
 import { qdqView } from '../src/npu/qdq-view.js';
 import type { NpuPackage } from '../src/npu/types.js';
-import { quantizeTensor } from '../src/quantization/grid.js';
+import { dequantizeTensor, quantizeTensor } from '../src/quantization/grid.js';
 import { loadProfile, type TargetProfile } from '../src/quantization/profile.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { imageBatches, imageInputGeometry } from '../src/data/batches.js';
@@ -339,10 +340,7 @@ test(
       join(work, 'segmenter.json'),
     );
     const grid = pkg.tensors[pkg.inputs[0]!]!.grid;
-    const feed = floatTensor(
-      X,
-      Float32Array.from(input.q, (v) => Math.fround((v - grid.zeroPoint) * grid.scale)),
-    );
+    const feed = floatTensor(X, dequantizeTensor(input.q, grid));
     // The fake-quant simulation: onnxruntime's integer kernels (QLinearConv) put this graph's
     // depthwise layer, whose input is a ReLU's (zero point 0), tens of steps off the float
     // arithmetic, where the integer executor and Arm NN agree with it.
@@ -486,22 +484,9 @@ test(
       const shape = [1, 3, 224, 224];
       const q = quantizeTensor(b.data, inputGrid);
       // The QDQ model is fed the grid's own values, which it quantizes back to the same integers.
-      feeds.push(
-        floatTensor(
-          shape,
-          Float32Array.from(q, (v) => Math.fround((v - inputGrid.zeroPoint) * inputGrid.scale)),
-        ),
-      );
+      feeds.push(floatTensor(shape, dequantizeTensor(q, inputGrid)));
       const path = join(work, `image${jobs.length}.npy`);
-      const offset = inputGrid.qmin === 0 ? 128 : 0;
-      writeFileSync(
-        path,
-        npyBytes(
-          'int8',
-          [1, 224, 224, 3],
-          Array.from(nchwToNhwc(q, shape), (v) => v - offset),
-        ),
-      );
+      writeFileSync(path, int8NpyInput(q, shape, inputGrid));
       jobs.push({ model: file, inputs: [path], out: join(work, `mnv2_${jobs.length}`) });
     }
     const armnn = runArmnnJobs(jobs, join(work, 'mnv2_jobs.json'));

@@ -185,6 +185,19 @@ export function npyBytes(dtype: 'int8' | 'uint8' | 'int32' | 'float32', shape: n
   return out;
 }
 
+/**
+ * The .npy an exported int8 TFLite model takes for integers `q` of an NCHW tensor on `grid`:
+ * NHWC, and a uint8 grid moved to int8 (its zero point − 128), as the export stores it.
+ */
+export function int8NpyInput(q: ArrayLike<number>, shape: number[], grid: { qmin: number }): Uint8Array {
+  const offset = grid.qmin === 0 ? 128 : 0;
+  return npyBytes(
+    'int8',
+    [shape[0]!, shape[2]!, shape[3]!, shape[1]!],
+    Array.from(nchwToNhwc(q, shape), (v) => v - offset),
+  );
+}
+
 /** Why Arm NN cannot run here (pyarmnn missing), or false when it can. */
 export function armnnMissing(python = '/usr/bin/python3'): string | false {
   const r = spawnSync(python, ['-c', 'import pyarmnn'], { encoding: 'utf8' });

@@ -38,6 +38,11 @@ export function quantizeTensor(x: Float32Array, g: Grid): Int32Array {
   return out;
 }
 
+/** DequantizeLinear of integers on grid `g`: the float tensor a QDQ model turns back into the same integers. */
+export function dequantizeTensor(q: ArrayLike<number>, g: Grid): Float32Array {
+  return Float32Array.from(q, (v) => dequantizeValue(v, g));
+}
+
 /** Every level of grid `g` dequantized, in order qmin..qmax (the inputs of a lookup table). */
 export function gridLevels(g: Grid): Float32Array {
   const out = new Float32Array(g.qmax - g.qmin + 1);
