@@ -24,6 +24,7 @@ import type {
   TfliteAvgPoolLayer,
   TfliteMeanLayer,
   TransposeLayer,
+  Window,
 } from './types.js';
 
 /**
@@ -389,14 +390,33 @@ export function mul(l: MulLayer, a: Operand, b: Operand, outShape: number[], zy:
 }
 
 export function averagePool(l: AvgPoolLayer, x: Operand, zy: number): KernelResult {
+  const byCount = new Map(l.windows.map((r) => [r.count, r]));
+  const output = new Int32Array(windowedSize(l, x));
+  const [lo, hi] = l.clamp;
+  let peak = 0;
+  windowSums(l, x, -x.grid.zeroPoint, (o, acc, taps) => {
+    const r = byCount.get(l.countIncludePad ? l.kernel[0] * l.kernel[1] : taps)!;
+    peak = Math.max(peak, Math.abs(acc));
+    const q = multiplyByQuantizedMultiplier(acc, r.multiplier, r.shift) + zy;
+    output[o] = q < lo ? lo : q > hi ? hi : q;
+  });
+  return { output, peak };
+}
+
+/** Elements of a pooling layer's output over `x`. */
+function windowedSize(l: Window, x: Operand): number {
+  const [oh, ow] = windowOutput(l, x.shape[2]!, x.shape[3]!);
+  return x.shape[1]! * oh * ow;
+}
+
+/**
+ * Every pooling window over NCHW `x`, in output order: `visit` gets the output index, the sum
+ * of q + `bias` over the window's taps inside the input, and how many taps that is.
+ */
+function windowSums(l: Window, x: Operand, bias: number, visit: (o: number, sum: number, taps: number) => void): void {
   const [, channels, h, w] = x.shape as [number, number, number, number];
   const [oh, ow] = windowOutput(l, h, w);
   const [ay, ax] = [windowAxis(l, 0), windowAxis(l, 1)];
-  const xc = centered(x);
-  const byCount = new Map(l.windows.map((r) => [r.count, r]));
-  const output = new Int32Array(channels * oh * ow);
-  const [lo, hi] = l.clamp;
-  let peak = 0;
   for (let c = 0, o = 0; c < channels; c++) {
     for (let oy = 0; oy < oh; oy++) {
       const [y0, y1] = tapRange(ay, oy, h);
@@ -405,16 +425,12 @@ export function averagePool(l: AvgPoolLayer, x: Operand, zy: number): KernelResu
         let acc = 0;
         for (let ky = y0; ky < y1; ky++) {
           const row = c * h * w + (oy * l.strides[0] - l.pads[0] + ky * l.dilations[0]) * w;
-          for (let kx = x0; kx < x1; kx++) acc += xc[row + ox * l.strides[1] - l.pads[1] + kx * l.dilations[1]]!;
+          for (let kx = x0; kx < x1; kx++) acc += x.data[row + ox * l.strides[1] - l.pads[1] + kx * l.dilations[1]]! + bias;
         }
-        const r = byCount.get(l.countIncludePad ? l.kernel[0] * l.kernel[1] : (y1 - y0) * (x1 - x0))!;
-        peak = Math.max(peak, Math.abs(acc));
-        const q = multiplyByQuantizedMultiplier(acc, r.multiplier, r.shift) + zy;
-        output[o] = q < lo ? lo : q > hi ? hi : q;
+        visit(o, acc, (y1 - y0) * (x1 - x0));
       }
     }
   }
-  return { output, peak };
 }
 
 /**
@@ -447,31 +463,17 @@ function storedOffset(g: Grid): number {
 
 /** TFLite's int8 AVERAGE_POOL_2D on the stored values, then the optional int8 → int8 regrid. */
 export function tfliteAveragePool(l: TfliteAvgPoolLayer, x: Operand, zy: number): KernelResult {
-  const [, channels, h, w] = x.shape as [number, number, number, number];
-  const [oh, ow] = windowOutput(l, h, w);
-  const [ay, ax] = [windowAxis(l, 0), windowAxis(l, 1)];
   const offset = storedOffset(x.grid);
   const zx = x.grid.zeroPoint;
-  const output = new Int32Array(channels * oh * ow);
+  const output = new Int32Array(windowedSize(l, x));
   const [lo, hi] = l.clamp;
   let peak = 0;
-  for (let c = 0, o = 0; c < channels; c++) {
-    for (let oy = 0; oy < oh; oy++) {
-      const [y0, y1] = tapRange(ay, oy, h);
-      for (let ox = 0; ox < ow; ox++, o++) {
-        const [x0, x1] = tapRange(ax, ox, w);
-        let acc = 0;
-        for (let ky = y0; ky < y1; ky++) {
-          const row = c * h * w + (oy * l.strides[0] - l.pads[0] + ky * l.dilations[0]) * w;
-          for (let kx = x0; kx < x1; kx++) acc += x.data[row + ox * l.strides[1] - l.pads[1] + kx * l.dilations[1]]! + offset;
-        }
-        peak = Math.max(peak, Math.abs(acc));
-        const average = roundedDivideTflite(acc, (y1 - y0) * (x1 - x0)) - offset;
-        const q = l.regrid ? multiplyByQuantizedMultiplierTflite(average - zx, l.regrid.multiplier, l.regrid.shift) + zy : average;
-        output[o] = q < lo ? lo : q > hi ? hi : q;
-      }
-    }
-  }
+  windowSums(l, x, offset, (o, acc, taps) => {
+    peak = Math.max(peak, Math.abs(acc));
+    const average = roundedDivideTflite(acc, taps) - offset;
+    const q = l.regrid ? multiplyByQuantizedMultiplierTflite(average - zx, l.regrid.multiplier, l.regrid.shift) + zy : average;
+    output[o] = q < lo ? lo : q > hi ? hi : q;
+  });
   return { output, peak };
 }
 
