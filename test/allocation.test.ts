@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { loadDataset } from '../src/data/dataset.js';
+import { loadDataset, type Dataset } from '../src/data/dataset.js';
 import { decodeImages } from '../src/data/images.js';
 import { OutputErrorMeter } from '../src/eval/output-error.js';
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
@@ -14,7 +14,7 @@ import { writeOnnxFile } from '../src/onnx/write.js';
 import { runQuantize } from '../src/pipeline/quantize-run.js';
 import { allocateGreedy, budgetBits, parseActivationBudget, parseBudget, type AllocationLayer } from '../src/quantization/allocation.js';
 import { parseProfile } from '../src/quantization/profile.js';
-import { calibrateModel, qdqOfLayers, quantizeLayer } from '../src/quantization/quantize.js';
+import { calibrateModel, qdqOfLayers, quantizeLayer, type Calibration } from '../src/quantization/quantize.js';
 import { activationSensitivity, weightSensitivity } from '../src/quantization/sensitivity.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { randomFloats, tinyCnn } from './fixtures.js';
@@ -147,12 +147,7 @@ test('sensitivity ranks first the layer whose weights 4 bits cannot hold', async
     calibLimit: 12,
     batch: 4,
   });
-  const held = await decodeImages(
-    cal.model,
-    { ...calib, items: calib.items.slice(-32) },
-    { limit: 32, preprocess: cal.preprocess.spec, batch: 8 },
-  );
-  const meter = await OutputErrorMeter.create(cal.model, held, { batch: 8 });
+  const meter = await heldOutMeter(cal, calib);
   const sens = await weightSensitivity(cal, meter, {});
   assert.deepEqual(
     sens.layers.map((l) => l.name),
@@ -293,12 +288,7 @@ test('activation sensitivity measures what QDQ models with that activation at 8 
     calibLimit: 12,
     batch: 4,
   });
-  const held = await decodeImages(
-    cal.model,
-    { ...calib, items: calib.items.slice(-32) },
-    { limit: 32, preprocess: cal.preprocess.spec, batch: 8 },
-  );
-  const meter = await OutputErrorMeter.create(cal.model, held, { batch: 8 });
+  const meter = await heldOutMeter(cal, calib);
   const layers = cal.specs.map((spec, i) => quantizeLayer(cal, i, spec));
   const sens = await activationSensitivity(cal, layers, meter, {});
   // The input, both Relu outputs (written on behalf of their convolutions), the pool and the logits.
@@ -384,6 +374,16 @@ test('quantize --activation-budget chooses 16-bit activations into profile.json,
   );
   assert.throws(() => parseActivationBudget('2MB'), /--activation-budget must be average bits per activation element, 8 to 16/);
 });
+
+/** The output error on the last 32 images, which calibration did not see, as the pipeline measures it. */
+async function heldOutMeter(cal: Calibration, calib: Dataset): Promise<OutputErrorMeter> {
+  const held = await decodeImages(
+    cal.model,
+    { ...calib, items: calib.items.slice(-32) },
+    { limit: 32, preprocess: cal.preprocess.spec, batch: 8 },
+  );
+  return OutputErrorMeter.create(cal.model, held, { batch: 8 });
+}
 
 /** The widths of the allocation with the least predicted error within `budget` bits, by trying every one. */
 function bruteForce(layers: AllocationLayer[], budget: number): number[] {

@@ -306,7 +306,8 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     );
     // Both budgets are checked against the model before anything is measured.
     const weightBits = weightBudget && budgetBits(weightBudget, allocationLayers(cal), profile.source);
-    const activationBits = activationBudget && budgetBits(activationBudget, activationCandidates(cal), profile.source, 'activation');
+    const activationLayers = activationBudget && activationCandidates(cal);
+    const activationBits = activationLayers && budgetBits(activationBudget, activationLayers, profile.source, 'activation');
     const held = await decodeImages(
       cal.model,
       { ...calib, items: calib.items.slice(-HELD_OUT) },
@@ -324,7 +325,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     if (activationBits !== undefined) {
       const atProfileWidths = cal.specs.map((spec, i) => quantizeLayer(cal, i, spec));
       layers = atProfileWidths;
-      const measurements = 2 * activationCandidates(cal).reduce((s, l) => s + l.widths.length - 1, 0);
+      const measurements = 2 * activationLayers!.reduce((s, l) => s + l.widths.length - 1, 0);
       const sens = await stage('activation sensitivity', measurements, (r) =>
         activationSensitivity(cal, atProfileWidths, meter, { onProgress: (done) => r.update(done) }),
       );
@@ -435,9 +436,10 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
         means: new Map(),
         moments: new Map(),
       };
-      const bits = budgetBits(budget, allocationLayers(cal), profile.source);
+      const candidates = allocationLayers(cal);
+      const bits = budgetBits(budget, candidates, profile.source);
       const current = tuned.params.weights.map((w) => ({ ...w }));
-      const rising = current.filter((l, i) => allocationLayers(cal)[i]!.widths.some((b) => b > l.quantized.bits)).length;
+      const rising = current.filter((l, i) => candidates[i]!.widths.some((b) => b > l.quantized.bits)).length;
       const sens = await stage('reallocation', rising, (r) =>
         raiseSensitivity(finetuned, current, meter, { onProgress: (done) => r.update(done) }),
       );
@@ -451,7 +453,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       allocation.afterQft = {
         budget: q.reallocate === true ? options.weightBudget! : q.reallocate,
         budgetBits: bits,
-        bitsPerElement: bitsPerElement(allocationLayers(cal), chosen.widths),
+        bitsPerElement: bitsPerElement(candidates, chosen.widths),
         errorBefore: sens.errorBefore,
         predictedError: chosen.predictedError,
         measuredError: await meter.measure(qdqOfLayers(finetuned, weights)),

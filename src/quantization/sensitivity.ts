@@ -182,28 +182,27 @@ export async function activationSensitivity(
   const widths = candidates.map((c) => c.widths);
   const highest = tensors.map((a, i) => cal.activationGrids.get(a)!.get(widths[i]!.at(-1)!)!);
   const qdq = qdqOfLayers({ ...cal, activations: new Map(tensors.map((a, i) => [a, highest[i]!])) }, layers);
-  const free = tensors.flatMap((a, i) => (widths[i]!.length > 1 ? [a] : []));
-  const { model, feedsOf } = withGridInputs(qdq, free);
-  const gridFeeds = (a: string, bits: 8 | 16) => feedsOf(a, cal.activationGrids.get(a)!.get(bits)!, highest[tensors.indexOf(a)]!);
-  const base = Object.assign({}, ...free.map((a) => gridFeeds(a, widths[tensors.indexOf(a)]!.at(-1)!))) as Record<string, TensorData>;
-  const total = 2 * widths.reduce((n, w) => n + w.length - 1, 0);
-  const { baseError, growth } = await errorGrowths(
-    meter,
-    model,
-    base,
-    widths,
-    (i, bits) => gridFeeds(tensors[i]!, bits as 8 | 16),
-    (done) => options.onProgress?.(done, total),
+  const free = widths.flatMap((w, i) => (w.length > 1 ? [i] : []));
+  const { model, feedsOf } = withGridInputs(
+    qdq,
+    free.map((i) => tensors[i]!),
   );
+  const gridFeeds = (i: number, bits: number) =>
+    feedsOf(tensors[i]!, cal.activationGrids.get(tensors[i]!)!.get(bits as 8 | 16)!, highest[i]!);
+  const allAt = (end: (w: (8 | 16)[]) => number) =>
+    Object.assign({}, ...free.map((i) => gridFeeds(i, end(widths[i]!)))) as Record<string, TensorData>;
+  const base = allAt((w) => w.at(-1)!);
+  const total = 2 * widths.reduce((n, w) => n + w.length - 1, 0);
+  const { baseError, growth } = await errorGrowths(meter, model, base, widths, gridFeeds, (done) => options.onProgress?.(done, total));
   const result = candidates.map((c, i) => ({ name: c.name, size: c.size, widths: c.widths, errorGrowth: growth[i]! }));
   // From the other end: every activation at its lowest width, each raised alone to its highest.
-  const lowest = Object.assign({}, ...free.map((a) => gridFeeds(a, widths[tensors.indexOf(a)]![0]!))) as Record<string, TensorData>;
+  const lowest = allAt((w) => w[0]!);
   const up = await errorGrowths(
     meter,
     model,
     lowest,
     widths.map((w) => (w.length > 1 ? [w.at(-1)!, w[0]!] : w)),
-    (i, bits) => gridFeeds(tensors[i]!, bits as 8 | 16),
+    gridFeeds,
     (done) => options.onProgress?.(total / 2 + done, total),
   );
   const gains = up.growth.map((g) => (g.length > 1 ? -g[0]! : 0));
