@@ -6,9 +6,11 @@
 import type { Model, TensorData } from '../graph/types.js';
 import { quantizeTensor } from '../quantization/grid.js';
 import type { TargetProfile } from '../quantization/profile.js';
+import { argmax } from '../eval/metrics.js';
 import { execute } from './executor.js';
 import { buildNpuPackage } from './package.js';
 import type { NpuPackage } from './types.js';
+import { integerDifferences } from './verify.js';
 
 /** One package output, compared element by element. */
 export interface ArithmeticOutput {
@@ -51,23 +53,15 @@ export function compareArithmetic(own: NpuPackage, tflite: NpuPackage, sample: T
     outputs.forEach((o) => {
       const x = a.get(o.name)!;
       const y = b.get(o.name)!;
+      const d = integerDifferences(x, y);
       o.elements += x.length;
-      for (let i = 0; i < x.length; i++) {
-        const d = Math.abs(x[i]! - y[i]!);
-        if (d === 0) o.equal++;
-        else o.maxLsb = Math.max(o.maxLsb, d);
-      }
+      o.equal += d.equal;
+      o.maxLsb = Math.max(o.maxLsb, d.max);
       const shape = own.tensors[o.name]!.shape;
       if (shape.length === 2 && shape[1]! > 1) o.top1Agreement = (o.top1Agreement ?? 0) + (argmax(x) === argmax(y) ? 1 / images : 0);
     });
   }
   return { images, outputs };
-}
-
-function argmax(v: Int32Array): number {
-  let best = 0;
-  for (let i = 1; i < v.length; i++) if (v[i]! > v[best]!) best = i;
-  return best;
 }
 
 /** Lowers `qdq` again with TFLite's arithmetic and compares it with `own`, its lowering for `profile`, on `sample`. */

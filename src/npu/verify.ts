@@ -145,12 +145,22 @@ function imageSlice(data: ArrayLike<number>, count: number, n: number, map?: (v:
 }
 
 function accumulate(s: TensorAgreement, got: Int32Array, want: Int32Array): void {
-  for (let i = 0; i < got.length; i++) {
-    const d = Math.abs(got[i]! - want[i]!);
-    if (d === 0) s.exact++;
-    else if (d > s.maxDiff) s.maxDiff = d;
-  }
+  const d = integerDifferences(got, want);
+  s.exact += d.equal;
+  s.maxDiff = Math.max(s.maxDiff, d.max);
   s.elements += got.length;
+}
+
+/** How many elements of two integer tensors are equal, and their largest difference. */
+export function integerDifferences(a: ArrayLike<number>, b: ArrayLike<number>): { equal: number; max: number } {
+  let equal = 0;
+  let max = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!);
+    if (d === 0) equal++;
+    else if (d > max) max = d;
+  }
+  return { equal, max };
 }
 
 interface SimulatedTensor {
