@@ -7,6 +7,7 @@ import { resolveLayer, type TargetProfile } from '../src/quantization/profile.js
 import { buildQdqModel } from '../src/quantization/qdq.js';
 import { quantizeWeights } from '../src/quantization/weights.js';
 import { runModel } from '../src/runtime/session.js';
+import type { NpuLayer } from '../src/npu/types.js';
 
 /** Deterministic pseudo-random floats in [-1, 1) (a fixed LCG, so tests are repeatable). */
 export function randomFloats(n: number, seed = 1): Float32Array {
@@ -81,4 +82,26 @@ export async function minMaxQdq(model: Model, profile: TargetProfile, x: TensorD
     return { layer, quantized: quantizeWeights(w.data as Float32Array, w.dims[0]!, spec, { method: 'minmax' }) };
   });
   return { plan, qdq: buildQdqModel(model, { activations, weights }).model };
+}
+
+/** 3x3 input, centered values 1..9 (zero point 10). */
+export const x3 = Array.from({ length: 9 }, (_, i) => i + 11);
+
+/** Conv 3x3, pad 1, stride 2 over x3: channel 0 sums each window (ones), channel 1 doubles the centre. */
+export function cornerConv(requant: Extract<NpuLayer, { op: 'conv' }>['requant']): Extract<NpuLayer, { op: 'conv' }> {
+  return {
+    op: 'conv',
+    name: 'conv',
+    inputs: ['x'],
+    output: 'y',
+    kernel: [3, 3],
+    strides: [2, 2],
+    pads: [1, 1, 1, 1],
+    dilations: [1, 1],
+    group: 1,
+    weights: { dtype: 'int8', shape: [2, 1, 3, 3], data: Int8Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0]) },
+    bias: { dtype: 'int32', shape: [2], data: Int32Array.from([5, -20]) },
+    requant,
+    clamp: [0, 255],
+  };
 }

@@ -5,6 +5,7 @@ import type { Grid } from '../src/quantization/grid.js';
 import type { IntTensor, NpuLayer, NpuPackage, TensorInfo } from '../src/npu/types.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { QuantflowError } from '../src/util/errors.js';
+import { cornerConv, x3 } from './fixtures.js';
 
 // Hand-computed layers. Real multipliers are chosen so that results land on exact halves,
 // where round half up (the target) and round half to even (QuantizeLinear) differ.
@@ -41,27 +42,6 @@ function run(layer: NpuLayer, tensors: Record<string, TensorInfo>, inputs: numbe
   ];
 }
 
-/** 3x3 input, centered values 1..9 (zero point 10). */
-const x3 = Array.from({ length: 9 }, (_, i) => i + 11);
-
-/** Conv 3x3, pad 1, stride 2 over x3: channel 0 sums each window (ones), channel 1 doubles the centre. */
-function cornerConv(requant: Extract<NpuLayer, { op: 'conv' }>['requant']): Extract<NpuLayer, { op: 'conv' }> {
-  return {
-    op: 'conv',
-    name: 'conv',
-    inputs: ['x'],
-    output: 'y',
-    kernel: [3, 3],
-    strides: [2, 2],
-    pads: [1, 1, 1, 1],
-    dilations: [1, 1],
-    group: 1,
-    weights: int8([2, 1, 3, 3], [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0]),
-    bias: int32(5, -20),
-    requant,
-    clamp: [0, 255],
-  };
-}
 const convTensors = { x: { shape: [1, 1, 3, 3], grid: grid(10) }, y: { shape: [1, 2, 2, 2], grid: grid(100) } };
 
 test('conv: per-channel multipliers, stride, padding, bias, round half up', () => {

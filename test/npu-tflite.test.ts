@@ -6,6 +6,7 @@ import type { IntTensor, NpuLayer, NpuPackage, TensorInfo } from '../src/npu/typ
 import type { Grid } from '../src/quantization/grid.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { runModel } from '../src/runtime/session.js';
+import { cornerConv, x3 } from './fixtures.js';
 
 // Tiny layers under the tflite-int8 profile, their outputs worked out by hand with TFLite's
 // int8 formulas (conv.h, add.h, pooling.h, mean.h); each is chosen to land on ties, where
@@ -52,24 +53,9 @@ test('conv: per-channel Q0.31 requantization with TFLite double rounding', async
   // −14, −6, −2; ×0.25 (M = 2^30, e = −1): −9, −7, −3, −1 after the high multiply, then
   // the right shift by 1 rounds −4.5, −3.5, −1.5, −0.5 away from zero: −5, −4, −2, −1
   // (round half up would give −4, −3, −1, 0). Output zero point 100.
-  const conv: NpuLayer = {
-    op: 'conv',
-    name: 'conv',
-    inputs: ['x'],
-    output: 'y',
-    kernel: [3, 3],
-    strides: [2, 2],
-    pads: [1, 1, 1, 1],
-    dilations: [1, 1],
-    group: 1,
-    weights: { dtype: 'int8', shape: [2, 1, 3, 3], data: Int8Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0]) },
-    bias: int32(5, -20),
-    requant: { multiplier: int32(2 ** 30, 2 ** 30), shift: int32(31, 32) },
-    clamp: [0, 255],
-  };
+  const conv = cornerConv({ multiplier: int32(2 ** 30, 2 ** 30), shift: int32(31, 32) });
   const tensors = { x: { shape: [1, 1, 3, 3], grid: grid(1, 10) }, y: { shape: [1, 2, 2, 2], grid: grid(1, 100) } };
-  const x = Array.from({ length: 9 }, (_, i) => i + 11);
-  assert.deepEqual(await run([conv], tensors, { x }), [109, 111, 115, 117, 95, 96, 98, 99]);
+  assert.deepEqual(await run([conv], tensors, { x: x3 }), [109, 111, 115, 117, 95, 96, 98, 99]);
 });
 
 test('add and sub: left shift 20, one multiplier per input and one for the output', async () => {
