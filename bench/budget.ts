@@ -27,7 +27,7 @@ import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { applyFinetune } from '../src/pipeline/quantize-run.js';
 import { finetune, QFT_DEFAULTS } from '../src/qft/index.js';
-import { allocatedProfile, allocateGreedy, budgetBits, parseBudget } from '../src/quantization/allocation.js';
+import { allocatedProfile, allocateGreedy, budgetBits, parseBudget, widthChoices } from '../src/quantization/allocation.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { assembleQuantization, calibrateModel } from '../src/quantization/quantize.js';
 import { weightSensitivity } from '../src/quantization/sensitivity.js';
@@ -100,7 +100,7 @@ for (const budgetText of args.budgets!.split(',')) {
   const bits = budgetBits(parseBudget(budgetText, '--budgets'), sens.layers, profile.source);
   const chosen = allocateGreedy(sens.layers, bits, sens.baseError);
   const allocated = allocatedProfile(profile, `${profile.name}-wb${budgetText}`, {
-    weights: sens.layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: chosen.widths[i] as 4 | 8 }] : [])),
+    weights: widthChoices<4 | 8>(sens.layers, chosen.widths),
   });
   const ptq = await assembleQuantization(
     { ...cal, profile: allocated },

@@ -31,6 +31,7 @@ import {
   budgetBits,
   parseActivationBudget,
   parseBudget,
+  widthChoices,
   type Allocation,
 } from '../quantization/allocation.js';
 import {
@@ -340,7 +341,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
         tried.push({ chosen, activations, measured: await meter.measure(qdqOfLayers({ ...cal, activations }, atProfileWidths)) });
       }
       const { chosen, activations, measured } = tried[1]!.measured < tried[0]!.measured ? tried[1]! : tried[0]!;
-      const choices = sens.layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: chosen.widths[i] as 8 | 16 }] : []));
+      const choices = widthChoices<8 | 16>(sens.layers, chosen.widths);
       current = { ...cal, activations, profile: allocatedProfile(profile, name, { activations: choices }) };
       activationAllocation = {
         budget: options.activationBudget!,
@@ -363,7 +364,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
         weightSensitivity(current, meter, { onProgress: (done) => r.update(done) }),
       );
       const chosen = allocateGreedy(sens.layers, weightBits, sens.baseError);
-      const choices = sens.layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: chosen.widths[i] as 4 | 8 }] : []));
+      const choices = widthChoices<4 | 8>(sens.layers, chosen.widths);
       current = { ...current, profile: allocatedProfile(current.profile, name, { weights: choices }) };
       // The sensitivity pass quantized every layer at every width it may take.
       layers = sens.quantized.map((widths, i) => widths.get(chosen.widths[i] as 4 | 8)!);

@@ -141,6 +141,11 @@ export interface WidthChoice<B extends number> {
   bits: B;
 }
 
+/** The widths chosen for the layers that had a choice, as `allocatedProfile` takes them. */
+export function widthChoices<B extends number>(layers: readonly AllocationLayer[], widths: readonly number[]): WidthChoice<B>[] {
+  return layers.flatMap((l, i) => (l.widths.length > 1 ? [{ layer: l.name, bits: widths[i] as B }] : []));
+}
+
 /**
  * `profile` with each layer's chosen weight width and each activation's chosen grid width as
  * overrides by exact name, after the profile's own: `--profile` with it reproduces the
