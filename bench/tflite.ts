@@ -1,9 +1,8 @@
 /**
  * Does the exported fully-integer TFLite model compute what quantflow's QDQ simulation and
  * integer executor of the same run compute? Quantizes a model (or reads an existing run
- * folder), exports it, runs the .tflite with Arm NN (CpuRef, bench/armnn/run_npy.py, Debian's
- * python3-pyarmnn) on the first N images of a folder, feeding all three the same integer
- * input, and reports:
+ * folder), exports it, runs the .tflite with an independent TFLite runtime on the first N images
+ * of a folder, feeding all three the same integer input, and reports:
  * - classifiers: top-1 of the TFLite file, the QDQ model (its fake-quant simulation) and the executor (with labels), and
  *   top-1 agreement between each pair;
  * - detectors (TFLite_Detection_PostProcess's four outputs): precision and recall of the
@@ -13,9 +12,13 @@
  * - file sizes: .tflite, the float original, model.qdq.onnx.
  *
  *   npm run bench:tflite -- --model <file> --data <folder> [--profile w8a8-shift] [--calib <folder>]
- *     [--calib-limit 64] [--qft <quantize output folder>] [--limit 5] [--json <file>]
+ *     [--calib-limit 64] [--qft <quantize output folder>] [--limit 5] [--runtime litert|armnn] [--json <file>]
  *
- * Arm NN's CpuRef backend takes seconds per MobileNet image.
+ * Runtimes: `litert` (default), TFLite itself in WebAssembly (bench/litert/runtime.ts, its CPU
+ * path is XNNPACK; tens of ms per MobileNet image; it takes no int8 tensors, so the file it runs
+ * is exported with uint8 inputs and outputs, an exact shift by 128 at the boundary); `armnn`,
+ * Debian's Arm NN with its CpuRef backend (bench/armnn/run_npy.py, python3-pyarmnn; seconds per
+ * image), which runs the int8 file.
  */
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,11 +30,12 @@ import { loadDataset } from '../src/data/dataset.js';
 import type { Preprocess } from '../src/data/preprocess.js';
 import { exportTflite } from '../src/export/tflite/export.js';
 import { floatTensor, toFloat32 } from '../src/graph/tensor.js';
-import type { Model, TensorData } from '../src/graph/types.js';
+import type { Model, Node, TensorData } from '../src/graph/types.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { execute } from '../src/npu/executor.js';
 import { buildNpuPackage } from '../src/npu/package.js';
+import type { NpuPackage } from '../src/npu/types.js';
 import { qdqView } from '../src/npu/qdq-view.js';
 import { readOnnxFile } from '../src/onnx/read.js';
 import { writeOnnxFile } from '../src/onnx/write.js';
@@ -41,8 +45,10 @@ import { quantizeModel } from '../src/quantization/quantize.js';
 import { openSession, runSession } from '../src/runtime/session.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { writeJsonResult } from '../src/util/fs.js';
+import { openLitert, litertVersion } from './litert/runtime.js';
 import {
   int8NpyInput,
+  tfliteInput,
   argmaxLast,
   classMapAgreement,
   detections,
@@ -63,13 +69,15 @@ const { values: args } = parseArgs({
     limit: { type: 'string', default: '5' },
     'score-threshold': { type: 'string', default: '0.3' },
     python: { type: 'string', default: '/usr/bin/python3' },
+    runtime: { type: 'string', default: 'litert' },
     json: { type: 'string' },
   },
 });
 if (!args.model || !args.data) {
   console.error(
     'usage: npm run bench:tflite -- --model <file> --data <folder> [--profile w8a8-shift] [--calib <folder>] [--calib-limit 64]\n' +
-      '  [--qft <quantize output folder> (export that run instead of quantizing)] [--limit 5] [--score-threshold 0.3] [--json <file>]',
+      '  [--qft <quantize output folder> (export that run instead of quantizing)] [--limit 5] [--score-threshold 0.3]\n' +
+      '  [--runtime litert|armnn] [--json <file>]',
   );
   process.exit(2);
 }
@@ -106,29 +114,24 @@ async function main(): Promise<void> {
   const inputName = qdq.graph.inputs[0]!.name;
   const grid = qdqView(qdq.graph).quantizedAs.get(inputName)!.grid;
   const geometry = imageInputGeometry(float);
-  // Arm NN 22 refuses ARG_MAX: fetch its input and take the class map here (ties to the first, as ARG_MAX).
   const argMax = qdq.graph.nodes.find((n) => n.opType === 'ArgMax' && qdq.graph.outputs.some((o) => o.name === n.outputs[0]));
-  const cut = argMax ? { outputs: [argMax.inputs[0]!] } : {};
   const feeds: TensorData[] = [];
   const ints: Int32Array[] = [];
-  const jobs: ArmnnJob[] = [];
+  const shape = [1, geometry.channels, geometry.height, geometry.width];
   for await (const b of imageBatches(items, { ...geometry, preprocess, batch: 1 })) {
-    const shape = [1, geometry.channels, geometry.height, geometry.width];
     const q = quantizeTensor(b.data, grid);
     ints.push(q);
     feeds.push(floatTensor(shape, dequantizeTensor(q, grid)));
-    const path = join(work, `input${jobs.length}.npy`);
-    writeFileSync(path, int8NpyInput(q, shape, grid));
-    jobs.push({ model: file, inputs: [path], out: join(work, `out${jobs.length}`), ...cut });
   }
-  const started = performance.now();
-  const armnn = runArmnnJobs(jobs, join(work, 'jobs.json'), args.python);
-  const armnnSeconds = (performance.now() - started) / 1000 / jobs.length;
+  const tflite =
+    args.runtime === 'armnn'
+      ? runArmnn(file, ints, shape, grid, argMax)
+      : await runLitert(qdq, profile, pkg, preprocess, ints, shape, grid);
   const qdqSession = await openSession(qdq, { simulate: true });
   const floatSession = await openSession(float);
-  const outputs = armnn[0]!.manifest.outputs;
+  const outputs = tflite.outputs[0]!;
   const detector = outputs.length === 4 && outputs[0]!.shape.length === 3 && outputs[0]!.shape[2] === 4;
-  const segmenter = !detector && (argMax !== undefined || outputs[0]!.dtype === 'int32' || qdq.graph.outputs[0]!.dataType === 'int64');
+  const segmenter = !detector && (argMax !== undefined || qdq.graph.outputs[0]!.dataType === 'int64');
   const values = (t: TensorData) => {
     const v = Float64Array.from(toFloat32(t));
     return t.dims.length === 4 ? nchwToNhwc(v, t.dims) : v;
@@ -138,17 +141,17 @@ async function main(): Promise<void> {
     model: args.model,
     profile: profile.name,
     run: args.qft ?? null,
-    images: jobs.length,
-    armnn: { ...armnn[0]!.manifest.armnn, secondsPerImage: armnnSeconds },
+    images: ints.length,
+    runtime: tflite.runtime,
     sizes: { tflite: bytes.length, float: statSync(args.model!).size, qdq: qdqBytes },
   };
   if (detector || segmenter) {
     const threshold = Number(args['score-threshold']);
     const acc = { tflite: [0, 0, 0], qdq: [0, 0, 0], pixels: [0, 0], miou: [0, 0] };
-    for (let k = 0; k < jobs.length; k++) {
+    for (let k = 0; k < ints.length; k++) {
       const ref = Object.values(await runSession(floatSession, { [inputName]: feeds[k]! })).map(values);
       const sim = Object.values(await runSession(qdqSession, { [inputName]: feeds[k]! })).map(values);
-      const tfl = armnn[k]!.outputs.map((o) => (argMax ? argmaxLast(o.data, o.shape.at(-1)!) : o.data));
+      const tfl = tflite.outputs[k]!.map((o) => (argMax && !tflite.argMaxDone ? argmaxLast(o.data, o.shape.at(-1)!) : o.data));
       if (detector) {
         const dets = (o: ArrayLike<number>[]) => detections(o[0]!, o[1]!, o[2]!, Math.round(o[3]![0]!));
         for (const [name, o] of [
@@ -161,8 +164,8 @@ async function main(): Promise<void> {
         }
       } else {
         const [t, s] = [classMapAgreement(tfl[0]!, ref[0]!), classMapAgreement(sim[0]!, ref[0]!)];
-        acc.pixels = [acc.pixels[0]! + t.pixels / jobs.length, acc.pixels[1]! + s.pixels / jobs.length];
-        acc.miou = [acc.miou[0]! + t.miou / jobs.length, acc.miou[1]! + s.miou / jobs.length];
+        acc.pixels = [acc.pixels[0]! + t.pixels / ints.length, acc.pixels[1]! + s.pixels / ints.length];
+        acc.miou = [acc.miou[0]! + t.miou / ints.length, acc.miou[1]! + s.miou / ints.length];
       }
     }
     if (detector) {
@@ -183,8 +186,8 @@ async function main(): Promise<void> {
     const classes = outputs[0]!.shape.at(-1)!;
     const offset = classes === 1001 ? 1 : 0;
     const top = { tflite: [] as number[], qdq: [] as number[], executor: [] as number[] };
-    for (let k = 0; k < jobs.length; k++) {
-      top.tflite.push(argmaxLast(armnn[k]!.outputs[0]!.data, classes)[0]!);
+    for (let k = 0; k < ints.length; k++) {
+      top.tflite.push(argmaxLast(tflite.outputs[k]![0]!.data, classes)[0]!);
       top.qdq.push(argmaxLast(values(Object.values(await runSession(qdqSession, { [inputName]: feeds[k]! }))[0]!), classes)[0]!);
       const exec = execute(pkg, { [pkg.inputs[0]!]: ints[k]! });
       top.executor.push(argmaxLast(exec.tensors.get(pkg.outputs[0]!)!, classes)[0]!);
@@ -206,13 +209,61 @@ async function main(): Promise<void> {
   const mb = (n: number) => `${(n / 1e6).toFixed(2)} MB`;
   const sizes = result.sizes as Record<string, number>;
   rows.push(['size .tflite / float original / QDQ', `${mb(sizes.tflite!)} / ${mb(sizes.float!)} / ${mb(sizes.qdq!)}`]);
-  rows.push([
-    'Arm NN',
-    `${armnn[0]!.manifest.armnn.library} (Debian ${armnn[0]!.manifest.armnn.debian}), CpuRef, ${armnnSeconds.toFixed(1)} s/image`,
-  ]);
-  console.log(`${args.model} ${profile.name}${args.qft ? ` (run ${args.qft})` : ''}, ${jobs.length} images of ${args.data}`);
+  rows.push(['TFLite runtime', `${tflite.runtime.name}, ${tflite.runtime.secondsPerImage.toFixed(2)} s/image`]);
+  console.log(`${args.model} ${profile.name}${args.qft ? ` (run ${args.qft})` : ''}, ${ints.length} images of ${args.data}`);
   console.log(formatTable([['figure', 'value'], ...rows]));
   if (args.json) writeJsonResult(args.json, result);
+}
+
+/** What the TFLite runtime returned for each image, and which runtime it was. */
+interface TfliteRun {
+  outputs: { data: ArrayLike<number>; shape: number[] }[][];
+  runtime: { name: string; secondsPerImage: number };
+  /** The class map came out of the file's own ARG_MAX (Arm NN 22 refuses it: there the bench takes it). */
+  argMaxDone: boolean;
+}
+
+/** Arm NN (CpuRef) on the int8 file; a trailing ARG_MAX is cut off and taken here (ties to the first, as ARG_MAX). */
+function runArmnn(file: string, ints: Int32Array[], shape: number[], grid: { qmin: number }, argMax: Node | undefined): TfliteRun {
+  const cut = argMax ? { outputs: [argMax.inputs[0]!] } : {};
+  const jobs: ArmnnJob[] = ints.map((q, k) => {
+    const path = join(work, `input${k}.npy`);
+    writeFileSync(path, int8NpyInput(q, shape, grid));
+    return { model: file, inputs: [path], out: join(work, `out${k}`), ...cut };
+  });
+  const started = performance.now();
+  const armnn = runArmnnJobs(jobs, join(work, 'jobs.json'), args.python);
+  const seconds = (performance.now() - started) / 1000 / jobs.length;
+  const { library, debian } = armnn[0]!.manifest.armnn;
+  return {
+    outputs: armnn.map((r) => r.outputs),
+    runtime: { name: `Arm NN ${library} (Debian ${debian}), CpuRef`, secondsPerImage: seconds },
+    argMaxDone: false,
+  };
+}
+
+/** LiteRT (XNNPACK) on the same run exported with uint8 inputs and outputs: LiteRT.js takes no int8 tensors. */
+async function runLitert(
+  qdq: Model,
+  profile: TargetProfile,
+  pkg: NpuPackage,
+  preprocess: Preprocess,
+  ints: Int32Array[],
+  shape: number[],
+  grid: { qmin: number },
+): Promise<TfliteRun> {
+  const model = await openLitert(await exportTflite(qdq, profile, { npu: pkg, preprocess, ioType: 'uint8' }));
+  const nhwc = [shape[0]!, shape[2]!, shape[3]!, shape[1]!];
+  const outputs: TfliteRun['outputs'] = [];
+  const started = performance.now();
+  for (const q of ints) outputs.push(await model.run([{ data: tfliteInput(q, shape, grid, 'uint8'), shape: nhwc, dtype: 'uint8' }]));
+  const seconds = (performance.now() - started) / 1000 / ints.length;
+  model.delete();
+  return {
+    outputs,
+    runtime: { name: `LiteRT ${litertVersion()} (@litertjs/core, WebAssembly, XNNPACK)`, secondsPerImage: seconds },
+    argMaxDone: true,
+  };
 }
 
 main()

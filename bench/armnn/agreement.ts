@@ -186,16 +186,18 @@ export function npyBytes(dtype: 'int8' | 'uint8' | 'int32' | 'float32', shape: n
 }
 
 /**
- * The .npy an exported int8 TFLite model takes for integers `q` of an NCHW tensor on `grid`:
- * NHWC, and a uint8 grid moved to int8 (its zero point − 128), as the export stores it.
+ * Integers `q` of an NCHW tensor on `grid` as an exported TFLite model takes them: NHWC, and
+ * moved by 128 where the grid's type and the file's input type (int8, or uint8 from
+ * `--io-type uint8`) differ.
  */
+export function tfliteInput(q: ArrayLike<number>, shape: number[], grid: { qmin: number }, type: 'int8' | 'uint8' = 'int8'): Float64Array {
+  const offset = (grid.qmin === 0 ? 128 : 0) - (type === 'uint8' ? 128 : 0);
+  return nchwToNhwc(q, shape).map((v) => v - offset);
+}
+
+/** The .npy an exported int8 TFLite model takes for integers `q` of an NCHW tensor on `grid`. */
 export function int8NpyInput(q: ArrayLike<number>, shape: number[], grid: { qmin: number }): Uint8Array {
-  const offset = grid.qmin === 0 ? 128 : 0;
-  return npyBytes(
-    'int8',
-    [shape[0]!, shape[2]!, shape[3]!, shape[1]!],
-    Array.from(nchwToNhwc(q, shape), (v) => v - offset),
-  );
+  return npyBytes('int8', [shape[0]!, shape[2]!, shape[3]!, shape[1]!], tfliteInput(q, shape, grid));
 }
 
 /** Why Arm NN cannot run here (pyarmnn missing), or false when it can. */
