@@ -1,13 +1,15 @@
 /**
  * Where does an exported .tflite part from quantflow's integer executor? Quantizes a model
- * (minmax, no GPTQ), exports it, runs Arm NN (CpuRef) on a few images fetching every package
- * tensor by name, and prints per layer output: equal integers, largest |diff| (LSB) and mean
+ * (minmax, no GPTQ), exports it, runs a TFLite runtime on a few images fetching every package
+ * tensor (LiteRT, the default: the file exported with every layer output as a further uint8
+ * output; Arm NN's CpuRef with `--runtime armnn`: the int8 file cut at each tensor by name), and
+ * prints per layer output: equal integers, largest |diff| (LSB) and mean
  * diff (executor − Arm NN) for the executor end to end; each layer run on Arm NN's own inputs
  * (the disagreement a layer adds by itself); the same with conv/fc requantized by one rounding
  * of the exact product instead of TFLite's Q0.31 double rounding; and that end to end.
  *
  *   npm run bench:tflite-layers -- --model <file> --data <folder> [--profile tflite-int8]
- *     [--calib-limit 16] [--limit 1]
+ *     [--calib-limit 16] [--limit 1] [--runtime litert|armnn]
  *
  * Arm NN's CpuRef takes ≈10 s per MobileNetV2 image. */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,7 +27,8 @@ import type { NpuPackage } from '../src/npu/types.js';
 import { quantizeTensor } from '../src/quantization/grid.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
-import { int8NpyInput, runArmnnJobs, type ArmnnJob } from './armnn/agreement.js';
+import { int8NpyInput, runArmnnJobs, tfliteInput, type ArmnnJob } from './armnn/agreement.js';
+import { openLitert } from './litert/runtime.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -36,6 +39,7 @@ const { values: args } = parseArgs({
     'calib-limit': { type: 'string', default: '16' },
     limit: { type: 'string', default: '1' },
     python: { type: 'string', default: '/usr/bin/python3' },
+    runtime: { type: 'string', default: 'litert' },
   },
 });
 
@@ -55,24 +59,38 @@ async function main(): Promise<void> {
   // The same run requantized with one rounding of the exact product (no Q0.31 double rounding): what a float runtime computes.
   const single = await buildNpuPackage(r.model, { ...profile, requantization: { ...profile.requantization, rounding: 'half-up' } });
   const singleLayers = new Map(single.layers.map((l) => [l.name, l]));
-  const file = join(work, 'model.int8.tflite');
-  writeFileSync(file, await exportTflite(r.model, profile, { npu: pkg, preprocess: r.preprocess.spec }));
   const names = pkg.layers.map((l) => l.output);
   const data = await loadDataset(args.data!);
   const geometry = imageInputGeometry(float);
   const input = pkg.inputs[0]!;
   const grid = pkg.tensors[input]!.grid;
-  const jobs: ArmnnJob[] = [];
-  const runs: ReturnType<typeof execute>[] = [];
-  for await (const b of imageBatches(data.items.slice(0, Number(args.limit)), { ...geometry, preprocess: r.preprocess.spec, batch: 1 })) {
-    const shape = [1, geometry.channels, geometry.height, geometry.width];
-    const q = quantizeTensor(b.data, grid);
-    runs.push(execute(pkg, { [input]: q }));
-    const path = join(work, `input${jobs.length}.npy`);
-    writeFileSync(path, int8NpyInput(q, shape, grid));
-    jobs.push({ model: file, inputs: [path], out: join(work, `out${jobs.length}`), outputs: names });
+  const shape = [1, geometry.channels, geometry.height, geometry.width];
+  const ints: Int32Array[] = [];
+  for await (const b of imageBatches(data.items.slice(0, Number(args.limit)), { ...geometry, preprocess: r.preprocess.spec, batch: 1 }))
+    ints.push(quantizeTensor(b.data, grid));
+  const runs = ints.map((q) => execute(pkg, { [input]: q }));
+  // Each layer output as the runtime computed it, int8 NHWC as the file stores it.
+  const fetched: ArrayLike<number>[][] = [];
+  if (args.runtime === 'armnn') {
+    const file = join(work, 'model.int8.tflite');
+    writeFileSync(file, await exportTflite(r.model, profile, { npu: pkg, preprocess: r.preprocess.spec }));
+    const jobs: ArmnnJob[] = ints.map((q, k) => {
+      const path = join(work, `input${k}.npy`);
+      writeFileSync(path, int8NpyInput(q, shape, grid));
+      return { model: file, inputs: [path], out: join(work, `out${k}`), outputs: names };
+    });
+    for (const run of runArmnnJobs(jobs, join(work, 'jobs.json'), args.python)) fetched.push(run.outputs.map((o) => o.data));
+  } else {
+    const model = await openLitert(
+      await exportTflite(r.model, profile, { npu: pkg, preprocess: r.preprocess.spec, ioType: 'uint8', probes: names }),
+    );
+    const nhwc = [shape[0]!, shape[2]!, shape[3]!, shape[1]!];
+    for (const q of ints) {
+      const out = await model.run([{ data: tfliteInput(q, shape, grid, 'uint8'), shape: nhwc, dtype: 'uint8' }]);
+      fetched.push(out.slice(out.length - names.length).map((o) => Array.from(o.data, (v) => v - 128)));
+    }
+    model.delete();
   }
-  const armnn = runArmnnJobs(jobs, join(work, 'jobs.json'), args.python);
   // End to end with single rounding in conv/fc (the rounding is the package's), TFLite's own ADD/MEAN/pooling layers elsewhere.
   const tfliteLayers = new Map(pkg.layers.map((l) => [l.name, l]));
   const mixed: NpuPackage = {
@@ -80,19 +98,19 @@ async function main(): Promise<void> {
     layers: single.layers.map((l) => (l.op === 'conv' || l.op === 'fc' ? l : (tfliteLayers.get(l.name) ?? l))),
   };
   const mixedRuns = runs.map((run) => execute(mixed, { [input]: run.tensors.get(input)! }));
-  for (let k = 0; k < jobs.length; k++) {
-    // Arm NN's tensors in package layout and integers: each layer is then run on Arm NN's own inputs.
+  for (let k = 0; k < ints.length; k++) {
+    // The runtime's tensors in package layout and integers: each layer is then run on the runtime's own inputs.
     const theirs = new Map<string, Int32Array>([[input, runs[k]!.tensors.get(input)!]]);
-    armnn[k]!.manifest.outputs.forEach((o, j) => {
-      const info = pkg.tensors[o.name]!;
+    names.forEach((name, j) => {
+      const info = pkg.tensors[name]!;
       const offset = info.grid.qmin === 0 ? 128 : 0;
       theirs.set(
-        o.name,
-        Int32Array.from(nhwcToNchw(armnn[k]!.outputs[j]!.data, info.shape), (v) => v + offset),
+        name,
+        Int32Array.from(nhwcToNchw(fetched[k]![j]!, info.shape), (v) => v + offset),
       );
     });
     console.log(
-      `image ${k}: layer, output, chained (executor end to end) and isolated (on Arm NN's inputs), isolated with single rounding, chained with single rounding: equal %, max |diff| LSB, mean diff`,
+      `image ${k}: layer, output, chained (executor end to end) and isolated (on the runtime's inputs), isolated with single rounding, chained with single rounding: equal %, max |diff| LSB, mean diff`,
     );
     for (const l of pkg.layers) {
       const want = theirs.get(l.output)!;

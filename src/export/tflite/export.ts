@@ -41,6 +41,12 @@ export interface TfliteExportOptions {
   preprocess?: Preprocess;
   /** The run's NPU package when the caller has built it already. */
   npu?: NpuPackage;
+  /**
+   * Package tensors to expose as further graph outputs after the model's (converted to
+   * `ioType` like them), so a runtime can be compared with the integer executor tensor by
+   * tensor (`npm run bench:tflite-layers`).
+   */
+  probes?: string[];
 }
 
 /** The metadata entry with quantflow's own description of the export (JSON). */
@@ -64,6 +70,7 @@ export async function exportTflite(qdq: Model, profile: TargetProfile, opts: Tfl
   const inputs = pkg.inputs.map((name) => w.graphInput(name, ioType));
   for (const layer of pkg.layers) w.layer(layer);
   const outputs = w.graphOutputs(ioType);
+  for (const name of opts.probes ?? []) outputs.push(w.probe(name, ioType));
   const b = w.builder;
   b.description = `quantflow ${profile.name} export of ${qdq.graph.name}`;
   const preprocess = opts.preprocess ?? recordedPreprocess(qdq);
@@ -214,6 +221,12 @@ class Writer {
       outputs.push(this.boundaryOutput(t, ioType));
     }
     return outputs;
+  }
+
+  /** Package tensor `name` as a graph output. */
+  probe(name: string, ioType: IoType): number {
+    if (!this.pkg.tensors[name]) throw new QuantflowError(`probe '${name}' is not a tensor of the NPU package`);
+    return this.boundaryOutput(this.tensor({ name }, name), ioType);
   }
 
   private softmax(node: Node, logits: number | undefined): number {
