@@ -18,6 +18,7 @@ import { QuantflowError } from '../src/util/errors.js';
 
 const BUILTINS = [
   'tflite-int8',
+  'tflite-int8-xnnpack',
   'w4a8-channel',
   'w4a8-shift',
   'w4a8-tensor',
@@ -47,7 +48,7 @@ function withOverrides(overrides: unknown[]): TargetProfile {
 test('every built-in profile loads, named after its file', () => {
   assert.deepEqual(builtinProfiles(), BUILTINS);
   // The wXaY-… names spell out their settings; tflite-int8 has its own test (quant-tflite.test.ts).
-  for (const name of BUILTINS.filter((n) => n !== 'tflite-int8')) {
+  for (const name of BUILTINS.filter((n) => !n.startsWith('tflite-int8'))) {
     const p = loadProfile(name);
     assert.equal(p.name, name);
     assert.equal(p.source, `${name}.json`);

@@ -18,6 +18,7 @@ import {
   type Operand,
 } from './kernels.js';
 import type { NpuLayer, NpuPackage } from './types.js';
+import type { Rounding } from '../quantization/profile.js';
 
 /**
  * The bit-exact reference executor of an NPU package: integer inputs in, integer tensors
@@ -78,7 +79,7 @@ export function executeLayer(pkg: NpuPackage, layer: NpuLayer, inputs: Int32Arra
   const out = pkg.tensors[layer.output]!;
   const zy = out.grid.zeroPoint;
   const [x, y] = operands as [Operand, Operand];
-  const result = run(layer, x, y, operands, out.shape, zy, pkg.profile.requantization.rounding === 'tflite');
+  const result = run(layer, x, y, operands, out.shape, zy, pkg.profile.requantization.rounding);
   const limit = 2 ** (pkg.profile.accumulatorBits - 1);
   // Checked as |acc| < 2^(b−1): the kernels keep magnitudes only, so −2^(b−1) counts as an overflow too.
   if (result.peak >= limit) {
@@ -89,12 +90,12 @@ export function executeLayer(pkg: NpuPackage, layer: NpuLayer, inputs: Int32Arra
   return result;
 }
 
-function run(layer: NpuLayer, x: Operand, y: Operand, all: Operand[], outShape: number[], zy: number, tflite: boolean): KernelResult {
+function run(layer: NpuLayer, x: Operand, y: Operand, all: Operand[], outShape: number[], zy: number, rounding: Rounding): KernelResult {
   switch (layer.op) {
     case 'conv':
-      return conv(layer, x, outShape, zy, tflite);
+      return conv(layer, x, outShape, zy, rounding);
     case 'fc':
-      return fullyConnected(layer, x, zy, tflite);
+      return fullyConnected(layer, x, zy, rounding);
     case 'add':
       return add(layer, x, y, outShape, zy);
     case 'tflite-add':
@@ -104,7 +105,7 @@ function run(layer: NpuLayer, x: Operand, y: Operand, all: Operand[], outShape: 
     case 'tflite-mean':
       return tfliteMean(layer, x, zy);
     case 'mul':
-      return mul(layer, x, y, outShape, zy, tflite);
+      return mul(layer, x, y, outShape, zy, rounding);
     case 'avgpool':
       return averagePool(layer, x, zy);
     case 'maxpool':

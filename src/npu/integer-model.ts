@@ -3,6 +3,7 @@ import { attr, createGraph, makeNode } from '../graph/graph.js';
 import { allocStorage } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, TensorData } from '../graph/types.js';
 import { onnxTypeCode } from '../graph/datatype.js';
+import { tfliteKernels } from '../quantization/profile.js';
 import type { AvgPoolLayer, ConvLayer, IntTensor, NpuLayer, NpuPackage, Requantization, TensorInfo, TfliteAvgPoolLayer } from './types.js';
 import { accumulatorBound } from './accumulator.js';
 import { windowCount, windowOutput } from './window.js';
@@ -60,12 +61,15 @@ class Builder {
   private readonly values = new Map<string, string>();
   private count = 0;
 
-  /** The package rounds as TFLite's reference int8 kernels do. */
+  /** The package rounds as TFLite's int8 kernels do ('tflite' or 'xnnpack'). */
   private readonly tflite: boolean;
+  /** Products (convolutions, fully connected, multiplications) requantize as XNNPACK's float32 path. */
+  private readonly fp32: boolean;
 
   constructor(private readonly pkg: NpuPackage) {
     this.graph = createGraph(`${pkg.model}_integer`);
-    this.tflite = pkg.profile.requantization.rounding === 'tflite';
+    this.tflite = tfliteKernels(pkg.profile);
+    this.fp32 = pkg.profile.requantization.rounding === 'xnnpack';
   }
 
   input(name: string): void {
@@ -119,9 +123,11 @@ class Builder {
       case 'mul': {
         // In float64: two 16-bit operands' product exceeds float32's 24-bit mantissa.
         const product = this.op('Mul', [this.double(this.centered(x, xi.grid)), this.double(this.centered(y, yi.grid))]);
-        const scaled = this.tflite
-          ? this.tfliteRescale(product, [l.multiplier], [l.shift], [])
-          : this.scaled(product, [l.multiplier], [l.shift], [], this.bound(l));
+        const scaled = this.fp32
+          ? this.fp32Rescale(product, [l.multiplier], [l.shift], [])
+          : this.tflite
+            ? this.tfliteRescale(product, [l.multiplier], [l.shift], [])
+            : this.scaled(product, [l.multiplier], [l.shift], [], this.bound(l));
         value = this.round(scaled, out.grid.zeroPoint, l.clamp);
         break;
       }
@@ -302,7 +308,11 @@ class Builder {
           data: Float64Array.from(bias.data),
         }),
       ]);
-    const scaled = this.tflite ? this.tfliteRescale(acc, multipliers, shifts, shape) : this.scaled(acc, multipliers, shifts, shape, bound);
+    const scaled = this.fp32
+      ? this.fp32Rescale(acc, multipliers, shifts, shape)
+      : this.tflite
+        ? this.tfliteRescale(acc, multipliers, shifts, shape)
+        : this.scaled(acc, multipliers, shifts, shape, bound);
     return this.round(scaled, zy, clamp);
   }
 
@@ -329,6 +339,16 @@ class Builder {
       this.op('Add', [this.op('Mul', [product, constant((_, s) => 2 ** -Math.max(s - 31, 0))]), this.float64(0.5)]),
     ]);
     return this.op('Mul', [sign, divided]);
+  }
+
+  /**
+   * XNNPACK's float32 requantization: the accumulator cast to float32 times the float32 scale
+   * M·2^−s (exact in float32) in a float32 Mul, rounded half to even by ONNX Round.
+   */
+  private fp32Rescale(x: string, multipliers: number[], shifts: number[], dims: number[]): string {
+    const scale = this.constant({ dataType: 'float32', dims, data: Float32Array.from(multipliers, (m, i) => m * 2 ** -shifts[i]!) });
+    const product = this.op('Mul', [this.op('Cast', [x], { to: attr.int(FLOAT) }), scale]);
+    return this.double(this.op('Round', [product]));
   }
 
   /** TFLite's (acc ± ⌊n/2⌋) / n truncated, as sign·⌊(|acc| + ⌊n/2⌋) / n⌋ (exact in float64 for these magnitudes). */

@@ -2,9 +2,11 @@ import type { Grid } from '../quantization/grid.js';
 import {
   multiplyByQuantizedMultiplier,
   multiplyByQuantizedMultiplierTflite,
+  requantizeFp32,
   roundedDivideTflite,
   roundingRightShift,
 } from '../quantization/fixedpoint.js';
+import type { Rounding } from '../quantization/profile.js';
 import { tapRange } from '../graph/window.js';
 import { windowAxis, windowOutput } from './window.js';
 import type {
@@ -68,7 +70,8 @@ function peakOf(acc: Float64Array, count: number): number {
  * Requantizes `count` accumulators of channel `c` into `out` at `at` and returns their
  * largest |acc|. Round half up of acc·M·2^−s is floor(acc·M·2^−s + 0.5), exact in float64
  * while |acc·M| < 2^53 (see fixedpoint.ts); beyond that the 2^53-safe integer routine runs.
- * With `tflite` (the profile's rounding is 'tflite'), TFLite's MultiplyByQuantizedMultiplier instead.
+ * With the profile's rounding 'tflite', TFLite's MultiplyByQuantizedMultiplier instead; with
+ * 'xnnpack', XNNPACK's float32 requantization (M·2^−s is then the float32 scale itself).
  */
 function requantize(
   acc: Float64Array,
@@ -79,15 +82,17 @@ function requantize(
   clamp: [number, number],
   out: Int32Array,
   at: number,
-  tflite: boolean,
+  rounding: Rounding,
 ): number {
   const m = r.multiplier.data[r.multiplier.data.length > 1 ? c : 0]!;
   const s = r.shift.data[r.shift.data.length > 1 ? c : 0]! + (r.channelShift ? r.channelShift.data[c]! : 0);
   const peak = peakOf(acc, count);
-  if (!tflite && peak * Math.abs(m) < 2 ** 53) requantizeFloat(acc, count, m * 2 ** -s, zy, clamp[0], clamp[1], out, at);
+  if (rounding === 'xnnpack') requantizeFixed(requantizeFp32, acc, count, m * 2 ** -s, 0, zy, clamp[0], clamp[1], out, at);
+  else if (rounding === 'half-up' && peak * Math.abs(m) < 2 ** 53)
+    requantizeFloat(acc, count, m * 2 ** -s, zy, clamp[0], clamp[1], out, at);
   else
     requantizeFixed(
-      tflite ? multiplyByQuantizedMultiplierTflite : multiplyByQuantizedMultiplier,
+      rounding === 'tflite' ? multiplyByQuantizedMultiplierTflite : multiplyByQuantizedMultiplier,
       acc,
       count,
       m,
@@ -119,7 +124,7 @@ function requantizeFloat(
   }
 }
 
-/** Requantization by an integer fixed-point multiply: wide accumulators, or TFLite's arithmetic. */
+/** Requantization by a multiply function of (acc, m, s): wide accumulators, TFLite's or XNNPACK's arithmetic. */
 function requantizeFixed(
   multiply: (x: number, m: number, s: number) => number,
   acc: Float64Array,
@@ -164,7 +169,7 @@ function dot(a: Float64Array, i: number, b: Float64Array, j: number, n: number):
 }
 
 /** Conv: exact integer sums per output channel (three loop shapes), plus bias, requantized. */
-export function conv(l: ConvLayer, x: Operand, outShape: number[], zy: number, tflite: boolean): KernelResult {
+export function conv(l: ConvLayer, x: Operand, outShape: number[], zy: number, rounding: Rounding): KernelResult {
   const [, outC, oh, ow] = outShape as [number, number, number, number];
   const plane = oh * ow;
   const acc = new Float64Array(plane);
@@ -182,7 +187,7 @@ export function conv(l: ConvLayer, x: Operand, outShape: number[], zy: number, t
     else if (depthwise) depthwiseSums(weights, input, g, co, acc);
     else directSums(weights, input, g, co, acc);
     if (bias) addConstant(acc, plane, bias[co]!);
-    peak = Math.max(peak, requantize(acc, plane, l.requant, co, zy, l.clamp, output, co * plane, tflite));
+    peak = Math.max(peak, requantize(acc, plane, l.requant, co, zy, l.clamp, output, co * plane, rounding));
   }
   return { output, peak };
 }
@@ -300,7 +305,7 @@ function shiftedRow(acc: Float64Array, from: number, to: number, wv: number, xc:
 }
 
 /** Gemm/MatMul: each row of the input (last axis K) times the [C_out, K] weights. */
-export function fullyConnected(l: FullyConnectedLayer, x: Operand, zy: number, tflite: boolean): KernelResult {
+export function fullyConnected(l: FullyConnectedLayer, x: Operand, zy: number, rounding: Rounding): KernelResult {
   const [outC, k] = l.weights.shape as [number, number];
   const rows = x.data.length / k;
   const xc = centered(x);
@@ -312,7 +317,7 @@ export function fullyConnected(l: FullyConnectedLayer, x: Operand, zy: number, t
   let peak = 0;
   for (let co = 0; co < outC; co++) {
     for (let r = 0; r < rows; r++) acc[r] = (bias ? bias[co]! : 0) + dot(weights, co * k, xc, r * k, k);
-    peak = Math.max(peak, requantize(acc, rows, l.requant, co, zy, l.clamp, channel, 0, tflite));
+    peak = Math.max(peak, requantize(acc, rows, l.requant, co, zy, l.clamp, channel, 0, rounding));
     for (let r = 0; r < rows; r++) output[r * outC + co] = channel[r]!;
   }
   return { output, peak };
@@ -375,10 +380,15 @@ export function add(l: AddLayer, a: Operand, b: Operand, outShape: number[], zy:
   return { output, peak: 0 };
 }
 
-export function mul(l: MulLayer, a: Operand, b: Operand, outShape: number[], zy: number, tflite: boolean): KernelResult {
+export function mul(l: MulLayer, a: Operand, b: Operand, outShape: number[], zy: number, rounding: Rounding): KernelResult {
   const output = new Int32Array(outShape.reduce((x, y) => x * y, 1));
   const [lo, hi] = l.clamp;
-  const rescale = tflite ? multiplyByQuantizedMultiplierTflite : multiplyByQuantizedMultiplier;
+  const rescale =
+    rounding === 'xnnpack'
+      ? (acc: number, m: number, s: number) => requantizeFp32(acc, m * 2 ** -s)
+      : rounding === 'tflite'
+        ? multiplyByQuantizedMultiplierTflite
+        : multiplyByQuantizedMultiplier;
   let peak = 0;
   binary(a, b, outShape, (x, y, i) => {
     const acc = x * y;

@@ -5,8 +5,8 @@ import { keepsGrid } from '../quantization/plan.js';
 import { toFloat32 } from '../graph/tensor.js';
 import { SHAPE_ONLY_OPS, type OpType } from '../graph/ops.js';
 import type { Graph, Model, Node, ValueInfo } from '../graph/types.js';
-import { quantizeMultiplier, quantizeMultiplierTflite, type FixedPointMultiplier } from '../quantization/fixedpoint.js';
-import { resolveLayer, type Nonlinearity, type TargetProfile } from '../quantization/profile.js';
+import { quantizeMultiplier, quantizeMultiplierTflite, xnnpackScale, type FixedPointMultiplier } from '../quantization/fixedpoint.js';
+import { resolveLayer, tfliteKernels, type Nonlinearity, type TargetProfile } from '../quantization/profile.js';
 import { QuantflowError } from '../util/errors.js';
 import { quantizeValue, type Grid } from '../quantization/grid.js';
 import { accumulatorBound } from './accumulator.js';
@@ -42,7 +42,10 @@ export async function buildNpuPackage(qdq: Model, profile: TargetProfile, option
   // Shape arithmetic only sizes Reshapes, whose output shapes come from inference at batch 1.
   const skipped = new Set([...tail, ...shapeArithmetic(qdq.graph)]);
   for (const node of view.nodes) if (!skipped.has(node)) l.lower(node);
-  const exact = l.tableRequests.map((t) => (profile.requantization.rounding === 'tflite' ? tfliteTableOf(t.request) : undefined));
+  // XNNPACK takes LOGISTIC with a table of its own, computed from the float function as the generic tables are.
+  const ownTable = (r: TableRequest) =>
+    tfliteKernels(profile) && !(profile.requantization.rounding === 'xnnpack' && r.node.opType === 'Sigmoid');
+  const exact = l.tableRequests.map((t) => (ownTable(t.request) ? tfliteTableOf(t.request) : undefined));
   const tables = await unaryTables(
     qdq.graph,
     qdq.opset,
@@ -160,9 +163,9 @@ class Lowering {
     this.tensors[name] = { shape: [1, ...(shape.slice(1) as number[])], grid: q.grid };
   }
 
-  /** Requantization as TFLite's reference int8 kernels do it (profile rounding 'tflite'). */
+  /** Requantization as TFLite's int8 kernels do it (profile rounding 'tflite' or 'xnnpack'). */
   private get tflite(): boolean {
-    return this.profile.requantization.rounding === 'tflite';
+    return tfliteKernels(this.profile);
   }
 
   private checkTfliteGrid(what: string, g: Grid): void {
@@ -233,7 +236,9 @@ class Lowering {
     this.checkTfliteGrid(layer.name, grid);
     const bound = accumulatorBound(layer, this.tensors);
     const bits = this.profile.accumulatorBits;
-    if (bound >= 2 ** (bits - 1)) {
+    // TFLite's kernels accumulate in int32 with no worst-case bound, so TFLite profiles lower
+    // such a layer too (quantize warns; the executor still refuses an accumulator that gets there).
+    if (bound >= 2 ** (bits - 1) && !this.tflite) {
       const needed = Math.ceil(Math.log2(bound + 1)) + 1;
       throw new QuantflowError(
         `layer '${layer.name}': its worst-case accumulator ±${bound} needs ${needed} bits, more than the ${bits}-bit accumulator of profile ${this.profile.name}; use a profile with accumulatorBits ≥ ${needed} or narrower activations`,
@@ -294,6 +299,19 @@ class Lowering {
     return { data: transpose2d(data, dims[0]!, dims[1]!), shape: [dims[1]!, dims[0]!], scale: c.scale, bits };
   }
 
+  /**
+   * The multiplier of a product's requantization, s_a·s_b/s_y: with rounding 'xnnpack' the
+   * float32 scale XNNPACK computes, held exactly; otherwise as every other multiplier.
+   */
+  private scaleMultiplier(node: Node, sa: number, sb: number, sy: number): FixedPointMultiplier {
+    if (this.profile.requantization.rounding !== 'xnnpack') return this.multiplier(node, (sa * sb) / sy);
+    const m = xnnpackScale(sa, sb, sy);
+    const [lo, hi] = this.profile.requantization.shiftRange;
+    if (m.multiplier && (m.shift < lo || m.shift > hi))
+      throw nodeError(node, `requantization scale ${(sa * sb) / sy} has no float32 form within the target's shift range [${lo}, ${hi}]`);
+    return m;
+  }
+
   private multiplier(node: Node, real: number, shiftRange = this.profile.requantization.shiftRange): FixedPointMultiplier {
     if (this.tflite) {
       const m = quantizeMultiplierTflite(real);
@@ -331,7 +349,7 @@ class Lowering {
       const m = this.multiplier(node, (sx * layerScale) / sy, [min, max - maxK]);
       return { multiplier: int32([m.multiplier]), shift: int32([m.shift]), channelShift: { dtype: 'uint8', shape: [k.length], data: k } };
     }
-    const ms = Array.from(w.scale, (s) => this.multiplier(node, (sx * s) / sy));
+    const ms = Array.from(w.scale, (s) => this.scaleMultiplier(node, sx, s, sy));
     return { multiplier: int32(ms.map((m) => m.multiplier)), shift: int32(ms.map((m) => m.shift)) };
   }
 
@@ -459,7 +477,7 @@ class Lowering {
   private lowerMul(node: Node): void {
     const [a, b] = [this.info(node, node.inputs[0]!), this.info(node, node.inputs[1]!)];
     const o = this.requantOutput(node);
-    const m = this.multiplier(node, (a.grid.scale * b.grid.scale) / o.grid.scale);
+    const m = this.scaleMultiplier(node, a.grid.scale, b.grid.scale, o.grid.scale);
     this.emit(
       { op: 'mul', name: node.name, inputs: [a.name, b.name], output: o.output, multiplier: m.multiplier, shift: m.shift, clamp: o.clamp },
       broadcastShape(node, a.shape, b.shape),

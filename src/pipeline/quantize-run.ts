@@ -23,7 +23,7 @@ import { finetune, QFT_DEFAULTS, type FinetuneResult, type LrSchedule } from '..
 import { TRAINED_GROUPS, type LossKind, type TrainedGroup } from '../qft/student.js';
 import type { RangeMethod } from '../quantization/calibration.js';
 import type { Grid } from '../quantization/grid.js';
-import { loadProfile, profileJson, type TargetProfile } from '../quantization/profile.js';
+import { loadProfile, profileJson, tfliteKernels, type TargetProfile } from '../quantization/profile.js';
 import {
   allocatedProfile,
   allocateGreedy,
@@ -521,8 +521,7 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
   if (npu) {
     try {
       tflite = await exportTflite(result.model, profile, { npu, preprocess: result.preprocess.spec });
-      if (profile.requantization.rounding !== 'tflite')
-        tfliteArithmetic = await tfliteArithmeticGap(result.model, profile, npu, result.sample);
+      if (!tfliteKernels(profile)) tfliteArithmetic = await tfliteArithmeticGap(result.model, profile, npu, result.sample);
     } catch (e) {
       if (!(e instanceof QuantflowError)) throw e;
       tfliteProblem = e.message;

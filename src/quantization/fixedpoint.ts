@@ -217,6 +217,28 @@ export function multiplyByQuantizedMultiplierTflite(x: number, multiplier: numbe
 }
 
 /**
+ * XNNPACK's requantization scale of a convolution, fully connected layer or multiplication
+ * (TFLite's CPU path through its XNNPACK delegate): s_a·s_b/s_y with each step rounded to
+ * float32, held exactly as M·2^−shift with M the 24-bit significand. Float32 ops are emulated
+ * in float64 and rounded: a product of float32s is exact in float64 and a quotient rounds to
+ * the same float32, so the bits are XNNPACK's.
+ */
+export function xnnpackScale(a: number, b: number, y: number): FixedPointMultiplier {
+  const scale = Math.fround(Math.fround(Math.fround(a) * Math.fround(b)) / Math.fround(y));
+  if (scale === 0) return { multiplier: 0, shift: 0 };
+  const e = floorLog2(scale);
+  return { multiplier: scale * 2 ** (23 - e), shift: 23 - e };
+}
+
+/**
+ * XNNPACK's fp32 requantization of an integer accumulator: float32(acc)·scale in float32,
+ * rounded half to even (its magic-bias add); the zero point and clamp follow.
+ */
+export function requantizeFp32(acc: number, scale: number): number {
+  return roundHalfToEven(Math.fround(Math.fround(acc) * scale));
+}
+
+/**
  * acc / n rounded half away from zero as TFLite's integer AVERAGE_POOL_2D and MEAN compute
  * it: (acc ± ⌊n/2⌋) / n with C's truncating division.
  */

@@ -83,15 +83,24 @@ export interface RequantizationSpec {
    * (double rounding: a saturating rounding doubling high multiply by a Q0.31 multiplier, then
    * a right shift rounding ties away from zero; ADD with a left shift of 20 and one multiplier
    * per input; AVERAGE_POOL_2D and MEAN with TFLite's rounded integer division), with
-   * multipliers derived from the float scales as TFLite derives them. It needs
-   * multiplierBits 32, a shiftRange within [0, 62] and 8-bit activations.
+   * multipliers derived from the float scales as TFLite derives them. 'xnnpack': TFLite's CPU
+   * path through its XNNPACK delegate (LiteRT's default): convolutions, fully connected layers
+   * and multiplications requantize in float32 (acc·scale, one rounding, ties to even), the rest
+   * as 'tflite' (XNNPACK's ADD and MEAN agree with TFLite's on the models measured; AVERAGE_POOL_2D
+   * and HARD_SWISH are not delegated). Both need multiplierBits 32, a shiftRange within
+   * [0, 62] and 8-bit activations.
    */
   rounding: Rounding;
 }
 
 /** Requantization rounding conventions (see `RequantizationSpec.rounding`). */
-export const ROUNDINGS = ['half-up', 'tflite'] as const;
+export const ROUNDINGS = ['half-up', 'tflite', 'xnnpack'] as const;
 export type Rounding = (typeof ROUNDINGS)[number];
+
+/** Whether a profile computes as a TFLite runtime: TFLite's int8 kernels, with its reference or XNNPACK rounding. */
+export function tfliteKernels(profile: { requantization: { rounding: Rounding } }): boolean {
+  return profile.requantization.rounding !== 'half-up';
+}
 
 /** Non-linearities a target may run, named as in the model zoo rather than by ONNX op. */
 export const NONLINEARITIES = ['relu', 'relu6', 'leakyRelu', 'sigmoid', 'hardSigmoid', 'hardSwish', 'swish', 'tanh'] as const;
@@ -303,7 +312,7 @@ export function parseProfile(json: unknown, source: string): TargetProfile {
     }
     return override;
   });
-  if (rounding === 'tflite') checkTflite(source, requantization, activations, overrides);
+  if (rounding !== 'half-up') checkTflite(source, requantization, activations, overrides);
 
   return {
     name,
@@ -419,7 +428,7 @@ const GRANULARITIES = ['tensor', 'channel', 'shift'] as const;
  */
 function checkTflite(source: string, q: RequantizationSpec, a: ActivationSpec, overrides: LayerOverride[]): void {
   const fail = (what: string) => {
-    throw new QuantflowError(`${source}: requantization.rounding "tflite" needs ${what}`);
+    throw new QuantflowError(`${source}: requantization.rounding "${q.rounding}" needs ${what}`);
   };
   if (q.multiplierBits !== 32) fail(`multiplierBits 32 (TFLite's Q0.31 multipliers), got ${q.multiplierBits}`);
   if (q.shiftRange[0] < 0 || q.shiftRange[1] > 62) fail(`a shiftRange within [0, 62], got [${q.shiftRange.join(', ')}]`);
