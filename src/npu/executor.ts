@@ -101,7 +101,7 @@ function run(layer: NpuLayer, x: Operand, y: Operand, all: Operand[], outShape: 
     case 'tflite-add':
       return tfliteAdd(layer, x, y, outShape, zy);
     case 'tflite-avgpool':
-      return tfliteAveragePool(layer, x, zy);
+      return tfliteAveragePool(layer, x, zy, rounding);
     case 'tflite-mean':
       return tfliteMean(layer, x, zy);
     case 'mul':

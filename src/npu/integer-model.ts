@@ -377,8 +377,12 @@ class Builder {
     const count = this.constant({ dataType: 'float64', dims: [oh, ow], data: counts });
     const half = this.constant({ dataType: 'float64', dims: [oh, ow], data: counts.map((n) => Math.floor(n / 2)) });
     let average = this.op('Sub', [this.roundedDivide(sums, count, half), this.float64(offset)]);
-    if (l.regrid)
-      average = this.tfliteRescale(this.op('Sub', [average, this.float64(g.zeroPoint)]), [l.regrid.multiplier], [l.regrid.shift], []);
+    if (l.regrid) {
+      const centered = this.op('Sub', [average, this.float64(g.zeroPoint)]);
+      const [m, s] = [[l.regrid.multiplier], [l.regrid.shift]];
+      // XNNPACK's conversion rounds half up (|centered| ≤ 256 bounds the product); TFLite's QUANTIZE rounds twice.
+      average = this.fp32 ? this.scaled(centered, m, s, [], 256) : this.tfliteRescale(centered, m, s, []);
+    }
     return this.round(average, l.regrid ? out.grid.zeroPoint : 0, l.clamp);
   }
 

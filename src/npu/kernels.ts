@@ -472,7 +472,9 @@ function storedOffset(g: Grid): number {
 }
 
 /** TFLite's int8 AVERAGE_POOL_2D on the stored values, then the optional int8 → int8 regrid. */
-export function tfliteAveragePool(l: TfliteAvgPoolLayer, x: Operand, zy: number): KernelResult {
+export function tfliteAveragePool(l: TfliteAvgPoolLayer, x: Operand, zy: number, rounding: Rounding): KernelResult {
+  // The regrid is the QUANTIZE after the pool: XNNPACK's conversion (half up of M·2^−8) when delegated.
+  const regrid = rounding === 'xnnpack' ? multiplyByQuantizedMultiplier : multiplyByQuantizedMultiplierTflite;
   const offset = storedOffset(x.grid);
   const zx = x.grid.zeroPoint;
   const output = new Int32Array(windowedSize(l, x));
@@ -481,7 +483,7 @@ export function tfliteAveragePool(l: TfliteAvgPoolLayer, x: Operand, zy: number)
   windowSums(l, x, offset, (o, acc, taps) => {
     peak = Math.max(peak, Math.abs(acc));
     const average = roundedDivideTflite(acc, taps) - offset;
-    const q = l.regrid ? multiplyByQuantizedMultiplierTflite(average - zx, l.regrid.multiplier, l.regrid.shift) + zy : average;
+    const q = l.regrid ? regrid(average - zx, l.regrid.multiplier, l.regrid.shift) + zy : average;
     output[o] = q < lo ? lo : q > hi ? hi : q;
   });
   return { output, peak };

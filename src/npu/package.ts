@@ -5,7 +5,13 @@ import { keepsGrid } from '../quantization/plan.js';
 import { toFloat32 } from '../graph/tensor.js';
 import { SHAPE_ONLY_OPS, type OpType } from '../graph/ops.js';
 import type { Graph, Model, Node, ValueInfo } from '../graph/types.js';
-import { quantizeMultiplier, quantizeMultiplierTflite, xnnpackScale, type FixedPointMultiplier } from '../quantization/fixedpoint.js';
+import {
+  quantizeMultiplier,
+  quantizeMultiplierTflite,
+  xnnpackConvertMultiplier,
+  xnnpackScale,
+  type FixedPointMultiplier,
+} from '../quantization/fixedpoint.js';
 import { resolveLayer, tfliteKernels, type Nonlinearity, type TargetProfile } from '../quantization/profile.js';
 import { QuantflowError } from '../util/errors.js';
 import { quantizeValue, type Grid } from '../quantization/grid.js';
@@ -42,10 +48,8 @@ export async function buildNpuPackage(qdq: Model, profile: TargetProfile, option
   // Shape arithmetic only sizes Reshapes, whose output shapes come from inference at batch 1.
   const skipped = new Set([...tail, ...shapeArithmetic(qdq.graph)]);
   for (const node of view.nodes) if (!skipped.has(node)) l.lower(node);
-  // XNNPACK takes LOGISTIC with a table of its own, computed from the float function as the generic tables are.
-  const ownTable = (r: TableRequest) =>
-    tfliteKernels(profile) && !(profile.requantization.rounding === 'xnnpack' && r.node.opType === 'Sigmoid');
-  const exact = l.tableRequests.map((t) => (ownTable(t.request) ? tfliteTableOf(t.request) : undefined));
+  const rounding = profile.requantization.rounding;
+  const exact = l.tableRequests.map((t) => (rounding !== 'half-up' ? tfliteTableOf(t.request, rounding) : undefined));
   const tables = await unaryTables(
     qdq.graph,
     qdq.opset,
@@ -312,6 +316,17 @@ class Lowering {
     return m;
   }
 
+  /** The multiplier of an int8 → int8 QUANTIZE the export writes: XNNPACK's with rounding 'xnnpack', TFLite's otherwise. */
+  private convertMultiplier(node: Node, inputScale: number, outputScale: number): FixedPointMultiplier {
+    if (this.profile.requantization.rounding !== 'xnnpack') return this.multiplier(node, inputScale / outputScale);
+    try {
+      return xnnpackConvertMultiplier(inputScale, outputScale);
+    } catch (e) {
+      if (e instanceof RangeError) throw nodeError(node, `${e.message}; TFLite's own QUANTIZE kernel there is not modelled`);
+      throw e;
+    }
+  }
+
   private multiplier(node: Node, real: number, shiftRange = this.profile.requantization.shiftRange): FixedPointMultiplier {
     if (this.tflite) {
       const m = quantizeMultiplierTflite(real);
@@ -535,7 +550,7 @@ class Lowering {
     if (includePad && window.pads.some((p) => p > 0))
       throw nodeError(node, "count_include_pad=1 with padding: TFLite's AVERAGE_POOL_2D never counts padding");
     const same = x.grid.scale === o.grid.scale && x.grid.zeroPoint === o.grid.zeroPoint;
-    const regrid = same ? {} : { regrid: this.multiplier(node, x.grid.scale / o.grid.scale) };
+    const regrid = same ? {} : { regrid: this.convertMultiplier(node, x.grid.scale, o.grid.scale) };
     this.emit({ op: 'tflite-avgpool', ...base, ...window, ...regrid }, shape, o.grid);
   }
 
@@ -655,9 +670,9 @@ class Lowering {
 }
 
 /** TFLite's own table of a unary node, with the node named when TFLite's kernel refuses its grids. */
-function tfliteTableOf(r: TableRequest): Int32Array | undefined {
+function tfliteTableOf(r: TableRequest, rounding: 'tflite' | 'xnnpack'): Int32Array | undefined {
   try {
-    return tfliteTable(r);
+    return tfliteTable(r, rounding);
   } catch (e) {
     if (e instanceof RangeError) throw nodeError(r.node, e.message);
     throw e;

@@ -1,13 +1,20 @@
 /**
  * Lookup tables of unary layers as TFLite's int8 kernels compute them, for the profiles with
- * `requantization.rounding: "tflite"`: the integer executor then predicts a TFLite runtime on
+ * `requantization.rounding` "tflite" or "xnnpack": the integer executor then predicts a TFLite runtime on
  * HARD_SWISH and LOGISTIC too, not only on the requantizing layers. Other unary ops keep the
  * onnxruntime float tables of lut.ts.
  *
  * Grids are the package's: a uint8 grid is TFLite's int8 grid moved by 128, and every step
  * below works on q − z (input) and adds z (output), so the move changes nothing.
  */
-import { multiplyByQuantizedMultiplierTflite, quantizeMultiplierTflite, roundingDivideByPOT } from '../quantization/fixedpoint.js';
+import {
+  multiplyByQuantizedMultiplier,
+  multiplyByQuantizedMultiplierTflite,
+  quantizeMultiplierTflite,
+  roundHalfToEven,
+  roundingDivideByPOT,
+  xnnpackConvertMultiplier,
+} from '../quantization/fixedpoint.js';
 import type { Grid } from '../quantization/grid.js';
 import type { TableRequest } from './lut.js';
 
@@ -23,14 +30,15 @@ export const TFLITE_LOGISTIC_ZERO_POINT = -128;
  * own for the op (the float table applies). A RangeError says why TFLite's kernel refuses
  * these grids.
  */
-export function tfliteTable(r: TableRequest): Int32Array | undefined {
+export function tfliteTable(r: TableRequest, rounding: 'tflite' | 'xnnpack' = 'tflite'): Int32Array | undefined {
   const constants = r.node.inputs.filter((i) => i && i !== r.input).length;
   if (constants) return undefined;
   switch (r.node.opType) {
     case 'HardSwish':
+      // XNNPACK does not take int8 HARD_SWISH: TFLite's kernel runs either way.
       return hardSwishTable(r.inGrid, r.outGrid);
     case 'Sigmoid':
-      return logisticTable(r.inGrid, r.outGrid);
+      return rounding === 'xnnpack' ? xnnpackLogisticTable(r.inGrid, r.outGrid) : logisticTable(r.inGrid, r.outGrid);
   }
   return undefined;
 }
@@ -131,6 +139,30 @@ export function logisticTable(inGrid: Grid, outGrid: Grid): Int32Array {
     const q = direct
       ? level + offset
       : multiplyByQuantizedMultiplierTflite(level - TFLITE_LOGISTIC_ZERO_POINT, regrid.multiplier, regrid.shift) + outGrid.zeroPoint;
+    table[i] = Math.min(outGrid.qmax, Math.max(outGrid.qmin, q));
+  }
+  return table;
+}
+
+/**
+ * LOGISTIC as TFLite's XNNPACK delegate computes it: XNNPACK's own 256-entry table, each entry
+ * lrintf(σ(x)·256) − 128 in float32 (σ as 1/(1 + e^−x) for x < 0 and 1 − 1/(1 + e^x) above,
+ * ties to even), then XNNPACK's int8 → int8 conversion onto the package's grid when it is not
+ * TFLite's fixed 1/256, −128.
+ */
+export function xnnpackLogisticTable(inGrid: Grid, outGrid: Grid): Int32Array {
+  const f = Math.fround;
+  const offset = outGrid.qmin === 0 ? 128 : 0;
+  const direct = outGrid.scale === TFLITE_LOGISTIC_SCALE && outGrid.zeroPoint - offset === TFLITE_LOGISTIC_ZERO_POINT;
+  const convert = direct ? undefined : xnnpackConvertMultiplier(TFLITE_LOGISTIC_SCALE, outGrid.scale);
+  const table = new Int32Array(inGrid.qmax - inGrid.qmin + 1);
+  for (let i = 0; i < table.length; i++) {
+    const x = f(f(inGrid.scale) * (inGrid.qmin + i - inGrid.zeroPoint));
+    const y = x < 0 ? f(1 / f(1 + f(Math.exp(-x)))) : f(1 - f(1 / f(1 + f(Math.exp(x)))));
+    const level = Math.min(127, Math.max(-128, roundHalfToEven(f(y * 256)) + TFLITE_LOGISTIC_ZERO_POINT));
+    const q = convert
+      ? multiplyByQuantizedMultiplier(level - TFLITE_LOGISTIC_ZERO_POINT, convert.multiplier, convert.shift) + outGrid.zeroPoint
+      : level + offset;
     table[i] = Math.min(outGrid.qmax, Math.max(outGrid.qmin, q));
   }
   return table;

@@ -231,6 +231,18 @@ export function xnnpackScale(a: number, b: number, y: number): FixedPointMultipl
 }
 
 /**
+ * XNNPACK's int8 → int8 conversion (TFLite QUANTIZE between two int8 grids, delegated):
+ * M = lrintf(256·s_in/s_out) in float32, then q_out = z_out + ⌊((q_in − z_in)·M + 128) / 256⌋,
+ * i.e. the half-up product of M·2^−8. XNNPACK takes scale ratios in [1/256, 128] only (a
+ * RangeError otherwise: TFLite's own kernel would run).
+ */
+export function xnnpackConvertMultiplier(inputScale: number, outputScale: number): FixedPointMultiplier {
+  const ratio = inputScale / outputScale;
+  if (!(ratio >= 1 / 256 && ratio <= 128)) throw new RangeError(`scale ratio ${ratio} is outside XNNPACK's [1/256, 128] for int8 QUANTIZE`);
+  return { multiplier: roundHalfToEven(Math.fround(Math.fround(256 * Math.fround(inputScale)) / Math.fround(outputScale))), shift: 8 };
+}
+
+/**
  * XNNPACK's fp32 requantization of an integer accumulator: float32(acc)·scale in float32,
  * rounded half to even (its magic-bias add); the zero point and clamp follow.
  */
