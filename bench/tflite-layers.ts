@@ -3,10 +3,10 @@
  * (minmax, no GPTQ), exports it, runs a TFLite runtime on a few images fetching every package
  * tensor (LiteRT, the default: the file exported with every layer output as a further uint8
  * output; Arm NN's CpuRef with `--runtime armnn`: the int8 file cut at each tensor by name), and
- * prints per layer output: equal integers, largest |diff| (LSB) and mean
- * diff (executor − Arm NN) for the executor end to end; each layer run on Arm NN's own inputs
- * (the disagreement a layer adds by itself); the same with conv/fc requantized by one rounding
- * of the exact product instead of TFLite's Q0.31 double rounding; and that end to end.
+ * prints per layer output: equal integers, largest |diff| (LSB) and mean diff (executor −
+ * runtime) for the executor end to end; each layer run on the runtime's own inputs (the
+ * disagreement a layer adds by itself); the same run lowered with XNNPACK's rounding (float32
+ * requantization, profile tflite-int8-xnnpack's), isolated and end to end.
  *
  *   npm run bench:tflite-layers -- --model <file> --data <folder> [--profile tflite-int8]
  *     [--calib-limit 16] [--limit 1] [--runtime litert|armnn]
@@ -23,7 +23,6 @@ import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { execute, executeLayer } from '../src/npu/executor.js';
 import { buildNpuPackage } from '../src/npu/package.js';
-import type { NpuPackage } from '../src/npu/types.js';
 import { quantizeTensor } from '../src/quantization/grid.js';
 import { loadProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
@@ -56,8 +55,8 @@ async function main(): Promise<void> {
     batch: 4,
   });
   const pkg = await buildNpuPackage(r.model, profile);
-  // The same run requantized with one rounding of the exact product (no Q0.31 double rounding): what a float runtime computes.
-  const single = await buildNpuPackage(r.model, { ...profile, requantization: { ...profile.requantization, rounding: 'half-up' } });
+  // The same run requantized as XNNPACK does (float32, one rounding), whatever the profile's rounding.
+  const single = await buildNpuPackage(r.model, { ...profile, requantization: { ...profile.requantization, rounding: 'xnnpack' } });
   const singleLayers = new Map(single.layers.map((l) => [l.name, l]));
   const names = pkg.layers.map((l) => l.output);
   const data = await loadDataset(args.data!);
@@ -91,13 +90,7 @@ async function main(): Promise<void> {
     }
     model.delete();
   }
-  // End to end with single rounding in conv/fc (the rounding is the package's), TFLite's own ADD/MEAN/pooling layers elsewhere.
-  const tfliteLayers = new Map(pkg.layers.map((l) => [l.name, l]));
-  const mixed: NpuPackage = {
-    ...single,
-    layers: single.layers.map((l) => (l.op === 'conv' || l.op === 'fc' ? l : (tfliteLayers.get(l.name) ?? l))),
-  };
-  const mixedRuns = runs.map((run) => execute(mixed, { [input]: run.tensors.get(input)! }));
+  const mixedRuns = runs.map((run) => execute(single, { [input]: run.tensors.get(input)! }));
   for (let k = 0; k < ints.length; k++) {
     // The runtime's tensors in package layout and integers: each layer is then run on the runtime's own inputs.
     const theirs = new Map<string, Int32Array>([[input, runs[k]!.tensors.get(input)!]]);
@@ -110,7 +103,7 @@ async function main(): Promise<void> {
       );
     });
     console.log(
-      `image ${k}: layer, output, chained (executor end to end) and isolated (on the runtime's inputs), isolated with single rounding, chained with single rounding: equal %, max |diff| LSB, mean diff`,
+      `image ${k}: layer, output, chained (executor end to end) and isolated (on the runtime's inputs), isolated and chained with XNNPACK's rounding (profile tflite-int8-xnnpack): equal %, max |diff| LSB, mean diff`,
     );
     for (const l of pkg.layers) {
       const want = theirs.get(l.output)!;

@@ -34,13 +34,14 @@ import type { Model, Node, TensorData } from '../src/graph/types.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { execute } from '../src/npu/executor.js';
+import { withTfliteArithmetic } from '../src/npu/arithmetic.js';
 import { buildNpuPackage } from '../src/npu/package.js';
 import type { NpuPackage } from '../src/npu/types.js';
 import { qdqView } from '../src/npu/qdq-view.js';
 import { readOnnxFile } from '../src/onnx/read.js';
 import { writeOnnxFile } from '../src/onnx/write.js';
 import { dequantizeTensor, quantizeTensor } from '../src/quantization/grid.js';
-import { loadProfile, type TargetProfile } from '../src/quantization/profile.js';
+import { loadProfile, tfliteKernels, type TargetProfile } from '../src/quantization/profile.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
 import { openSession, runSession } from '../src/runtime/session.js';
 import { QuantflowError } from '../src/util/errors.js';
@@ -185,12 +186,15 @@ async function main(): Promise<void> {
   } else {
     const classes = outputs[0]!.shape.at(-1)!;
     const offset = classes === 1001 ? 1 : 0;
-    const top = { tflite: [] as number[], qdq: [] as number[], executor: [] as number[] };
+    // What quantflow predicts the file computes when the profile's own arithmetic is not TFLite's: the run lowered with XNNPACK's.
+    const twin = tfliteKernels(profile) ? undefined : await buildNpuPackage(qdq, withTfliteArithmetic(profile, 'xnnpack'));
+    const top = { tflite: [] as number[], qdq: [] as number[], executor: [] as number[], twin: [] as number[] };
     for (let k = 0; k < ints.length; k++) {
       top.tflite.push(argmaxLast(tflite.outputs[k]![0]!.data, classes)[0]!);
       top.qdq.push(argmaxLast(values(Object.values(await runSession(qdqSession, { [inputName]: feeds[k]! }))[0]!), classes)[0]!);
       const exec = execute(pkg, { [pkg.inputs[0]!]: ints[k]! });
       top.executor.push(argmaxLast(exec.tensors.get(pkg.outputs[0]!)!, classes)[0]!);
+      if (twin) top.twin.push(argmaxLast(execute(twin, { [twin.inputs[0]!]: ints[k]! }).tensors.get(twin.outputs[0]!)!, classes)[0]!);
     }
     const agree = (a: number[], b: number[]) => a.filter((v, i) => v === b[i]).length / a.length;
     const labelled = items.every((i) => i.label !== undefined);
@@ -199,12 +203,18 @@ async function main(): Promise<void> {
     rows.push(['top-1 agreement tflite / qdq', percent(agree(top.tflite, top.qdq))]);
     rows.push(['top-1 agreement tflite / executor', percent(agree(top.tflite, top.executor))]);
     rows.push(['top-1 agreement qdq / executor', percent(agree(top.qdq, top.executor))]);
+    if (twin) {
+      if (labelled) rows.push(["top-1 executor with XNNPACK's arithmetic", percent(accuracy(top.twin))]);
+      rows.push(["top-1 agreement tflite / executor with XNNPACK's arithmetic", percent(agree(top.tflite, top.twin))]);
+    }
     result.top1 = labelled ? { tflite: accuracy(top.tflite), qdq: accuracy(top.qdq), executor: accuracy(top.executor) } : null;
     result.agreement = {
       tfliteQdq: agree(top.tflite, top.qdq),
       tfliteExecutor: agree(top.tflite, top.executor),
       qdqExecutor: agree(top.qdq, top.executor),
+      ...(twin && { tfliteXnnpackExecutor: agree(top.tflite, top.twin) }),
     };
+    if (twin && labelled) result.top1XnnpackExecutor = accuracy(top.twin);
   }
   const mb = (n: number) => `${(n / 1e6).toFixed(2)} MB`;
   const sizes = result.sizes as Record<string, number>;

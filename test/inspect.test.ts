@@ -114,7 +114,7 @@ test('CLI: inspect prints a summary and writes --json', () =>
     assert.match(stdout, /5 nodes, 127 parameters \(after constant and batch-norm folding\)/);
     assert.match(stdout, /operators: Conv 1, Gemm 1, GlobalAveragePool 1, Relu 1, Reshape 1/);
     assert.match(stdout, /w8a8-shift\s+2 x 8-bit shift \(k: 4 bits\)/);
-    assert.match(stdout, /layer\s+op\s+tflite-int8\s+w4a8-channel/);
+    assert.match(stdout, /layer\s+op\s+tflite-int8\s+tflite-int8-xnnpack\s+w4a8-channel/);
     const json = JSON.parse(readFileSync(join(dir, 'i.json'), 'utf8')) as InspectReport;
     assert.equal(json.profiles!.length, builtinProfiles().length);
 

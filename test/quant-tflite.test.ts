@@ -4,10 +4,13 @@ import {
   multiplyByQuantizedMultiplierTflite,
   quantizeMultiplierTflite,
   roundedDivideTflite,
+  requantizeFp32,
   roundingDivideByPOT,
   saturatingRoundingDoublingHighMul,
+  xnnpackConvertMultiplier,
+  xnnpackScale,
 } from '../src/quantization/fixedpoint.js';
-import { loadProfile, parseProfile } from '../src/quantization/profile.js';
+import { loadProfile, parseProfile, tfliteKernels } from '../src/quantization/profile.js';
 import { QuantflowError } from '../src/util/errors.js';
 
 // Expected values are worked out by hand from TFLite's definitions (common.h, gemmlowp's
@@ -132,6 +135,52 @@ test('tflite-int8 profile: per-channel int8 weights, uint8-equivalent activation
   assert.equal(loadProfile('w8a8-channel').requantization.rounding, 'half-up');
 });
 
+test('xnnpackScale: s_a·s_b/s_y in float32 steps, held exactly as a 24-bit significand and a shift', () => {
+  // 0.5·0.25/2 = 2^−4 exactly: M = 2^23, shift 27
+  assert.deepEqual(xnnpackScale(0.5, 0.25, 2), { multiplier: 2 ** 23, shift: 27 });
+  // 1/3 is not a float32: the quotient rounds to float32's 1/3, whose significand is 11184811·2^−25
+  const third = xnnpackScale(1, 1, 3);
+  assert.deepEqual(third, { multiplier: 11184811, shift: 25 });
+  assert.equal(third.multiplier * 2 ** -third.shift, Math.fround(1 / 3));
+  // The product is rounded to float32 before the division: (1 + 2^−12)² = 1 + 2^−11 + 2^−24 rounds to 1 + 2^−11 (ties to even).
+  const a = 1 + 2 ** -12;
+  assert.equal(xnnpackScale(a, a, 1).multiplier * 2 ** -xnnpackScale(a, a, 1).shift, 1 + 2 ** -11);
+  assert.deepEqual(xnnpackScale(0, 1, 1), { multiplier: 0, shift: 0 });
+});
+
+test('requantizeFp32: float32(acc)·scale in float32, ties to even, negative values', () => {
+  assert.equal(requantizeFp32(5, 0.5), 2);
+  assert.equal(requantizeFp32(7, 0.5), 4);
+  assert.equal(requantizeFp32(-5, 0.5), -2);
+  assert.equal(requantizeFp32(-7, 0.5), -4);
+  assert.equal(requantizeFp32(3, 0.25), 1);
+  // 2^24 + 1 is no float32: it converts to 2^24 (ties to even), so ·2^−25 is exactly ½ and rounds to 0.
+  assert.equal(requantizeFp32(2 ** 24 + 1, 2 ** -25), 0);
+  // The float32 product of 3 and float32(0.1·5/3) is 0.5 after rounding, where the exact product is above it.
+  const s = Math.fround(0.5 / 3);
+  assert.ok(3 * s !== 0.5 && Math.fround(3 * s) === 0.5);
+  assert.equal(requantizeFp32(3, s), 0);
+});
+
+test('xnnpackConvertMultiplier: M = lrintf(256·s_in/s_out), shift 8; outside [1/256, 128] XNNPACK does not take it', () => {
+  assert.deepEqual(xnnpackConvertMultiplier(0.5, 0.25), { multiplier: 512, shift: 8 });
+  // 256/3 = 85.33 → 85
+  assert.deepEqual(xnnpackConvertMultiplier(1, 3), { multiplier: 85, shift: 8 });
+  // 256·0.0107421875/0.0859375 = 32 exactly
+  assert.deepEqual(xnnpackConvertMultiplier(0.0107421875, 0.0859375), { multiplier: 32, shift: 8 });
+  assert.throws(() => xnnpackConvertMultiplier(1, 257), RangeError);
+  assert.throws(() => xnnpackConvertMultiplier(129, 1), RangeError);
+});
+
+test('tflite-int8-xnnpack profile: tflite-int8 with XNNPACK rounding; both are TFLite kernels', () => {
+  const ref = loadProfile('tflite-int8');
+  const x = loadProfile('tflite-int8-xnnpack');
+  assert.deepEqual(x.weights, ref.weights);
+  assert.deepEqual(x.activations, ref.activations);
+  assert.deepEqual(x.requantization, { multiplierBits: 32, shiftRange: [0, 62], rounding: 'xnnpack' });
+  assert.ok(tfliteKernels(x) && tfliteKernels(ref) && !tfliteKernels(loadProfile('w8a8-shift')));
+});
+
 test('requantization.rounding is validated', () => {
   const base = {
     name: 'p',
@@ -150,4 +199,5 @@ test('requantization.rounding is validated', () => {
   bad({ multiplierBits: 32, shiftRange: [0, 63], rounding: 'tflite' });
   bad({ multiplierBits: 32, shiftRange: [-2, 62], rounding: 'tflite' });
   bad(base.requantization, { bits: [8, 16], symmetric: false });
+  bad({ multiplierBits: 24, shiftRange: [0, 62], rounding: 'xnnpack' });
 });

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   dequantize,
+  fitBiasScales,
   preserveKernelSums,
   quantizePerChannel,
   quantizePerTensor,
@@ -202,4 +203,18 @@ test('kernel sums: 4-bit 3x3 kernels keep their sums within half a step, at a sm
   }
   assert.ok(before > 1, 'round to nearest leaves kernel sums more than a step off');
   assert.ok(kept.sqnrDb > nearest.sqnrDb - 1.5 && kept.sqnrDb <= nearest.sqnrDb, `weight SQNR ${kept.sqnrDb} vs ${nearest.sqnrDb} dB`);
+});
+
+test('fitBiasScales: a near-zero channel with a bias gets a scale that holds its bias within 2^30; others unchanged', () => {
+  const w = quantizePerChannel(Float32Array.from([1, -0.5, 1e-30, 0]), 2, { bits: 8, method: 'minmax' });
+  const bias = Float32Array.from([0.1, 0.25]);
+  const inputScale = 0.01;
+  const fitted = fitBiasScales(w, bias, inputScale);
+  assert.equal(fitted.scale[0], w.scale[0]);
+  assert.deepEqual(Array.from(fitted.q.subarray(0, 2)), Array.from(w.q.subarray(0, 2)));
+  // 0.25 / (0.01·2^30) ≈ 2.3e-8, far above the channel's own 1e-30/127
+  assert.ok(fitted.scale[1]! >= 0.25 / (inputScale * 2 ** 30));
+  assert.ok(Math.abs(0.25 / (inputScale * fitted.scale[1]!)) <= 2 ** 30);
+  assert.deepEqual(Array.from(fitted.q.subarray(2)), [0, 0]);
+  assert.equal(fitBiasScales(w, Float32Array.from([0.1, 0]), inputScale), w);
 });

@@ -13,6 +13,8 @@ import {
   runArmnnJobs,
   type ArmnnJob,
 } from '../bench/armnn/agreement.js';
+import { openLitert } from '../bench/litert/runtime.js';
+import { withTfliteArithmetic } from '../src/npu/arithmetic.js';
 import { exportTflite, QUANTFLOW_METADATA } from '../src/export/tflite/export.js';
 import { OP as OPS } from '../src/export/tflite/flatbuffer.js';
 import { attr, createGraph, makeNode } from '../src/graph/graph.js';
@@ -300,6 +302,43 @@ test('each operator as TFLite: Arm NN (CpuRef) within 1 LSB of the integer execu
     for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - expected[i]!));
     assert.ok(worst <= (c.lsb ?? 1), `${c.name}: Arm NN differs from the executor by ${worst} LSB`);
   });
+});
+
+test('each operator as TFLite: LiteRT (XNNPACK) computes what the executor computes with profile rounding xnnpack', async () => {
+  const failures: string[] = [];
+  for (const [k, c] of cases.entries()) {
+    const p = withTfliteArithmetic(c.profile ? loadProfile(c.profile) : profile, 'xnnpack');
+    const shape = c.model.graph.inputs[0]!.shape!.map((d) => (typeof d === 'number' ? d : 4)) as number[];
+    const { qdq } = await minMaxQdq(c.model, p, floatTensor(shape, randomFloats(sizeOf(shape), 42)));
+    const pkg = await buildNpuPackage(qdq, p);
+    const model = await openLitert(await exportTflite(qdq, p, { npu: pkg, ioType: 'uint8' }));
+    const input = inputsFor(pkg, 7 + k);
+    const [out] = await model.run([{ data: input.int8.map((v) => v + 128), shape: input.shape, dtype: 'uint8' }]);
+    model.delete();
+    const outName = pkg.outputs[0]!;
+    const info = pkg.tensors[outName]!;
+    let expected = Array.from(
+      info.shape.length === 4
+        ? nchwToNhwc(execute(pkg, { [pkg.inputs[0]!]: input.q }).tensors.get(outName)!, info.shape)
+        : execute(pkg, { [pkg.inputs[0]!]: input.q }).tensors.get(outName)!,
+      (v) => (info.grid.qmin === 0 ? v : v + 128),
+    );
+    let tolerance = 0;
+    if (c.softmax) {
+      // TFLite's int8 SOFTMAX (not delegated) works from a float exp table: within a step of the float softmax.
+      const zp = info.grid.qmin === 0 ? info.grid.zeroPoint : info.grid.zeroPoint + 128;
+      const e = expected.map((q) => Math.exp((q - zp) * info.grid.scale));
+      const sum = e.reduce((a, b) => a + b, 0);
+      expected = e.map((v) => Math.min(255, Math.round((v / sum) * 256)));
+      tolerance = 1;
+    }
+    const got = out!.data;
+    assert.equal(got.length, expected.length, c.name);
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - expected[i]!));
+    if (worst > tolerance) failures.push(`${c.name}: LiteRT differs from the executor by ${worst} LSB`);
+  }
+  assert.deepEqual(failures, []);
 });
 
 test(

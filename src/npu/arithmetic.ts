@@ -30,9 +30,12 @@ export interface ArithmeticComparison {
   outputs: ArithmeticOutput[];
 }
 
-/** `profile` with TFLite's requantization (its weights, activations and tables unchanged). */
-export function withTfliteArithmetic(profile: TargetProfile): TargetProfile {
-  return { ...profile, requantization: { ...profile.requantization, multiplierBits: 32, shiftRange: [0, 62], rounding: 'tflite' } };
+/**
+ * `profile` with TFLite's requantization (its weights, activations and tables unchanged): the
+ * reference kernels' rounding by default, or XNNPACK's (TFLite's CPU path).
+ */
+export function withTfliteArithmetic(profile: TargetProfile, rounding: 'tflite' | 'xnnpack' = 'tflite'): TargetProfile {
+  return { ...profile, requantization: { ...profile.requantization, multiplierBits: 32, shiftRange: [0, 62], rounding } };
 }
 
 /**

@@ -19,7 +19,7 @@ import { accumulatorBound } from './accumulator.js';
 import { regridTable, unaryTables, type TableRequest } from './lut.js';
 import { qdqView, type DequantizedConstant, type QdqView } from './qdq-view.js';
 import { reshapeOutput } from './reshape.js';
-import { tfliteTable } from './tflite-lut.js';
+import { tfliteRegridTable, tfliteTable } from './tflite-lut.js';
 import { resizeSelection, sliceSelection } from './select.js';
 import type { IntTensor, LutLayer, NpuLayer, NpuPackage, Requantization, TensorInfo, Window } from './types.js';
 import { broadcastShape, windowCount, windowOf } from './window.js';
@@ -311,6 +311,8 @@ class Lowering {
     if (this.profile.requantization.rounding !== 'xnnpack') return this.multiplier(node, (sa * sb) / sy);
     const m = xnnpackScale(sa, sb, sy);
     const [lo, hi] = this.profile.requantization.shiftRange;
+    // Below 2^−33 every int32 accumulator requantizes to 0 (a channel of zero weights).
+    if (m.multiplier * 2 ** -m.shift < 2 ** -33) return { multiplier: 0, shift: 0 };
     if (m.multiplier && (m.shift < lo || m.shift > hi))
       throw nodeError(node, `requantization scale ${(sa * sb) / sy} has no float32 form within the target's shift range [${lo}, ${hi}]`);
     return m;
@@ -637,9 +639,12 @@ class Lowering {
     const shape = [...xs[0]!.shape];
     shape[axis] = xs.reduce((n, t) => n + t.shape[axis]!, 0);
     const [lo, hi] = o.clamp;
+    const rounding = this.profile.requantization.rounding;
     const tables = xs.map((t) => {
       this.checkTableSize(node, t.grid);
-      return int32(regridTable(t.grid, o.grid).map((q) => Math.min(hi, Math.max(lo, q))));
+      // TFLite concatenates on one grid: the export moves the others onto it with QUANTIZE.
+      const table = rounding === 'half-up' ? regridTable(t.grid, o.grid) : tfliteRegridTable(t.grid, o.grid, rounding);
+      return int32(table.map((q) => Math.min(hi, Math.max(lo, q))));
     });
     this.emit({ op: 'concat', name: node.name, inputs: xs.map((t) => t.name), output: o.output, axis, tables }, shape, o.grid);
   }

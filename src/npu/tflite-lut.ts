@@ -14,6 +14,7 @@ import {
   roundHalfToEven,
   roundingDivideByPOT,
   xnnpackConvertMultiplier,
+  type FixedPointMultiplier,
 } from '../quantization/fixedpoint.js';
 import type { Grid } from '../quantization/grid.js';
 import type { TableRequest } from './lut.js';
@@ -166,6 +167,39 @@ export function xnnpackLogisticTable(inGrid: Grid, outGrid: Grid): Int32Array {
     table[i] = Math.min(outGrid.qmax, Math.max(outGrid.qmin, q));
   }
   return table;
+}
+
+/**
+ * An int8 → int8 QUANTIZE on every input level, as the exporter writes one where TFLite ties a
+ * grid (CONCATENATION's inputs): XNNPACK's conversion with rounding 'xnnpack' (where it takes
+ * the scale ratio), TFLite's Requantize (MultiplyByQuantizedMultiplier of q − z_in) otherwise.
+ */
+export function tfliteRegridTable(inGrid: Grid, outGrid: Grid, rounding: 'tflite' | 'xnnpack'): Int32Array {
+  const offset = (g: Grid) => (g.qmin === 0 ? 128 : 0);
+  const same = inGrid.scale === outGrid.scale && inGrid.zeroPoint - offset(inGrid) === outGrid.zeroPoint - offset(outGrid);
+  let rescale = (x: number) => x;
+  if (!same) {
+    const xnnpack = rounding === 'xnnpack' ? xnnpackConvertOrUndefined(inGrid.scale, outGrid.scale) : undefined;
+    const m = xnnpack ?? quantizeMultiplierTflite(inGrid.scale / outGrid.scale);
+    rescale = xnnpack
+      ? (x) => multiplyByQuantizedMultiplier(x, m.multiplier, m.shift)
+      : (x) => multiplyByQuantizedMultiplierTflite(x, m.multiplier, m.shift);
+  }
+  const table = new Int32Array(inGrid.qmax - inGrid.qmin + 1);
+  for (let i = 0; i < table.length; i++) {
+    const q = rescale(inGrid.qmin + i - inGrid.zeroPoint) + outGrid.zeroPoint;
+    table[i] = Math.min(outGrid.qmax, Math.max(outGrid.qmin, q));
+  }
+  return table;
+}
+
+function xnnpackConvertOrUndefined(inputScale: number, outputScale: number): FixedPointMultiplier | undefined {
+  try {
+    return xnnpackConvertMultiplier(inputScale, outputScale);
+  } catch (e) {
+    if (e instanceof RangeError) return undefined;
+    throw e;
+  }
 }
 
 /** std::round: ties away from zero. */

@@ -3,7 +3,7 @@ import { toFloat32 } from '../graph/tensor.js';
 import type { AttributeValue, Graph, Model, Node, TensorData } from '../graph/types.js';
 import type { Grid } from './grid.js';
 import { keepsGrid, weightLayout, type WeightedLayer } from './plan.js';
-import type { QuantizedWeights } from './weights.js';
+import { fitBiasScales, type QuantizedWeights } from './weights.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
 import { roundHalfToEven } from './fixedpoint.js';
 
@@ -85,8 +85,11 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
     }
   }
 
-  for (const { layer, quantized } of params.weights) {
+  for (const { layer, quantized: chosen } of params.weights) {
     const node = nodeByName.get(layer.node.name)!;
+    const inputScale = gridScale(layer.node.inputs[0]!, params.activations, originalProducers, model.graph);
+    const bias = layer.bias && inputScale !== undefined ? toFloat32(graph.initializers.get(layer.bias)!) : undefined;
+    const quantized = bias ? fitBiasScales(chosen, bias, inputScale!) : chosen;
     const weight = graph.initializers.get(layer.weight)!;
     const prefix = layer.weight;
     const qName = fresh(`${prefix}_quantized`);
@@ -107,9 +110,7 @@ export function buildQdqModel(model: Model, params: QuantizationParams): { model
     const dqNodes = [makeNode('DequantizeLinear', [qName, sName, zName], [wName], dqAttrs, fresh(`${prefix}_DequantizeLinear`))];
     node.inputs[1] = wName;
 
-    const inputScale = gridScale(layer.node.inputs[0]!, params.activations, originalProducers, model.graph);
-    if (layer.bias && inputScale !== undefined) {
-      const bias = toFloat32(graph.initializers.get(layer.bias)!);
+    if (layer.bias && bias && inputScale !== undefined) {
       const sBias = new Float32Array(bias.length);
       const qBias = new Int32Array(bias.length);
       for (let c = 0; c < bias.length; c++) {

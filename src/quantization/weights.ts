@@ -63,6 +63,28 @@ export interface QuantizedWeights {
   sqnrDb: number;
 }
 
+/**
+ * Per-channel scales widened where the bias at s_x·s_w[c] would pass 2^30: a channel of all
+ * but zero weights with a real bias, whose int32 bias would saturate and leave the accumulator
+ * no room (TFLite's converter widens such scales too). Those channels' weights are re-rounded
+ * onto the wider grid; other quantizations come back as they are.
+ */
+export function fitBiasScales(w: QuantizedWeights, bias: Float32Array, inputScale: number): QuantizedWeights {
+  if (w.granularity !== 'channel') return w;
+  const size = w.q.length / w.scale.length;
+  let fitted: QuantizedWeights | undefined;
+  for (let c = 0; c < w.scale.length; c++) {
+    const needed = Math.abs(bias[c]!) / (inputScale * 2 ** 30);
+    if (!(w.scale[c]! < needed)) continue;
+    fitted ??= { ...w, scale: Float32Array.from(w.scale), q: Int8Array.from(w.q) };
+    // Rounded up, so the float32 scale still holds the bias within 2^30.
+    const scale = Math.fround(needed * (1 + 2 ** -20));
+    for (let i = c * size; i < (c + 1) * size; i++) fitted.q[i] = roundHalfToEven((w.q[i]! * w.scale[c]!) / scale);
+    fitted.scale[c] = scale;
+  }
+  return fitted ?? w;
+}
+
 /** One scale for the whole tensor. */
 export function quantizePerTensor(w: Float32Array, options: WeightQuantOptions): QuantizedWeights {
   const g = new ChannelGroups(w, 1);
