@@ -11,6 +11,7 @@ import { loadProfile, parseProfile, profileJson, resolveLayer, type TargetProfil
 import { quantizeWeights, sqnrDb } from '../src/quantization/weights.js';
 import { multiplyByQuantizedMultiplier } from '../src/quantization/fixedpoint.js';
 import { runModel } from '../src/runtime/session.js';
+import { accumulatorBound } from '../src/npu/accumulator.js';
 import { buildNpuPackage } from '../src/npu/package.js';
 import { execute } from '../src/npu/executor.js';
 import { buildIntegerModel } from '../src/npu/integer-model.js';
@@ -190,6 +191,16 @@ test('a layer whose worst-case accumulator exceeds the profile width is refused 
     assert.ok(!e.message.includes('\n'));
     return true;
   });
+});
+
+test('a TFLite profile lowers such a layer (TFLite accumulates in int32 unchecked); the executor stops only at an accumulator that gets there', async () => {
+  const profile = { ...loadProfile('tflite-int8'), accumulatorBits: 16 };
+  const { qdq } = await quantize(smallCnn(), profile);
+  const pkg = await buildNpuPackage(qdq, profile);
+  assert.ok(pkg.layers.some((l) => accumulatorBound(l, pkg.tensors) >= 2 ** 15));
+  const input = pkg.tensors[pkg.inputs[0]!]!;
+  const full = new Int32Array(input.shape.reduce((a, b) => a * b, 1)).fill(input.grid.qmax);
+  assert.throws(() => execute(pkg, { [pkg.inputs[0]!]: full }), /accumulator reached ±\d+, beyond the 16-bit accumulator/);
 });
 
 test('multiplyByQuantizedMultiplier stays exact for accumulators beyond 2^36', () => {

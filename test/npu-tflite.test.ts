@@ -22,12 +22,17 @@ const window = {
 };
 
 /** Runs `layers` on `inputs` (integers per input) with the executor and the integer ONNX model; both must agree. */
-async function run(layers: NpuLayer[], tensors: Record<string, TensorInfo>, inputs: Record<string, number[]>): Promise<number[]> {
+async function run(
+  layers: NpuLayer[],
+  tensors: Record<string, TensorInfo>,
+  inputs: Record<string, number[]>,
+  profile = 'tflite-int8',
+): Promise<number[]> {
   const pkg: NpuPackage = {
     format: 'quantflow-npu',
     version: 1,
     model: 'tflite',
-    profile: loadProfile('tflite-int8'),
+    profile: loadProfile(profile),
     inputs: Object.keys(inputs),
     outputs: [layers.at(-1)!.output],
     tensors,
@@ -56,6 +61,14 @@ test('conv: per-channel Q0.31 requantization with TFLite double rounding', async
   const conv = cornerConv({ multiplier: int32(2 ** 30, 2 ** 30), shift: int32(31, 32) });
   const tensors = { x: { shape: [1, 1, 3, 3], grid: grid(1, 10) }, y: { shape: [1, 2, 2, 2], grid: grid(1, 100) } };
   assert.deepEqual(await run([conv], tensors, { x: x3 }), [109, 111, 115, 117, 95, 96, 98, 99]);
+});
+
+test("conv with XNNPACK's rounding: float32 acc·scale rounded half to even", async () => {
+  // The same sums as above: channel 0 ×0.5 (M = 2^23, s = 24) gives 8.5, 10.5, 14.5, 16.5 →
+  // 8, 10, 14, 16; channel 1 ×0.25 (s = 25) gives −4.5, −3.5, −1.5, −0.5 → −4, −4, −2, 0.
+  const conv = cornerConv({ multiplier: int32(2 ** 23, 2 ** 23), shift: int32(24, 25) });
+  const tensors = { x: { shape: [1, 1, 3, 3], grid: grid(1, 10) }, y: { shape: [1, 2, 2, 2], grid: grid(1, 100) } };
+  assert.deepEqual(await run([conv], tensors, { x: x3 }, 'tflite-int8-xnnpack'), [108, 110, 114, 116, 96, 96, 98, 100]);
 });
 
 test('add and sub: left shift 20, one multiplier per input and one for the output', async () => {

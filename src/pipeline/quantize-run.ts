@@ -13,6 +13,7 @@ import { loadModel, type LoadOptions } from '../import/load.js';
 import { prepareModel } from '../import/prepare.js';
 import type { InputSize } from '../passes/input-size.js';
 import { exportTflite } from '../export/tflite/export.js';
+import { accumulatorBound } from '../npu/accumulator.js';
 import { tfliteArithmeticGap, type ArithmeticComparison } from '../npu/arithmetic.js';
 import { writeNpuPackage } from '../npu/io.js';
 import { buildNpuPackage } from '../npu/package.js';
@@ -193,6 +194,11 @@ export interface QuantizeRun {
   npuProblem?: string;
   /** Why `model.int8.tflite` was not written (one line naming the layer), when it was not. */
   tfliteProblem?: string;
+  /**
+   * Layers whose worst-case accumulator passes the profile's accumulatorBits, which a TFLite
+   * profile lowers anyway (TFLite's kernels accumulate in int32 with no such bound): one line.
+   */
+  accumulatorWarning?: string;
   /** What QFT did, when it ran. */
   finetune?: FinetuneResult;
 }
@@ -515,6 +521,10 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     if (!(e instanceof QuantflowError)) throw e;
     npuProblem = e.message;
   }
+  const unbounded = npu?.layers.filter((l) => accumulatorBound(l, npu.tensors) >= 2 ** (profile.accumulatorBits - 1)) ?? [];
+  const accumulatorWarning = unbounded.length
+    ? `${unbounded.length} layer(s) (${unbounded[0]!.name}${unbounded.length > 1 ? ', …' : ''}) could reach an accumulator beyond ${profile.accumulatorBits} bits on worst-case inputs; TFLite's kernels do not check that bound either (quantflow verify reports the largest one reached)`
+    : undefined;
   let tflite: Uint8Array | undefined;
   let tfliteProblem: string | undefined;
   let tfliteArithmetic: ArithmeticComparison | undefined;
@@ -579,5 +589,16 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
       if (existsSync(path)) rmSync(path, { recursive: true, force: true });
     throw e;
   }
-  return { quantization: result, profile, report, files, accuracy, compare, npuProblem, tfliteProblem, finetune: tuned };
+  return {
+    quantization: result,
+    profile,
+    report,
+    files,
+    accuracy,
+    compare,
+    npuProblem,
+    tfliteProblem,
+    accumulatorWarning,
+    finetune: tuned,
+  };
 }

@@ -210,6 +210,7 @@ export function registerQuantize(program: Command): void {
         files,
         npuProblem,
         tfliteProblem,
+        accumulatorWarning,
         finetune: tuned,
         report,
       } = await runQuantize({
@@ -320,6 +321,7 @@ export function registerQuantize(program: Command): void {
         );
       if (npuProblem) console.log(`integer NPU package not written: ${npuProblem}`);
       if (tfliteProblem) console.warn(`warning: ${TFLITE_FILE} not written: ${tfliteProblem}`);
+      if (accumulatorWarning) console.warn(`warning: ${accumulatorWarning}`);
       if (report.tfliteArithmetic)
         console.log(`${TFLITE_FILE} computes with TFLite's arithmetic: ${arithmeticSummary(report.tfliteArithmetic)}`);
       if (report.npu?.hostTail)
