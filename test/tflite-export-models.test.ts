@@ -1,7 +1,7 @@
 /**
  * The TFLite export of whole models: a detector's host tail ending in
  * TFLite_Detection_PostProcess, and the models of ../shared run by Arm NN (CpuRef) against
- * quantflow's QDQ model on the same integer input.
+ * quantflow's QDQ model on the same integer input, and by LiteRT against the integer executor.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,8 +17,12 @@ import {
   matchDetections,
   nchwToNhwc,
   runArmnnJobs,
+  tfliteInput,
   type ArmnnJob,
 } from '../bench/armnn/agreement.js';
+import { openLitert } from '../bench/litert/runtime.js';
+import { execute } from '../src/npu/executor.js';
+import { buildNpuPackage } from '../src/npu/package.js';
 import { imageBatches, imageInputGeometry } from '../src/data/batches.js';
 import { loadDataset } from '../src/data/dataset.js';
 import type { PreprocessRequest } from '../src/data/preprocess.js';
@@ -220,3 +224,35 @@ test(
     if (run) assertSameTop1(t, run);
   },
 );
+
+test('mobilenet_v3_small_1.0_224_uint8.tflite tflite-int8-xnnpack: LiteRT computes the integer executor’s logits bit for bit on 2 images', async (t) => {
+  const modelFile = sharedPath('models', 'mobilenet_v3_small_1.0_224_uint8.tflite');
+  const dataDir = sharedPath('data', 'imagenet-val-650');
+  const skip = modelFile.skip || dataDir.skip;
+  if (skip) return void t.skip(skip);
+  const float = await prepareModel(loadModel(modelFile.path));
+  const profile = loadProfile('tflite-int8-xnnpack');
+  const data = await loadDataset(dataDir.path);
+  const result = await quantizeModel(float, data, { profile, calibration: 'minmax', calibLimit: 2, batch: 1 });
+  const pkg = await buildNpuPackage(result.model, profile);
+  // The file ends in SOFTMAX; the logits come out as a probe.
+  const model = await openLitert(await exportTflite(result.model, profile, { npu: pkg, ioType: 'uint8', probes: pkg.outputs }));
+  const geometry = imageInputGeometry(float);
+  const input = pkg.inputs[0]!;
+  const grid = pkg.tensors[input]!.grid;
+  const shape = [1, geometry.channels, geometry.height, geometry.width];
+  const logits = pkg.tensors[pkg.outputs[0]!]!;
+  for await (const b of imageBatches(data.items.slice(0, 2), { ...geometry, preprocess: result.preprocess.spec, batch: 1 })) {
+    const q = quantizeTensor(b.data, grid);
+    const [, out] = await model.run([
+      { data: tfliteInput(q, shape, grid, 'uint8'), shape: [1, shape[2]!, shape[3]!, shape[1]!], dtype: 'uint8' },
+    ]);
+    const expected = execute(pkg, { [input]: q }).tensors.get(pkg.outputs[0]!)!;
+    // The uint8 output is the int8 logits + 128; the package's uint8 grid holds them as they are.
+    assert.deepEqual(
+      Array.from(out!.data),
+      Array.from(expected, (v) => (logits.grid.qmin === 0 ? v : v + 128)),
+    );
+  }
+  model.delete();
+});
