@@ -127,7 +127,7 @@ async function main(): Promise<void> {
   const tflite =
     args.runtime === 'armnn'
       ? runArmnn(file, ints, shape, grid, argMax)
-      : await runLitert(qdq, profile, pkg, preprocess, ints, shape, grid);
+      : await runLitert(qdq, profile, pkg, preprocess, ints, shape, grid, argMax !== undefined);
   const qdqSession = await openSession(qdq, { simulate: true });
   const floatSession = await openSession(float);
   const outputs = tflite.outputs[0]!;
@@ -252,7 +252,11 @@ function runArmnn(file: string, ints: Int32Array[], shape: number[], grid: { qmi
   };
 }
 
-/** LiteRT (XNNPACK) on the same run exported with uint8 inputs and outputs: LiteRT.js takes no int8 tensors. */
+/**
+ * LiteRT (XNNPACK) on the same run exported with uint8 inputs and outputs: LiteRT.js takes no
+ * int8 tensors, nor ARG_MAX's int64 class map, so a segmenter's file ends at its logits and the
+ * class map is taken here.
+ */
 async function runLitert(
   qdq: Model,
   profile: TargetProfile,
@@ -261,8 +265,9 @@ async function runLitert(
   ints: Int32Array[],
   shape: number[],
   grid: { qmin: number },
+  argMax: boolean,
 ): Promise<TfliteRun> {
-  const model = await openLitert(await exportTflite(qdq, profile, { npu: pkg, preprocess, ioType: 'uint8' }));
+  const model = await openLitert(await exportTflite(qdq, profile, { npu: pkg, preprocess, ioType: 'uint8', hostTail: !argMax }));
   const nhwc = [shape[0]!, shape[2]!, shape[3]!, shape[1]!];
   const outputs: TfliteRun['outputs'] = [];
   const started = performance.now();
@@ -272,7 +277,7 @@ async function runLitert(
   return {
     outputs,
     runtime: { name: `LiteRT ${litertVersion()} (@litertjs/core, WebAssembly, XNNPACK)`, secondsPerImage: seconds },
-    argMaxDone: true,
+    argMaxDone: !argMax,
   };
 }
 

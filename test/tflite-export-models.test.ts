@@ -114,6 +114,15 @@ test('a detector exports its host tail ending in TFLite_Detection_PostProcess; r
     );
   // The heads' NCHW→NHWC transposes cancel against the NHWC storage: no TRANSPOSE is written.
   assert.ok(!codes.some((c) => c.builtin === OP.TRANSPOSE));
+  // Without the host tail the file ends at the package's integer outputs: no custom op, no DEQUANTIZE.
+  const pkg = await buildNpuPackage(qdq, profile);
+  const bare = readTfliteModel(await exportTflite(qdq, profile, { npu: pkg, hostTail: false }), 'bare');
+  const bareCodes = bare.subgraphs[0]!.operators.map((op) => bare.operatorCodes[op.opcodeIndex]!.builtin);
+  assert.ok(!bareCodes.includes(OP.CUSTOM) && !bareCodes.includes(OP.DEQUANTIZE), `[${bareCodes}]`);
+  assert.deepEqual(
+    bare.subgraphs[0]!.outputs.map((i) => bare.subgraphs[0]!.tensors[i]!.name),
+    pkg.outputs,
+  );
 
   const back = await prepareModel(importTflite(bytes, 'exported.tflite'));
   const expected = dets(values(await runModel(qdq, { x: sample }), qdq));

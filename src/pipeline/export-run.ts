@@ -20,6 +20,8 @@ export interface ExportRunOptions {
   output?: string;
   /** Target profile (default: the one named in the QDQ model). */
   profile?: string;
+  /** Leave the host tail (ARG_MAX, detection post-processing) out: the file ends at the NPU package's outputs. */
+  noHostTail?: boolean;
 }
 
 /** Writes the run in `dir` as a fully-integer TFLite model; returns the file written and its size. */
@@ -31,7 +33,7 @@ export async function runExport(options: ExportRunOptions): Promise<{ file: stri
   if (!profileName) throw new QuantflowError(`${qdqPath} names no profile: give --profile`);
   const npuDir = join(options.dir, 'npu');
   const npu = existsSync(npuDir) ? readNpuPackage(npuDir) : undefined;
-  const bytes = await exportTflite(qdq, loadProfile(profileName), { ioType: options.ioType, npu });
+  const bytes = await exportTflite(qdq, loadProfile(profileName), { ioType: options.ioType, npu, hostTail: !options.noHostTail });
   const file = options.output ?? join(options.dir, TFLITE_FILE);
   writeFileAtomic(file, bytes);
   return { file, bytes: bytes.length };

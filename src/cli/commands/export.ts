@@ -8,6 +8,7 @@ interface ExportOptions {
   ioType: IoType;
   output?: string;
   profile?: string;
+  hostTail: boolean;
 }
 
 export function registerExport(program: Command): void {
@@ -26,9 +27,17 @@ export function registerExport(program: Command): void {
     )
     .option('-o, --output <file>', `file to write (default <dir>/${TFLITE_FILE})`)
     .option('--profile <name|file.json>', 'target profile (default: the profile named in the QDQ model)')
+    .option('--no-host-tail', 'end the file at the integer outputs, leaving ARG_MAX or detection post-processing to the caller')
     .addHelpText('after', '\nExample:\n  quantflow export out/ --format tflite --io-type float32 -o mobilenet_v2.int8.tflite')
     .action(async (dir: string, opts: ExportOptions) => {
-      const r = await runExport({ dir, format: opts.format, ioType: opts.ioType, output: opts.output, profile: opts.profile });
+      const r = await runExport({
+        dir,
+        format: opts.format,
+        ioType: opts.ioType,
+        output: opts.output,
+        profile: opts.profile,
+        noHostTail: !opts.hostTail,
+      });
       console.log(`wrote ${r.file} (${(r.bytes / 1e6).toFixed(2)} MB)`);
     });
 }

@@ -47,6 +47,12 @@ export interface TfliteExportOptions {
    * tensor (`npm run bench:tflite-layers`).
    */
   probes?: string[];
+  /**
+   * Whether the file carries the host tail (ARG_MAX, SSD's TFLite_Detection_PostProcess; default
+   * true). With false it ends at the NPU package's outputs, all integer, and the caller runs the
+   * post-processing: what toolchains that take only the integer part expect.
+   */
+  hostTail?: boolean;
 }
 
 /** The metadata entry with quantflow's own description of the export (JSON). */
@@ -69,7 +75,7 @@ export async function exportTflite(qdq: Model, profile: TargetProfile, opts: Tfl
   const ioType = opts.ioType ?? 'int8';
   const inputs = pkg.inputs.map((name) => w.graphInput(name, ioType));
   for (const layer of pkg.layers) w.layer(layer);
-  const outputs = w.graphOutputs(ioType);
+  const outputs = opts.hostTail === false ? pkg.outputs.map((name) => w.probe(name, ioType)) : w.graphOutputs(ioType);
   for (const name of opts.probes ?? []) outputs.push(w.probe(name, ioType));
   const b = w.builder;
   b.description = `quantflow ${profile.name} export of ${qdq.graph.name}`;
@@ -223,7 +229,7 @@ class Writer {
     return outputs;
   }
 
-  /** Package tensor `name` as a graph output. */
+  /** Package tensor `name` as a graph output (a probe, or a package output without the host tail). */
   probe(name: string, ioType: IoType): number {
     if (!this.pkg.tensors[name]) throw new QuantflowError(`probe '${name}' is not a tensor of the NPU package`);
     return this.boundaryOutput(this.tensor({ name }, name), ioType);
