@@ -118,6 +118,13 @@ test('average pool: rounded mean of the stored int8 values over in-bounds taps, 
   const regrid: NpuLayer = { ...pool, regrid: { multiplier: 2 ** 30, shift: 31 } };
   const other = { ...same, y: { shape: [1, 1, 2, 2], grid: grid(2, 100) } };
   assert.deepEqual(await run([regrid], other, { x }), [100, 100, 100, 99]);
+  // XNNPACK's QUANTIZE after the pool: M = lrintf(256·0.5) = 128, ⌊((q − 130)·128 + 128) / 256⌋: −0.5 → 0, −1.5 → −1
+  const xnnpack: NpuLayer = { ...pool, regrid: { multiplier: 128, shift: 8 } };
+  assert.deepEqual(await run([xnnpack], other, { x }, 'tflite-int8-xnnpack'), [100, 100, 100, 99]);
+  // From s_x = 1 onto s_y = 1.5: M = lrintf(256/1.5) = 171; (q − 130)·171/256 for −1, 0, 0, −3 → −0.67, 0, 0, −2.0 → −1, 0, 0, −2
+  const third: NpuLayer = { ...pool, regrid: { multiplier: 171, shift: 8 } };
+  const wider = { ...same, y: { shape: [1, 1, 2, 2], grid: grid(1.5, 100) } };
+  assert.deepEqual(await run([third], wider, { x }, 'tflite-int8-xnnpack'), [99, 100, 100, 98]);
 });
 
 test('mean: the centered sum rescaled, then divided by the element count with ties away from zero', async () => {

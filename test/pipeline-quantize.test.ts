@@ -152,7 +152,7 @@ test('quantflow quantize prints its summary over the pipeline and exits with 2 w
   assert.match(lines[6]!, new RegExp(`^top-1 on ${data}: float \\d+\\.\\d%, quantized \\d+\\.\\d% \\(n = 12\\)$`));
   assert.match(
     lines[7]!,
-    /^model\.int8\.tflite computes with TFLite's arithmetic: against the profile's own on 8 calibration images, y: \d+\.\d+% of elements equal, at most \d+ LSB apart, top-1 agreement \d+\.\d+%$/,
+    /^model\.int8\.tflite computes with TFLite's reference-kernel arithmetic: against the profile's own on 8 calibration images, y: \d+\.\d+% of elements equal, at most \d+ LSB apart, top-1 agreement \d+\.\d+%$/,
   );
   assert.equal(
     lines[8],

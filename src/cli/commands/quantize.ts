@@ -323,7 +323,7 @@ export function registerQuantize(program: Command): void {
       if (tfliteProblem) console.warn(`warning: ${TFLITE_FILE} not written: ${tfliteProblem}`);
       if (accumulatorWarning) console.warn(`warning: ${accumulatorWarning}`);
       if (report.tfliteArithmetic)
-        console.log(`${TFLITE_FILE} computes with TFLite's arithmetic: ${arithmeticSummary(report.tfliteArithmetic)}`);
+        console.log(`${TFLITE_FILE} computes with TFLite's reference-kernel arithmetic: ${arithmeticSummary(report.tfliteArithmetic)}`);
       if (report.npu?.hostTail)
         console.log(
           `host tail: ${nodeSummary(report.npu.hostTail)}; the NPU package outputs ${report.npu.outputs.length <= 4 ? report.npu.outputs.join(', ') : `${report.npu.outputs.length} tensors`}`,

@@ -21,7 +21,7 @@ export const outputsSection: ReportSection = {
       : '';
     const handed = npu ? `<p>NPU package outputs: ${npu.outputs.map((o) => `<code>${esc(o)}</code>`).join(', ')}.</p>` : '';
     const tflite = report.tfliteArithmetic
-      ? `<p>model.int8.tflite computes with TFLite's int8 arithmetic (32-bit multipliers, its rounding), ${esc(arithmeticSummary(report.tfliteArithmetic))}.</p>`
+      ? `<p>model.int8.tflite computes with TFLite's int8 arithmetic (32-bit multipliers and the reference kernels' rounding; the tflite-int8 and tflite-int8-xnnpack profiles predict a TFLite runtime exactly), ${esc(arithmeticSummary(report.tfliteArithmetic))}.</p>`
       : '';
     return (
       table(['output', 'type', 'SQNR dB', 'agreement', 'grid'], rows) +
