@@ -52,7 +52,8 @@ async function main(): Promise<void> {
     calibLimit: Number(args['calib-limit']),
     calibration: 'minmax',
     gptq: false,
-    batch: 4,
+    // A model whose batch is fixed at 1 (BlazeFace's ONNX) takes one image at a time.
+    batch: float.graph.inputs[0]!.shape?.[0] === 1 ? 1 : 4,
   });
   const pkg = await buildNpuPackage(r.model, profile);
   // The same run requantized as XNNPACK does (float32, one rounding), whatever the profile's rounding.
