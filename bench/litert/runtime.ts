@@ -9,10 +9,10 @@
  * CommonJS globals Emscripten's Node branch expects; the WebGPU warning and the runtime's
  * INFO lines are silenced.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runInThisContext } from 'node:vm';
 
 /** One tensor in or out of the runtime: NHWC, the file's own element type. */
@@ -56,7 +56,22 @@ function load(): Promise<Core> {
       // Emscripten's Module: where the runtime's own log lines go.
       Module: { print: () => {}, printErr: () => {} },
     });
-    const lib = await import('@litertjs/core');
+    // LiteRT.js maps only float32, int32 and uint8 tensors to typed arrays, though the runtime
+    // runs int8 and int64 ones: a copy of its module with those two added lets the exported file
+    // run as written (int8 input and output, ARG_MAX's int64 class map).
+    const main = require.resolve('@litertjs/core');
+    const source = readFileSync(main, 'utf8');
+    const anchor = 'var DATATYPES = Object.freeze([';
+    if (!source.includes(anchor)) throw new Error(`${main}: no DATATYPES table to extend; @litertjs/core changed`);
+    const extended = join(dirname(main), 'index.quantflow.js');
+    writeFileSync(
+      extended,
+      source.replace(
+        anchor,
+        `${anchor} { dtype: "int8", typedArrayConstructor: Int8Array, elementType: ElementType.INT8 }, { dtype: "int64", typedArrayConstructor: BigInt64Array, elementType: ElementType.INT64 },`,
+      ),
+    );
+    const lib = (await import(pathToFileURL(extended).href)) as Core;
     const warn = console.warn;
     console.warn = () => {};
     try {
@@ -95,8 +110,8 @@ export async function openLitert(bytes: Uint8Array): Promise<LitertModel> {
       const results = await model.run(feeds);
       for (const f of feeds) f.delete();
       const out = results.map((r) => {
-        const data = r.toTypedArray() as ArrayLike<number>;
-        return { data: Array.from(data), shape: Array.from(r.type.layout.dimensions), dtype: r.type.dtype as string };
+        const data = r.toTypedArray() as ArrayLike<number | bigint>;
+        return { data: Array.from(data, Number), shape: Array.from(r.type.layout.dimensions), dtype: r.type.dtype as string };
       });
       for (const r of results) r.delete();
       return out;
