@@ -9,7 +9,7 @@
  * requantization, profile tflite-int8-xnnpack's), isolated and end to end.
  *
  *   npm run bench:tflite-layers -- --model <file> --data <folder> [--profile tflite-int8]
- *     [--calib-limit 16] [--limit 1] [--runtime litert|armnn]
+ *     [--calib-limit 16] [--run <quantize output folder> (that run instead of PTQ here)] [--limit 1] [--runtime litert|armnn]
  *
  * Arm NN's CpuRef takes ≈10 s per MobileNetV2 image. */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,9 +22,13 @@ import { exportTflite } from '../src/export/tflite/export.js';
 import { loadModel } from '../src/import/load.js';
 import { prepareModel } from '../src/import/prepare.js';
 import { execute, executeLayer } from '../src/npu/executor.js';
+import { withTfliteArithmetic } from '../src/npu/arithmetic.js';
 import { buildNpuPackage } from '../src/npu/package.js';
 import { quantizeTensor } from '../src/quantization/grid.js';
-import { loadProfile } from '../src/quantization/profile.js';
+import { loadProfile, type TargetProfile } from '../src/quantization/profile.js';
+import type { Model } from '../src/graph/types.js';
+import type { Preprocess } from '../src/data/preprocess.js';
+import { readRun } from './run.js';
 import { quantizeModel } from '../src/quantization/quantize.js';
 import { int8NpyInput, runArmnnJobs, tfliteInput, type ArmnnJob } from './armnn/agreement.js';
 import { openLitert } from './litert/runtime.js';
@@ -39,13 +43,14 @@ const { values: args } = parseArgs({
     limit: { type: 'string', default: '1' },
     python: { type: 'string', default: '/usr/bin/python3' },
     runtime: { type: 'string', default: 'litert' },
+    run: { type: 'string' },
   },
 });
 
 const work = mkdtempSync(join(tmpdir(), 'qf-tflite-layers-'));
 
-async function main(): Promise<void> {
-  const float = await prepareModel(loadModel(args.model!));
+/** PTQ of the model here (minmax, no GPTQ) when no run folder is given. */
+async function quantizeHere(float: Model): Promise<{ qdq: Model; profile: TargetProfile; preprocess: Preprocess }> {
   const profile = loadProfile(args.profile!);
   const r = await quantizeModel(float, await loadDataset(args.calib!), {
     profile,
@@ -55,9 +60,16 @@ async function main(): Promise<void> {
     // A model whose batch is fixed at 1 (BlazeFace's ONNX) takes one image at a time.
     batch: float.graph.inputs[0]!.shape?.[0] === 1 ? 1 : 4,
   });
-  const pkg = await buildNpuPackage(r.model, profile);
+  return { qdq: r.model, profile, preprocess: r.preprocess.spec };
+}
+
+async function main(): Promise<void> {
+  const float = await prepareModel(loadModel(args.model!));
+  const r = args.run ? readRun(args.run) : await quantizeHere(float);
+  const profile = r.profile;
+  const pkg = await buildNpuPackage(r.qdq, profile);
   // The same run requantized as XNNPACK does (float32, one rounding), whatever the profile's rounding.
-  const single = await buildNpuPackage(r.model, { ...profile, requantization: { ...profile.requantization, rounding: 'xnnpack' } });
+  const single = await buildNpuPackage(r.qdq, withTfliteArithmetic(profile, 'xnnpack'));
   const singleLayers = new Map(single.layers.map((l) => [l.name, l]));
   const names = pkg.layers.map((l) => l.output);
   const data = await loadDataset(args.data!);
@@ -66,14 +78,14 @@ async function main(): Promise<void> {
   const grid = pkg.tensors[input]!.grid;
   const shape = [1, geometry.channels, geometry.height, geometry.width];
   const ints: Int32Array[] = [];
-  for await (const b of imageBatches(data.items.slice(0, Number(args.limit)), { ...geometry, preprocess: r.preprocess.spec, batch: 1 }))
+  for await (const b of imageBatches(data.items.slice(0, Number(args.limit)), { ...geometry, preprocess: r.preprocess, batch: 1 }))
     ints.push(quantizeTensor(b.data, grid));
   const runs = ints.map((q) => execute(pkg, { [input]: q }));
   // Each layer output as the runtime computed it, int8 NHWC as the file stores it.
   const fetched: ArrayLike<number>[][] = [];
   if (args.runtime === 'armnn') {
     const file = join(work, 'model.int8.tflite');
-    writeFileSync(file, await exportTflite(r.model, profile, { npu: pkg, preprocess: r.preprocess.spec }));
+    writeFileSync(file, await exportTflite(r.qdq, profile, { npu: pkg, preprocess: r.preprocess }));
     const jobs: ArmnnJob[] = ints.map((q, k) => {
       const path = join(work, `input${k}.npy`);
       writeFileSync(path, int8NpyInput(q, shape, grid));
@@ -82,7 +94,7 @@ async function main(): Promise<void> {
     for (const run of runArmnnJobs(jobs, join(work, 'jobs.json'), args.python)) fetched.push(run.outputs.map((o) => o.data));
   } else {
     const model = await openLitert(
-      await exportTflite(r.model, profile, { npu: pkg, preprocess: r.preprocess.spec, ioType: 'uint8', probes: names }),
+      await exportTflite(r.qdq, profile, { npu: pkg, preprocess: r.preprocess, ioType: 'uint8', probes: names }),
     );
     const nhwc = [shape[0]!, shape[2]!, shape[3]!, shape[1]!];
     for (const q of ints) {

@@ -36,7 +36,6 @@ import { execute } from '../src/npu/executor.js';
 import { withTfliteArithmetic } from '../src/npu/arithmetic.js';
 import { buildNpuPackage } from '../src/npu/package.js';
 import { qdqView } from '../src/npu/qdq-view.js';
-import { readOnnxFile } from '../src/onnx/read.js';
 import { writeOnnxFile } from '../src/onnx/write.js';
 import { dequantizeTensor, quantizeTensor } from '../src/quantization/grid.js';
 import { loadProfile, tfliteKernels, type TargetProfile } from '../src/quantization/profile.js';
@@ -45,6 +44,7 @@ import { openSession, runSession } from '../src/runtime/session.js';
 import { QuantflowError } from '../src/util/errors.js';
 import { writeJsonResult } from '../src/util/fs.js';
 import { openLitert, litertVersion } from './litert/runtime.js';
+import { readRun } from './run.js';
 import {
   int8NpyInput,
   tfliteInput,
@@ -83,14 +83,7 @@ if (!args.model || !args.data) {
 
 /** The run to export: an existing quantize output folder, or PTQ here. */
 async function quantized(float: Model): Promise<{ qdq: Model; profile: TargetProfile; preprocess: Preprocess; qdqBytes: number }> {
-  if (args.qft) {
-    const path = join(args.qft, 'model.qdq.onnx');
-    const qdq = readOnnxFile(path);
-    const name = qdq.metadata['quantflow.profile'];
-    const preprocess = qdq.metadata['quantflow.preprocess'];
-    if (!name || !preprocess) throw new QuantflowError(`${path}: no profile or preprocessing recorded; quantize it again`);
-    return { qdq, profile: loadProfile(name), preprocess: JSON.parse(preprocess) as Preprocess, qdqBytes: statSync(path).size };
-  }
+  if (args.qft) return readRun(args.qft);
   const profile = loadProfile(args.profile!);
   const r = await quantizeModel(float, await loadDataset(args.calib!), { profile, calibLimit: Number(args['calib-limit']), batch: 4 });
   const path = join(work, 'model.qdq.onnx');

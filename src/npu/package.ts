@@ -8,6 +8,7 @@ import type { Graph, Model, Node, ValueInfo } from '../graph/types.js';
 import {
   quantizeMultiplier,
   quantizeMultiplierTflite,
+  xnnpackAddMultipliers,
   xnnpackConvertMultiplier,
   xnnpackScale,
   type FixedPointMultiplier,
@@ -449,12 +450,28 @@ class Lowering {
   private lowerAdd(node: Node): void {
     const [a, b] = [this.info(node, node.inputs[0]!), this.info(node, node.inputs[1]!)];
     const o = this.requantOutput(node);
+    if (this.profile.requantization.rounding === 'xnnpack') {
+      const x = xnnpackAddOrUndefined(a.grid.scale, b.grid.scale, o.grid.scale);
+      if (x) return this.emitAdd(node, a, b, o, [x.multipliers[0], x.multipliers[1]], x.shift);
+    }
     if (this.tflite) return this.lowerTfliteAdd(node, a, b, o);
     const ra = a.grid.scale / o.grid.scale;
     const rb = b.grid.scale / o.grid.scale;
     const m = this.multiplier(node, Math.max(ra, rb));
     const other = Math.round(Math.min(ra, rb) * 2 ** m.shift);
     const [ma, mb] = ra >= rb ? [m.multiplier, other] : [other, m.multiplier];
+    this.emitAdd(node, a, b, o, [ma, mb], m.shift);
+  }
+
+  /** An 'add' layer: the centred inputs times `multipliers`, rounded half up by `shift` (Sub negates b's). */
+  private emitAdd(
+    node: Node,
+    a: TensorInfo & { name: string },
+    b: TensorInfo & { name: string },
+    o: RequantOutput,
+    [ma, mb]: [number, number],
+    shift: number,
+  ): void {
     this.emit(
       {
         op: 'add',
@@ -462,7 +479,7 @@ class Lowering {
         inputs: [a.name, b.name],
         output: o.output,
         multipliers: [ma, node.opType === 'Sub' ? -mb : mb],
-        shift: m.shift,
+        shift,
         clamp: o.clamp,
       },
       broadcastShape(node, a.shape, b.shape),
@@ -671,6 +688,16 @@ class Lowering {
   private checkTableSize(node: Node, g: Grid): void {
     if (g.qmax - g.qmin + 1 > MAX_TABLE)
       throw nodeError(node, `input grid of ${g.qmax - g.qmin + 1} levels is too large for a lookup table`);
+  }
+}
+
+/** XNNPACK's ADD parameters, or undefined where XNNPACK does not take the scale ratios (TFLite's ADD runs). */
+function xnnpackAddOrUndefined(a: number, b: number, y: number): ReturnType<typeof xnnpackAddMultipliers> | undefined {
+  try {
+    return xnnpackAddMultipliers(a, b, y);
+  } catch (e) {
+    if (e instanceof RangeError) return undefined;
+    throw e;
   }
 }
 

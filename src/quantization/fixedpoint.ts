@@ -243,6 +243,22 @@ export function xnnpackConvertMultiplier(inputScale: number, outputScale: number
 }
 
 /**
+ * XNNPACK's int8 ADD: the ratios s_a/s_y and s_b/s_y in float32, shift = 20 − ⌊log2⌋ of the
+ * larger, each multiplier lrintf(ratio·2^shift); the output is the sum of the centred inputs
+ * times their multipliers, rounded half up by the shift (its bias adds 2^(shift−1) before an
+ * arithmetic shift). XNNPACK takes ratios in [1/1024, 256) only (a RangeError otherwise:
+ * TFLite's own ADD runs).
+ */
+export function xnnpackAddMultipliers(a: number, b: number, y: number): { multipliers: [number, number]; shift: number } {
+  const f = Math.fround;
+  const [ra, rb] = [f(f(a) / f(y)), f(f(b) / f(y))];
+  for (const r of [ra, rb])
+    if (!(r >= 1 / 1024 && r < 256)) throw new RangeError(`ADD scale ratio ${r} is outside XNNPACK's [1/1024, 256)`);
+  const shift = 20 - floorLog2(Math.max(ra, rb));
+  return { multipliers: [roundHalfToEven(ra * 2 ** shift), roundHalfToEven(rb * 2 ** shift)], shift };
+}
+
+/**
  * XNNPACK's fp32 requantization of an integer accumulator: float32(acc)·scale in float32,
  * rounded half to even (its magic-bias add); the zero point and clamp follow.
  */
