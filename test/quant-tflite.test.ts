@@ -7,6 +7,8 @@ import {
   requantizeFp32,
   roundingDivideByPOT,
   saturatingRoundingDoublingHighMul,
+  roundingRightShift,
+  xnnpackAddMultipliers,
   xnnpackConvertMultiplier,
   xnnpackScale,
 } from '../src/quantization/fixedpoint.js';
@@ -170,6 +172,19 @@ test('xnnpackConvertMultiplier: M = lrintf(256·s_in/s_out), shift 8; outside [1
   assert.deepEqual(xnnpackConvertMultiplier(0.0107421875, 0.0859375), { multiplier: 32, shift: 8 });
   assert.throws(() => xnnpackConvertMultiplier(1, 257), RangeError);
   assert.throws(() => xnnpackConvertMultiplier(129, 1), RangeError);
+});
+
+test('xnnpackAddMultipliers: float32 ratios, shift 20 − ⌊log2 max⌋, multipliers lrintf(ratio·2^shift); ratios outside [1/1024, 256) refused', () => {
+  // s_a/s_y = 0.5, s_b/s_y = 0.25: ⌊log2 0.5⌋ = −1, shift 21, multipliers 2^20 and 2^19
+  const x = xnnpackAddMultipliers(0.5, 0.25, 1);
+  assert.deepEqual(x, { multipliers: [2 ** 20, 2 ** 19], shift: 21 });
+  // centred 1 + 1: 0.5 + 0.25 = 0.75 → 1; 1 + (−2): 0.5 − 0.5 = 0; −1 + 0: −0.5 rounds half up to 0
+  const add = (a: number, b: number) => roundingRightShift(a * x.multipliers[0] + b * x.multipliers[1], x.shift);
+  assert.deepEqual([add(1, 1), add(1, -2), add(-1, 0)], [1, 0, 0]);
+  // 1/3 in float32 is 0.3333333432674408: shift 22, 0.3333333432674408·2^22 = 1398101.375 → 1398101
+  assert.deepEqual(xnnpackAddMultipliers(1, 1, 3), { multipliers: [1398101, 1398101], shift: 22 });
+  assert.throws(() => xnnpackAddMultipliers(1, 1, 2000), RangeError);
+  assert.throws(() => xnnpackAddMultipliers(256, 1, 1), RangeError);
 });
 
 test('tflite-int8-xnnpack profile: tflite-int8 with XNNPACK rounding; both are TFLite kernels', () => {
