@@ -85,10 +85,10 @@ export interface RequantizationSpec {
    * per input; AVERAGE_POOL_2D and MEAN with TFLite's rounded integer division), with
    * multipliers derived from the float scales as TFLite derives them. 'xnnpack': TFLite's CPU
    * path through its XNNPACK delegate (LiteRT's default): convolutions, fully connected layers
-   * and multiplications requantize in float32 (acc·scale, one rounding, ties to even), the rest
-   * as 'tflite' (XNNPACK's ADD and MEAN agree with TFLite's on the models measured; AVERAGE_POOL_2D
-   * and HARD_SWISH are not delegated). Both need multiplierBits 32, a shiftRange within
-   * [0, 62] and 8-bit activations.
+   * and multiplications requantize in float32 (acc·scale, one rounding, ties to even); ADD/SUB,
+   * int8 QUANTIZE and LOGISTIC as XNNPACK computes them; the rest as 'tflite' (AVERAGE_POOL_2D,
+   * HARD_SWISH and SOFTMAX are not delegated; XNNPACK's MEAN gave TFLite's results on the models
+   * measured). Both need multiplierBits 32, a shiftRange within [0, 62] and 8-bit activations.
    */
   rounding: Rounding;
 }
