@@ -6,7 +6,6 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import {
   argmaxLast,
-  boxIou,
   classMapAgreement,
   dequantize,
   detections,
@@ -74,11 +73,6 @@ test('classMapAgreement: pixel agreement and mean IoU of the classes present', (
   const r = classMapAgreement([0, 0, 1, 1], [0, 1, 1, 1]);
   assert.equal(r.pixels, 0.75);
   assert.ok(Math.abs(r.miou - (1 / 2 + 2 / 3) / 2) < 1e-12);
-});
-
-test('boxIou of two overlapping [ymin, xmin, ymax, xmax] boxes', () => {
-  assert.ok(Math.abs(boxIou([0, 0, 2, 2], [1, 1, 3, 3]) - 1 / 7) < 1e-12);
-  assert.equal(boxIou([0, 0, 1, 1], [2, 2, 3, 3]), 0);
 });
 
 test('matchDetections: same class, IoU ≥ 0.5, score ≥ threshold, each reference once', () => {

@@ -131,7 +131,7 @@ test('a detector exports its host tail ending in TFLite_Detection_PostProcess; r
   assert.equal(got.length, expected.length);
   got.forEach((d, i) => {
     const e = expected[i]!;
-    assert.equal(d.label, e.label);
+    assert.equal(d.cls, e.cls);
     // The re-imported model does not round its activations to the grid as the QDQ model does: a fraction of a step apart.
     assert.ok(Math.abs(d.score - e.score) < 0.01, `score ${d.score} vs ${e.score}`);
     d.box.forEach((v, k) => assert.ok(Math.abs(v - e.box[k]!) < 0.01, `box ${d.box} vs ${e.box}`));

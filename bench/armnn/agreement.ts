@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QuantflowError } from '../../src/util/errors.js';
+import { DetectAccumulator, type Detection } from '../../src/eval/metrics.js';
 
 /** An array read from a .npy file (C order). */
 export interface NpyArray {
@@ -115,26 +116,9 @@ export function classMapAgreement(a: ArrayLike<number>, b: ArrayLike<number>): {
   return { pixels: same / a.length, miou: ious.reduce((s, x) => s + x, 0) / ious.length };
 }
 
-/** One detection: box as [ymin, xmin, ymax, xmax] (TFLite_Detection_PostProcess order), class and score. */
-export interface Detection {
-  box: number[];
-  label: number;
-  score: number;
-}
-
-/** Intersection over union of two [ymin, xmin, ymax, xmax] boxes. */
-export function boxIou(a: number[], b: number[]): number {
-  const h = Math.max(0, Math.min(a[2]!, b[2]!) - Math.max(a[0]!, b[0]!));
-  const w = Math.max(0, Math.min(a[3]!, b[3]!) - Math.max(a[1]!, b[1]!));
-  const inter = h * w;
-  const area = (r: number[]) => Math.max(0, r[2]! - r[0]!) * Math.max(0, r[3]! - r[1]!);
-  const u = area(a) + area(b) - inter;
-  return u > 0 ? inter / u : 0;
-}
-
 /**
- * Detections of `test` matched to `reference` (same class, IoU ≥ `iou`, greedily by test
- * score, each reference box used once), counting only scores ≥ `threshold`.
+ * Detections of `test` matched to `reference` as `quantflow compare` matches them (same class,
+ * IoU ≥ `iou`, greedily by test score), counting only scores ≥ `threshold`.
  */
 export function matchDetections(
   test: Detection[],
@@ -142,31 +126,17 @@ export function matchDetections(
   threshold: number,
   iou = 0.5,
 ): { matched: number; test: number; reference: number } {
-  const t = test.filter((d) => d.score >= threshold).sort((x, y) => y.score - x.score);
-  const r = reference.filter((d) => d.score >= threshold);
-  const used = new Set<number>();
-  let matched = 0;
-  for (const d of t) {
-    let best = -1;
-    let bestIou = iou;
-    r.forEach((g, k) => {
-      if (used.has(k) || g.label !== d.label) return;
-      const v = boxIou(d.box, g.box);
-      if (v >= bestIou) [best, bestIou] = [k, v];
-    });
-    if (best >= 0) {
-      used.add(best);
-      matched++;
-    }
-  }
-  return { matched, test: t.length, reference: r.length };
+  const acc = new DetectAccumulator(threshold, iou);
+  acc.add(reference, test);
+  const r = acc.result();
+  return { matched: r.matched, test: r.quantizedDetections, reference: r.floatDetections };
 }
 
 /** The detections of TFLite_Detection_PostProcess's four outputs (boxes, classes, scores, count) for image 0. */
 export function detections(boxes: ArrayLike<number>, classes: ArrayLike<number>, scores: ArrayLike<number>, count: number): Detection[] {
   return Array.from({ length: count }, (_, i) => ({
-    box: Array.from({ length: 4 }, (_, j) => boxes[4 * i + j]!),
-    label: Math.round(classes[i]!),
+    box: [boxes[4 * i]!, boxes[4 * i + 1]!, boxes[4 * i + 2]!, boxes[4 * i + 3]!],
+    cls: Math.round(classes[i]!),
     score: scores[i]!,
   }));
 }
