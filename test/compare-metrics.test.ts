@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { createGraph, makeNode, attr } from '../src/graph/graph.js';
 import type { DataType, Dim, Model } from '../src/graph/types.js';
 import {
+  backgroundClass,
   boxIou,
   classMap,
   ClassifyAccumulator,
@@ -238,5 +239,20 @@ describe('task detection', () => {
       },
     );
     assert.throws(() => planTasks(m, { task: 'detect' }), /no detection outputs found .*--boxes <output> --scores <output>/);
+  });
+});
+
+describe('backgroundClass', () => {
+  it('is 1 only for 1001 scores against labels 0..999', () => {
+    assert.deepEqual(
+      [
+        backgroundClass(1001, 999),
+        backgroundClass(1001, 0),
+        backgroundClass(1001, 1000),
+        backgroundClass(1000, 5),
+        backgroundClass(1001, -1),
+      ],
+      [1, 1, 0, 0, 0],
+    );
   });
 });

@@ -20,6 +20,7 @@ import {
   ErrorAccumulator,
   SegmentAccumulator,
   argmax,
+  backgroundClass,
   classMap,
   type ClassifyFigures,
   type DenseFigures,
@@ -367,7 +368,7 @@ export async function compareModels(
         if (!s.classify) {
           if (maxLabel >= perImage)
             throw new QuantflowError(`dataset label ${maxLabel} is out of range for output '${name}' with ${perImage} classes`);
-          s.classify = new ClassifyAccumulator(perImage, perImage === 1001 && maxLabel >= 0 && maxLabel < 1000 ? 1 : 0);
+          s.classify = new ClassifyAccumulator(perImage, backgroundClass(perImage, maxLabel));
         }
         s.classify.add(a, b, itemLabels[i]);
       } else if (kind === 'segment') {

@@ -5,7 +5,7 @@ import { resolvePreprocess, type Preprocess, type PreprocessRequest } from '../d
 import type { Model } from '../graph/types.js';
 import { isQdqModel, openSession, runSession } from '../runtime/session.js';
 import { QuantflowError } from '../util/errors.js';
-import { topK } from './metrics.js';
+import { backgroundClass, topK } from './metrics.js';
 
 export interface EvalOptions {
   /** Preprocessing: a preset and/or fields; the rest is chosen from the model (`resolvePreprocess`). */
@@ -127,13 +127,10 @@ export async function evaluate(model: Model, dataset: Dataset, options: EvalOpti
   };
 }
 
-/**
- * 1 when the scores carry a leading background class (TF's 1001-way ImageNet classifiers),
- * else 0; throws when some label has no score column.
- */
+/** `backgroundClass` for the dataset's labels; throws when some label has no score column. */
 function backgroundOffset(classes: number, items: DatasetItem[]): number {
   const maxLabel = items.reduce((m, it) => Math.max(m, it.label ?? 0), 0);
-  const offset = classes === 1001 && maxLabel < 1000 ? 1 : 0;
+  const offset = backgroundClass(classes, maxLabel);
   if (maxLabel >= classes - offset)
     throw new QuantflowError(`dataset label ${maxLabel} is out of range for a model with ${classes} output classes`);
   return offset;

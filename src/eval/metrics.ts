@@ -45,6 +45,14 @@ export class ErrorAccumulator {
   }
 }
 
+/**
+ * 1 when a classifier's scores carry a leading background class (TF's 1001-way ImageNet
+ * classifiers scored against 0..999 labels), else 0; `maxLabel` is −1 without labels.
+ */
+export function backgroundClass(classes: number, maxLabel: number): number {
+  return classes === 1001 && maxLabel >= 0 && maxLabel < 1000 ? 1 : 0;
+}
+
 /** Index of the largest of `scores[from .. from + count)`, relative to `from`; the first on ties. */
 export function argmax(scores: ArrayLike<number>, from = 0, count = scores.length - from): number {
   let best = 0;
