@@ -1,8 +1,8 @@
 /**
  * Where does an exported .tflite part from quantflow's integer executor? Quantizes a model
  * (minmax, no GPTQ), exports it, runs a TFLite runtime on a few images fetching every package
- * tensor (LiteRT, the default: the file exported with every layer output as a further uint8
- * output; Arm NN's CpuRef with `--runtime armnn`: the int8 file cut at each tensor by name), and
+ * tensor (LiteRT, the default: the file exported with every layer output as a further output;
+ * Arm NN's CpuRef with `--runtime armnn`: the file cut at each tensor by name), and
  * prints per layer output: equal integers, largest |diff| (LSB) and mean diff (executor −
  * runtime) for the executor end to end; each layer run on the runtime's own inputs (the
  * disagreement a layer adds by itself); the same run lowered with XNNPACK's rounding (float32
@@ -69,8 +69,8 @@ async function main(): Promise<void> {
   const profile = r.profile;
   const pkg = await buildNpuPackage(r.qdq, profile);
   // The same run requantized as XNNPACK does (float32, one rounding), whatever the profile's rounding.
-  const single = await buildNpuPackage(r.qdq, withTfliteArithmetic(profile, 'xnnpack'));
-  const singleLayers = new Map(single.layers.map((l) => [l.name, l]));
+  const xnnpack = await buildNpuPackage(r.qdq, withTfliteArithmetic(profile, 'xnnpack'));
+  const xnnpackLayers = new Map(xnnpack.layers.map((l) => [l.name, l]));
   const names = pkg.layers.map((l) => l.output);
   const data = await loadDataset(args.data!);
   const geometry = imageInputGeometry(float);
@@ -93,17 +93,15 @@ async function main(): Promise<void> {
     });
     for (const run of runArmnnJobs(jobs, join(work, 'jobs.json'), args.python)) fetched.push(run.outputs.map((o) => o.data));
   } else {
-    const model = await openLitert(
-      await exportTflite(r.qdq, profile, { npu: pkg, preprocess: r.preprocess, ioType: 'uint8', probes: names }),
-    );
+    const model = await openLitert(await exportTflite(r.qdq, profile, { npu: pkg, preprocess: r.preprocess, probes: names }));
     const nhwc = [shape[0]!, shape[2]!, shape[3]!, shape[1]!];
     for (const q of ints) {
-      const out = await model.run([{ data: tfliteInput(q, shape, grid, 'uint8'), shape: nhwc, dtype: 'uint8' }]);
-      fetched.push(out.slice(out.length - names.length).map((o) => Array.from(o.data, (v) => v - 128)));
+      const out = await model.run([{ data: tfliteInput(q, shape, grid), shape: nhwc, dtype: 'int8' }]);
+      fetched.push(out.slice(out.length - names.length).map((o) => o.data));
     }
     model.delete();
   }
-  const mixedRuns = runs.map((run) => execute(single, { [input]: run.tensors.get(input)! }));
+  const xnnpackRuns = ints.map((q) => execute(xnnpack, { [input]: q }));
   for (let k = 0; k < ints.length; k++) {
     // The runtime's tensors in package layout and integers: each layer is then run on the runtime's own inputs.
     const theirs = new Map<string, Int32Array>([[input, runs[k]!.tensors.get(input)!]]);
@@ -129,20 +127,20 @@ async function main(): Promise<void> {
         ).output,
         want,
       );
-      const twin = singleLayers.get(l.name);
+      const twin = xnnpackLayers.get(l.name);
       const rounded =
         twin && twin.output === l.output
           ? stats(
               executeLayer(
-                single,
+                xnnpack,
                 twin,
                 twin.inputs.map((i) => theirs.get(i)!),
               ).output,
               want,
             )
           : '';
-      const mixedChained = stats(mixedRuns[k]!.tensors.get(l.output)!, want);
-      console.log(`${l.op.padEnd(14)} ${l.output.slice(0, 58).padEnd(58)} ${chained}   ${isolated}   ${rounded}   ${mixedChained}`);
+      const xnnpackChained = stats(xnnpackRuns[k]!.tensors.get(l.output)!, want);
+      console.log(`${l.op.padEnd(14)} ${l.output.slice(0, 58).padEnd(58)} ${chained}   ${isolated}   ${rounded}   ${xnnpackChained}`);
     }
   }
 }

@@ -24,6 +24,7 @@ import { importTflite, METADATA } from '../src/import/tflite/import.js';
 import { readTfliteModel } from '../src/import/tflite/schema.js';
 import { execute } from '../src/npu/executor.js';
 import { buildNpuPackage } from '../src/npu/package.js';
+import { integerDifferences } from '../src/npu/verify.js';
 import { qdqView } from '../src/npu/qdq-view.js';
 import type { NpuPackage } from '../src/npu/types.js';
 import { dequantizeTensor, quantizeTensor } from '../src/quantization/grid.js';
@@ -283,23 +284,10 @@ test('each operator as TFLite: Arm NN (CpuRef) within 1 LSB of the integer execu
     const { pkg, bytes } = runs[k]!;
     const ops = builtinsOf(bytes);
     for (const op of c.ops) assert.ok(ops.includes(op), `${c.name}: ${op} missing from [${ops}]`);
-    const exec = execute(pkg, { [pkg.inputs[0]!]: inputs[k]!.q });
-    const outName = pkg.outputs[0]!;
-    const info = pkg.tensors[outName]!;
-    let expected = Array.from(
-      info.shape.length === 4 ? nchwToNhwc(exec.tensors.get(outName)!, info.shape) : exec.tensors.get(outName)!,
-      (v) => (info.grid.qmin === 0 ? v - 128 : v),
-    );
-    if (c.softmax) {
-      const zp = info.grid.qmin === 0 ? info.grid.zeroPoint - 128 : info.grid.zeroPoint;
-      const e = expected.map((q) => Math.exp((q - zp) * info.grid.scale));
-      const sum = e.reduce((a, b) => a + b, 0);
-      expected = e.map((v) => Math.min(127, Math.round((v / sum) * 256) - 128));
-    }
+    const expected = executorOutput(c, pkg, inputs[k]!.q);
     const got = results[k]!.outputs[0]!.data;
     assert.equal(got.length, expected.length, c.name);
-    let worst = 0;
-    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - expected[i]!));
+    const worst = integerDifferences(got, expected).max;
     assert.ok(worst <= (c.lsb ?? 1), `${c.name}: Arm NN differs from the executor by ${worst} LSB`);
   });
 });
@@ -307,39 +295,35 @@ test('each operator as TFLite: Arm NN (CpuRef) within 1 LSB of the integer execu
 test('each operator as TFLite: LiteRT (XNNPACK) computes what the executor computes with profile rounding xnnpack', async () => {
   const failures: string[] = [];
   for (const [k, c] of cases.entries()) {
-    const p = withTfliteArithmetic(c.profile ? loadProfile(c.profile) : profile, 'xnnpack');
-    const shape = c.model.graph.inputs[0]!.shape!.map((d) => (typeof d === 'number' ? d : 4)) as number[];
-    const { qdq } = await minMaxQdq(c.model, p, floatTensor(shape, randomFloats(sizeOf(shape), 42)));
-    const pkg = await buildNpuPackage(qdq, p);
-    const model = await openLitert(await exportTflite(qdq, p, { npu: pkg, ioType: 'uint8' }));
+    const { pkg, bytes } = await exportCase(c, withTfliteArithmetic(c.profile ? loadProfile(c.profile) : profile, 'xnnpack'));
+    const model = await openLitert(bytes);
     const input = inputsFor(pkg, 7 + k);
-    const [out] = await model.run([{ data: input.int8.map((v) => v + 128), shape: input.shape, dtype: 'uint8' }]);
+    const [out] = await model.run([{ data: input.int8, shape: input.shape, dtype: 'int8' }]);
     model.delete();
-    const outName = pkg.outputs[0]!;
-    const info = pkg.tensors[outName]!;
-    let expected = Array.from(
-      info.shape.length === 4
-        ? nchwToNhwc(execute(pkg, { [pkg.inputs[0]!]: input.q }).tensors.get(outName)!, info.shape)
-        : execute(pkg, { [pkg.inputs[0]!]: input.q }).tensors.get(outName)!,
-      (v) => (info.grid.qmin === 0 ? v : v + 128),
-    );
-    let tolerance = 0;
-    if (c.softmax) {
-      // TFLite's int8 SOFTMAX (not delegated) works from a float exp table: within a step of the float softmax.
-      const zp = info.grid.qmin === 0 ? info.grid.zeroPoint : info.grid.zeroPoint + 128;
-      const e = expected.map((q) => Math.exp((q - zp) * info.grid.scale));
-      const sum = e.reduce((a, b) => a + b, 0);
-      expected = e.map((v) => Math.min(255, Math.round((v / sum) * 256)));
-      tolerance = 1;
-    }
-    const got = out!.data;
-    assert.equal(got.length, expected.length, c.name);
-    let worst = 0;
-    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - expected[i]!));
-    if (worst > tolerance) failures.push(`${c.name}: LiteRT differs from the executor by ${worst} LSB`);
+    const expected = executorOutput(c, pkg, input.q);
+    assert.equal(out!.data.length, expected.length, c.name);
+    // TFLite's int8 SOFTMAX (not delegated) works from a float exp table: within a step of the float softmax.
+    const worst = integerDifferences(out!.data, expected).max;
+    if (worst > (c.softmax ? 1 : 0)) failures.push(`${c.name}: LiteRT differs from the executor by ${worst} LSB`);
   }
   assert.deepEqual(failures, []);
 });
+
+/**
+ * The executor's output of case `c` as the exported file returns it: NHWC int8; for a softmax
+ * case, the float softmax of the executor's logits on TFLite's fixed grid 1/256, −128.
+ */
+function executorOutput(c: Case, pkg: NpuPackage, q: Int32Array): number[] {
+  const outName = pkg.outputs[0]!;
+  const info = pkg.tensors[outName]!;
+  const out = execute(pkg, { [pkg.inputs[0]!]: q }).tensors.get(outName)!;
+  const expected = Array.from(info.shape.length === 4 ? nchwToNhwc(out, info.shape) : out, (v) => (info.grid.qmin === 0 ? v - 128 : v));
+  if (!c.softmax) return expected;
+  const zp = info.grid.qmin === 0 ? info.grid.zeroPoint - 128 : info.grid.zeroPoint;
+  const e = expected.map((v) => Math.exp((v - zp) * info.grid.scale));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => Math.min(127, Math.round((v / sum) * 256) - 128));
+}
 
 test(
   "a segmenter's graph (dilated DEPTHWISE_CONV_2D, float RESIZE_BILINEAR, ARG_MAX): Arm NN, cut before ARG_MAX, matches the QDQ model",

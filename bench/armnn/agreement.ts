@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QuantflowError } from '../../src/util/errors.js';
 import { DetectAccumulator, type Detection } from '../../src/eval/metrics.js';
+import { toNhwc } from '../../src/export/tflite/layout.js';
 
 /** An array read from a .npy file (C order). */
 export interface NpyArray {
@@ -64,12 +65,8 @@ export function dequantize(values: Float64Array, scale: number, zeroPoint: numbe
 }
 
 /** An NCHW array in NHWC order, so quantflow's 4-D outputs line up with TFLite's. */
-export function nchwToNhwc(values: ArrayLike<number>, [n, c, h, w]: number[]): Float64Array {
-  const out = new Float64Array(n! * c! * h! * w!);
-  for (let b = 0; b < n!; b++)
-    for (let ch = 0; ch < c!; ch++)
-      for (let p = 0; p < h! * w!; p++) out[(b * h! * w! + p) * c! + ch] = values[(b * c! + ch) * h! * w! + p]!;
-  return out;
+export function nchwToNhwc(values: ArrayLike<number>, shape: number[]): Float64Array {
+  return toNhwc(values, shape, new Float64Array(shape.reduce((a, b) => a * b, 1)));
 }
 
 /** Index of the largest value along the last axis of rows of `size`; ties go to the first, as TFLite's ARG_MAX. */

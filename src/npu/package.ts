@@ -6,6 +6,7 @@ import { toFloat32 } from '../graph/tensor.js';
 import { SHAPE_ONLY_OPS, type OpType } from '../graph/ops.js';
 import type { Graph, Model, Node, ValueInfo } from '../graph/types.js';
 import {
+  ifXnnpackTakes,
   quantizeMultiplier,
   quantizeMultiplierTflite,
   xnnpackAddMultipliers,
@@ -314,7 +315,7 @@ class Lowering {
     const [lo, hi] = this.profile.requantization.shiftRange;
     // Below 2^−33 every int32 accumulator requantizes to 0 (a channel of zero weights).
     if (m.multiplier * 2 ** -m.shift < 2 ** -33) return { multiplier: 0, shift: 0 };
-    if (m.multiplier && (m.shift < lo || m.shift > hi))
+    if (m.shift < lo || m.shift > hi)
       throw nodeError(node, `requantization scale ${(sa * sb) / sy} has no float32 form within the target's shift range [${lo}, ${hi}]`);
     return m;
   }
@@ -451,7 +452,7 @@ class Lowering {
     const [a, b] = [this.info(node, node.inputs[0]!), this.info(node, node.inputs[1]!)];
     const o = this.requantOutput(node);
     if (this.profile.requantization.rounding === 'xnnpack') {
-      const x = xnnpackAddOrUndefined(a.grid.scale, b.grid.scale, o.grid.scale);
+      const x = ifXnnpackTakes(() => xnnpackAddMultipliers(a.grid.scale, b.grid.scale, o.grid.scale));
       if (x) return this.emitAdd(node, a, b, o, [x.multipliers[0], x.multipliers[1]], x.shift);
     }
     if (this.tflite) return this.lowerTfliteAdd(node, a, b, o);
@@ -688,16 +689,6 @@ class Lowering {
   private checkTableSize(node: Node, g: Grid): void {
     if (g.qmax - g.qmin + 1 > MAX_TABLE)
       throw nodeError(node, `input grid of ${g.qmax - g.qmin + 1} levels is too large for a lookup table`);
-  }
-}
-
-/** XNNPACK's ADD parameters, or undefined where XNNPACK does not take the scale ratios (TFLite's ADD runs). */
-function xnnpackAddOrUndefined(a: number, b: number, y: number): ReturnType<typeof xnnpackAddMultipliers> | undefined {
-  try {
-    return xnnpackAddMultipliers(a, b, y);
-  } catch (e) {
-    if (e instanceof RangeError) return undefined;
-    throw e;
   }
 }
 

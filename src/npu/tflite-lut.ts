@@ -8,13 +8,13 @@
  * below works on q − z (input) and adds z (output), so the move changes nothing.
  */
 import {
+  ifXnnpackTakes,
   multiplyByQuantizedMultiplier,
   multiplyByQuantizedMultiplierTflite,
   quantizeMultiplierTflite,
   roundHalfToEven,
   roundingDivideByPOT,
   xnnpackConvertMultiplier,
-  type FixedPointMultiplier,
 } from '../quantization/fixedpoint.js';
 import type { Grid } from '../quantization/grid.js';
 import type { TableRequest } from './lut.js';
@@ -179,7 +179,7 @@ export function tfliteRegridTable(inGrid: Grid, outGrid: Grid, rounding: 'tflite
   const same = inGrid.scale === outGrid.scale && inGrid.zeroPoint - offset(inGrid) === outGrid.zeroPoint - offset(outGrid);
   let rescale = (x: number) => x;
   if (!same) {
-    const xnnpack = rounding === 'xnnpack' ? xnnpackConvertOrUndefined(inGrid.scale, outGrid.scale) : undefined;
+    const xnnpack = rounding === 'xnnpack' ? ifXnnpackTakes(() => xnnpackConvertMultiplier(inGrid.scale, outGrid.scale)) : undefined;
     const m = xnnpack ?? quantizeMultiplierTflite(inGrid.scale / outGrid.scale);
     rescale = xnnpack
       ? (x) => multiplyByQuantizedMultiplier(x, m.multiplier, m.shift)
@@ -191,15 +191,6 @@ export function tfliteRegridTable(inGrid: Grid, outGrid: Grid, rounding: 'tflite
     table[i] = Math.min(outGrid.qmax, Math.max(outGrid.qmin, q));
   }
   return table;
-}
-
-function xnnpackConvertOrUndefined(inputScale: number, outputScale: number): FixedPointMultiplier | undefined {
-  try {
-    return xnnpackConvertMultiplier(inputScale, outputScale);
-  } catch (e) {
-    if (e instanceof RangeError) return undefined;
-    throw e;
-  }
 }
 
 /** std::round: ties away from zero. */

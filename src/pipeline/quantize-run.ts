@@ -521,7 +521,9 @@ export async function runQuantize(options: QuantizeRunOptions): Promise<Quantize
     if (!(e instanceof QuantflowError)) throw e;
     npuProblem = e.message;
   }
-  const unbounded = npu?.layers.filter((l) => accumulatorBound(l, npu.tensors) >= 2 ** (profile.accumulatorBits - 1)) ?? [];
+  // Only TFLite profiles lower such layers (the others refuse them while building the package).
+  const unbounded =
+    npu && tfliteKernels(profile) ? npu.layers.filter((l) => accumulatorBound(l, npu.tensors) >= 2 ** (profile.accumulatorBits - 1)) : [];
   const accumulatorWarning = unbounded.length
     ? `${unbounded.length} layer(s) (${unbounded[0]!.name}${unbounded.length > 1 ? ', …' : ''}) could reach an accumulator beyond ${profile.accumulatorBits} bits on worst-case inputs; TFLite's kernels do not check that bound either (quantflow verify reports the largest one reached)`
     : undefined;

@@ -243,6 +243,19 @@ export function xnnpackConvertMultiplier(inputScale: number, outputScale: number
 }
 
 /**
+ * XNNPACK's parameters from `params`, or undefined where it refuses them with a RangeError:
+ * the TFLite delegate then leaves the op to TFLite's own kernel.
+ */
+export function ifXnnpackTakes<T>(params: () => T): T | undefined {
+  try {
+    return params();
+  } catch (e) {
+    if (e instanceof RangeError) return undefined;
+    throw e;
+  }
+}
+
+/**
  * XNNPACK's int8 ADD: the ratios s_a/s_y and s_b/s_y in float32, shift = 20 − ⌊log2⌋ of the
  * larger, each multiplier lrintf(ratio·2^shift); the output is the sum of the centred inputs
  * times their multipliers, rounded half up by the shift (its bias adds 2^(shift−1) before an
